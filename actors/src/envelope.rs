@@ -1,0 +1,119 @@
+//! Wire → actor conversion: the one place where `send` frames and `POST /api/send` bodies are
+//! validated and turned into an [`Envelope`] for the router.
+
+use agent_bridge_protocol::frames::Send;
+use agent_bridge_protocol::http::SendRequest;
+use agent_bridge_protocol::ids::{validate_msg_type, validate_room, Recipient};
+use agent_bridge_protocol::ProtocolError;
+
+use crate::router::{Envelope, Target, Transport};
+
+/// The longest correlation id or idempotency key accepted.
+const MAX_KEY_LEN: usize = 256;
+
+fn target(to: Option<&str>, room: Option<&str>) -> Result<Target, ProtocolError> {
+    match (to, room) {
+        (Some(_), Some(_)) => Err(ProtocolError::InvalidValue {
+            field: "to",
+            reason: "give either \"to\" or \"room\", not both".into(),
+        }),
+        (None, None) => Err(ProtocolError::InvalidValue { field: "to", reason: "\"to\" or \"room\" is required".into() }),
+        (None, Some(room)) => {
+            validate_room(room)?;
+            Ok(Target::Room(room.to_owned()))
+        }
+        (Some(to), None) => Ok(match Recipient::parse(to)? {
+            Recipient::Client(c) => Target::Client(c.to_owned()),
+            Recipient::Broadcast => Target::Broadcast,
+            Recipient::Pool(p) => Target::Pool(p.to_owned()),
+        }),
+    }
+}
+
+fn check_key(field: &'static str, value: Option<&String>) -> Result<(), ProtocolError> {
+    match value {
+        Some(v) if v.is_empty() || v.len() > MAX_KEY_LEN => {
+            Err(ProtocolError::InvalidValue { field, reason: format!("must be 1 to {MAX_KEY_LEN} bytes") })
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Envelope {
+    /// Validates a `send` frame from `from` (the session's bound identity).
+    pub fn from_frame(frame: Send, from: &str) -> Result<Self, ProtocolError> {
+        let target = target(frame.to.as_deref(), frame.room.as_deref())?;
+        validate_msg_type(&frame.msg_type)?;
+        check_key("correlation_id", frame.correlation_id.as_ref())?;
+        check_key("idempotency_key", frame.idempotency_key.as_ref())?;
+        Ok(Envelope {
+            from: from.to_owned(),
+            target,
+            msg_type: frame.msg_type,
+            payload: frame.payload,
+            priority: frame.priority,
+            ttl: frame.ttl,
+            require_ack: frame.require_ack,
+            correlation_id: frame.correlation_id,
+            idempotency_key: frame.idempotency_key,
+            persist: frame.persist,
+            transport: Transport::WebSocket,
+        })
+    }
+
+    /// Validates a `POST /api/send` body from `from` (the request's bound identity).
+    pub fn from_http(req: SendRequest, from: &str) -> Result<Self, ProtocolError> {
+        let target = target(req.to.as_deref(), req.room.as_deref())?;
+        validate_msg_type(&req.msg_type)?;
+        check_key("correlation_id", req.correlation_id.as_ref())?;
+        check_key("idempotency_key", req.idempotency_key.as_ref())?;
+        Ok(Envelope {
+            from: from.to_owned(),
+            target,
+            msg_type: req.msg_type,
+            payload: req.payload,
+            priority: req.priority,
+            ttl: req.ttl,
+            require_ack: req.require_ack,
+            correlation_id: req.correlation_id,
+            idempotency_key: req.idempotency_key,
+            persist: req.persist,
+            transport: Transport::Http,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_bridge_protocol::ClientFrame;
+
+    fn send(json: &str) -> Send {
+        match ClientFrame::from_json(json, 1 << 20) {
+            Ok(ClientFrame::Send(s)) => s,
+            other => panic!("not a send frame: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn targets() {
+        let e = Envelope::from_frame(send(r#"{"type":"send","to":"b","msg_type":"t","payload":1}"#), "a").expect("ok");
+        assert_eq!(e.target, Target::Client("b".into()));
+        let e = Envelope::from_frame(send(r#"{"type":"send","to":"all","msg_type":"t","payload":1}"#), "a").expect("ok");
+        assert_eq!(e.target, Target::Broadcast);
+        let e = Envelope::from_frame(send(r#"{"type":"send","room":"lab/x","msg_type":"t","payload":1}"#), "a").expect("ok");
+        assert_eq!(e.target, Target::Room("lab/x".into()));
+    }
+
+    #[test]
+    fn rejects() {
+        for (json, code) in [
+            (r#"{"type":"send","msg_type":"t","payload":1}"#, "bad_frame"),
+            (r#"{"type":"send","to":"a","room":"r","msg_type":"t","payload":1}"#, "bad_frame"),
+            (r#"{"type":"send","to":"bad id","msg_type":"t","payload":1}"#, "invalid_recipient"),
+            (r#"{"type":"send","to":"b","msg_type":"","payload":1}"#, "bad_frame"),
+        ] {
+            assert_eq!(Envelope::from_frame(send(json), "a").map(|_| ()).map_err(|e| e.code()), Err(code), "{json}");
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! `Session`: one actor per WebSocket connection, and all of the WebSocket glue (actix-web-actors).
+//!
+//! Owns: the socket, the client's type filter, its heartbeat clock and the seq it has seen. Receives
+//! frames from the socket and [`Deliver`] from its router shard. Supervised as a temporary child of
+//! the `sessions` group: a panic in a handler sends an `error` frame (`internal`) and closes the
+//! socket with 1011; the client reconnects and resumes by `seq`, and nothing else is touched.
+//!
+//! actix-web-actors is deprecated upstream in favour of actix-ws; this module is the only one that
+//! uses it, so moving is local.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_http::ws::Item;
+use actix_web_actors::ws::{self, CloseCode, CloseReason};
+use agent_bridge_protocol::frames::{
+    CallResult, ConnectionConfirmed, ErrorBody, ErrorFrame, Sent, ServerInfo,
+};
+use agent_bridge_protocol::{ClientFrame, ProtocolError, ServerFrame, Timestamp};
+use tracing::{debug, info_span, warn, Span};
+
+use crate::metrics::metrics;
+use crate::router::{
+    Acked, Backlog, CatchUp, Connect, Deliver, Disconnect, Envelope, RouteError, Router, RouterHandle, SessionLink,
+    Transport,
+};
+use crate::supervisor::{contain, ChildHandle, ChildSpec, Failure, Fault, Intensity, RestartPolicy, Tree};
+
+/// Session settings, shared by all sessions.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Frames above this get a `too_large` error frame; the session stays open.
+    pub max_frame_bytes: usize,
+    /// Frames above this close the socket with 1009 (the codec refuses to buffer them).
+    pub hard_frame_bytes: usize,
+    /// Server ping interval.
+    pub heartbeat_interval: Duration,
+    /// Silence allowed after a missed ping before the session is closed.
+    pub heartbeat_timeout: Duration,
+    /// Frames queued for one session before it is fed from the store instead.
+    pub queue_limit: usize,
+    /// Sends awaiting their `sent` reply before the session answers `rate_limited`.
+    pub max_in_flight: usize,
+    pub server_name: String,
+    pub version: String,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            max_frame_bytes: agent_bridge_protocol::DEFAULT_MAX_FRAME_BYTES,
+            hard_frame_bytes: 4 * agent_bridge_protocol::DEFAULT_MAX_FRAME_BYTES,
+            heartbeat_interval: Duration::from_secs(30),
+            heartbeat_timeout: Duration::from_secs(10),
+            queue_limit: 4096,
+            max_in_flight: 10_000,
+            server_name: "agent-bridge".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// How a session encodes its frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    Bincode,
+}
+
+/// Everything a new session needs, resolved by the HTTP layer.
+pub struct SessionParams {
+    pub client_id: String,
+    pub since: Option<u64>,
+    pub types: Option<HashSet<String>>,
+    pub encoding: Encoding,
+}
+
+/// Shared dependencies of all sessions.
+#[derive(Clone)]
+pub struct SessionDeps {
+    pub router: RouterHandle,
+    pub tree: Arc<Tree>,
+    pub config: Arc<SessionConfig>,
+}
+
+/// The name of the supervision group sessions belong to.
+pub const SESSIONS_GROUP: &str = "sessions";
+
+/// Upgrades the request and starts a session actor on the current worker.
+pub fn start(req: &HttpRequest, stream: web::Payload, params: SessionParams, deps: &SessionDeps) -> Result<HttpResponse, actix_web::Error> {
+    let session = Session::new(params, deps);
+    ws::WsResponseBuilder::new(session, req, stream).frame_size(deps.config.hard_frame_bytes).start()
+}
+
+/// A fragmented message being reassembled.
+struct Fragments {
+    text: bool,
+    buf: Vec<u8>,
+}
+
+/// One WebSocket connection.
+pub struct Session {
+    /// The bound client id.
+    client_id: String,
+    /// Unique per connection.
+    session_id: String,
+    /// All router shards (sends go to the recipient's shard).
+    router: RouterHandle,
+    /// This client's shard (registration, catch-up, acks).
+    shard: Addr<Router>,
+    /// Supervision link (temporary child).
+    child: ChildHandle,
+    /// The bounded outbound queue shared with the shard.
+    backlog: Arc<Backlog>,
+    /// Settings.
+    config: Arc<SessionConfig>,
+    /// Message types this session wants; `None` = all.
+    filter: Option<HashSet<String>>,
+    /// Last time anything arrived from the client.
+    last_heard: Instant,
+    /// Highest stored inbox seq handed to this session.
+    last_seq: u64,
+    /// `since` from the query string.
+    since: Option<u64>,
+    encoding: Encoding,
+    /// Fragmented frame in progress.
+    fragments: Option<Fragments>,
+    /// Sends routed but not yet answered.
+    in_flight: usize,
+    /// The connection's tracing span.
+    span: Span,
+}
+
+impl Session {
+    pub const NAME: &'static str = "session";
+
+    fn new(params: SessionParams, deps: &SessionDeps) -> Self {
+        let session_id = uuid::Uuid::now_v7().simple().to_string();
+        let child = deps.tree.register(ChildSpec {
+            name: format!("session:{}:{}", params.client_id, session_id),
+            kind: Session::NAME,
+            parent: SESSIONS_GROUP.into(),
+            policy: RestartPolicy::Temporary,
+            intensity: Intensity::default(),
+            critical: false,
+        });
+        let span = info_span!("ws_session", client_id = %params.client_id, session_id = %session_id);
+        Session {
+            shard: deps.router.shard(&params.client_id).clone(),
+            client_id: params.client_id,
+            session_id,
+            router: deps.router.clone(),
+            child,
+            backlog: Backlog::new(deps.config.queue_limit),
+            config: Arc::clone(&deps.config),
+            filter: params.types,
+            last_heard: Instant::now(),
+            last_seq: 0,
+            since: params.since,
+            encoding: params.encoding,
+            fragments: None,
+            in_flight: 0,
+            span,
+        }
+    }
+
+    fn write(&self, frame: &ServerFrame, ctx: &mut ws::WebsocketContext<Self>) {
+        match self.encoding {
+            Encoding::Json => ctx.text(frame.to_json()),
+            Encoding::Bincode => ctx.binary(frame.to_bincode()),
+        }
+    }
+
+    fn reject(&self, e: &ProtocolError, r#ref: Option<String>, ctx: &mut ws::WebsocketContext<Self>) {
+        metrics().rejected.with_label_values(&[e.code()]).inc();
+        let _enter = self.span.enter();
+        debug!(code = e.code(), error = %e, "frame rejected");
+        self.write(&ServerFrame::Error(ErrorFrame::from_protocol(e, r#ref)), ctx);
+    }
+
+    fn fail(&mut self, failure: &Failure, ctx: &mut ws::WebsocketContext<Self>) {
+        self.child.failed(failure);
+        self.write(&ServerFrame::error("internal", format!("session failed: {}; reconnect and resume", failure.reason), None), ctx);
+        ctx.close(Some(CloseReason { code: CloseCode::Error, description: Some("internal error".into()) }));
+        ctx.stop();
+    }
+
+    /// Decodes and dispatches one complete data frame.
+    fn on_data(&mut self, text: bool, bytes: &[u8], ctx: &mut ws::WebsocketContext<Self>) {
+        let limit = self.config.max_frame_bytes;
+        if bytes.len() > limit {
+            let r#ref = if text { std::str::from_utf8(bytes).ok().and_then(agent_bridge_protocol::frames::extract_ref) } else { None };
+            return self.reject(&ProtocolError::TooLarge { size: bytes.len(), limit }, r#ref, ctx);
+        }
+        let decoded = if text {
+            match std::str::from_utf8(bytes) {
+                Ok(s) => ClientFrame::from_json(s, limit).map_err(|e| (e, agent_bridge_protocol::frames::extract_ref(s))),
+                Err(e) => Err((ProtocolError::Malformed { detail: e.to_string() }, None)),
+            }
+        } else if self.encoding == Encoding::Bincode {
+            ClientFrame::from_bincode(bytes, limit).map_err(|e| (e, None))
+        } else {
+            Err((ProtocolError::Malformed { detail: "binary frames need ?encoding=bincode".into() }, None))
+        };
+        match decoded {
+            Ok(frame) => self.on_frame(frame, ctx),
+            Err((e, r#ref)) => self.reject(&e, r#ref, ctx),
+        }
+    }
+
+    fn on_frame(&mut self, frame: ClientFrame, ctx: &mut ws::WebsocketContext<Self>) {
+        match frame {
+            ClientFrame::Send(send) => {
+                let r#ref = send.r#ref.clone();
+                match Envelope::from_frame(send, &self.client_id) {
+                    Ok(env) => self.route(env, r#ref, ctx),
+                    Err(e) => self.reject(&e, r#ref, ctx),
+                }
+            }
+            ClientFrame::Ack(ack) => {
+                self.shard.do_send(Acked { client_id: self.client_id.clone(), message_ids: vec![ack.message_id] })
+            }
+            ClientFrame::Nack(nack) => {
+                let _enter = self.span.enter();
+                debug!(msg_id = %nack.message_id, reason = ?nack.reason, "nack");
+            }
+            ClientFrame::Ping(_) => self.write(&ServerFrame::pong(), ctx),
+            ClientFrame::Pong(_) => {}
+            ClientFrame::Subscribe(sub) => {
+                self.filter = if sub.types.is_empty() { None } else { Some(sub.types.into_iter().collect()) };
+            }
+            ClientFrame::Join(_) | ClientFrame::Leave(_) => {
+                self.write(&ServerFrame::error("not_supported", "rooms are not available on this server yet", None), ctx)
+            }
+            ClientFrame::Call(call) => self.write(
+                &ServerFrame::Result(CallResult {
+                    r#ref: call.r#ref,
+                    ok: false,
+                    result: None,
+                    error: Some(ErrorBody { code: "unknown_method".into(), error: format!("unknown method {:?}", call.method) }),
+                }),
+                ctx,
+            ),
+        }
+    }
+
+    fn route(&mut self, env: Envelope, r#ref: Option<String>, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.in_flight >= self.config.max_in_flight {
+            metrics().rejected.with_label_values(&["rate_limited"]).inc();
+            let err = format!("more than {} sends awaiting their reply; wait for `sent` replies", self.config.max_in_flight);
+            return self.write(&ServerFrame::error("rate_limited", err, r#ref), ctx);
+        }
+        self.in_flight += 1;
+        let router = self.router.clone();
+        let fut = async move { router.route(env).await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.in_flight -= 1;
+            let frame = match res {
+                Ok(r) => ServerFrame::Sent(Sent {
+                    r#ref,
+                    message_id: r.message_id,
+                    seq: r.seq,
+                    status: r.status,
+                    recipients: r.recipients,
+                }),
+                Err(e) => route_error_frame(&e, r#ref),
+            };
+            act.write(&frame, ctx);
+        }));
+    }
+
+    fn on_deliver(&mut self, msg: Deliver, ctx: &mut ws::WebsocketContext<Self>) {
+        let out = msg.0;
+        let wake = self.backlog.delivered();
+        if out.persisted {
+            self.last_seq = self.last_seq.max(out.message.seq);
+        }
+        let wanted = self.filter.as_ref().is_none_or(|f| f.contains(&out.message.msg_type));
+        if wanted {
+            match self.encoding {
+                Encoding::Json => ctx.text(out.json.clone()),
+                Encoding::Bincode => ctx.binary(
+                    ServerFrame::Message(agent_bridge_protocol::frames::Delivery { message: out.message.clone() }).to_bincode(),
+                ),
+            }
+        } else {
+            metrics().dropped.with_label_values(&["filtered"]).inc();
+        }
+        if wake {
+            self.shard.do_send(CatchUp {
+                client_id: self.client_id.clone(),
+                session_id: self.session_id.clone(),
+                after: self.last_seq,
+            });
+        }
+    }
+
+    fn heartbeat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let silent = self.last_heard.elapsed();
+        if silent > self.config.heartbeat_interval + self.config.heartbeat_timeout {
+            let _enter = self.span.enter();
+            warn!(silent_s = silent.as_secs_f64(), "heartbeat missed; closing session");
+            ctx.close(Some(CloseReason { code: CloseCode::Away, description: Some("heartbeat timeout".into()) }));
+            ctx.stop();
+            return;
+        }
+        ctx.ping(b"");
+    }
+}
+
+fn route_error_frame(e: &RouteError, r#ref: Option<String>) -> ServerFrame {
+    metrics().rejected.with_label_values(&[e.code()]).inc();
+    ServerFrame::error(e.code(), e.to_string(), r#ref)
+}
+
+impl Actor for Session {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.child.set_fault_target(ctx.address().recipient());
+        let link = SessionLink {
+            session_id: self.session_id.clone(),
+            deliver: ctx.address().recipient(),
+            backlog: Arc::clone(&self.backlog),
+            transport: Transport::WebSocket,
+        };
+        let connect = Connect { client_id: self.client_id.clone(), link, since: self.since };
+        // Wait for registration (and the replay it queues) before handling anything else, so that
+        // `connection_confirmed` is the first frame and replayed messages precede live ones.
+        ctx.wait(self.shard.send(connect).into_actor(self).map(|res, act, ctx| match res {
+            Ok(Ok(connected)) => {
+                act.last_seq = connected.resumed_from;
+                let confirmed = ServerFrame::ConnectionConfirmed(ConnectionConfirmed {
+                    client_id: act.client_id.clone(),
+                    session_id: act.session_id.clone(),
+                    server: ServerInfo { name: act.config.server_name.clone(), version: act.config.version.clone() },
+                    timestamp: Timestamp::now(),
+                    heartbeat_s: act.config.heartbeat_interval.as_secs(),
+                    resumed_from: act.since.map(|_| connected.resumed_from),
+                });
+                act.write(&confirmed, ctx);
+                let _enter = act.span.enter();
+                debug!(replayed = connected.replayed, resumed_from = connected.resumed_from, "session connected");
+            }
+            Ok(Err(e)) => {
+                act.write(&route_error_frame(&e, None), ctx);
+                ctx.close(Some(CloseReason { code: CloseCode::Again, description: Some("registration failed".into()) }));
+                ctx.stop();
+            }
+            Err(e) => {
+                act.write(&ServerFrame::error("unavailable", format!("router unavailable: {e}"), None), ctx);
+                ctx.close(Some(CloseReason { code: CloseCode::Again, description: Some("router unavailable".into()) }));
+                ctx.stop();
+            }
+        }));
+        let interval = self.config.heartbeat_interval;
+        ctx.run_interval(interval, |act, ctx| act.heartbeat(ctx));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.shard.do_send(Disconnect { client_id: self.client_id.clone(), session_id: self.session_id.clone() });
+        self.child.stopped();
+        let _enter = self.span.enter();
+        debug!("session closed");
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
+    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        let child = self.child.clone();
+        let outcome = contain(&child, || match item {
+            Ok(ws::Message::Text(text)) => self.on_data(true, text.as_bytes(), ctx),
+            Ok(ws::Message::Binary(bin)) => self.on_data(false, &bin, ctx),
+            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
+            Ok(ws::Message::Pong(_)) => {}
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Ok(ws::Message::Continuation(item)) => self.on_fragment(item, ctx),
+            Ok(ws::Message::Nop) => {}
+            Err(e) => {
+                let (code, text) = match e {
+                    ws::ProtocolError::Overflow => (CloseCode::Size, "frame exceeds the hard size limit"),
+                    _ => (CloseCode::Protocol, "websocket protocol error"),
+                };
+                metrics().rejected.with_label_values(&["too_large"]).inc();
+                let _enter = self.span.enter();
+                warn!(error = %e, "closing session on protocol error");
+                ctx.close(Some(CloseReason { code, description: Some(text.into()) }));
+                ctx.stop();
+            }
+        });
+        if let Err(f) = outcome {
+            self.fail(&f, ctx);
+        }
+    }
+}
+
+impl Session {
+    fn on_fragment(&mut self, item: Item, ctx: &mut ws::WebsocketContext<Self>) {
+        let too_big = |len: usize| len > self.config.hard_frame_bytes;
+        match item {
+            Item::FirstText(_) | Item::FirstBinary(_) if self.fragments.is_some() => {
+                self.fragments = None;
+                self.reject(&ProtocolError::Malformed { detail: "new fragmented frame before the last ended".into() }, None, ctx);
+            }
+            Item::FirstText(b) => self.fragments = Some(Fragments { text: true, buf: b.to_vec() }),
+            Item::FirstBinary(b) => self.fragments = Some(Fragments { text: false, buf: b.to_vec() }),
+            Item::Continue(_) | Item::Last(_) => {
+                let (last, b) = match item {
+                    Item::Last(b) => (true, b),
+                    Item::Continue(b) | Item::FirstText(b) | Item::FirstBinary(b) => (false, b),
+                };
+                let Some(frag) = self.fragments.as_mut() else {
+                    return self.reject(&ProtocolError::Malformed { detail: "continuation without a first fragment".into() }, None, ctx);
+                };
+                frag.buf.extend_from_slice(&b);
+                if too_big(frag.buf.len()) {
+                    ctx.close(Some(CloseReason { code: CloseCode::Size, description: Some("fragmented frame too large".into()) }));
+                    ctx.stop();
+                    return;
+                }
+                if last {
+                    if let Some(frag) = self.fragments.take() {
+                        self.on_data(frag.text, &frag.buf, ctx);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Deliver> for Session {
+    type Result = ();
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        let child = self.child.clone();
+        if let Err(f) = contain(&child, || self.on_deliver(msg, ctx)) {
+            self.fail(&f, ctx);
+        }
+    }
+}
+
+impl Handler<Fault> for Session {
+    type Result = ();
+    fn handle(&mut self, _: Fault, ctx: &mut Self::Context) {
+        let child = self.child.clone();
+        if let Err(f) = contain(&child, || panic!("fault injected by /admin/fault")) {
+            self.fail(&f, ctx);
+        }
+    }
+}

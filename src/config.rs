@@ -1,0 +1,301 @@
+//! Layered configuration: embedded defaults (`deploy/agent-bridge.toml`), then the `--config` TOML
+//! file, then `BRIDGE_*` environment variables, then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agent_bridge_actors::router::RouterConfig;
+use agent_bridge_actors::session::SessionConfig;
+use agent_bridge_actors::supervisor::Intensity;
+use agent_bridge_actors::BrokerConfig;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+/// The defaults, embedded so that the binary needs no file.
+pub const DEFAULT_CONFIG: &str = include_str!("../deploy/agent-bridge.toml");
+
+/// Every setting of `agent-bridge serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub bind: String,
+    pub data_dir: String,
+    pub in_memory: bool,
+    pub insecure: bool,
+    pub require_auth: bool,
+    pub enable_fault_injection: bool,
+    pub cluster_nats: String,
+    pub max_frame_bytes: usize,
+    pub session_queue: usize,
+    pub max_in_flight: usize,
+    pub heartbeat_interval_s: f64,
+    pub heartbeat_timeout_s: f64,
+    pub seen_window_s: u64,
+    pub shards: usize,
+    pub workers: usize,
+    pub max_restarts: u32,
+    pub restart_window_s: u64,
+    pub exit_on_escalation: bool,
+    pub log_format: String,
+    pub log_level: String,
+}
+
+/// The same settings as optional flags (each also read from `BRIDGE_<NAME>`).
+#[derive(Debug, Clone, Default, Args, Serialize)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "BRIDGE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:5001; port 0 picks a free port).
+    #[arg(long, env = "BRIDGE_BIND")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<String>,
+    /// Directory of the sled store.
+    #[arg(long, env = "BRIDGE_DATA_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<String>,
+    /// Keep everything in memory; nothing survives a restart.
+    #[arg(long, env = "BRIDGE_IN_MEMORY", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_memory: Option<bool>,
+    /// Allow binding beyond loopback without authentication.
+    #[arg(long, env = "BRIDGE_INSECURE", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
+    /// Require authentication on every request.
+    #[arg(long, env = "BRIDGE_REQUIRE_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_auth: Option<bool>,
+    /// Expose POST /admin/fault for recovery tests.
+    #[arg(long, env = "BRIDGE_ENABLE_FAULT_INJECTION", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_fault_injection: Option<bool>,
+    /// NATS URL for clustering.
+    #[arg(long, env = "BRIDGE_CLUSTER_NATS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_nats: Option<String>,
+    /// Largest accepted frame or HTTP body in bytes.
+    #[arg(long, env = "BRIDGE_MAX_FRAME_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_frame_bytes: Option<usize>,
+    /// Frames queued per session before it is fed from the store.
+    #[arg(long, env = "BRIDGE_SESSION_QUEUE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_queue: Option<usize>,
+    /// Sends awaiting their reply per session.
+    #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<usize>,
+    /// Server ping interval in seconds.
+    #[arg(long, env = "BRIDGE_HEARTBEAT_INTERVAL_S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_s: Option<f64>,
+    /// Silence allowed after a ping before closing, in seconds.
+    #[arg(long, env = "BRIDGE_HEARTBEAT_TIMEOUT_S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_timeout_s: Option<f64>,
+    /// How long a disconnected client still receives `all`, in seconds.
+    #[arg(long, env = "BRIDGE_SEEN_WINDOW_S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seen_window_s: Option<u64>,
+    /// Router shards (0: one per CPU).
+    #[arg(long, env = "BRIDGE_SHARDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<usize>,
+    /// HTTP workers (0: one per CPU).
+    #[arg(long, env = "BRIDGE_WORKERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    /// Restarts allowed within the window before escalating.
+    #[arg(long, env = "BRIDGE_MAX_RESTARTS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_restarts: Option<u32>,
+    /// The restart-intensity window in seconds.
+    #[arg(long, env = "BRIDGE_RESTART_WINDOW_S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_window_s: Option<u64>,
+    /// Exit (code 70) when a critical actor escalates.
+    #[arg(long, env = "BRIDGE_EXIT_ON_ESCALATION", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_on_escalation: Option<bool>,
+    /// Log format: text or json.
+    #[arg(long, env = "BRIDGE_LOG_FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+    /// Log filter (RUST_LOG syntax; RUST_LOG itself wins when set).
+    #[arg(long, env = "BRIDGE_LOG_LEVEL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+}
+
+/// A configuration problem, said plainly.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        base.insert(k, v);
+    }
+}
+
+impl Config {
+    /// Defaults, then the file, then environment and flags (clap has already merged those two).
+    pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = toml::from_str(DEFAULT_CONFIG).expect("embedded defaults are valid TOML");
+        if let Some(path) = &args.config {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+            let file: toml::Table =
+                toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.clone(), source: Box::new(e) })?;
+            for key in file.keys() {
+                if !table.contains_key(key) {
+                    return Err(ConfigError::Invalid(format!("{}: unknown key {key:?}", path.display())));
+                }
+            }
+            merge(&mut table, file);
+        }
+        let flags = toml::Table::try_from(args).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        merge(&mut table, flags);
+        let config: Config = table.try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values and combinations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let addr: SocketAddr = match self.bind.parse() {
+            Ok(a) => a,
+            Err(_) => return bad(format!("bind = {:?} is not an address like 127.0.0.1:5001", self.bind)),
+        };
+        if !addr.ip().is_loopback() && !self.insecure {
+            return bad(format!(
+                "bind = {addr} listens beyond loopback but no authentication is configured; \
+                 configure auth or pass --insecure to accept anonymous clients from the network"
+            ));
+        }
+        if self.require_auth {
+            return bad("require_auth: authentication (API keys, JWT) is not available in this build yet".into());
+        }
+        if !self.cluster_nats.is_empty() {
+            return bad("cluster_nats: clustering over NATS is not available in this build yet".into());
+        }
+        if self.max_frame_bytes < 1024 || self.max_frame_bytes > 64 * 1024 * 1024 {
+            return bad(format!("max_frame_bytes = {} must be between 1024 and 67108864", self.max_frame_bytes));
+        }
+        if self.session_queue == 0 || self.max_in_flight == 0 {
+            return bad("session_queue and max_in_flight must be at least 1".into());
+        }
+        if !(self.heartbeat_interval_s > 0.0 && self.heartbeat_interval_s.is_finite())
+            || !(self.heartbeat_timeout_s > 0.0 && self.heartbeat_timeout_s.is_finite())
+        {
+            return bad("heartbeat_interval_s and heartbeat_timeout_s must be positive".into());
+        }
+        if self.max_restarts == 0 || self.restart_window_s == 0 {
+            return bad("max_restarts and restart_window_s must be at least 1".into());
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return bad(format!("log_format = {:?}: use \"text\" or \"json\"", self.log_format));
+        }
+        Ok(())
+    }
+
+    /// The listen address (validated).
+    pub fn bind_addr(&self) -> SocketAddr {
+        self.bind.parse().expect("validated")
+    }
+
+    /// The store directory, or `None` for an in-memory store.
+    pub fn store_dir(&self) -> Option<PathBuf> {
+        if self.in_memory {
+            return None;
+        }
+        if !self.data_dir.is_empty() {
+            return Some(PathBuf::from(&self.data_dir));
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        Some(base.join("agent-bridge"))
+    }
+
+    fn cpus() -> usize {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    }
+
+    /// HTTP worker count.
+    pub fn worker_count(&self) -> usize {
+        if self.workers == 0 { Self::cpus() } else { self.workers }
+    }
+
+    /// The actor system's settings.
+    pub fn broker(&self) -> BrokerConfig {
+        BrokerConfig {
+            data_dir: self.store_dir(),
+            shards: if self.shards == 0 { Self::cpus() } else { self.shards },
+            router: RouterConfig { seen_window: Duration::from_secs(self.seen_window_s) },
+            session: SessionConfig {
+                max_frame_bytes: self.max_frame_bytes,
+                hard_frame_bytes: self.max_frame_bytes.saturating_mul(4),
+                heartbeat_interval: Duration::from_secs_f64(self.heartbeat_interval_s),
+                heartbeat_timeout: Duration::from_secs_f64(self.heartbeat_timeout_s),
+                queue_limit: self.session_queue,
+                max_in_flight: self.max_in_flight,
+                ..SessionConfig::default()
+            },
+            intensity: Intensity {
+                max_restarts: self.max_restarts,
+                within: Duration::from_secs(self.restart_window_s),
+            },
+            exit_on_escalation: self.exit_on_escalation,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let c = Config::load(&ServeArgs::default()).expect("defaults");
+        assert_eq!(c.bind, "127.0.0.1:5001");
+        assert_eq!(c.max_frame_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "bind = \"127.0.0.1:7000\"\nsession_queue = 7\n").expect("write");
+        let args = ServeArgs { config: Some(path), session_queue: Some(9), ..ServeArgs::default() };
+        let c = Config::load(&args).expect("load");
+        assert_eq!((c.bind.as_str(), c.session_queue), ("127.0.0.1:7000", 9));
+    }
+
+    #[test]
+    fn clear_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "bnid = \"x\"\n").expect("write");
+        let err = Config::load(&ServeArgs { config: Some(path), ..ServeArgs::default() }).unwrap_err().to_string();
+        assert!(err.contains("unknown key \"bnid\""), "{err}");
+        let err = Config::load(&ServeArgs { bind: Some("0.0.0.0:5001".into()), ..ServeArgs::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--insecure"), "{err}");
+        let ok = ServeArgs { bind: Some("0.0.0.0:5001".into()), insecure: Some(true), ..ServeArgs::default() };
+        assert!(Config::load(&ok).is_ok());
+        let err = Config::load(&ServeArgs { max_frame_bytes: Some(3), ..ServeArgs::default() }).unwrap_err().to_string();
+        assert!(err.contains("max_frame_bytes"), "{err}");
+    }
+}

@@ -1,0 +1,47 @@
+//! Admin routes (PROTOCOL.md section 5). Authentication arrives with API keys; until then they are
+//! reachable only as the bind allows (loopback by default).
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use agent_bridge_actors::supervisor::GetTree;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{parse_json, read_body, ApiError, AppState};
+
+/// `GET /admin/supervisors`: the live supervision tree.
+pub async fn supervisors(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let tree = state
+        .broker
+        .root
+        .send(GetTree)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?;
+    Ok(HttpResponse::Ok().json(tree))
+}
+
+/// `GET /admin/clients`.
+pub async fn clients(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "clients": state.broker.router.clients().await }))
+}
+
+#[derive(Deserialize)]
+struct FaultRequest {
+    actor: String,
+}
+
+/// `POST /admin/fault {actor}`: only with `--enable-fault-injection`, else 404.
+pub async fn fault(payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if !state.config.enable_fault_injection {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "fault injection is disabled"));
+    }
+    let body = read_body(payload, 64 * 1024).await?;
+    let req: FaultRequest = parse_json(&body, "fault request")?;
+    match state.broker.tree.inject_fault(&req.actor) {
+        Some(name) => {
+            tracing::warn!(actor = %name, "fault injected");
+            Ok(HttpResponse::Accepted().json(json!({ "actor": name })))
+        }
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_actor", format!("no actor named or of kind {:?}", req.actor))),
+    }
+}

@@ -1,0 +1,45 @@
+//! Kubernetes probes and Prometheus metrics.
+
+use std::sync::atomic::Ordering;
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::AppState;
+
+fn probe(checks: serde_json::Value) -> HttpResponse {
+    let ok = checks.as_object().is_some_and(|m| m.values().all(|v| v["ok"] == true));
+    let body = json!({ "status": if ok { "ok" } else { "unavailable" }, "checks": checks });
+    if ok { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}
+
+/// `GET /health`: a summary for humans and old clients.
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    ready(state).await
+}
+
+/// `GET /health/live`: the process answers HTTP.
+pub async fn live() -> HttpResponse {
+    probe(json!({ "http": { "ok": true } }))
+}
+
+/// `GET /health/ready`: every critical actor is up and the store answers.
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let failed = state.broker.tree.failed();
+    let store_ok = state.broker.store.last_seq(agent_bridge_actors::store::Stream::Inbox("health")).is_ok();
+    probe(json!({
+        "supervisors": { "ok": state.broker.tree.healthy(), "failed": failed },
+        "store": { "ok": store_ok },
+        "startup": { "ok": state.startup_done.load(Ordering::Acquire) },
+    }))
+}
+
+/// `GET /health/startup`: start-up has finished.
+pub async fn startup(state: web::Data<AppState>) -> HttpResponse {
+    probe(json!({ "startup": { "ok": state.startup_done.load(Ordering::Acquire) } }))
+}
+
+/// `GET /metrics`.
+pub async fn metrics() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(agent_bridge_actors::metrics::render())
+}

@@ -1,0 +1,130 @@
+//! HTTP routes: WebSocket upgrade, the messaging API, health, metrics and admin.
+//!
+//! Every error body is `{"error": "...", "code": "..."}` with a stable machine code.
+
+pub mod admin;
+pub mod api;
+pub mod health;
+pub mod ws;
+
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+use agent_bridge_actors::router::RouteError;
+use agent_bridge_actors::Broker;
+use agent_bridge_protocol::http::HttpError;
+use agent_bridge_protocol::ProtocolError;
+
+use crate::config::Config;
+
+/// Shared state of every handler.
+pub struct AppState {
+    pub broker: Broker,
+    pub config: Config,
+    pub started: Instant,
+    /// Set once the listener is bound and the tree is up.
+    pub startup_done: AtomicBool,
+}
+
+/// An HTTP error with a machine-readable code.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        agent_bridge_actors::metrics::metrics().rejected.with_label_values(&[self.code]).inc();
+        HttpResponse::build(self.status).json(HttpError { error: self.message.clone(), code: self.code.to_owned() })
+    }
+}
+
+impl From<ProtocolError> for ApiError {
+    fn from(e: ProtocolError) -> Self {
+        let status = match e {
+            ProtocolError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<RouteError> for ApiError {
+    fn from(e: RouteError) -> Self {
+        let status = match e {
+            RouteError::UnknownRecipient(_) => StatusCode::NOT_FOUND,
+            RouteError::Store(_) | RouteError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            RouteError::Unavailable | RouteError::Mailbox(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+/// Registers every route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws/{client_id}", web::get().to(ws::connect))
+        .route("/api/send", web::post().to(api::send))
+        .route("/api/messages", web::get().to(api::messages))
+        .route("/api/ack", web::post().to(api::ack))
+        .route("/api/status", web::get().to(api::status))
+        .route("/health", web::get().to(health::health))
+        .route("/health/live", web::get().to(health::live))
+        .route("/health/ready", web::get().to(health::ready))
+        .route("/health/startup", web::get().to(health::startup))
+        .route("/metrics", web::get().to(health::metrics))
+        .route("/admin/supervisors", web::get().to(admin::supervisors))
+        .route("/admin/clients", web::get().to(admin::clients))
+        .route("/admin/fault", web::post().to(admin::fault))
+        .default_service(web::to(not_found));
+}
+
+async fn not_found() -> HttpResponse {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").error_response()
+}
+
+/// Reads a request body of at most `limit` bytes; larger bodies get 413 `too_large`.
+pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let mut buf = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("reading body: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ProtocolError::TooLarge { size: buf.len() + chunk.len(), limit }.into());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Parses a JSON body, mapping every failure to a coded error.
+pub fn parse_json<'a, T: serde::Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let code = "bad_frame";
+        let msg = e.to_string();
+        let message = if let Some(rest) = msg.strip_prefix("missing field `") {
+            format!("missing field {:?} in {what}", rest.split('`').next().unwrap_or_default())
+        } else {
+            format!("invalid {what}: {msg}")
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    })
+}

@@ -1,0 +1,53 @@
+//! `GET /ws/{client_id}`: validates the path and query, then hands the socket to a `Session`.
+
+use std::collections::HashSet;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use agent_bridge_actors::session::{self, Encoding, SessionParams};
+use agent_bridge_protocol::ids::validate_client_id;
+use serde::Deserialize;
+
+use super::{ApiError, AppState};
+
+/// Query options of the upgrade request.
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    since: Option<String>,
+    types: Option<String>,
+    encoding: Option<String>,
+}
+
+pub async fn connect(
+    req: HttpRequest,
+    stream: web::Payload,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let client_id = path.into_inner();
+    validate_client_id(&client_id).map_err(ApiError::from)?;
+    let query = web::Query::<WsQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?
+        .into_inner();
+    let since = match query.since.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(s.parse::<u64>().map_err(|_| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("since={s:?} is not a sequence number"))
+        })?),
+    };
+    let types: Option<HashSet<String>> = query
+        .types
+        .as_deref()
+        .map(|t| t.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect::<HashSet<_>>())
+        .filter(|t| !t.is_empty());
+    let encoding = match query.encoding.as_deref() {
+        None | Some("json") => Encoding::Json,
+        Some("bincode") => Encoding::Bincode,
+        Some(other) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("unknown encoding {other:?}: use json or bincode"))
+                .into())
+        }
+    };
+    let params = SessionParams { client_id, since, types, encoding };
+    session::start(&req, stream, params, &state.broker.sessions)
+}
