@@ -155,34 +155,55 @@ impl Outgoing {
 pub struct Deliver(pub Arc<Outgoing>);
 
 /// The bounded outbound queue of a session, shared between the router (producer) and the session.
+///
+/// One atomic word holds the count of frames handed over but not yet written and, in its top bit,
+/// the "lagging" flag. Exactly one side sees the moment a lagging session has drained: the session
+/// when its decrement reaches `LAG | 0`, or the router when it sets the flag on an already empty
+/// queue. That side triggers the catch-up from the store, so it happens once and never stalls.
 #[derive(Debug)]
 pub struct Backlog {
-    pending: AtomicUsize,
-    lagging: AtomicBool,
+    state: AtomicUsize,
     limit: usize,
 }
+
+const LAG: usize = 1 << (usize::BITS - 1);
 
 impl Backlog {
     /// A backlog that holds at most `limit` undelivered frames.
     pub fn new(limit: usize) -> Arc<Self> {
-        Arc::new(Backlog { pending: AtomicUsize::new(0), lagging: AtomicBool::new(false), limit: limit.max(1) })
+        Arc::new(Backlog { state: AtomicUsize::new(0), limit: limit.max(1) })
     }
 
     /// Called by the session after writing a delivered frame. True when the session has drained
-    /// while lagging and should ask the router to catch it up from the store.
+    /// while lagging and must ask the router to catch it up from the store.
     pub fn delivered(&self) -> bool {
-        let before = self.pending.fetch_sub(1, Ordering::AcqRel);
-        before == 1 && self.lagging.load(Ordering::Acquire)
+        self.state.fetch_sub(1, Ordering::AcqRel) == LAG | 1
     }
 
     /// Frames queued for the session and not yet written.
     pub fn pending(&self) -> usize {
-        self.pending.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) & !LAG
     }
 
     /// Whether the session is behind and being fed from the store.
     pub fn is_lagging(&self) -> bool {
-        self.lagging.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) & LAG != 0
+    }
+
+    fn add(&self, n: usize) {
+        self.state.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Sets the lagging flag; true if the queue was already empty (the router must catch up now).
+    fn start_lag(&self) -> bool {
+        metrics().lagging_sessions.inc();
+        self.state.fetch_or(LAG, Ordering::AcqRel) & !LAG == 0
+    }
+
+    fn stop_lag(&self) {
+        if self.state.fetch_and(!LAG, Ordering::AcqRel) & LAG != 0 {
+            metrics().lagging_sessions.dec();
+        }
     }
 }
 
@@ -222,13 +243,12 @@ pub struct Disconnect {
     pub session_id: String,
 }
 
-/// A lagging session drained its queue: feed it from the store after `after`. Sent by sessions.
+/// A lagging session drained its queue: feed it the next batch from the store. Sent by sessions.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct CatchUp {
     pub client_id: String,
     pub session_id: String,
-    pub after: u64,
 }
 
 /// Route a message to one client. Sent through [`RouterHandle::route`].
@@ -322,9 +342,16 @@ impl Default for RouterConfig {
     }
 }
 
+/// A registered session and how far the router has fed it.
+struct Live {
+    link: SessionLink,
+    /// Highest stored seq handed to this session (where a catch-up continues).
+    offered: u64,
+}
+
 #[derive(Default)]
 struct ClientState {
-    sessions: Vec<SessionLink>,
+    sessions: Vec<Live>,
     waiters: Vec<oneshot::Sender<()>>,
     last_seen: Option<Instant>,
     /// Highest seq handed to a consumer (store-and-forward position), not yet persisted.
@@ -405,12 +432,20 @@ impl Router {
             let _ = w.send(());
         }
         let mut delivered = false;
-        for link in &state.sessions {
-            delivered |= offer(link, &out);
+        let mut drained = Vec::new();
+        for live in &mut state.sessions {
+            match offer(live, &out) {
+                Offer::Queued => delivered = true,
+                Offer::Lagging => {}
+                Offer::DrainedWhileLagging => drained.push(live.link.session_id.clone()),
+            }
         }
         if delivered && persisted {
             state.cursor = state.cursor.max(seq);
             state.cursor_dirty = true;
+        }
+        for session_id in drained {
+            self.catch_up(client, &session_id)?;
         }
         Ok((seq, delivered))
     }
@@ -453,37 +488,21 @@ impl Router {
         let state = self.client(&msg.client_id);
         let after = msg.since.unwrap_or(state.cursor).min(last);
         state.last_seen = Some(Instant::now());
-        let link = msg.link;
-        // Replay at most one backlog's worth now; the rest follows through CatchUp as the session
-        // drains, so a reconnect after a long absence never floods memory.
-        let limit = link.backlog.limit;
-        let replay = self.store.range(Stream::Inbox(&msg.client_id), after, limit)?;
-        let replayed = replay.len();
-        let state = self.client(&msg.client_id);
-        if replayed == limit {
-            link.backlog.lagging.store(true, Ordering::Release);
-            metrics().lagging_sessions.inc();
-        }
-        for m in replay {
-            let seq = m.seq;
-            if offer_replay(&link, &Outgoing::new(m, true)) {
-                state.cursor = state.cursor.max(seq);
-                state.cursor_dirty = true;
-            }
-        }
-        metrics().connections.with_label_values(&[link.transport.label()]).inc();
-        state.sessions.push(link);
+        metrics().connections.with_label_values(&[msg.link.transport.label()]).inc();
+        let session_id = msg.link.session_id.clone();
+        state.sessions.push(Live { link: msg.link, offered: after });
+        // Replay through the catch-up path: at most one backlog's worth now, the rest as the
+        // session drains, so a reconnect after a long absence never floods memory.
+        let replayed = self.catch_up(&msg.client_id, &session_id)?;
         Ok(Connected { resumed_from: after, replayed })
     }
 
     fn disconnect(&mut self, msg: &Disconnect) {
         let Some(state) = self.clients.get_mut(&msg.client_id) else { return };
-        if let Some(pos) = state.sessions.iter().position(|s| s.session_id == msg.session_id) {
-            let link = state.sessions.swap_remove(pos);
-            metrics().connections.with_label_values(&[link.transport.label()]).dec();
-            if link.backlog.is_lagging() {
-                metrics().lagging_sessions.dec();
-            }
+        if let Some(pos) = state.sessions.iter().position(|s| s.link.session_id == msg.session_id) {
+            let live = state.sessions.swap_remove(pos);
+            metrics().connections.with_label_values(&[live.link.transport.label()]).dec();
+            live.link.backlog.stop_lag();
         }
         state.last_seen = Some(Instant::now());
         self.persist_cursor(&msg.client_id.clone());
@@ -500,23 +519,42 @@ impl Router {
         }
     }
 
-    fn catch_up(&mut self, msg: &CatchUp) -> Result<(), RouteError> {
-        let Some(state) = self.clients.get(&msg.client_id) else { return Ok(()) };
-        let Some(link) = state.sessions.iter().find(|s| s.session_id == msg.session_id).cloned() else {
-            return Ok(());
-        };
-        let limit = link.backlog.limit;
-        let batch = self.store.range(Stream::Inbox(&msg.client_id), msg.after, limit)?;
-        let done = batch.len() < limit;
-        for m in batch {
-            offer_replay(&link, &Outgoing::new(m, true));
+    /// Feeds a session the next batch of stored messages after what it was offered; ends its lag
+    /// when the batch reaches the end of the inbox. Returns how many messages were handed over.
+    fn catch_up(&mut self, client: &str, session_id: &str) -> Result<usize, RouteError> {
+        let mut total = 0;
+        loop {
+            let Some(state) = self.clients.get(client) else { return Ok(total) };
+            let Some(live) = state.sessions.iter().find(|s| s.link.session_id == session_id) else { return Ok(total) };
+            let (link, after) = (live.link.clone(), live.offered);
+            let limit = link.backlog.limit;
+            let batch = self.store.range(Stream::Inbox(client), after, limit)?;
+            let n = batch.len();
+            total += n;
+            let last = batch.last().map(|m| m.seq);
+            link.backlog.add(n);
+            for m in batch {
+                hand_over(&link, Outgoing::new(m, true));
+            }
+            let state = self.clients.get_mut(client).expect("checked above");
+            if let Some(last) = last {
+                if let Some(live) = state.sessions.iter_mut().find(|s| s.link.session_id == session_id) {
+                    live.offered = last;
+                }
+                state.cursor = state.cursor.max(last);
+                state.cursor_dirty = true;
+            }
+            if n < limit {
+                link.backlog.stop_lag();
+                debug!(actor = Router::NAME, client_id = %client, session_id = %session_id, "caught up");
+                return Ok(total);
+            }
+            // More is stored: stay lagging; the session asks again once it has drained, unless it
+            // drained already, in which case the next batch goes now.
+            if link.backlog.is_lagging() || !link.backlog.start_lag() {
+                return Ok(total);
+            }
         }
-        if done {
-            link.backlog.lagging.store(false, Ordering::Release);
-            metrics().lagging_sessions.dec();
-            debug!(actor = Router::NAME, client_id = %msg.client_id, session_id = %msg.session_id, "caught up");
-        }
-        Ok(())
     }
 
     fn poll(&mut self, msg: Poll) -> Result<Polled, RouteError> {
@@ -588,32 +626,43 @@ impl Router {
     }
 }
 
-/// Hands a live message to a session unless its queue is full; a full queue marks it lagging so
-/// it is fed from the store once it drains (messages that were never stored are dropped for it).
-fn offer(link: &SessionLink, out: &Arc<Outgoing>) -> bool {
-    if link.backlog.is_lagging() {
-        if !out.persisted {
-            metrics().dropped.with_label_values(&["slow_consumer"]).inc();
-        }
-        return false;
-    }
-    if link.backlog.pending() >= link.backlog.limit {
-        link.backlog.lagging.store(true, Ordering::Release);
-        metrics().lagging_sessions.inc();
-        if !out.persisted {
-            metrics().dropped.with_label_values(&["slow_consumer"]).inc();
-        }
-        return false;
-    }
-    offer_replay(link, out)
+/// What happened to a live message offered to a session.
+enum Offer {
+    Queued,
+    /// Not handed over; the session will get it from the store when it drains.
+    Lagging,
+    /// Not handed over, and the session had already drained: the router must catch it up now.
+    DrainedWhileLagging,
 }
 
-/// Hands a message to a session regardless of lag (replays are bounded by their callers).
-fn offer_replay(link: &SessionLink, out: &Arc<Outgoing>) -> bool {
-    link.backlog.pending.fetch_add(1, Ordering::AcqRel);
-    link.deliver.do_send(Deliver(Arc::clone(out)));
+/// Hands a live message to a session unless its queue is full; a full queue marks it lagging so
+/// it is fed from the store once it drains (messages that were never stored are dropped for it).
+fn offer(live: &mut Live, out: &Arc<Outgoing>) -> Offer {
+    let backlog = &live.link.backlog;
+    if backlog.is_lagging() {
+        if !out.persisted {
+            metrics().dropped.with_label_values(&["slow_consumer"]).inc();
+        }
+        return Offer::Lagging;
+    }
+    if backlog.pending() >= backlog.limit {
+        if !out.persisted {
+            metrics().dropped.with_label_values(&["slow_consumer"]).inc();
+        }
+        return if backlog.start_lag() { Offer::DrainedWhileLagging } else { Offer::Lagging };
+    }
+    backlog.add(1);
+    if out.persisted {
+        live.offered = live.offered.max(out.message.seq);
+    }
+    hand_over(&live.link, Arc::clone(out));
+    Offer::Queued
+}
+
+/// Sends one frame to a session whose backlog has already been counted.
+fn hand_over(link: &SessionLink, out: Arc<Outgoing>) {
+    link.deliver.do_send(Deliver(out));
     metrics().deliveries.with_label_values(&[link.transport.label()]).inc();
-    true
 }
 
 /// `msg-` + a UUIDv7 (time-ordered, unique).
@@ -649,7 +698,7 @@ impl Supervised for Router {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         self.seqs.clear();
         for state in self.clients.values_mut() {
-            state.sessions.retain(|s| s.deliver.connected());
+            state.sessions.retain(|s| s.link.deliver.connected());
             state.waiters.retain(|w| !w.is_closed());
         }
         self.failed = self.child.is_failed();
@@ -677,7 +726,7 @@ impl Handler<Disconnect> for Router {
 impl Handler<CatchUp> for Router {
     type Result = ();
     fn handle(&mut self, msg: CatchUp, ctx: &mut Self::Context) {
-        if let Err(e) = self.guard(ctx, |r| r.catch_up(&msg)) {
+        if let Err(e) = self.guard(ctx, |r| r.catch_up(&msg.client_id, &msg.session_id).map(|_| ())) {
             error!(actor = Router::NAME, client_id = %msg.client_id, error = %e, "catch-up failed");
         }
     }
@@ -739,10 +788,10 @@ impl Handler<ListClients> for Router {
                         .sessions
                         .iter()
                         .map(|s| SessionInfo {
-                            session_id: s.session_id.clone(),
-                            transport: s.transport.label(),
-                            pending: s.backlog.pending(),
-                            lagging: s.backlog.is_lagging(),
+                            session_id: s.link.session_id.clone(),
+                            transport: s.link.transport.label(),
+                            pending: s.link.backlog.pending(),
+                            lagging: s.link.backlog.is_lagging(),
                         })
                         .collect(),
                     last_seq,
@@ -786,30 +835,46 @@ impl RouterHandle {
     }
 
     /// Routes a message: to the recipient's shard, or to every shard for `all`.
-    pub async fn route(&self, env: Envelope) -> Result<Routed, RouteError> {
-        match env.target {
+    ///
+    /// The message is in the shard mailboxes when this returns (only the reply is awaited), so a
+    /// sender's messages keep their order however the returned futures are polled.
+    pub fn route(&self, env: Envelope) -> impl std::future::Future<Output = Result<Routed, RouteError>> + 'static {
+        enum Pending {
+            One(actix::dev::Request<Router, Route>),
+            All(Vec<actix::dev::Request<Router, RouteBroadcast>>, String, Transport),
+            Failed(RouteError),
+        }
+        let pending = match env.target {
             Target::Broadcast => {
                 let id = new_message_id();
                 let timestamp = Timestamp::now();
                 let transport = env.transport;
                 let env = Arc::new(env);
-                let parts = self.shards.iter().map(|s| {
-                    s.send(RouteBroadcast { envelope: Arc::clone(&env), id: id.clone(), timestamp })
-                });
-                let mut recipients = 0u32;
-                for part in futures_util::future::join_all(parts).await {
-                    recipients = recipients.saturating_add(part??);
+                let parts = self
+                    .shards
+                    .iter()
+                    .map(|s| s.send(RouteBroadcast { envelope: Arc::clone(&env), id: id.clone(), timestamp }))
+                    .collect();
+                Pending::All(parts, id, transport)
+            }
+            Target::Client(ref c) => Pending::One(self.shard(c).send(Route(env))),
+            Target::Pool(p) => Pending::Failed(RouteError::UnknownRecipient(format!("pool:{p}"))),
+            Target::Room(r) => Pending::Failed(RouteError::UnknownRecipient(r)),
+        };
+        async move {
+            match pending {
+                Pending::One(req) => req.await?,
+                Pending::All(parts, message_id, transport) => {
+                    let mut recipients = 0u32;
+                    for part in futures_util::future::join_all(parts).await {
+                        recipients = recipients.saturating_add(part??);
+                    }
+                    metrics().messages_routed.with_label_values(&[transport.label()]).inc();
+                    let status = if recipients > 0 { SentStatus::Delivered } else { SentStatus::Queued };
+                    Ok(Routed { message_id, seq: None, status, recipients })
                 }
-                metrics().messages_routed.with_label_values(&[transport.label()]).inc();
-                let status = if recipients > 0 { SentStatus::Delivered } else { SentStatus::Queued };
-                Ok(Routed { message_id: id, seq: None, status, recipients })
+                Pending::Failed(e) => Err(e),
             }
-            Target::Client(ref c) => {
-                let shard = self.shard(c).clone();
-                shard.send(Route(env)).await?
-            }
-            Target::Pool(p) => Err(RouteError::UnknownRecipient(format!("pool:{p}"))),
-            Target::Room(r) => Err(RouteError::UnknownRecipient(r)),
         }
     }
 

@@ -121,8 +121,6 @@ pub struct Session {
     filter: Option<HashSet<String>>,
     /// Last time anything arrived from the client.
     last_heard: Instant,
-    /// Highest stored inbox seq handed to this session.
-    last_seq: u64,
     /// `since` from the query string.
     since: Option<u64>,
     encoding: Encoding,
@@ -158,7 +156,6 @@ impl Session {
             config: Arc::clone(&deps.config),
             filter: params.types,
             last_heard: Instant::now(),
-            last_seq: 0,
             since: params.since,
             encoding: params.encoding,
             fragments: None,
@@ -254,8 +251,8 @@ impl Session {
             return self.write(&ServerFrame::error("rate_limited", err, r#ref), ctx);
         }
         self.in_flight += 1;
-        let router = self.router.clone();
-        let fut = async move { router.route(env).await };
+        // `route` enqueues now; only the reply is awaited, so order is kept.
+        let fut = self.router.route(env);
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.in_flight -= 1;
             let frame = match res {
@@ -275,9 +272,6 @@ impl Session {
     fn on_deliver(&mut self, msg: Deliver, ctx: &mut ws::WebsocketContext<Self>) {
         let out = msg.0;
         let wake = self.backlog.delivered();
-        if out.persisted {
-            self.last_seq = self.last_seq.max(out.message.seq);
-        }
         let wanted = self.filter.as_ref().is_none_or(|f| f.contains(&out.message.msg_type));
         if wanted {
             match self.encoding {
@@ -290,11 +284,7 @@ impl Session {
             metrics().dropped.with_label_values(&["filtered"]).inc();
         }
         if wake {
-            self.shard.do_send(CatchUp {
-                client_id: self.client_id.clone(),
-                session_id: self.session_id.clone(),
-                after: self.last_seq,
-            });
+            self.shard.do_send(CatchUp { client_id: self.client_id.clone(), session_id: self.session_id.clone() });
         }
     }
 
@@ -332,7 +322,6 @@ impl Actor for Session {
         // `connection_confirmed` is the first frame and replayed messages precede live ones.
         ctx.wait(self.shard.send(connect).into_actor(self).map(|res, act, ctx| match res {
             Ok(Ok(connected)) => {
-                act.last_seq = connected.resumed_from;
                 let confirmed = ServerFrame::ConnectionConfirmed(ConnectionConfirmed {
                     client_id: act.client_id.clone(),
                     session_id: act.session_id.clone(),

@@ -95,29 +95,10 @@ fn arb_message() -> impl Strategy<Value = Message> {
 /// A JSON object tagged with a known frame type and filled with known field names holding any values:
 /// near-valid frames, which reach the per-variant decoders rather than stopping at the tag.
 fn arb_frame_object() -> impl Strategy<Value = (&'static str, String)> {
+    #[rustfmt::skip]
     const FIELDS: &[&str] = &[
-        "to",
-        "room",
-        "msg_type",
-        "payload",
-        "require_ack",
-        "priority",
-        "ttl",
-        "ref",
-        "message_id",
-        "reason",
-        "timestamp",
-        "types",
-        "role",
-        "since",
-        "method",
-        "params",
-        "message",
-        "seq",
-        "status",
-        "ok",
-        "error",
-        "code",
+        "to", "room", "msg_type", "payload", "require_ack", "priority", "ttl", "ref", "message_id", "reason",
+        "timestamp", "types", "role", "since", "method", "params", "message", "seq", "status", "ok", "error", "code",
     ];
     let types: Vec<&str> = ClientFrame::TYPES.iter().chain(ServerFrame::TYPES).copied().collect();
     (prop::sample::select(types), prop::collection::btree_map(prop::sample::select(FIELDS), arb_json(), 0..8)).prop_map(

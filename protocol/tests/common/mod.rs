@@ -82,19 +82,10 @@ pub fn full_send() -> Send {
 
 /// One sample of every client frame, paired with the snake_case keys its JSON object must have.
 pub fn client_samples() -> Vec<(ClientFrame, &'static [&'static str])> {
+    #[rustfmt::skip]
     const SEND: &[&str] = &[
-        "type",
-        "to",
-        "room",
-        "msg_type",
-        "payload",
-        "require_ack",
-        "priority",
-        "ttl",
-        "correlation_id",
-        "ref",
-        "idempotency_key",
-        "persist",
+        "type", "to", "room", "msg_type", "payload", "require_ack", "priority", "ttl", "correlation_id", "ref",
+        "idempotency_key", "persist",
     ];
     const BEAT: &[&str] = &["type", "timestamp"];
     let room_send = Send {

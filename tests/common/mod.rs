@@ -1,0 +1,264 @@
+//! Shared helpers for the black-box tests: the real `agent-bridge` binary on 127.0.0.1:0 and real
+//! WebSocket and HTTP clients.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Default bound for waiting on anything.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running broker process; killed on drop.
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `agent-bridge serve --in-memory --bind 127.0.0.1:0` plus `extra` flags.
+    pub fn start(extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--bind", "127.0.0.1:0"];
+        if !extra.iter().any(|a| a.starts_with("--data-dir")) {
+            args.push("--in-memory");
+        }
+        args.extend_from_slice(extra);
+        Server::start_args(&args)
+    }
+
+    /// Starts the binary with exactly these arguments.
+    pub fn start_args(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_agent-bridge"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("BRIDGE_BIND")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning agent-bridge");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().expect("log lock").push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("agent-bridge listening on http://") {
+                    let _ = tx.send(addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()));
+                }
+            }
+        });
+        let port = match rx.recv_timeout(WAIT) {
+            Ok(Some(p)) => p,
+            _ => {
+                let _ = child.kill();
+                panic!("agent-bridge did not start; logs:\n{}", logs.lock().expect("log lock"));
+            }
+        };
+        Server { child: Some(child), port, logs }
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn ws_url(&self, client: &str, query: &str) -> String {
+        let q = if query.is_empty() { String::new() } else { format!("?{query}") };
+        format!("ws://127.0.0.1:{}/ws/{client}{q}", self.port)
+    }
+
+    /// Everything the server logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().expect("log lock").clone()
+    }
+
+    /// Waits until the logs contain `needle`.
+    pub async fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) {
+                return logs;
+            }
+            assert!(Instant::now() < deadline, "log line {needle:?} never appeared; logs:\n{logs}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGKILL now.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = reqwest::get(self.http(path)).await.expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, body.to_string()).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .post(self.http(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket client speaking JSON frames.
+pub struct Ws {
+    pub stream: Stream,
+    pub confirmed: Value,
+}
+
+impl Ws {
+    /// Connects and waits for `connection_confirmed`.
+    pub async fn connect(server: &Server, client: &str) -> Ws {
+        Ws::connect_query(server, client, "").await
+    }
+
+    pub async fn connect_query(server: &Server, client: &str, query: &str) -> Ws {
+        let (stream, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(server.ws_url(client, query)))
+            .await
+            .expect("connect timed out")
+            .expect("websocket connect");
+        let mut ws = Ws { stream, confirmed: Value::Null };
+        let c = ws.recv().await;
+        assert_eq!(c["type"], "connection_confirmed", "first frame: {c}");
+        ws.confirmed = c;
+        ws
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.stream.send(WsMessage::Text(frame.to_string())).await.expect("ws send");
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        self.stream.send(WsMessage::Text(text)).await.expect("ws send");
+    }
+
+    /// The next JSON frame (control frames are skipped; tungstenite answers pings itself).
+    pub async fn recv(&mut self) -> Value {
+        self.try_recv(WAIT).await.expect("no frame within the wait")
+    }
+
+    /// The next JSON frame within `within`, or `None`.
+    pub async fn try_recv(&mut self, within: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()??;
+            match next {
+                Ok(WsMessage::Text(t)) => return Some(serde_json::from_str(&t).expect("server sent JSON")),
+                Ok(WsMessage::Binary(_)) => panic!("unexpected binary frame"),
+                Ok(WsMessage::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// The next frame of a given type, skipping others (e.g. `sent` while waiting for `message`).
+    pub async fn recv_type(&mut self, frame_type: &str) -> Value {
+        loop {
+            let f = self.recv().await;
+            if f["type"] == frame_type {
+                return f;
+            }
+        }
+    }
+
+    /// Sends a message and returns the `sent` reply.
+    pub async fn send_msg(&mut self, to: &str, msg_type: &str, payload: Value) -> Value {
+        let r = format!("r-{}", rand_suffix());
+        self.send(json!({"type": "send", "to": to, "msg_type": msg_type, "payload": payload, "ref": r})).await;
+        loop {
+            let f = self.recv().await;
+            if f["type"] == "sent" && f["ref"] == r.as_str() {
+                return f;
+            }
+            assert_ne!(f["type"], "error", "send failed: {f}");
+        }
+    }
+
+    /// The next `message` frame's message object.
+    pub async fn recv_msg(&mut self) -> Value {
+        self.recv_type("message").await["message"].clone()
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Polls `f` until it returns `Some`, at most `WAIT`.
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
