@@ -409,11 +409,12 @@ impl Actor for Root {
 impl Handler<Escalated> for Root {
     type Result = ();
 
-    fn handle(&mut self, msg: Escalated, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Escalated, ctx: &mut Self::Context) {
         if msg.critical && self.exit_on_escalation {
             error!(actor = Root::NAME, child = %msg.actor, reason = %msg.reason, exit_code = ESCALATION_EXIT_CODE,
                    "critical child failed beyond its restart intensity; stopping the process");
-            System::current().stop_with_code(ESCALATION_EXIT_CODE);
+            // A moment for in-flight responses and log lines to go out, then stop.
+            ctx.run_later(Duration::from_millis(200), |_, _| System::current().stop_with_code(ESCALATION_EXIT_CODE));
         } else {
             error!(actor = Root::NAME, child = %msg.actor, reason = %msg.reason, failed = ?self.tree.failed(),
                    "child failed beyond its restart intensity; marked failed, readiness is down");

@@ -1,1 +1,766 @@
-fn main(){}
+//! End-to-end throughput and latency benchmark of the real `agent-bridge` binary.
+//!
+//! Each scenario starts a fresh `agent-bridge serve --in-memory --bind 127.0.0.1:0 --log-level warn`
+//! (the release binary `cargo bench` builds), connects a receiver `rx` and a sender `tx` over
+//! WebSocket on loopback (tokio-tungstenite, Nagle disabled on the client side) and measures what
+//! the receiver sees. Every payload is a 200-byte JSON object carrying the message index and its send
+//! time in nanoseconds since an `Instant` shared by sender and receiver (same process), so the
+//! latency is end to end: client serialisation → server → client parse.
+//!
+//! Scenarios (names are the filter words):
+//! - `throughput`: persist=true, sent as fast as possible with at most `WINDOW` sends awaiting
+//!   their `sent` reply; delivered msg/s at the receiver (first to last delivery) and latency.
+//! - `latency`: persist=true at a fixed 10,000 msg/s for 5 s; latency percentiles (hdrhistogram).
+//! - `nopersist`: like `throughput` with `persist: false` (the fire-and-forget fast path).
+//!
+//! Usage: `cargo bench --bench throughput [-- [--quick] [SCENARIO...]]`; `BENCH_QUICK=1` = `--quick`,
+//! `BENCH_THREADS` sets the client runtime's worker threads (default 2), `BENCH_SERVER_BIN` runs
+//! another server binary, `BENCH_SERVER_ARGS` appends flags to `serve`. See tests/bench/README.md.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Sends awaiting their `sent` reply at most (keeps client and server memory bounded).
+const WINDOW: usize = 5_000;
+/// Payload JSON size in bytes.
+const PAYLOAD_BYTES: usize = 200;
+/// Flush the sender's socket at least every this many frames.
+const FLUSH_EVERY: u64 = 64;
+/// The receiver gives up this long after the last delivery once the sender is done.
+const IDLE_AFTER_DONE: Duration = Duration::from_secs(2);
+/// How long to wait for the server to start.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+// ---------------------------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------------------------
+
+struct Opts {
+    quick: bool,
+    filters: Vec<String>,
+    threads: usize,
+    server_bin: String,
+    server_args: Vec<String>,
+}
+
+impl Opts {
+    fn parse() -> Opts {
+        let mut quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let mut filters = Vec::new();
+        for a in std::env::args().skip(1) {
+            match a.as_str() {
+                "--quick" => quick = true,
+                // cargo passes --bench to harness=false targets; libtest-style flags are ignored.
+                "--bench" | "--nocapture" | "--test" => {}
+                s if s.starts_with("--") => eprintln!("throughput bench: ignoring unknown flag {s}"),
+                s => filters.push(s.to_owned()),
+            }
+        }
+        let threads = std::env::var("BENCH_THREADS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(2);
+        let server_bin =
+            std::env::var("BENCH_SERVER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_agent-bridge").to_owned());
+        let server_args = std::env::var("BENCH_SERVER_ARGS")
+            .map(|v| v.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        Opts { quick, filters, threads, server_bin, server_args }
+    }
+
+    fn wants(&self, name: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server process
+// ---------------------------------------------------------------------------------------------
+
+/// A running broker; killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    logs: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Server {
+    fn start(opts: &Opts) -> Server {
+        let mut cmd = Command::new(&opts.server_bin);
+        cmd.args(["serve", "--in-memory", "--bind", "127.0.0.1:0", "--log-level", "warn"])
+            .args(&opts.server_args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("BRIDGE_") {
+                cmd.env_remove(k);
+            }
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {}: {e}", opts.server_bin));
+        let logs = Arc::new(Mutex::new(VecDeque::new()));
+        // Drain stderr (keeping the last lines) so the server never blocks on a full pipe.
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().expect("log lock");
+                if l.len() >= 200 {
+                    l.pop_front();
+                }
+                l.push_back(line);
+            }
+        });
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if let Some(addr) = line.trim().strip_prefix("agent-bridge listening on http://") {
+                    let _ = tx.send(addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()));
+                }
+                line.clear();
+            }
+            // Keep draining whatever else is printed.
+            let _ = std::io::copy(&mut reader.get_mut().take(u64::MAX), &mut std::io::sink());
+        });
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Some(port)) => Server { child, port, logs },
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let logs = logs.lock().expect("log lock").iter().cloned().collect::<Vec<_>>().join("\n");
+                panic!("agent-bridge did not start within {START_TIMEOUT:?}; stderr:\n{logs}");
+            }
+        }
+    }
+
+    fn ws_url(&self, client: &str) -> String {
+        format!("ws://127.0.0.1:{}/ws/{client}", self.port)
+    }
+
+    /// CPU time the server has used so far.
+    fn cpu(&self) -> Option<Duration> {
+        process_cpu(&format!("/proc/{}", self.child.id()))
+    }
+
+    fn log_tail(&self, n: usize) -> String {
+        let l = self.logs.lock().expect("log lock");
+        l.iter().skip(l.len().saturating_sub(n)).cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Prometheus samples whose line starts with one of `prefixes`.
+    async fn metrics(&self, prefixes: &[&str]) -> Vec<String> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.port);
+        let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(5), reqwest::get(url)).await else { return vec![] };
+        let Ok(text) = resp.text().await else { return vec![] };
+        text.lines().filter(|l| prefixes.iter().any(|p| l.starts_with(p))).map(str::to_owned).collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sum of on-CPU time of every thread of a process (Linux `/proc/<pid>/task/*/schedstat`).
+fn process_cpu(proc_dir: &str) -> Option<Duration> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("{proc_dir}/task")).ok()? {
+        let Ok(task) = task else { continue };
+        let Ok(s) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
+        ns += s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    }
+    Some(Duration::from_nanos(ns))
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frames
+// ---------------------------------------------------------------------------------------------
+
+/// The shared clock: nanoseconds since the benchmark started (sender and receiver are one process).
+#[derive(Clone, Copy)]
+struct Clock(Instant);
+
+impl Clock {
+    fn now_ns(self) -> u64 {
+        u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+fn digits(mut n: u64) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+const PAD: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+
+/// The `payload` object: exactly `PAYLOAD_BYTES` of JSON (the pad absorbs the numbers' widths).
+fn write_payload(out: &mut String, i: u64, t_ns: u64) {
+    // {"bench_i":I,"bench_t":T,"pad":"..."}  = 32 bytes + digits + pad
+    let pad = PAYLOAD_BYTES.saturating_sub(32 + digits(i) + digits(t_ns)).min(PAD.len());
+    let _ = write!(out, r#"{{"bench_i":{i},"bench_t":{t_ns},"pad":"{}"}}"#, &PAD[..pad]);
+}
+
+/// A whole `send` frame.
+fn send_frame(prefix: &str, i: u64, t_ns: u64) -> String {
+    let mut s = String::with_capacity(prefix.len() + PAYLOAD_BYTES + 2);
+    s.push_str(prefix);
+    write_payload(&mut s, i, t_ns);
+    s.push('}');
+    s
+}
+
+/// The value of `"type"` in a server frame, without parsing the whole frame.
+fn frame_type(text: &str) -> &str {
+    const KEY: &str = r#""type":""#;
+    // Relies on the server writing the tag first (serde's internally tagged enums do), so that the
+    // first `"type":"` is the frame's and not the nested message's application type.
+    match text.find(KEY) {
+        Some(p) => {
+            let rest = &text[p + KEY.len()..];
+            rest.find('"').map_or("", |e| &rest[..e])
+        }
+        None => "",
+    }
+}
+
+/// The unsigned integer after `key` (e.g. `"bench_t":`), if any.
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let p = text.find(key)? + key.len();
+    let rest = text[p..].trim_start();
+    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+async fn connect(url: &str) -> Ws {
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async_with_config(url, None, true),
+    )
+    .await
+    .expect("connect timed out")
+    .unwrap_or_else(|e| panic!("connecting {url}: {e}"));
+    // The first frame must be connection_confirmed.
+    loop {
+        let f = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("no connection_confirmed within 10 s")
+            .expect("socket closed before connection_confirmed")
+            .expect("websocket error before connection_confirmed");
+        match f {
+            WsMessage::Text(t) => {
+                assert_eq!(frame_type(&t), "connection_confirmed", "first frame: {t}");
+                return ws;
+            }
+            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+            other => panic!("unexpected first frame {other:?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenario plumbing
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+enum Pace {
+    /// As fast as the window allows.
+    Flat { count: u64 },
+    /// `rate` msg/s for `secs` seconds.
+    Fixed { rate: u64, secs: f64 },
+}
+
+struct Scenario {
+    name: &'static str,
+    title: &'static str,
+    persist: bool,
+    pace: Pace,
+    /// Hard bound on the whole scenario.
+    limit: Duration,
+}
+
+/// Shared between the sender's two halves and the receiver.
+struct Shared {
+    clock: Clock,
+    /// Frames written (final once `done` is set).
+    written: AtomicU64,
+    /// Set (to the total) when the writer has finished.
+    total: AtomicU64,
+    /// `sent` replies.
+    acked: AtomicU64,
+    /// `error` replies.
+    errors: AtomicU64,
+    /// ns of the first write and of the last `sent` reply.
+    first_send_ns: AtomicU64,
+    last_ack_ns: AtomicU64,
+    window: Semaphore,
+    deadline: Instant,
+    first_error: Mutex<Option<String>>,
+}
+
+const NOT_DONE: u64 = u64::MAX;
+
+#[derive(Default)]
+struct WriterStats {
+    /// Largest delay behind the schedule (fixed rate only).
+    max_lag: Duration,
+    /// Times the writer had to wait for the window.
+    window_waits: u64,
+}
+
+async fn writer(mut sink: SplitSink<Ws, WsMessage>, sh: Arc<Shared>, prefix: String, pace: Pace) -> WriterStats {
+    let mut stats = WriterStats::default();
+    let mut i: u64 = 0;
+    let mut unflushed = 0u64;
+    let send_one = |i: u64| WsMessage::Text(send_frame(&prefix, i, sh.clock.now_ns()));
+    sh.first_send_ns.store(sh.clock.now_ns(), Ordering::Relaxed);
+    match pace {
+        Pace::Flat { count } => {
+            while i < count && Instant::now() < sh.deadline {
+                match sh.window.try_acquire() {
+                    Ok(p) => p.forget(),
+                    Err(_) => {
+                        stats.window_waits += 1;
+                        if sink.flush().await.is_err() {
+                            break;
+                        }
+                        unflushed = 0;
+                        let Ok(Ok(p)) = tokio::time::timeout_at(sh.deadline.into(), sh.window.acquire()).await else { break };
+                        p.forget();
+                    }
+                }
+                if sink.feed(send_one(i)).await.is_err() {
+                    break;
+                }
+                i += 1;
+                sh.written.store(i, Ordering::Relaxed);
+                unflushed += 1;
+                if unflushed >= FLUSH_EVERY {
+                    if sink.flush().await.is_err() {
+                        break;
+                    }
+                    unflushed = 0;
+                }
+            }
+        }
+        Pace::Fixed { rate, secs } => {
+            let start = Instant::now();
+            let count = (rate as f64 * secs) as u64;
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            'outer: while i < count && Instant::now() < sh.deadline {
+                tick.tick().await;
+                let elapsed = start.elapsed();
+                let due = ((elapsed.as_secs_f64() * rate as f64) as u64).min(count);
+                if due > i + 1 {
+                    // How late the oldest due message is relative to its schedule.
+                    let sched = Duration::from_secs_f64(i as f64 / rate as f64);
+                    stats.max_lag = stats.max_lag.max(elapsed.saturating_sub(sched));
+                }
+                while i < due {
+                    match sh.window.try_acquire() {
+                        Ok(p) => p.forget(),
+                        Err(_) => {
+                            stats.window_waits += 1;
+                            if sink.flush().await.is_err() {
+                                break 'outer;
+                            }
+                            let Ok(Ok(p)) = tokio::time::timeout_at(sh.deadline.into(), sh.window.acquire()).await
+                            else {
+                                break 'outer;
+                            };
+                            p.forget();
+                        }
+                    }
+                    if sink.feed(send_one(i)).await.is_err() {
+                        break 'outer;
+                    }
+                    i += 1;
+                    sh.written.store(i, Ordering::Relaxed);
+                }
+                if sink.flush().await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = sink.flush().await;
+    sh.total.store(i, Ordering::Release);
+    // Keep the write half (and so the socket) open until the reader has every reply.
+    while Instant::now() < sh.deadline
+        && sh.acked.load(Ordering::Acquire) + sh.errors.load(Ordering::Acquire) < i
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stats
+}
+
+/// Reads the sender's replies: `sent` and `error` frames; frees window slots.
+async fn reply_reader(mut stream: SplitStream<Ws>, sh: Arc<Shared>) {
+    loop {
+        let total = sh.total.load(Ordering::Acquire);
+        let answered = sh.acked.load(Ordering::Relaxed) + sh.errors.load(Ordering::Relaxed);
+        if total != NOT_DONE && answered >= total {
+            break;
+        }
+        let next = match tokio::time::timeout(Duration::from_millis(100), stream.next()).await {
+            Err(_) => {
+                if Instant::now() >= sh.deadline {
+                    break;
+                }
+                continue;
+            }
+            Ok(None) | Ok(Some(Err(_))) => break,
+            Ok(Some(Ok(m))) => m,
+        };
+        let WsMessage::Text(text) = next else { continue };
+        match frame_type(&text) {
+            "sent" => {
+                sh.acked.fetch_add(1, Ordering::AcqRel);
+                sh.last_ack_ns.store(sh.clock.now_ns(), Ordering::Relaxed);
+                sh.window.add_permits(1);
+            }
+            "error" => {
+                sh.errors.fetch_add(1, Ordering::AcqRel);
+                sh.window.add_permits(1);
+                let mut first = sh.first_error.lock().expect("lock");
+                if first.is_none() {
+                    *first = Some(text.chars().take(300).collect());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+struct Received {
+    hist: Histogram<u64>,
+    delivered: u64,
+    unique: u64,
+    out_of_order: u64,
+    unparsable: u64,
+    first_ns: u64,
+    last_ns: u64,
+}
+
+async fn receiver(mut ws: Ws, sh: Arc<Shared>, capacity: u64) -> Received {
+    let mut hist = Histogram::<u64>::new_with_bounds(1_000, 120_000_000_000, 3).expect("histogram bounds");
+    let mut seen = vec![0u64; usize::try_from(capacity.div_ceil(64)).unwrap_or(0) + 1];
+    let (mut delivered, mut unique, mut out_of_order, mut unparsable) = (0u64, 0u64, 0u64, 0u64);
+    let (mut first_ns, mut last_ns) = (0u64, 0u64);
+    let mut last_i: Option<u64> = None;
+    let mut last_activity = Instant::now();
+    loop {
+        let total = sh.total.load(Ordering::Acquire);
+        if total != NOT_DONE {
+            // Done: everything written has arrived, or nothing arrived for a while.
+            if unique >= total || last_activity.elapsed() >= IDLE_AFTER_DONE {
+                break;
+            }
+        }
+        if Instant::now() >= sh.deadline {
+            break;
+        }
+        let next = match tokio::time::timeout(Duration::from_millis(100), ws.next()).await {
+            Err(_) => continue,
+            Ok(None) | Ok(Some(Err(_))) => break,
+            Ok(Some(Ok(m))) => m,
+        };
+        let WsMessage::Text(text) = next else { continue };
+        let now = sh.clock.now_ns();
+        if frame_type(&text) != "message" {
+            continue;
+        }
+        last_activity = Instant::now();
+        delivered += 1;
+        if first_ns == 0 {
+            first_ns = now;
+        }
+        last_ns = now;
+        let (Some(i), Some(t)) = (number_after(&text, r#""bench_i":"#), number_after(&text, r#""bench_t":"#)) else {
+            unparsable += 1;
+            continue;
+        };
+        hist.saturating_record(now.saturating_sub(t).max(1));
+        if let Some(word) = seen.get_mut(usize::try_from(i / 64).unwrap_or(usize::MAX)) {
+            let bit = 1u64 << (i % 64);
+            if *word & bit == 0 {
+                *word |= bit;
+                unique += 1;
+            }
+        }
+        if last_i.is_some_and(|l| i <= l) {
+            out_of_order += 1;
+        }
+        last_i = Some(i);
+    }
+    let _ = ws.close(None).await;
+    Received { hist, delivered, unique, out_of_order, unparsable, first_ns, last_ns }
+}
+
+struct Outcome {
+    name: &'static str,
+    title: &'static str,
+    written: u64,
+    acked: u64,
+    errors: u64,
+    first_error: Option<String>,
+    rx: Received,
+    send_rate: f64,
+    writer: WriterStats,
+    wall: Duration,
+    server_cpu: Option<Duration>,
+    client_cpu: Option<Duration>,
+    metrics: Vec<String>,
+    persist: bool,
+}
+
+async fn run_scenario(opts: &Opts, sc: &Scenario) -> Outcome {
+    let server = Server::start(opts);
+    let rx_ws = connect(&server.ws_url("rx")).await;
+    let tx_ws = connect(&server.ws_url("tx")).await;
+    let deadline = Instant::now() + sc.limit;
+    let sh = Arc::new(Shared {
+        clock: Clock(Instant::now()),
+        written: AtomicU64::new(0),
+        total: AtomicU64::new(NOT_DONE),
+        acked: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        first_send_ns: AtomicU64::new(0),
+        last_ack_ns: AtomicU64::new(0),
+        window: Semaphore::new(WINDOW),
+        deadline,
+        first_error: Mutex::new(None),
+    });
+    let capacity = match sc.pace {
+        Pace::Flat { count } => count,
+        Pace::Fixed { rate, secs } => (rate as f64 * secs) as u64,
+    };
+    let prefix = format!(r#"{{"type":"send","to":"rx","msg_type":"bench","persist":{},"payload":"#, sc.persist);
+    // Sanity check of the frame size once.
+    debug_assert_eq!(send_frame(&prefix, 1, 1).len(), prefix.len() + PAYLOAD_BYTES + 1);
+
+    let server_cpu0 = server.cpu();
+    let client_cpu0 = process_cpu("/proc/self");
+    let wall0 = Instant::now();
+    let recv_task = tokio::spawn(receiver(rx_ws, Arc::clone(&sh), capacity));
+    // Let the receiver task start polling before the first send.
+    tokio::task::yield_now().await;
+    let (sink, stream) = tx_ws.split();
+    let reader_task = tokio::spawn(reply_reader(stream, Arc::clone(&sh)));
+    let writer_task = tokio::spawn(writer(sink, Arc::clone(&sh), prefix, sc.pace));
+
+    let writer = writer_task.await.expect("writer task");
+    reader_task.await.expect("reply reader task");
+    let rx = recv_task.await.expect("receiver task");
+    let wall = wall0.elapsed();
+    let server_cpu = match (server_cpu0, server.cpu()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    let client_cpu = match (client_cpu0, process_cpu("/proc/self")) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    let metrics = server
+        .metrics(&["bridge_messages_dropped_total", "bridge_rejected_total", "bridge_sessions_lagging", "bridge_actor_restarts_total"])
+        .await;
+
+    let written = sh.written.load(Ordering::Acquire);
+    let acked = sh.acked.load(Ordering::Acquire);
+    let errors = sh.errors.load(Ordering::Acquire);
+    let first_send = sh.first_send_ns.load(Ordering::Relaxed);
+    let last_ack = sh.last_ack_ns.load(Ordering::Relaxed);
+    let send_rate = if last_ack > first_send { acked as f64 / ((last_ack - first_send) as f64 / 1e9) } else { 0.0 };
+    let first_error = sh.first_error.lock().expect("lock").clone();
+    if rx.unique < written && sc.persist {
+        eprintln!("[{}] server log tail:\n{}", sc.name, server.log_tail(20));
+    }
+    drop(server);
+    Outcome {
+        name: sc.name,
+        title: sc.title,
+        written,
+        acked,
+        errors,
+        first_error,
+        rx,
+        send_rate,
+        writer,
+        wall,
+        server_cpu,
+        client_cpu,
+        metrics,
+        persist: sc.persist,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting
+// ---------------------------------------------------------------------------------------------
+
+fn ms(ns: u64) -> String {
+    format!("{:.3}", ns as f64 / 1e6)
+}
+
+fn report(o: &Outcome) {
+    let rx = &o.rx;
+    let span_s = (rx.last_ns.saturating_sub(rx.first_ns)) as f64 / 1e9;
+    let rate = if span_s > 0.0 { rx.delivered as f64 / span_s } else { 0.0 };
+    let h = &rx.hist;
+    let pct = |q: f64| if h.is_empty() { "-".to_owned() } else { ms(h.value_at_quantile(q)) };
+    let cpu = |d: Option<Duration>| d.map_or("?".to_owned(), |d| format!("{:.2} s ({:.0}%)", d.as_secs_f64(), 100.0 * d.as_secs_f64() / o.wall.as_secs_f64()));
+    println!();
+    println!("== {} [{}] ==", o.title, o.name);
+    println!("  {:<34} {}", "sent / `sent` acks / errors", format!("{} / {} / {}", o.written, o.acked, o.errors));
+    println!(
+        "  {:<34} {} ({} unique, {} out of order, {} unparsable)",
+        "delivered to receiver", rx.delivered, rx.unique, rx.out_of_order, rx.unparsable
+    );
+    if o.written > rx.unique {
+        println!(
+            "  {:<34} {} ({:.2}%){}",
+            "NOT delivered",
+            o.written - rx.unique,
+            100.0 * (o.written - rx.unique) as f64 / o.written.max(1) as f64,
+            if o.persist { "  <-- persist=true must not lose messages" } else { " (persist=false drops for a full session queue)" }
+        );
+    }
+    println!("  {:<34} {:.0} msg/s over {:.3} s", "delivered rate (first→last delivery)", rate, span_s);
+    println!("  {:<34} {:.0} msg/s", "accepted rate (`sent` acks)", o.send_rate);
+    println!(
+        "  {:<34} p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {:.3}",
+        "end-to-end latency (ms)",
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        pct(0.999),
+        if h.is_empty() { "-".to_owned() } else { ms(h.max()) },
+        h.mean() / 1e6
+    );
+    if o.writer.max_lag > Duration::ZERO || matches!(o.name, "latency") {
+        println!("  {:<34} {:.3} ms", "sender max lag behind schedule", o.writer.max_lag.as_secs_f64() * 1e3);
+    }
+    println!("  {:<34} {}", "sender waits on full window", o.writer.window_waits);
+    println!("  {:<34} server {}   bench client {}   wall {:.2} s", "CPU", cpu(o.server_cpu), cpu(o.client_cpu), o.wall.as_secs_f64());
+    if let Some(e) = &o.first_error {
+        println!("  {:<34} {}", "first error frame", e);
+    }
+    for m in o.metrics.iter().filter(|m| !m.ends_with(" 0")) {
+        println!("  server metric: {m}");
+    }
+}
+
+fn summary(outcomes: &[Outcome]) {
+    println!();
+    println!("Summary (200-byte payloads, one sender → one receiver, loopback WebSocket)");
+    println!(
+        "| {:<10} | {:>7} | {:>10} | {:>10} | {:>9} | {:>8} | {:>8} | {:>9} | {:>9} | {:>9} |",
+        "scenario", "persist", "sent", "delivered", "msg/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "srv CPU"
+    );
+    println!("|{:-<12}|{:-<9}|{:-<12}|{:-<12}|{:-<11}|{:-<10}|{:-<10}|{:-<11}|{:-<11}|{:-<11}|", "", "", "", "", "", "", "", "", "", "");
+    for o in outcomes {
+        let rx = &o.rx;
+        let span_s = (rx.last_ns.saturating_sub(rx.first_ns)) as f64 / 1e9;
+        let rate = if span_s > 0.0 { rx.delivered as f64 / span_s } else { 0.0 };
+        let h = &rx.hist;
+        let q = |q: f64| if h.is_empty() { "-".to_owned() } else { ms(h.value_at_quantile(q)) };
+        let cpu = o.server_cpu.map_or("?".to_owned(), |d| format!("{:.0}%", 100.0 * d.as_secs_f64() / o.wall.as_secs_f64()));
+        println!(
+            "| {:<10} | {:>7} | {:>10} | {:>10} | {:>9.0} | {:>8} | {:>8} | {:>9} | {:>9} | {:>9} |",
+            o.name,
+            o.persist,
+            o.written,
+            rx.delivered,
+            rate,
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            if h.is_empty() { "-".to_owned() } else { ms(h.max()) },
+            cpu
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn main() {
+    let opts = Opts::parse();
+    let (flat, rate_secs) = if opts.quick { (20_000, 1.0) } else { (200_000, 5.0) };
+    let scenarios = [
+        Scenario {
+            name: "throughput",
+            title: "1. Throughput, persist=true, flat out (window 5,000 unacknowledged)",
+            persist: true,
+            pace: Pace::Flat { count: flat },
+            limit: Duration::from_secs(if opts.quick { 20 } else { 50 }),
+        },
+        Scenario {
+            name: "latency",
+            title: "2. Latency at a fixed 10,000 msg/s, persist=true",
+            persist: true,
+            pace: Pace::Fixed { rate: 10_000, secs: rate_secs },
+            limit: Duration::from_secs(if opts.quick { 15 } else { 30 }),
+        },
+        Scenario {
+            name: "nopersist",
+            title: "3. Throughput, persist=false (fast path), flat out",
+            persist: false,
+            pace: Pace::Flat { count: flat },
+            limit: Duration::from_secs(if opts.quick { 20 } else { 50 }),
+        },
+    ];
+    let selected: Vec<&Scenario> = scenarios.iter().filter(|s| opts.wants(s.name)).collect();
+    if selected.is_empty() {
+        eprintln!("no scenario matches {:?}; names: throughput, latency, nopersist", opts.filters);
+        std::process::exit(2);
+    }
+    println!(
+        "agent-bridge end-to-end bench: server {} | client runtime {} worker thread(s) | {} CPUs | load {} | {}",
+        opts.server_bin,
+        opts.threads,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        loadavg(),
+        if opts.quick { "QUICK" } else { "full" }
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.threads)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut outcomes = Vec::new();
+    for sc in selected {
+        let o = rt.block_on(run_scenario(&opts, sc));
+        report(&o);
+        outcomes.push(o);
+    }
+    summary(&outcomes);
+    println!("load average at the end: {}", loadavg());
+}
