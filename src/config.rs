@@ -1,11 +1,14 @@
 //! Layered configuration: embedded defaults (`deploy/agent-bridge.toml`), then the `--config` TOML
 //! file, then `BRIDGE_*` environment variables, then command-line flags.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agent_bridge_actors::router::RouterConfig;
+use agent_bridge_actors::ack_tracker::AckConfig;
+use agent_bridge_actors::router::{Durability, Retention, RouterConfig};
+use agent_bridge_actors::ttl_sweeper::{Archive, SweepConfig};
 use agent_bridge_actors::session::SessionConfig;
 use agent_bridge_actors::supervisor::Intensity;
 use agent_bridge_actors::BrokerConfig;
@@ -37,6 +40,18 @@ pub struct Config {
     pub max_restarts: u32,
     pub restart_window_s: u64,
     pub exit_on_escalation: bool,
+    pub durability: String,
+    pub flush_interval_ms: u64,
+    pub ack_timeout_s: f64,
+    pub ack_backoff_max_s: f64,
+    pub ack_max_attempts: u32,
+    pub aging_s: f64,
+    pub retention_default: String,
+    pub retention_types: String,
+    pub idempotency_window_s: u64,
+    pub sweep_interval_ms: u64,
+    pub sweep_max_per_pass: usize,
+    pub archive: String,
     pub log_format: String,
     pub log_level: String,
 }
@@ -120,6 +135,54 @@ pub struct ServeArgs {
     #[arg(long, env = "BRIDGE_EXIT_ON_ESCALATION", num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_on_escalation: Option<bool>,
+    /// "sync" (flush before `sent`) or "async".
+    #[arg(long, env = "BRIDGE_DURABILITY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub durability: Option<String>,
+    /// Background flush interval with async durability.
+    #[arg(long, env = "BRIDGE_FLUSH_INTERVAL_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flush_interval_ms: Option<u64>,
+    /// First redelivery of an unacked message after this many seconds.
+    #[arg(long, env = "BRIDGE_ACK_TIMEOUT_S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_timeout_s: Option<f64>,
+    /// Longest wait between redeliveries.
+    #[arg(long, env = "BRIDGE_ACK_BACKOFF_MAX_S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_backoff_max_s: Option<f64>,
+    /// Deliveries before dead-lettering.
+    #[arg(long, env = "BRIDGE_ACK_MAX_ATTEMPTS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_max_attempts: Option<u32>,
+    /// A queued message moves up one priority level per this many seconds.
+    #[arg(long, env = "BRIDGE_AGING_S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aging_s: Option<f64>,
+    /// Default retention: immediate, short, medium, long, permanent or a duration.
+    #[arg(long, env = "BRIDGE_RETENTION_DEFAULT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_default: Option<String>,
+    /// Per-type retention: "type=preset,type2=90s".
+    #[arg(long, env = "BRIDGE_RETENTION_TYPES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_types: Option<String>,
+    /// How long idempotency keys are remembered.
+    #[arg(long, env = "BRIDGE_IDEMPOTENCY_WINDOW_S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_window_s: Option<u64>,
+    /// TTL sweeper pass interval.
+    #[arg(long, env = "BRIDGE_SWEEP_INTERVAL_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep_interval_ms: Option<u64>,
+    /// Most messages one sweep pass removes.
+    #[arg(long, env = "BRIDGE_SWEEP_MAX_PER_PASS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep_max_per_pass: Option<usize>,
+    /// Archive expired messages: "", "store" or "file:PATH".
+    #[arg(long, env = "BRIDGE_ARCHIVE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<String>,
     /// Log format: text or json.
     #[arg(long, env = "BRIDGE_LOG_FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -202,10 +265,50 @@ impl Config {
         if self.max_restarts == 0 || self.restart_window_s == 0 {
             return bad("max_restarts and restart_window_s must be at least 1".into());
         }
+        if !matches!(self.durability.as_str(), "sync" | "async") {
+            return bad(format!("durability = {:?}: use \"sync\" or \"async\"", self.durability));
+        }
+        for (name, v) in [("ack_timeout_s", self.ack_timeout_s), ("ack_backoff_max_s", self.ack_backoff_max_s), ("aging_s", self.aging_s)] {
+            if !(v > 0.0 && v.is_finite()) {
+                return bad(format!("{name} = {v} must be a positive number of seconds"));
+            }
+        }
+        if self.ack_max_attempts == 0 || self.sweep_max_per_pass == 0 || self.sweep_interval_ms == 0 || self.flush_interval_ms == 0 {
+            return bad("ack_max_attempts, sweep_max_per_pass, sweep_interval_ms and flush_interval_ms must be at least 1".into());
+        }
+        self.retention()?;
+        self.archive_target()?;
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return bad(format!("log_format = {:?}: use \"text\" or \"json\"", self.log_format));
         }
         Ok(())
+    }
+
+    /// The retention policy (validated).
+    pub fn retention(&self) -> Result<Retention, ConfigError> {
+        let default = parse_retention(&self.retention_default)
+            .map_err(|e| ConfigError::Invalid(format!("retention_default = {:?}: {e}", self.retention_default)))?;
+        let mut by_type = HashMap::new();
+        for pair in self.retention_types.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (t, v) = pair
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Invalid(format!("retention_types: {pair:?} is not type=preset")))?;
+            let d = parse_retention(v.trim()).map_err(|e| ConfigError::Invalid(format!("retention_types: {pair:?}: {e}")))?;
+            by_type.insert(t.trim().to_owned(), d);
+        }
+        Ok(Retention { default, by_type })
+    }
+
+    /// Where expired messages are archived (validated).
+    pub fn archive_target(&self) -> Result<Archive, ConfigError> {
+        match self.archive.as_str() {
+            "" | "none" => Ok(Archive::None),
+            "store" => Ok(Archive::Store),
+            other => match other.strip_prefix("file:") {
+                Some(path) if !path.is_empty() => Ok(Archive::File(PathBuf::from(path))),
+                _ => Err(ConfigError::Invalid(format!("archive = {other:?}: use \"\", \"store\" or \"file:PATH\""))),
+            },
+        }
     }
 
     /// The listen address (validated).
@@ -242,7 +345,25 @@ impl Config {
         BrokerConfig {
             data_dir: self.store_dir(),
             shards: if self.shards == 0 { Self::cpus() } else { self.shards },
-            router: RouterConfig { seen_window: Duration::from_secs(self.seen_window_s) },
+            router: RouterConfig {
+                seen_window: Duration::from_secs(self.seen_window_s),
+                aging: Duration::from_secs_f64(self.aging_s),
+                retention: self.retention().expect("validated"),
+                idempotency_window: Duration::from_secs(self.idempotency_window_s),
+                durability: if self.durability == "async" { Durability::Async } else { Durability::Sync },
+            },
+            ack: AckConfig {
+                timeout: Duration::from_secs_f64(self.ack_timeout_s),
+                backoff_max: Duration::from_secs_f64(self.ack_backoff_max_s),
+                max_attempts: self.ack_max_attempts,
+            },
+            sweep: SweepConfig {
+                interval: Duration::from_millis(self.sweep_interval_ms),
+                max_per_pass: self.sweep_max_per_pass,
+                archive: self.archive_target().expect("validated"),
+                idempotency_window: Duration::from_secs(self.idempotency_window_s),
+            },
+            flush_interval: Duration::from_millis(self.flush_interval_ms),
             session: SessionConfig {
                 max_frame_bytes: self.max_frame_bytes,
                 hard_frame_bytes: self.max_frame_bytes.saturating_mul(4),
@@ -261,9 +382,50 @@ impl Config {
     }
 }
 
+/// A retention preset or duration: `None` is permanent.
+fn parse_retention(v: &str) -> Result<Option<Duration>, String> {
+    let preset = match v {
+        "immediate" => Some(60),
+        "short" => Some(3600),
+        "medium" => Some(24 * 3600),
+        "long" => Some(7 * 24 * 3600),
+        "permanent" => return Ok(None),
+        _ => None,
+    };
+    if let Some(s) = preset {
+        return Ok(Some(Duration::from_secs(s)));
+    }
+    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
+    let n: u64 = num.parse().map_err(|_| "use immediate, short, medium, long, permanent or a duration like 90s".to_owned())?;
+    let mult = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("unknown unit {unit:?}: use s, m, h or d")),
+    };
+    Ok(Some(Duration::from_secs(n.saturating_mul(mult).max(1))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_presets_and_durations() {
+        assert_eq!(parse_retention("short"), Ok(Some(Duration::from_secs(3600))));
+        assert_eq!(parse_retention("permanent"), Ok(None));
+        assert_eq!(parse_retention("90s"), Ok(Some(Duration::from_secs(90))));
+        assert_eq!(parse_retention("2h"), Ok(Some(Duration::from_secs(7200))));
+        assert!(parse_retention("soon").is_err());
+        let args = ServeArgs { retention_types: Some("log=short, audit=permanent".into()), ..ServeArgs::default() };
+        let r = Config::load(&args).expect("load").retention().expect("retention");
+        assert_eq!(r.for_type("log"), Some(Duration::from_secs(3600)));
+        assert_eq!(r.for_type("audit"), None);
+        assert_eq!(r.for_type("other"), Some(Duration::from_secs(86400)));
+        let bad = ServeArgs { retention_types: Some("log".into()), ..ServeArgs::default() };
+        assert!(Config::load(&bad).is_err());
+    }
 
     #[test]
     fn defaults_load_and_validate() {

@@ -70,7 +70,8 @@ async fn undecodable_frames(server: &Server) {
     let f = expect_error(&mut ws, r#"{"type":"send","to":"peer","msg_type":"t","ref":"m2"}"#, "bad_frame").await;
     assert!(f["error"].as_str().is_some_and(|e| e.contains("payload")), "{f}");
 
-    let bad_ack = json!({"type": "send", "to": "peer", "msg_type": "t", "payload": 1, "require_ack": "yes", "ref": "w1"});
+    let bad_ack =
+        json!({"type": "send", "to": "peer", "msg_type": "t", "payload": 1, "require_ack": "yes", "ref": "w1"});
     let f = expect_error(&mut ws, &bad_ack.to_string(), "bad_frame").await;
     assert_eq!(f["ref"], "w1");
     assert!(f["error"].as_str().is_some_and(|e| e.contains("boolean")), "{f}");
@@ -89,7 +90,8 @@ async fn oversized_frame(server: &Server) {
     assert!(f["error"].as_str().is_some_and(|e| e.contains(&LIMIT.to_string())), "names the limit: {f}");
     assert_usable(&mut ws, &mut peer).await;
     // Just under the limit is fine.
-    let fits = json!({"type": "send", "ref": "fits", "to": "peer", "msg_type": "t", "payload": "x".repeat(LIMIT - 200)});
+    let fits =
+        json!({"type": "send", "ref": "fits", "to": "peer", "msg_type": "t", "payload": "x".repeat(LIMIT - 200)});
     ws.send_text(fits.to_string()).await;
     let sent = ws.recv().await;
     assert_eq!((sent["type"].as_str(), sent["ref"].as_str()), (Some("sent"), Some("fits")), "{sent}");
@@ -193,17 +195,19 @@ async fn bad_upgrade_requests(server: &Server) {
 /// Bad HTTP requests: each gets its status and a `{error, code}` body.
 async fn bad_http_requests(server: &Server) {
     let (mut ws, mut peer) = pair(server).await;
-    let post = |body: String| server.post_raw("/api/send", body);
+    let raw = |body: &str| server.post_raw("/api/send", body.to_owned());
+    let send = |body: Value| server.post_raw("/api/send", body.to_string());
+    let big = "x".repeat(10 * 1024);
     let checks: Vec<(&str, (u16, Value), u16, &str)> = vec![
-        ("bad JSON", post("{nope".into()).await, 400, "bad_frame"),
-        ("an array", post("[1]".into()).await, 400, "bad_frame"),
-        ("empty body", post(String::new()).await, 400, "bad_frame"),
-        ("missing from", post(json!({"to": "peer", "type": "t", "payload": 1}).to_string()).await, 400, "bad_frame"),
-        ("missing type", post(json!({"from": "h", "to": "peer", "payload": 1}).to_string()).await, 400, "bad_frame"),
-        ("invalid from", post(json!({"from": "h h", "to": "peer", "type": "t"}).to_string()).await, 400, "invalid_client_id"),
-        ("invalid to", post(json!({"from": "h", "to": "bad id!", "type": "t"}).to_string()).await, 400, "invalid_recipient"),
-        ("unknown pool", post(json!({"from": "h", "to": "pool:none", "type": "t"}).to_string()).await, 404, "unknown_recipient"),
-        ("too large", post(json!({"from": "h", "to": "peer", "type": "t", "payload": "x".repeat(10 * 1024)}).to_string()).await, 413, "too_large"),
+        ("bad JSON", raw("{nope").await, 400, "bad_frame"),
+        ("an array", raw("[1]").await, 400, "bad_frame"),
+        ("empty body", raw("").await, 400, "bad_frame"),
+        ("missing from", send(json!({"to": "peer", "type": "t", "payload": 1})).await, 400, "bad_frame"),
+        ("missing type", send(json!({"from": "h", "to": "peer", "payload": 1})).await, 400, "bad_frame"),
+        ("invalid from", send(json!({"from": "h h", "to": "peer", "type": "t"})).await, 400, "invalid_client_id"),
+        ("invalid to", send(json!({"from": "h", "to": "bad id!", "type": "t"})).await, 400, "invalid_recipient"),
+        ("unknown pool", send(json!({"from": "h", "to": "pool:none", "type": "t"})).await, 404, "unknown_recipient"),
+        ("too large", send(json!({"from": "h", "to": "peer", "type": "t", "payload": big})).await, 413, "too_large"),
         ("poll without to", server.get("/api/messages").await, 400, "bad_request"),
         ("poll invalid to", server.get("/api/messages?to=a%20b").await, 400, "invalid_client_id"),
         ("limit=5000", server.get("/api/messages?to=h&limit=5000").await, 400, "bad_request"),
@@ -218,40 +222,52 @@ async fn bad_http_requests(server: &Server) {
         assert_eq!((status, body["code"].as_str()), (want_status, Some(want_code)), "{what}: {body}");
         assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: {body}");
     }
-    let (_, body) = post(json!({"to": "peer", "type": "t", "payload": 1}).to_string()).await;
+    let (_, body) = send(json!({"to": "peer", "type": "t", "payload": 1})).await;
     assert!(body["error"].as_str().is_some_and(|e| e.contains("from")), "names the missing field: {body}");
     // Nothing above reached the peer; a good request still does.
-    let (status, body) = server.post("/api/send", &json!({"from": "h", "to": "peer", "type": "good", "payload": 2})).await;
+    let (status, body) =
+        server.post("/api/send", &json!({"from": "h", "to": "peer", "type": "good", "payload": 2})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(peer.recv_msg().await["type"], "good", "no bad request was routed");
     assert_usable(&mut ws, &mut peer).await;
+}
+
+/// Sends one raw data frame; `fin` marks the last fragment of its message.
+async fn send_fragment(ws: &mut Ws, bytes: &[u8], kind: Data, fin: bool) {
+    ws.stream.send(M::Frame(Frame::message(bytes.to_vec(), OpCode::Data(kind), fin))).await.expect("ws send frame");
 }
 
 /// A text message sent in three fragments (first, continuation, final continuation) is reassembled;
 /// oversized or stray fragments close only their own socket.
 async fn fragmented_text(server: &Server) {
     let (mut ws, mut peer) = pair(server).await;
-    let text = json!({"type": "send", "to": "peer", "msg_type": "frag", "payload": {"text": "reassembled"}, "ref": "f1"}).to_string();
+    let frame =
+        json!({"type": "send", "to": "peer", "msg_type": "frag", "payload": {"text": "reassembled"}, "ref": "f1"});
+    let text = frame.to_string();
     let (a, rest) = text.split_at(text.len() / 3);
     let (b, c) = rest.split_at(rest.len() / 2);
-    for (part, opcode, fin) in [(a, Data::Text, false), (b, Data::Continue, false), (c, Data::Continue, true)] {
-        ws.stream.send(M::Frame(Frame::message(part.as_bytes().to_vec(), OpCode::Data(opcode), fin))).await.expect("fragment");
+    for (part, kind, fin) in [(a, Data::Text, false), (b, Data::Continue, false), (c, Data::Continue, true)] {
+        send_fragment(&mut ws, part.as_bytes(), kind, fin).await;
     }
     let sent = ws.recv().await;
-    assert_eq!((sent["type"].as_str(), sent["ref"].as_str(), sent["status"].as_str()), (Some("sent"), Some("f1"), Some("delivered")), "{sent}");
+    assert_eq!(
+        (sent["type"].as_str(), sent["ref"].as_str(), sent["status"].as_str()),
+        (Some("sent"), Some("f1"), Some("delivered")),
+        "{sent}"
+    );
     let m = peer.recv_msg().await;
     assert_eq!((m["type"].clone(), m["payload"].clone()), (json!("frag"), json!({"text": "reassembled"})));
     // Fragments that each fit but add up to more than 4× the limit close the socket with 1009.
     let mut big = Ws::connect(server, "big-fragments").await;
     let chunk = vec![b' '; LIMIT];
-    big.stream.send(M::Frame(Frame::message(b"{".to_vec(), OpCode::Data(Data::Text), false))).await.expect("first");
+    send_fragment(&mut big, b"{", Data::Text, false).await;
     for _ in 0..5 {
-        big.stream.send(M::Frame(Frame::message(chunk.clone(), OpCode::Data(Data::Continue), false))).await.expect("more");
+        send_fragment(&mut big, &chunk, Data::Continue, false).await;
     }
     assert_eq!(u16::from(close_code(&mut big).await), 1009);
     // A continuation that continues nothing is a WebSocket protocol error (RFC 6455 5.4): 1002.
     let mut stray = Ws::connect(server, "stray").await;
-    stray.stream.send(M::Frame(Frame::message(b"{}".to_vec(), OpCode::Data(Data::Continue), true))).await.expect("stray");
+    send_fragment(&mut stray, b"{}", Data::Continue, true).await;
     assert_eq!(u16::from(close_code(&mut stray).await), 1002);
     assert_usable(&mut ws, &mut peer).await;
 }

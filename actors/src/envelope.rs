@@ -6,7 +6,7 @@ use agent_bridge_protocol::http::SendRequest;
 use agent_bridge_protocol::ids::{validate_msg_type, validate_room, Recipient};
 use agent_bridge_protocol::ProtocolError;
 
-use crate::router::{Envelope, Target, Transport};
+use crate::delivery::{Envelope, Target, Transport};
 
 /// The longest correlation id or idempotency key accepted.
 const MAX_KEY_LEN: usize = 256;

@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! Root (supervisor: restart intensity, escalation, /admin/supervisors)
+//!  ├─ ack_tracker             AckTracker (permanent, critical, own arbiter): require-ack messages,
+//!  │                          redelivery timers, dead letters, receipts
 //!  ├─ router-0 … router-N-1   Router shards, each on its own arbiter (permanent, critical):
-//!  │                          registry of live sessions, inbox seqs, long-poll waiters, fan-out
+//!  │                          registry of live sessions, inbox seqs and queues, fan-out, feeds
+//!  ├─ ttl_sweeper             TtlSweeper (permanent, critical, own arbiter): bounded expiry passes
 //!  └─ sessions                group of Session actors, one per WebSocket (temporary children,
 //!                             on the HTTP worker that accepted the socket)
 //! ```
@@ -13,19 +16,25 @@
 //! actor's `restarting()` rebuilds what may be inconsistent from the store. Beyond the restart
 //! intensity the child escalates to the root (see [`supervisor`]).
 
+pub mod ack_tracker;
+pub mod delivery;
 pub mod envelope;
 pub mod metrics;
 pub mod router;
 pub mod session;
 pub mod store;
 pub mod supervisor;
+pub mod ttl_sweeper;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::router::{Router, RouterConfig, RouterHandle};
+use crate::ack_tracker::{AckConfig, AckTracker};
+use crate::router::{Durability, Router, RouterConfig, RouterHandle};
+use crate::ttl_sweeper::{SweepConfig, TtlSweeper};
 use crate::session::{SessionConfig, SessionDeps, SESSIONS_GROUP};
 use crate::store::{Store, StoreError};
 use crate::supervisor::{ChildSpec, Intensity, RestartPolicy, Root, Tree};
@@ -39,6 +48,10 @@ pub struct BrokerConfig {
     pub shards: usize,
     pub router: RouterConfig,
     pub session: SessionConfig,
+    pub ack: AckConfig,
+    pub sweep: SweepConfig,
+    /// With async durability: how often sled flushes in the background.
+    pub flush_interval: Duration,
     /// Restart intensity of permanent children.
     pub intensity: Intensity,
     /// Stop the process (exit code 70) when a critical child escalates.
@@ -52,6 +65,9 @@ impl Default for BrokerConfig {
             shards: 2,
             router: RouterConfig::default(),
             session: SessionConfig::default(),
+            ack: AckConfig::default(),
+            sweep: SweepConfig::default(),
+            flush_interval: Duration::from_millis(500),
             intensity: Intensity::default(),
             exit_on_escalation: true,
         }
@@ -63,6 +79,8 @@ pub struct Broker {
     pub tree: Arc<Tree>,
     pub root: Addr<Root>,
     pub router: RouterHandle,
+    pub tracker: Addr<AckTracker>,
+    pub sweeper: Addr<TtlSweeper>,
     pub store: Store,
     pub sessions: SessionDeps,
     /// The router threads; kept so they live as long as the broker.
@@ -72,25 +90,53 @@ pub struct Broker {
 impl Broker {
     /// Opens the store and starts the tree. Must run inside an actix `System`.
     pub fn start(config: BrokerConfig) -> Result<Broker, StoreError> {
-        let store = Store::open(config.data_dir.as_deref())?;
+        let background = match config.router.durability {
+            Durability::Sync => None,
+            Durability::Async => Some(config.flush_interval),
+        };
+        let store = Store::open(config.data_dir.as_deref(), background)?;
         let tree = Tree::new();
         let root = Root::start(Arc::clone(&tree), config.exit_on_escalation);
-        let mut shards = Vec::with_capacity(config.shards.max(1));
+        let spec = |name: String, kind: &'static str| ChildSpec {
+            name,
+            kind,
+            parent: Tree::ROOT.into(),
+            policy: RestartPolicy::Permanent,
+            intensity: config.intensity,
+            critical: true,
+        };
         let mut arbiters = Vec::new();
-        for i in 0..config.shards.max(1) {
-            let child = tree.register(ChildSpec {
-                name: format!("{}-{i}", Router::NAME),
-                kind: Router::NAME,
-                parent: Tree::ROOT.into(),
-                policy: RestartPolicy::Permanent,
-                intensity: config.intensity,
-                critical: true,
-            });
+
+        let router_cell: Arc<OnceLock<RouterHandle>> = Arc::new(OnceLock::new());
+        let tracker = {
+            let child = tree.register(spec(AckTracker::NAME.into(), AckTracker::NAME));
             let arbiter = Arbiter::new();
-            let (store, rc) = (store.clone(), config.router.clone());
-            shards.push(Supervisor::start_in_arbiter(&arbiter.handle(), move |_| Router::new(child, store, rc)));
+            let (store, ack, cell) = (store.clone(), config.ack.clone(), Arc::clone(&router_cell));
+            let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| AckTracker::new(child, store, ack, cell));
+            arbiters.push(arbiter);
+            addr
+        };
+
+        let mut shards = Vec::with_capacity(config.shards.max(1));
+        for i in 0..config.shards.max(1) {
+            let child = tree.register(spec(format!("{}-{i}", Router::NAME), Router::NAME));
+            let arbiter = Arbiter::new();
+            let (store, rc, tracker) = (store.clone(), config.router.clone(), tracker.clone());
+            shards.push(Supervisor::start_in_arbiter(&arbiter.handle(), move |_| Router::new(child, store, rc, tracker)));
             arbiters.push(arbiter);
         }
+        let router = RouterHandle::new(shards);
+        let _ = router_cell.set(router.clone());
+
+        let sweeper = {
+            let child = tree.register(spec(TtlSweeper::NAME.into(), TtlSweeper::NAME));
+            let arbiter = Arbiter::new();
+            let (store, sc, tracker) = (store.clone(), config.sweep.clone(), tracker.clone());
+            let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| TtlSweeper::new(child, store, sc, tracker));
+            arbiters.push(arbiter);
+            addr
+        };
+
         // The sessions group: a node the session children hang under.
         let _group = tree.register(ChildSpec {
             name: SESSIONS_GROUP.into(),
@@ -100,8 +146,12 @@ impl Broker {
             intensity: config.intensity,
             critical: false,
         });
-        let router = RouterHandle::new(shards);
-        let sessions = SessionDeps { router: router.clone(), tree: Arc::clone(&tree), config: Arc::new(config.session) };
-        Ok(Broker { tree, root, router, store, sessions, _arbiters: arbiters })
+        let sessions = SessionDeps {
+            router: router.clone(),
+            tracker: tracker.clone(),
+            tree: Arc::clone(&tree),
+            config: Arc::new(config.session),
+        };
+        Ok(Broker { tree, root, router, tracker, sweeper, store, sessions, _arbiters: arbiters })
     }
 }

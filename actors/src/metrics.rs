@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Every metric the broker exports.
 pub struct Metrics {
@@ -26,6 +26,14 @@ pub struct Metrics {
     pub escalations: IntCounterVec,
     /// Sessions currently behind (catching up from the store).
     pub lagging_sessions: IntGauge,
+    /// Acknowledgements accepted.
+    pub acks: IntCounter,
+    /// Deliveries after the first of a require-ack message.
+    pub redeliveries: IntCounter,
+    /// Messages dead-lettered after their last attempt.
+    pub dead_letters: IntCounter,
+    /// Messages removed by expiry (ttl or retention).
+    pub expired: IntCounter,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -56,7 +64,18 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(actor_restarts.clone()))?;
     registry.register(Box::new(escalations.clone()))?;
     registry.register(Box::new(lagging_sessions.clone()))?;
+    let acks = IntCounter::new("bridge_acks_total", "Acknowledgements accepted")?;
+    let redeliveries = IntCounter::new("bridge_redeliveries_total", "Redeliveries of require-ack messages")?;
+    let dead_letters = IntCounter::new("bridge_dead_letters_total", "Messages dead-lettered")?;
+    let expired = IntCounter::new("bridge_messages_expired_total", "Messages removed by ttl or retention")?;
+    for c in [&acks, &redeliveries, &dead_letters, &expired] {
+        registry.register(Box::new(c.clone()))?;
+    }
     Ok(Metrics {
+        acks,
+        redeliveries,
+        dead_letters,
+        expired,
         registry,
         connections,
         messages_routed,

@@ -2,31 +2,36 @@
 //!
 //! Each shard owns the client ids that hash to it: their live sessions (the registry), their inbox
 //! seq counters, long-poll waiters and "last seen" times. A message to a client goes to that client's
-//! shard, which assigns the next inbox `seq`, stores it (unless `persist: false`), encodes the
-//! `message` frame once and hands the same bytes to every session of the recipient. Because one shard
-//! is the only writer of its inboxes, order per recipient is the order of arrival at the shard.
+//! shard, which assigns the next inbox `seq`, writes the message with its index entries in one atomic
+//! batch (unless `persist: false`), encodes the `message` frame once and hands the same bytes to
+//! every session of the recipient that keeps up. The `sent` reply waits for the group commit.
 //!
-//! Sent by: sessions and HTTP handlers, through [`RouterHandle`]. Supervised by the root
-//! (permanent, critical): after a panic `restarting()` drops cached counters (reloaded from the store)
-//! and prunes sessions whose mailbox has closed; the registry of live sessions survives.
+//! The inbox queue (see [`crate::store`]) holds what no session has received yet, and everything that
+//! waits for an acknowledgement. A session is fed from it — in priority order with aging — when it
+//! connects and whenever it has fallen behind; with `since` it first replays the stream in seq order.
+//!
+//! Sent by: sessions and HTTP handlers (through [`RouterHandle`]), the AckTracker (redeliveries,
+//! settlements, receipts). Supervised by the root (permanent, critical): after a panic `restarting()`
+//! drops cached counters (reloaded from the store) and in-flight marks, and prunes sessions whose
+//! mailbox has closed; the registry of live sessions survives.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use agent_bridge_protocol::frames::{Delivery, SentStatus};
-use agent_bridge_protocol::{Message as Msg, Payload, Priority, ServerFrame, Timestamp};
-use bytestring::ByteString;
+use agent_bridge_protocol::frames::SentStatus;
+use agent_bridge_protocol::{Message as Msg, Priority, Timestamp};
 use thiserror::Error;
 use tokio::sync::oneshot;
 use tracing::{debug, error};
 
+use crate::ack_tracker::{AckTracker, Delivered, Expired, Track};
+use crate::delivery::{new_message_id, Envelope, Note, Notify, Outgoing, SessionLink, Target, Transport};
 use crate::metrics::metrics;
-use crate::store::{Store, StoreError, Stream};
+use crate::store::{Batch, IdempotencyRecord, Queued, Store, StoreError, Stream};
 use crate::supervisor::{contain, ChildHandle, Decision, Failure, Fault};
 
 /// Errors a route or poll can answer; each has a stable client-facing code.
@@ -36,6 +41,8 @@ pub enum RouteError {
     UnknownRecipient(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the message could not be made durable (store flush failed)")]
+    NotDurable,
     #[error("the router failed while handling this message ({0}); it has been restarted, send again")]
     Internal(String),
     #[error("the router is down after repeated failures")]
@@ -49,77 +56,56 @@ impl RouteError {
     pub fn code(&self) -> &'static str {
         match self {
             RouteError::UnknownRecipient(_) => "unknown_recipient",
-            RouteError::Store(_) => "storage_error",
+            RouteError::Store(_) | RouteError::NotDurable => "storage_error",
             RouteError::Internal(_) => "internal",
             RouteError::Unavailable | RouteError::Mailbox(_) => "unavailable",
         }
     }
 }
 
-/// Which transport a message or session uses (a bounded metric label).
+/// When `sent` is answered relative to the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    WebSocket,
-    Http,
-    Sse,
+pub enum Durability {
+    /// After the group commit has flushed the message (the default).
+    Sync,
+    /// At once; sled flushes in the background every `flush_interval`.
+    Async,
 }
 
-impl Transport {
-    pub fn label(self) -> &'static str {
-        match self {
-            Transport::WebSocket => "websocket",
-            Transport::Http => "http",
-            Transport::Sse => "sse",
-        }
+/// How long stored messages are kept, by message type (`None` = forever).
+#[derive(Debug, Clone, Default)]
+pub struct Retention {
+    pub default: Option<Duration>,
+    pub by_type: HashMap<String, Option<Duration>>,
+}
+
+impl Retention {
+    pub fn for_type(&self, msg_type: &str) -> Option<Duration> {
+        self.by_type.get(msg_type).copied().unwrap_or(self.default)
     }
 }
 
-/// Where a validated message goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Client(String),
-    Broadcast,
-    Pool(String),
-    Room(String),
-}
-
-/// A validated send, built from a `send` frame or `POST /api/send` (`from` already bound).
+/// Shard settings.
 #[derive(Debug, Clone)]
-pub struct Envelope {
-    pub from: String,
-    pub target: Target,
-    pub msg_type: String,
-    pub payload: Payload,
-    pub priority: Priority,
-    pub ttl: Option<u64>,
-    pub require_ack: bool,
-    pub correlation_id: Option<String>,
-    pub idempotency_key: Option<String>,
-    pub persist: bool,
-    pub transport: Transport,
+pub struct RouterConfig {
+    /// How long a disconnected client still counts for `all`.
+    pub seen_window: Duration,
+    /// A queued message moves up one priority level per `aging` waited.
+    pub aging: Duration,
+    pub retention: Retention,
+    /// How long an idempotency key is remembered.
+    pub idempotency_window: Duration,
+    pub durability: Durability,
 }
 
-impl Envelope {
-    fn to_message(&self, id: &str, seq: u64, timestamp: Timestamp) -> Msg {
-        let (to, room) = match &self.target {
-            Target::Client(c) => (Some(c.clone()), None),
-            Target::Broadcast => (Some(agent_bridge_protocol::ids::BROADCAST.to_owned()), None),
-            Target::Pool(p) => (Some(format!("{}{p}", agent_bridge_protocol::ids::POOL_PREFIX)), None),
-            Target::Room(r) => (None, Some(r.clone())),
-        };
-        Msg {
-            id: id.to_owned(),
-            seq,
-            from: self.from.clone(),
-            to,
-            room,
-            msg_type: self.msg_type.clone(),
-            payload: self.payload.clone(),
-            timestamp,
-            priority: self.priority,
-            requires_ack: self.require_ack,
-            correlation_id: self.correlation_id.clone(),
-            expires_at: self.ttl.map(|t| timestamp.plus_secs(t)),
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            seen_window: Duration::from_secs(60),
+            aging: Duration::from_secs(30),
+            retention: Retention { default: Some(Duration::from_secs(24 * 3600)), by_type: HashMap::new() },
+            idempotency_window: Duration::from_secs(24 * 3600),
+            durability: Durability::Sync,
         }
     }
 }
@@ -133,106 +119,29 @@ pub struct Routed {
     pub recipients: u32,
 }
 
-/// A message ready for sessions: the message and its `message` frame, encoded once.
-#[derive(Debug)]
-pub struct Outgoing {
-    pub message: Msg,
-    pub json: ByteString,
-    /// Whether the message is in the store (a lagging session can catch up on it).
-    pub persisted: bool,
+/// A routed message and, with sync durability, the commit to await before answering `sent`.
+pub struct Accepted {
+    pub routed: Routed,
+    pub durable: Option<oneshot::Receiver<()>>,
 }
 
-impl Outgoing {
-    fn new(message: Msg, persisted: bool) -> Arc<Self> {
-        let json = ByteString::from(ServerFrame::Message(Delivery { message: message.clone() }).to_json());
-        Arc::new(Outgoing { message, json, persisted })
-    }
-}
-
-/// A message for a session. Sent by the router; the session writes it to its socket.
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub struct Deliver(pub Arc<Outgoing>);
-
-/// The bounded outbound queue of a session, shared between the router (producer) and the session.
-///
-/// One atomic word holds the count of frames handed over but not yet written and, in its top bit,
-/// the "lagging" flag. Exactly one side sees the moment a lagging session has drained: the session
-/// when its decrement reaches `LAG | 0`, or the router when it sets the flag on an already empty
-/// queue. That side triggers the catch-up from the store, so it happens once and never stalls.
-#[derive(Debug)]
-pub struct Backlog {
-    state: AtomicUsize,
-    limit: usize,
-}
-
-const LAG: usize = 1 << (usize::BITS - 1);
-
-impl Backlog {
-    /// A backlog that holds at most `limit` undelivered frames.
-    pub fn new(limit: usize) -> Arc<Self> {
-        Arc::new(Backlog { state: AtomicUsize::new(0), limit: limit.max(1) })
-    }
-
-    /// Called by the session after writing a delivered frame. True when the session has drained
-    /// while lagging and must ask the router to catch it up from the store.
-    pub fn delivered(&self) -> bool {
-        self.state.fetch_sub(1, Ordering::AcqRel) == LAG | 1
-    }
-
-    /// Frames queued for the session and not yet written.
-    pub fn pending(&self) -> usize {
-        self.state.load(Ordering::Acquire) & !LAG
-    }
-
-    /// Whether the session is behind and being fed from the store.
-    pub fn is_lagging(&self) -> bool {
-        self.state.load(Ordering::Acquire) & LAG != 0
-    }
-
-    fn add(&self, n: usize) {
-        self.state.fetch_add(n, Ordering::AcqRel);
-    }
-
-    /// Sets the lagging flag; true if the queue was already empty (the router must catch up now).
-    fn start_lag(&self) -> bool {
-        metrics().lagging_sessions.inc();
-        self.state.fetch_or(LAG, Ordering::AcqRel) & !LAG == 0
-    }
-
-    fn stop_lag(&self) {
-        if self.state.fetch_and(!LAG, Ordering::AcqRel) & LAG != 0 {
-            metrics().lagging_sessions.dec();
-        }
-    }
-}
-
-/// One live session of a client, as the registry knows it.
-#[derive(Clone)]
-pub struct SessionLink {
-    pub session_id: String,
-    pub deliver: Recipient<Deliver>,
-    pub backlog: Arc<Backlog>,
-    pub transport: Transport,
-}
-
-/// A session opened: register it and replay what it missed. Sent by sessions (WebSocket, SSE).
+/// A session opened: register it and feed it what it missed. Sent by sessions (WebSocket, SSE).
 #[derive(Message)]
 #[rtype(result = "Result<Connected, RouteError>")]
 pub struct Connect {
     pub client_id: String,
     pub link: SessionLink,
-    /// Resume after this seq; `None` resumes after the store-and-forward cursor.
+    /// Replay the stream after this seq first; `None` delivers the queue only.
     pub since: Option<u64>,
 }
 
 /// Answer to [`Connect`].
 #[derive(Debug, Clone, Copy)]
 pub struct Connected {
-    /// The seq the replay started after.
-    pub resumed_from: u64,
-    /// How many stored messages were replayed.
-    pub replayed: usize,
+    /// The seq a `since` replay started after.
+    pub resumed_from: Option<u64>,
+    /// The inbox's last seq when the session registered.
+    pub last_seq: u64,
 }
 
 /// A session closed. Sent by sessions when they stop.
@@ -243,7 +152,7 @@ pub struct Disconnect {
     pub session_id: String,
 }
 
-/// A lagging session drained its queue: feed it the next batch from the store. Sent by sessions.
+/// A lagging session drained its queue: feed it the next batch. Sent by sessions.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct CatchUp {
@@ -253,27 +162,34 @@ pub struct CatchUp {
 
 /// Route a message to one client. Sent through [`RouterHandle::route`].
 #[derive(Message)]
-#[rtype(result = "Result<Routed, RouteError>")]
+#[rtype(result = "Result<Accepted, RouteError>")]
 pub struct Route(pub Envelope);
 
 /// This shard's part of an `all` broadcast. Sent through [`RouterHandle::route`].
 #[derive(Message)]
-#[rtype(result = "Result<u32, RouteError>")]
+#[rtype(result = "Result<BroadcastPart, RouteError>")]
 pub struct RouteBroadcast {
     pub envelope: Arc<Envelope>,
     pub id: String,
     pub timestamp: Timestamp,
 }
 
+/// A shard's answer to [`RouteBroadcast`].
+pub struct BroadcastPart {
+    pub recipients: u32,
+    pub duplicate: bool,
+    pub durable: Option<oneshot::Receiver<()>>,
+}
+
 /// Where an HTTP poll starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PollFrom {
-    /// After this seq.
+    /// After this seq, in seq order.
     Seq(u64),
     /// Messages newer than this time (for the original bridge's clients).
     Time(Timestamp),
-    /// After the store-and-forward cursor.
-    Cursor,
+    /// The undelivered queue, in priority order.
+    Queue,
 }
 
 /// `GET /api/messages`: read an inbox page; with `wait`, get a wake-up when it is empty.
@@ -298,12 +214,30 @@ pub enum Polled {
 #[rtype(result = "()")]
 pub struct Seen(pub String);
 
-/// `POST /api/ack` and `ack` frames: the client processed these messages.
+/// Hand a require-ack message to the client's sessions again. Sent by the AckTracker; answers
+/// whether any session received it.
 #[derive(Message)]
-#[rtype(result = "usize")]
-pub struct Acked {
+#[rtype(result = "bool")]
+pub struct Redeliver {
     pub client_id: String,
-    pub message_ids: Vec<String>,
+    pub seq: u64,
+}
+
+/// A require-ack message is settled (acked, dead or expired): stop treating it as in flight. Sent
+/// by the AckTracker.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Settled {
+    pub client_id: String,
+    pub seq: u64,
+}
+
+/// A frame for every session of a client (receipts). Sent by the AckTracker.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NotifyClient {
+    pub client_id: String,
+    pub note: Arc<Note>,
 }
 
 /// Live-client facts for `/api/status` and `/admin/clients`.
@@ -317,6 +251,7 @@ pub struct ClientInfo {
     pub client_id: String,
     pub sessions: Vec<SessionInfo>,
     pub last_seq: u64,
+    pub queued: usize,
     pub last_seen_s_ago: f64,
 }
 
@@ -329,24 +264,19 @@ pub struct SessionInfo {
     pub lagging: bool,
 }
 
-/// Shard settings.
-#[derive(Debug, Clone)]
-pub struct RouterConfig {
-    /// How long a disconnected client still counts for `all`.
-    pub seen_window: Duration,
+/// How a session is fed when it is behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    /// Replaying the stream in seq order after this seq (`since` resume).
+    Stream { after: u64 },
+    /// From the inbox queue, in priority order.
+    Queue,
 }
 
-impl Default for RouterConfig {
-    fn default() -> Self {
-        RouterConfig { seen_window: Duration::from_secs(60) }
-    }
-}
-
-/// A registered session and how far the router has fed it.
+/// A registered session and how it is fed.
 struct Live {
     link: SessionLink,
-    /// Highest stored seq handed to this session (where a catch-up continues).
-    offered: u64,
+    feed: Feed,
 }
 
 #[derive(Default)]
@@ -354,9 +284,9 @@ struct ClientState {
     sessions: Vec<Live>,
     waiters: Vec<oneshot::Sender<()>>,
     last_seen: Option<Instant>,
-    /// Highest seq handed to a consumer (store-and-forward position), not yet persisted.
-    cursor: u64,
-    cursor_dirty: bool,
+    /// Require-ack messages handed to a session of this client and not settled yet; a feed skips
+    /// them (the tracker redelivers them on its timers). Cleared when the last session leaves.
+    inflight: HashSet<u64>,
 }
 
 /// A router shard. Owns the registry and inboxes of its client ids.
@@ -367,6 +297,8 @@ pub struct Router {
     store: Store,
     /// Settings.
     config: RouterConfig,
+    /// Told about every require-ack message and each of its deliveries.
+    tracker: Addr<AckTracker>,
     /// Clients of this shard: sessions, waiters, presence.
     clients: HashMap<String, ClientState>,
     /// Last assigned inbox seq per client (cache of the store's counters; cleared on restart).
@@ -379,93 +311,141 @@ impl Router {
     pub const NAME: &'static str = "router";
 
     /// A shard over `store`.
-    pub fn new(child: ChildHandle, store: Store, config: RouterConfig) -> Self {
-        Router { child, store, config, clients: HashMap::new(), seqs: HashMap::new(), failed: false }
-    }
-
-    fn next_seq(&mut self, client: &str) -> Result<u64, StoreError> {
-        let last = match self.seqs.get(client) {
-            Some(s) => *s,
-            None => self.store.last_seq(Stream::Inbox(client))?,
-        };
-        self.seqs.insert(client.to_owned(), last + 1);
-        Ok(last + 1)
+    pub fn new(child: ChildHandle, store: Store, config: RouterConfig, tracker: Addr<AckTracker>) -> Self {
+        Router { child, store, config, tracker, clients: HashMap::new(), seqs: HashMap::new(), failed: false }
     }
 
     fn last_seq(&mut self, client: &str) -> Result<u64, StoreError> {
-        match self.seqs.get(client) {
-            Some(s) => Ok(*s),
-            None => {
-                let s = self.store.last_seq(Stream::Inbox(client))?;
-                self.seqs.insert(client.to_owned(), s);
-                Ok(s)
-            }
+        if let Some(s) = self.seqs.get(client) {
+            return Ok(*s);
         }
+        let s = self.store.last_seq(Stream::Inbox(client))?;
+        self.seqs.insert(client.to_owned(), s);
+        Ok(s)
     }
 
     fn client(&mut self, client: &str) -> &mut ClientState {
-        if !self.clients.contains_key(client) {
-            let cursor = self.store.cursor(Stream::Inbox(client)).unwrap_or(0);
-            self.clients.insert(client.to_owned(), ClientState { cursor, ..ClientState::default() });
-        }
-        self.clients.get_mut(client).expect("inserted above")
+        self.clients.entry(client.to_owned()).or_default()
     }
 
-    /// Appends (or not, for `persist: false`) and hands the message to every live session.
+    fn expiry_ms(&self, msg: &Msg) -> Option<i64> {
+        let retention = self.config.retention.for_type(&msg.msg_type).map(|d| msg.timestamp.plus_secs(d.as_secs().max(1)));
+        match (msg.expires_at, retention) {
+            (Some(a), Some(b)) => Some(a.min(b).millis()),
+            (a, b) => a.or(b).map(Timestamp::millis),
+        }
+    }
+
+    /// Stores (unless `persist: false`) and hands a message to every session that keeps up.
+    /// Returns (seq, delivered).
     fn deliver_to(&mut self, client: &str, env: &Envelope, id: &str, timestamp: Timestamp) -> Result<(u64, bool), RouteError> {
-        let (seq, persisted) = if env.persist {
-            let seq = self.next_seq(client)?;
-            (seq, true)
-        } else {
-            (self.last_seq(client)?, false)
-        };
+        let last = self.last_seq(client)?;
+        let seq = if env.persist { last + 1 } else { last };
         let message = env.to_message(id, seq, timestamp);
-        if persisted {
-            if let Err(e) = self.store.append(Stream::Inbox(client), &message) {
-                self.seqs.remove(client);
-                return Err(e.into());
+        let now = Timestamp::now();
+        // Plan the hand-overs first: whether anyone takes it decides whether it is queued.
+        let state = self.clients.entry(client.to_owned()).or_default();
+        let mut plan = Vec::new();
+        let mut drained = Vec::new();
+        if !message.is_expired(now) {
+            for (i, live) in state.sessions.iter().enumerate() {
+                let backlog = &live.link.backlog;
+                if !live.link.filter.accepts(&message.msg_type) || backlog.is_lagging() {
+                    continue;
+                }
+                if backlog.pending() >= backlog.limit {
+                    if backlog.start_lag() {
+                        drained.push(live.link.session_id.clone());
+                    }
+                    continue;
+                }
+                plan.push(i);
             }
         }
-        let out = Outgoing::new(message, persisted);
-        let state = self.client(client);
+        let delivered = !plan.is_empty();
+        if env.persist {
+            let mut batch = Batch::default();
+            batch.message(Stream::Inbox(client), &message)?;
+            if !delivered || message.requires_ack {
+                batch.enqueue(client, &message)?;
+            }
+            if let Some(at) = self.expiry_ms(&message) {
+                batch.expire_at(at, Stream::Inbox(client), seq);
+            }
+            if let Some(key) = &env.idempotency_key {
+                let rec = IdempotencyRecord { message_id: id.to_owned(), seq: Some(seq), at_ms: timestamp.millis() };
+                batch.idempotency(&env.from, client, key, &rec)?;
+            }
+            self.store.apply(batch)?;
+            self.seqs.insert(client.to_owned(), seq);
+            if message.requires_ack {
+                self.tracker.do_send(Track {
+                    client_id: client.to_owned(),
+                    seq,
+                    priority: message.priority,
+                    message_id: id.to_owned(),
+                    from: env.from.clone(),
+                });
+            }
+        } else if !delivered {
+            metrics().dropped.with_label_values(&["no_recipient_online"]).inc();
+        }
+        let state = self.clients.get_mut(client).expect("entry created above");
         for w in state.waiters.drain(..) {
             let _ = w.send(());
         }
-        let mut delivered = false;
-        let mut drained = Vec::new();
-        for live in &mut state.sessions {
-            match offer(live, &out) {
-                Offer::Queued => delivered = true,
-                Offer::Lagging => {}
-                Offer::DrainedWhileLagging => drained.push(live.link.session_id.clone()),
+        if delivered {
+            let out = Outgoing::new(message);
+            for i in plan {
+                let link = &state.sessions[i].link;
+                link.backlog.add(1);
+                link.hand_over(Arc::clone(&out));
+            }
+            if out.message.requires_ack && env.persist {
+                state.inflight.insert(seq);
+                self.tracker.do_send(Delivered { client_id: client.to_owned(), seq });
             }
         }
-        if delivered && persisted {
-            state.cursor = state.cursor.max(seq);
-            state.cursor_dirty = true;
-        }
         for session_id in drained {
-            self.catch_up(client, &session_id)?;
+            self.feed(client, &session_id)?;
         }
         Ok((seq, delivered))
     }
 
-    fn route(&mut self, env: Envelope) -> Result<Routed, RouteError> {
+    fn check_idempotency(&self, env: &Envelope, to: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let Some(key) = &env.idempotency_key else { return Ok(None) };
+        let window = i64::try_from(self.config.idempotency_window.as_millis()).unwrap_or(i64::MAX);
+        Ok(self.store.idempotency(&env.from, to, key)?.filter(|r| Timestamp::now().millis() - r.at_ms < window))
+    }
+
+    fn commit(&self, persist: bool) -> Option<oneshot::Receiver<()>> {
+        (persist && self.config.durability == Durability::Sync).then(|| self.store.commit())
+    }
+
+    fn route(&mut self, env: Envelope) -> Result<Accepted, RouteError> {
         let client = match &env.target {
             Target::Client(c) => c.clone(),
             Target::Pool(p) => return Err(RouteError::UnknownRecipient(format!("pool:{p}"))),
             Target::Room(r) => return Err(RouteError::UnknownRecipient(r.clone())),
             Target::Broadcast => unreachable!("broadcasts arrive as RouteBroadcast"),
         };
+        if let Some(rec) = self.check_idempotency(&env, &client)? {
+            let routed = Routed { message_id: rec.message_id, seq: rec.seq, status: SentStatus::Duplicate, recipients: 1 };
+            return Ok(Accepted { routed, durable: None });
+        }
         let id = new_message_id();
         let (seq, delivered) = self.deliver_to(&client, &env, &id, Timestamp::now())?;
         metrics().messages_routed.with_label_values(&[env.transport.label()]).inc();
         debug!(actor = Router::NAME, msg_id = %id, client_id = %client, seq, "routed");
         let status = if delivered { SentStatus::Delivered } else { SentStatus::Queued };
-        Ok(Routed { message_id: id, seq: Some(seq), status, recipients: 1 })
+        let routed = Routed { message_id: id, seq: Some(seq), status, recipients: 1 };
+        Ok(Accepted { routed, durable: self.commit(env.persist) })
     }
 
-    fn broadcast(&mut self, msg: &RouteBroadcast) -> Result<u32, RouteError> {
+    fn broadcast(&mut self, msg: &RouteBroadcast) -> Result<BroadcastPart, RouteError> {
+        if self.check_idempotency(&msg.envelope, agent_bridge_protocol::ids::BROADCAST)?.is_some() {
+            return Ok(BroadcastPart { recipients: 0, duplicate: true, durable: None });
+        }
         let now = Instant::now();
         let window = self.config.seen_window;
         let targets: Vec<String> = self
@@ -477,24 +457,40 @@ impl Router {
             })
             .map(|(id, _)| id.clone())
             .collect();
+        let mut env = (*msg.envelope).clone();
+        let key = env.idempotency_key.take();
         for client in &targets {
-            self.deliver_to(client, &msg.envelope, &msg.id, msg.timestamp)?;
+            self.deliver_to(client, &env, &msg.id, msg.timestamp)?;
         }
-        Ok(u32::try_from(targets.len()).unwrap_or(u32::MAX))
+        if let Some(key) = key {
+            let mut batch = Batch::default();
+            let rec = IdempotencyRecord { message_id: msg.id.clone(), seq: None, at_ms: msg.timestamp.millis() };
+            batch.idempotency(&env.from, agent_bridge_protocol::ids::BROADCAST, &key, &rec)?;
+            self.store.apply(batch)?;
+        }
+        let durable = if targets.is_empty() { None } else { self.commit(env.persist) };
+        Ok(BroadcastPart { recipients: u32::try_from(targets.len()).unwrap_or(u32::MAX), duplicate: false, durable })
     }
 
     fn connect(&mut self, msg: Connect) -> Result<Connected, RouteError> {
         let last = self.last_seq(&msg.client_id)?;
+        let since = msg.since.map(|s| s.min(last));
         let state = self.client(&msg.client_id);
-        let after = msg.since.unwrap_or(state.cursor).min(last);
         state.last_seen = Some(Instant::now());
         metrics().connections.with_label_values(&[msg.link.transport.label()]).inc();
         let session_id = msg.link.session_id.clone();
-        state.sessions.push(Live { link: msg.link, offered: after });
-        // Replay through the catch-up path: at most one backlog's worth now, the rest as the
-        // session drains, so a reconnect after a long absence never floods memory.
-        let replayed = self.catch_up(&msg.client_id, &session_id)?;
-        Ok(Connected { resumed_from: after, replayed })
+        let feed = match since {
+            Some(after) => Feed::Stream { after },
+            None => Feed::Queue,
+        };
+        // Start behind: nothing live reaches the session until its feed has caught up, so the
+        // replay and the queue come first and in order.
+        let must_feed = msg.link.backlog.start_lag();
+        state.sessions.push(Live { link: msg.link, feed });
+        if must_feed {
+            self.feed(&msg.client_id, &session_id)?;
+        }
+        Ok(Connected { resumed_from: since, last_seq: last })
     }
 
     fn disconnect(&mut self, msg: &Disconnect) {
@@ -504,96 +500,188 @@ impl Router {
             metrics().connections.with_label_values(&[live.link.transport.label()]).dec();
             live.link.backlog.stop_lag();
         }
-        state.last_seen = Some(Instant::now());
-        self.persist_cursor(&msg.client_id.clone());
-    }
-
-    fn persist_cursor(&mut self, client: &str) {
-        if let Some(state) = self.clients.get_mut(client) {
-            if state.cursor_dirty {
-                state.cursor_dirty = false;
-                if let Err(e) = self.store.set_cursor(Stream::Inbox(client), state.cursor) {
-                    error!(actor = Router::NAME, client_id = %client, error = %e, "persisting cursor");
-                }
-            }
+        if state.sessions.is_empty() {
+            // Whatever was in flight is redelivered from the queue at the next connect.
+            state.inflight.clear();
         }
+        state.last_seen = Some(Instant::now());
     }
 
-    /// Feeds a session the next batch of stored messages after what it was offered; ends its lag
-    /// when the batch reaches the end of the inbox. Returns how many messages were handed over.
-    fn catch_up(&mut self, client: &str, session_id: &str) -> Result<usize, RouteError> {
+    /// The next `limit` queue entries in delivery order: priority, moved up one level per
+    /// `aging` waited, FIFO within a level. Skips in-flight and filtered entries. Also says whether
+    /// the queue holds nothing beyond them.
+    fn queue_batch(&self, client: &str, limit: usize, accepts: impl Fn(&str) -> bool) -> Result<(Vec<Queued>, bool), StoreError> {
+        let inflight = self.clients.get(client).map(|s| &s.inflight);
+        let skip = |seq: u64, e: &crate::store::QueueEntry| inflight.is_some_and(|f| f.contains(&seq)) || !accepts(&e.msg_type);
+        let mut all = Vec::new();
+        for p in Priority::ALL {
+            // One more than a batch per level, to know whether anything is left after it.
+            all.extend(self.store.queue_level(client, p, limit + 1, &skip)?);
+        }
+        let exhausted = all.len() <= limit;
+        let now = Timestamp::now().millis();
+        let aging = i64::try_from(self.config.aging.as_millis().max(1)).unwrap_or(i64::MAX);
+        all.sort_by_key(|q| {
+            let age = now - q.entry.timestamp_ms;
+            let effective = (q.priority.index() as i64 - age / aging).max(0);
+            (effective, q.entry.timestamp_ms, q.seq)
+        });
+        all.truncate(limit);
+        Ok((all, exhausted))
+    }
+
+    /// Feeds a lagging session its next batch (stream replay, then queue); ends the lag when the
+    /// feed has nothing more. Returns how many messages were handed over.
+    fn feed(&mut self, client: &str, session_id: &str) -> Result<usize, RouteError> {
         let mut total = 0;
         loop {
-            let Some(state) = self.clients.get(client) else { return Ok(total) };
-            let Some(live) = state.sessions.iter().find(|s| s.link.session_id == session_id) else { return Ok(total) };
-            let (link, after) = (live.link.clone(), live.offered);
+            let Some(live) = self.clients.get(client).and_then(|s| s.sessions.iter().find(|l| l.link.session_id == session_id))
+            else {
+                return Ok(total);
+            };
+            let (link, feed) = (live.link.clone(), live.feed);
             let limit = link.backlog.limit;
-            let batch = self.store.range(Stream::Inbox(client), after, limit)?;
-            let n = batch.len();
-            total += n;
-            let last = batch.last().map(|m| m.seq);
-            link.backlog.add(n);
-            for m in batch {
-                hand_over(&link, Outgoing::new(m, true));
-            }
-            let state = self.clients.get_mut(client).expect("checked above");
-            if let Some(last) = last {
-                if let Some(live) = state.sessions.iter_mut().find(|s| s.link.session_id == session_id) {
-                    live.offered = last;
+            let now = Timestamp::now();
+            let mut batch = Batch::default();
+            let mut out = Vec::new();
+            let (next_feed, exhausted) = match feed {
+                Feed::Stream { after } => {
+                    let msgs = self.store.range(Stream::Inbox(client), after, limit)?;
+                    let exhausted = msgs.len() < limit;
+                    let next_after = msgs.last().map_or(after, |m| m.seq);
+                    out.extend(msgs.into_iter().filter(|m| link.filter.accepts(&m.msg_type) && !m.is_expired(now)));
+                    (if exhausted { Feed::Queue } else { Feed::Stream { after: next_after } }, false)
                 }
-                state.cursor = state.cursor.max(last);
-                state.cursor_dirty = true;
+                Feed::Queue => {
+                    let (queued, exhausted) = self.queue_batch(client, limit, |t| link.filter.accepts(t))?;
+                    for q in queued {
+                        match self.store.get(Stream::Inbox(client), q.seq)? {
+                            Some(m) if !m.is_expired(now) => out.push(m),
+                            found => {
+                                batch.dequeue(client, q.priority, q.seq);
+                                if q.entry.requires_ack {
+                                    self.tracker.do_send(Expired { client_id: client.to_owned(), seq: q.seq, gone: found.is_none() });
+                                }
+                            }
+                        }
+                    }
+                    (Feed::Queue, exhausted)
+                }
+            };
+            let n = out.len();
+            total += n;
+            link.backlog.add(n);
+            let state = self.clients.get_mut(client).expect("checked above");
+            for m in out {
+                if m.requires_ack {
+                    state.inflight.insert(m.seq);
+                    self.tracker.do_send(Delivered { client_id: client.to_owned(), seq: m.seq });
+                } else {
+                    batch.dequeue(client, m.priority, m.seq);
+                }
+                link.hand_over(Outgoing::new(m));
             }
-            if n < limit {
+            self.store.apply(batch)?;
+            if let Some(live) = state.sessions.iter_mut().find(|l| l.link.session_id == session_id) {
+                live.feed = next_feed;
+            }
+            if next_feed != feed {
+                continue; // the stream replay is done: go on with the queue
+            }
+            if exhausted {
                 link.backlog.stop_lag();
                 debug!(actor = Router::NAME, client_id = %client, session_id = %session_id, "caught up");
                 return Ok(total);
             }
-            // More is stored: stay lagging; the session asks again once it has drained, unless it
-            // drained already, in which case the next batch goes now.
-            if link.backlog.is_lagging() || !link.backlog.start_lag() {
+            if n > 0 {
+                // More waits: the session stays lagging and asks for the next batch (CatchUp)
+                // once it has written this one.
                 return Ok(total);
             }
+            // Nothing handed over (all expired or filtered) but more waits: go on now, since no
+            // drained session will ask.
         }
+    }
+
+    fn redeliver(&mut self, msg: &Redeliver) -> Result<bool, RouteError> {
+        let Some(message) = self.store.get(Stream::Inbox(&msg.client_id), msg.seq)? else { return Ok(false) };
+        let Some(state) = self.clients.get_mut(&msg.client_id) else { return Ok(false) };
+        let out = Outgoing::new(message);
+        let mut delivered = false;
+        for live in &state.sessions {
+            let link = &live.link;
+            if link.backlog.is_lagging() || !link.filter.accepts(&out.message.msg_type) {
+                continue;
+            }
+            link.backlog.add(1);
+            link.hand_over(Arc::clone(&out));
+            delivered = true;
+        }
+        if delivered {
+            state.inflight.insert(msg.seq);
+            self.tracker.do_send(Delivered { client_id: msg.client_id.clone(), seq: msg.seq });
+        } else {
+            state.inflight.remove(&msg.seq);
+        }
+        Ok(delivered)
     }
 
     fn poll(&mut self, msg: Poll) -> Result<Polled, RouteError> {
         let limit = msg.limit.clamp(1, 1000);
-        let state = self.client(&msg.client_id);
-        state.last_seen = Some(Instant::now());
-        let cursor = state.cursor;
+        let last = self.last_seq(&msg.client_id)?;
+        self.client(&msg.client_id).last_seen = Some(Instant::now());
+        let now = Timestamp::now();
+        let inbox = Stream::Inbox(&msg.client_id);
         let (messages, base) = match msg.from {
-            PollFrom::Seq(s) => (self.store.range(Stream::Inbox(&msg.client_id), s, limit)?, s),
-            PollFrom::Cursor => (self.store.range(Stream::Inbox(&msg.client_id), cursor, limit)?, cursor),
+            PollFrom::Seq(s) => (self.store.range(inbox, s, limit)?, s.min(last)),
+            PollFrom::Queue => {
+                let (queued, _) = self.queue_batch(&msg.client_id, limit, |_| true)?;
+                let mut out = Vec::new();
+                for q in queued {
+                    if let Some(m) = self.store.get(inbox, q.seq)? {
+                        out.push(m);
+                    }
+                }
+                (out, last)
+            }
             PollFrom::Time(t) => {
                 let mut after = 0;
                 let mut out = Vec::new();
                 // Old clients page by time: scan forward and keep the newer ones.
                 loop {
-                    let chunk = self.store.range(Stream::Inbox(&msg.client_id), after, 1000)?;
-                    let Some(last) = chunk.last() else { break };
-                    after = last.seq;
+                    let chunk = self.store.range(inbox, after, 1000)?;
+                    let Some(tail) = chunk.last() else { break };
+                    after = tail.seq;
                     out.extend(chunk.into_iter().filter(|m| m.timestamp > t));
                     if out.len() >= limit {
                         out.truncate(limit);
                         break;
                     }
                 }
-                (out, 0)
+                (out, last)
             }
         };
-        let state = self.client(&msg.client_id);
-        if let Some(last) = messages.last() {
-            let next_since = last.seq;
-            if state.cursor < next_since {
-                state.cursor = next_since;
-                state.cursor_dirty = true;
+        let messages: Vec<Msg> = messages.into_iter().filter(|m| !m.is_expired(now)).collect();
+        if !messages.is_empty() {
+            // What an HTTP client has been given counts as delivered; acks come by POST /api/ack.
+            let mut batch = Batch::default();
+            for m in &messages {
+                if m.requires_ack {
+                    self.tracker.do_send(Delivered { client_id: msg.client_id.clone(), seq: m.seq });
+                } else {
+                    batch.dequeue(&msg.client_id, m.priority, m.seq);
+                }
             }
-            self.persist_cursor(&msg.client_id);
+            self.store.apply(batch)?;
+            let next_since = match msg.from {
+                PollFrom::Seq(_) => messages.last().map_or(base, |m| m.seq),
+                _ => messages.iter().map(|m| m.seq).max().unwrap_or(base),
+            };
             return Ok(Polled::Page { messages, next_since });
         }
         if msg.wait {
             let (tx, rx) = oneshot::channel();
+            let state = self.client(&msg.client_id);
             state.waiters.retain(|w| !w.is_closed());
             state.waiters.push(tx);
             return Ok(Polled::Wait { wake: rx, next_since: base });
@@ -610,11 +698,7 @@ impl Router {
         RouteError::Internal(failure.reason.clone())
     }
 
-    fn guard<R>(
-        &mut self,
-        ctx: &mut Context<Self>,
-        f: impl FnOnce(&mut Self) -> Result<R, RouteError>,
-    ) -> Result<R, RouteError> {
+    fn guard<R>(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut Self) -> Result<R, RouteError>) -> Result<R, RouteError> {
         if self.failed {
             return Err(RouteError::Unavailable);
         }
@@ -626,53 +710,6 @@ impl Router {
     }
 }
 
-/// What happened to a live message offered to a session.
-enum Offer {
-    Queued,
-    /// Not handed over; the session will get it from the store when it drains.
-    Lagging,
-    /// Not handed over, and the session had already drained: the router must catch it up now.
-    DrainedWhileLagging,
-}
-
-/// Hands a live message to a session unless its queue is full; a full queue marks it lagging so
-/// it is fed from the store once it drains (messages that were never stored are dropped for it).
-fn offer(live: &mut Live, out: &Arc<Outgoing>) -> Offer {
-    let backlog = &live.link.backlog;
-    if backlog.is_lagging() {
-        if !out.persisted {
-            metrics().dropped.with_label_values(&["slow_consumer"]).inc();
-        }
-        return Offer::Lagging;
-    }
-    if backlog.pending() >= backlog.limit {
-        if !out.persisted {
-            metrics().dropped.with_label_values(&["slow_consumer"]).inc();
-        }
-        return if backlog.start_lag() { Offer::DrainedWhileLagging } else { Offer::Lagging };
-    }
-    backlog.add(1);
-    if out.persisted {
-        live.offered = live.offered.max(out.message.seq);
-    }
-    hand_over(&live.link, Arc::clone(out));
-    Offer::Queued
-}
-
-/// Sends one frame to a session whose backlog has already been counted.
-fn hand_over(link: &SessionLink, out: Arc<Outgoing>) {
-    link.deliver.do_send(Deliver(out));
-    metrics().deliveries.with_label_values(&[link.transport.label()]).inc();
-}
-
-/// `msg-` + a UUIDv7 (time-ordered, unique).
-pub fn new_message_id() -> String {
-    let mut s = String::with_capacity(40);
-    s.push_str("msg-");
-    s.push_str(uuid::Uuid::now_v7().simple().encode_lower(&mut uuid::Uuid::encode_buffer()));
-    s
-}
-
 impl Actor for Router {
     type Context = Context<Self>;
 
@@ -680,15 +717,10 @@ impl Actor for Router {
         self.child.set_fault_target(ctx.address().recipient());
         // Routing must never park a sender; memory is bounded by the sessions' own limits.
         ctx.set_mailbox_capacity(1 << 20);
-        ctx.run_interval(Duration::from_secs(1), |act, _| {
-            let dirty: Vec<String> =
-                act.clients.iter().filter(|(_, s)| s.cursor_dirty).map(|(c, _)| c.clone()).collect();
-            for c in dirty {
-                act.persist_cursor(&c);
-            }
+        ctx.run_interval(Duration::from_secs(5), |act, _| {
             let window = act.config.seen_window;
             act.clients.retain(|_, s| {
-                !s.sessions.is_empty() || !s.waiters.is_empty() || s.cursor_dirty || s.last_seen.is_some_and(|t| t.elapsed() <= window)
+                !s.sessions.is_empty() || !s.waiters.is_empty() || s.last_seen.is_some_and(|t| t.elapsed() <= window)
             });
         });
     }
@@ -700,6 +732,7 @@ impl Supervised for Router {
         for state in self.clients.values_mut() {
             state.sessions.retain(|s| s.link.deliver.connected());
             state.waiters.retain(|w| !w.is_closed());
+            state.inflight.clear();
         }
         self.failed = self.child.is_failed();
         self.child.running();
@@ -726,21 +759,21 @@ impl Handler<Disconnect> for Router {
 impl Handler<CatchUp> for Router {
     type Result = ();
     fn handle(&mut self, msg: CatchUp, ctx: &mut Self::Context) {
-        if let Err(e) = self.guard(ctx, |r| r.catch_up(&msg.client_id, &msg.session_id).map(|_| ())) {
+        if let Err(e) = self.guard(ctx, |r| r.feed(&msg.client_id, &msg.session_id).map(|_| ())) {
             error!(actor = Router::NAME, client_id = %msg.client_id, error = %e, "catch-up failed");
         }
     }
 }
 
 impl Handler<Route> for Router {
-    type Result = Result<Routed, RouteError>;
+    type Result = Result<Accepted, RouteError>;
     fn handle(&mut self, msg: Route, ctx: &mut Self::Context) -> Self::Result {
         self.guard(ctx, |r| r.route(msg.0))
     }
 }
 
 impl Handler<RouteBroadcast> for Router {
-    type Result = Result<u32, RouteError>;
+    type Result = Result<BroadcastPart, RouteError>;
     fn handle(&mut self, msg: RouteBroadcast, ctx: &mut Self::Context) -> Self::Result {
         self.guard(ctx, |r| r.broadcast(&msg))
     }
@@ -763,14 +796,30 @@ impl Handler<Seen> for Router {
     }
 }
 
-impl Handler<Acked> for Router {
-    type Result = usize;
-    fn handle(&mut self, msg: Acked, _ctx: &mut Self::Context) -> usize {
-        // Until the AckTracker lands, an ack confirms receipt and counts as seen.
+impl Handler<Redeliver> for Router {
+    type Result = bool;
+    fn handle(&mut self, msg: Redeliver, ctx: &mut Self::Context) -> bool {
+        self.guard(ctx, |r| r.redeliver(&msg)).unwrap_or(false)
+    }
+}
+
+impl Handler<Settled> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: Settled, _ctx: &mut Self::Context) {
         if let Some(state) = self.clients.get_mut(&msg.client_id) {
-            state.last_seen = Some(Instant::now());
+            state.inflight.remove(&msg.seq);
         }
-        msg.message_ids.len()
+    }
+}
+
+impl Handler<NotifyClient> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: NotifyClient, _ctx: &mut Self::Context) {
+        if let Some(state) = self.clients.get(&msg.client_id) {
+            for live in &state.sessions {
+                live.link.notify.do_send(Notify(Arc::clone(&msg.note)));
+            }
+        }
     }
 }
 
@@ -795,6 +844,7 @@ impl Handler<ListClients> for Router {
                         })
                         .collect(),
                     last_seq,
+                    queued: self.store.queue_len(&id),
                     last_seen_s_ago: st.last_seen.map(|t| t.elapsed().as_secs_f64()).unwrap_or(f64::INFINITY),
                 }
             })
@@ -834,7 +884,8 @@ impl RouterHandle {
         &self.shards
     }
 
-    /// Routes a message: to the recipient's shard, or to every shard for `all`.
+    /// Routes a message: to the recipient's shard, or to every shard for `all`; resolves once the
+    /// message is durable (with sync durability).
     ///
     /// The message is in the shard mailboxes when this returns (only the reply is awaited), so a
     /// sender's messages keep their order however the returned futures are polled.
@@ -863,14 +914,32 @@ impl RouterHandle {
         };
         async move {
             match pending {
-                Pending::One(req) => req.await?,
+                Pending::One(req) => {
+                    let accepted = req.await??;
+                    if let Some(durable) = accepted.durable {
+                        durable.await.map_err(|_| RouteError::NotDurable)?;
+                    }
+                    Ok(accepted.routed)
+                }
                 Pending::All(parts, message_id, transport) => {
                     let mut recipients = 0u32;
+                    let mut duplicate = false;
                     for part in futures_util::future::join_all(parts).await {
-                        recipients = recipients.saturating_add(part??);
+                        let part = part??;
+                        recipients = recipients.saturating_add(part.recipients);
+                        duplicate |= part.duplicate;
+                        if let Some(durable) = part.durable {
+                            durable.await.map_err(|_| RouteError::NotDurable)?;
+                        }
                     }
                     metrics().messages_routed.with_label_values(&[transport.label()]).inc();
-                    let status = if recipients > 0 { SentStatus::Delivered } else { SentStatus::Queued };
+                    let status = if duplicate {
+                        SentStatus::Duplicate
+                    } else if recipients > 0 {
+                        SentStatus::Delivered
+                    } else {
+                        SentStatus::Queued
+                    };
                     Ok(Routed { message_id, seq: None, status, recipients })
                 }
                 Pending::Failed(e) => Err(e),

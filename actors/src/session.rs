@@ -23,10 +23,9 @@ use agent_bridge_protocol::{ClientFrame, ProtocolError, ServerFrame, Timestamp};
 use tracing::{debug, info_span, warn, Span};
 
 use crate::metrics::metrics;
-use crate::router::{
-    Acked, Backlog, CatchUp, Connect, Deliver, Disconnect, Envelope, RouteError, Router, RouterHandle, SessionLink,
-    Transport,
-};
+use crate::ack_tracker::{AckTracker, Acknowledge, NegativeAck};
+use crate::delivery::{Backlog, Deliver, Envelope, Notify, SessionLink, Transport, TypeFilter};
+use crate::router::{CatchUp, Connect, Disconnect, RouteError, Router, RouterHandle};
 use crate::supervisor::{contain, ChildHandle, ChildSpec, Failure, Fault, Intensity, RestartPolicy, Tree};
 
 /// Session settings, shared by all sessions.
@@ -82,6 +81,7 @@ pub struct SessionParams {
 #[derive(Clone)]
 pub struct SessionDeps {
     pub router: RouterHandle,
+    pub tracker: Addr<AckTracker>,
     pub tree: Arc<Tree>,
     pub config: Arc<SessionConfig>,
 }
@@ -117,8 +117,10 @@ pub struct Session {
     backlog: Arc<Backlog>,
     /// Settings.
     config: Arc<SessionConfig>,
-    /// Message types this session wants; `None` = all.
-    filter: Option<HashSet<String>>,
+    /// Message types this session wants (shared with the router).
+    filter: Arc<TypeFilter>,
+    /// Acks and nacks go here.
+    tracker: Addr<AckTracker>,
     /// Last time anything arrived from the client.
     last_heard: Instant,
     /// `since` from the query string.
@@ -154,7 +156,8 @@ impl Session {
             child,
             backlog: Backlog::new(deps.config.queue_limit),
             config: Arc::clone(&deps.config),
-            filter: params.types,
+            filter: TypeFilter::new(params.types),
+            tracker: deps.tracker.clone(),
             last_heard: Instant::now(),
             since: params.since,
             encoding: params.encoding,
@@ -218,17 +221,16 @@ impl Session {
                 }
             }
             ClientFrame::Ack(ack) => {
-                self.shard.do_send(Acked { client_id: self.client_id.clone(), message_ids: vec![ack.message_id] })
+                self.tracker.do_send(Acknowledge { client_id: self.client_id.clone(), message_id: ack.message_id })
             }
             ClientFrame::Nack(nack) => {
                 let _enter = self.span.enter();
                 debug!(msg_id = %nack.message_id, reason = ?nack.reason, "nack");
+                self.tracker.do_send(NegativeAck { client_id: self.client_id.clone(), message_id: nack.message_id });
             }
             ClientFrame::Ping(_) => self.write(&ServerFrame::pong(), ctx),
             ClientFrame::Pong(_) => {}
-            ClientFrame::Subscribe(sub) => {
-                self.filter = if sub.types.is_empty() { None } else { Some(sub.types.into_iter().collect()) };
-            }
+            ClientFrame::Subscribe(sub) => self.filter.set(sub.types),
             ClientFrame::Join(_) | ClientFrame::Leave(_) => {
                 self.write(&ServerFrame::error("not_supported", "rooms are not available on this server yet", None), ctx)
             }
@@ -272,16 +274,11 @@ impl Session {
     fn on_deliver(&mut self, msg: Deliver, ctx: &mut ws::WebsocketContext<Self>) {
         let out = msg.0;
         let wake = self.backlog.delivered();
-        let wanted = self.filter.as_ref().is_none_or(|f| f.contains(&out.message.msg_type));
-        if wanted {
-            match self.encoding {
-                Encoding::Json => ctx.text(out.json.clone()),
-                Encoding::Bincode => ctx.binary(
-                    ServerFrame::Message(agent_bridge_protocol::frames::Delivery { message: out.message.clone() }).to_bincode(),
-                ),
-            }
-        } else {
-            metrics().dropped.with_label_values(&["filtered"]).inc();
+        match self.encoding {
+            Encoding::Json => ctx.text(out.json.clone()),
+            Encoding::Bincode => ctx.binary(
+                ServerFrame::Message(agent_bridge_protocol::frames::Delivery { message: out.message.clone() }).to_bincode(),
+            ),
         }
         if wake {
             self.shard.do_send(CatchUp { client_id: self.client_id.clone(), session_id: self.session_id.clone() });
@@ -314,7 +311,9 @@ impl Actor for Session {
         let link = SessionLink {
             session_id: self.session_id.clone(),
             deliver: ctx.address().recipient(),
+            notify: ctx.address().recipient(),
             backlog: Arc::clone(&self.backlog),
+            filter: Arc::clone(&self.filter),
             transport: Transport::WebSocket,
         };
         let connect = Connect { client_id: self.client_id.clone(), link, since: self.since };
@@ -328,11 +327,11 @@ impl Actor for Session {
                     server: ServerInfo { name: act.config.server_name.clone(), version: act.config.version.clone() },
                     timestamp: Timestamp::now(),
                     heartbeat_s: act.config.heartbeat_interval.as_secs(),
-                    resumed_from: act.since.map(|_| connected.resumed_from),
+                    resumed_from: connected.resumed_from,
                 });
                 act.write(&confirmed, ctx);
                 let _enter = act.span.enter();
-                debug!(replayed = connected.replayed, resumed_from = connected.resumed_from, "session connected");
+                debug!(last_seq = connected.last_seq, resumed_from = ?connected.resumed_from, "session connected");
             }
             Ok(Err(e)) => {
                 act.write(&route_error_frame(&e, None), ctx);
@@ -430,6 +429,16 @@ impl Handler<Deliver> for Session {
         let child = self.child.clone();
         if let Err(f) = contain(&child, || self.on_deliver(msg, ctx)) {
             self.fail(&f, ctx);
+        }
+    }
+}
+
+impl Handler<Notify> for Session {
+    type Result = ();
+    fn handle(&mut self, msg: Notify, ctx: &mut Self::Context) {
+        match self.encoding {
+            Encoding::Json => ctx.text(msg.0.json.clone()),
+            Encoding::Bincode => ctx.binary(msg.0.frame.to_bincode()),
         }
     }
 }

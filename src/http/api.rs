@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use agent_bridge_actors::router::{Acked, Envelope, Poll, PollFrom, Polled, Seen};
+use agent_bridge_actors::ack_tracker::Acknowledge;
+use agent_bridge_actors::delivery::Envelope;
+use agent_bridge_actors::router::{Poll, PollFrom, Polled, Seen};
 use agent_bridge_protocol::http::{AckRequest, MessagesPage, SendRequest, SendResponse};
 use agent_bridge_protocol::ids::validate_client_id;
 use agent_bridge_protocol::Timestamp;
@@ -57,7 +59,7 @@ pub async fn messages(query: web::Query<MessagesQuery>, state: web::Data<AppStat
     let Some(to) = q.to else { return Err(bad("missing query parameter \"to\"".into())) };
     validate_client_id(&to)?;
     let from = match q.since.as_deref() {
-        None | Some("") => PollFrom::Cursor,
+        None | Some("") => PollFrom::Queue,
         Some(s) => match s.parse::<u64>() {
             Ok(seq) => PollFrom::Seq(seq),
             Err(_) => PollFrom::Time(Timestamp::parse_rfc3339(s).ok_or_else(|| {
@@ -81,7 +83,6 @@ pub async fn messages(query: web::Query<MessagesQuery>, state: web::Data<AppStat
     };
     let deadline = Instant::now() + Duration::from_secs_f64(wait);
     let shard = state.broker.router.shard(&to).clone();
-    let mut from = from;
     loop {
         let waiting = Instant::now() < deadline;
         let polled = shard.send(Poll { client_id: to.clone(), from, limit, wait: waiting }).await.map_err(|e| {
@@ -91,13 +92,10 @@ pub async fn messages(query: web::Query<MessagesQuery>, state: web::Data<AppStat
             Polled::Page { messages, next_since } => {
                 return Ok(HttpResponse::Ok().json(MessagesPage { count: messages.len(), messages, next_since }));
             }
-            Polled::Wait { wake, next_since } => {
+            Polled::Wait { wake, .. } => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 // Woken or timed out, poll once more from the same position (never skips).
                 let _ = tokio::time::timeout(left, wake).await;
-                if matches!(from, PollFrom::Cursor) {
-                    from = PollFrom::Seq(next_since);
-                }
             }
         }
     }
@@ -108,11 +106,20 @@ pub async fn ack(payload: web::Payload, state: web::Data<AppState>) -> Result<Ht
     let body = read_body(payload, state.config.max_frame_bytes).await?;
     let req: AckRequest = parse_json(&body, "ack request")?;
     validate_client_id(&req.client_id)?;
-    let shard = state.broker.router.shard(&req.client_id).clone();
-    let acked = shard
-        .send(Acked { client_id: req.client_id, message_ids: req.message_ids })
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?;
+    if req.message_ids.len() > MAX_LIMIT {
+        return Err(bad(format!("at most {MAX_LIMIT} message ids per ack")));
+    }
+    let tracker = &state.broker.tracker;
+    let acks = req
+        .message_ids
+        .into_iter()
+        .map(|message_id| tracker.send(Acknowledge { client_id: req.client_id.clone(), message_id }));
+    let mut acked = 0;
+    for r in futures_util::future::join_all(acks).await {
+        if r.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))? {
+            acked += 1;
+        }
+    }
     Ok(HttpResponse::Ok().json(json!({ "acked": acked })))
 }
 

@@ -1,0 +1,418 @@
+//! `AckTracker`: every message sent with `require_ack`, from delivery to acknowledgement.
+//!
+//! Owns: the pending set (in memory, rebuilt from the store's queue on start and restart), the
+//! redelivery timers and the attempt counts. Life of a message: `Track` (stored) → `Delivered`
+//! (handed to a session: a `delivered` receipt to the sender on the first one, a timer armed with
+//! exponential backoff) → either `Acknowledge` (dequeued, flushed, then an `acked` receipt) or the
+//! timer fires: `Redeliver` through the router (same id, same seq) until `max_attempts`, then the
+//! message is dead-lettered and the sender gets a `dead` receipt. `Expired` comes from the router or
+//! the sweeper and ends with an `expired` receipt.
+//!
+//! Sent by: router shards, sessions (acks, nacks), the HTTP API, the TtlSweeper. Supervised by the
+//! root (permanent, critical), on its own arbiter.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use agent_bridge_protocol::frames::{Receipt, ReceiptStatus};
+use agent_bridge_protocol::{Priority, ServerFrame, Timestamp};
+use tracing::{debug, error, warn};
+
+use crate::delivery::Note;
+use crate::metrics::metrics;
+use crate::router::{NotifyClient, Redeliver, RouterHandle, Settled};
+use crate::store::{Batch, DeadLetter, Store, StoreError, Stream};
+use crate::supervisor::{contain, ChildHandle, Decision, Fault};
+
+/// Redelivery settings.
+#[derive(Debug, Clone)]
+pub struct AckConfig {
+    /// Wait for an ack this long after the first delivery; doubled after each further one.
+    pub timeout: Duration,
+    /// The longest wait between deliveries.
+    pub backoff_max: Duration,
+    /// Deliveries before a message is dead-lettered.
+    pub max_attempts: u32,
+}
+
+impl Default for AckConfig {
+    fn default() -> Self {
+        AckConfig { timeout: Duration::from_secs(30), backoff_max: Duration::from_secs(300), max_attempts: 5 }
+    }
+}
+
+impl AckConfig {
+    /// The wait after the `attempts`-th delivery.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
+        self.timeout.saturating_mul(factor).min(self.backoff_max)
+    }
+}
+
+/// A require-ack message was stored for `client_id`. Sent by the router.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Track {
+    pub client_id: String,
+    pub seq: u64,
+    pub priority: Priority,
+    pub message_id: String,
+    pub from: String,
+}
+
+/// A require-ack message was handed to a session (or an HTTP poller). Sent by the router.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Delivered {
+    pub client_id: String,
+    pub seq: u64,
+}
+
+/// The client acknowledged a message. Sent by sessions and `POST /api/ack`; answers whether the
+/// message was waiting for this client's ack.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Acknowledge {
+    pub client_id: String,
+    pub message_id: String,
+}
+
+/// The client asks for a redelivery later (`nack`). Sent by sessions.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct NegativeAck {
+    pub client_id: String,
+    pub message_id: String,
+}
+
+/// A require-ack message expired before it was acked. Sent by the router (found expired at
+/// delivery) and the TtlSweeper (deleted).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Expired {
+    pub client_id: String,
+    pub seq: u64,
+    /// The stored message is already gone.
+    pub gone: bool,
+}
+
+/// How many messages wait for an ack (for status pages and tests).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct PendingCount;
+
+type Key = (String, u64);
+
+struct Entry {
+    priority: Priority,
+    message_id: String,
+    from: String,
+    attempts: u32,
+    due: Option<Instant>,
+}
+
+/// Tracks acknowledgements and drives redelivery.
+pub struct AckTracker {
+    /// Supervision link.
+    child: ChildHandle,
+    /// Queue entries, attempt counts, dead letters.
+    store: Store,
+    config: AckConfig,
+    /// Set once the router shards exist (they are started after the tracker).
+    router: Arc<OnceLock<RouterHandle>>,
+    /// Messages waiting for an ack.
+    entries: HashMap<Key, Entry>,
+    /// Message id → key, for acks.
+    by_id: HashMap<String, Key>,
+    /// Armed redelivery timers.
+    timers: BTreeSet<(Instant, String, u64)>,
+    /// Set when the child escalated.
+    failed: bool,
+}
+
+impl AckTracker {
+    pub const NAME: &'static str = "ack_tracker";
+
+    pub fn new(child: ChildHandle, store: Store, config: AckConfig, router: Arc<OnceLock<RouterHandle>>) -> Self {
+        AckTracker {
+            child,
+            store,
+            config,
+            router,
+            entries: HashMap::new(),
+            by_id: HashMap::new(),
+            timers: BTreeSet::new(),
+            failed: false,
+        }
+    }
+
+    /// Rebuilds the pending set from the store; every entry gets a timer so that connected
+    /// recipients are redelivered to soon.
+    fn rebuild(&mut self) -> Result<(), StoreError> {
+        self.entries.clear();
+        self.by_id.clear();
+        self.timers.clear();
+        let due = Instant::now() + self.config.timeout;
+        for q in self.store.unacked()? {
+            let attempts = self.store.attempts(&q.client, q.seq)?;
+            self.by_id.insert(q.entry.message_id.clone(), (q.client.clone(), q.seq));
+            self.timers.insert((due, q.client.clone(), q.seq));
+            let entry = Entry { priority: q.priority, message_id: q.entry.message_id, from: q.entry.from, attempts, due: Some(due) };
+            self.entries.insert((q.client, q.seq), entry);
+        }
+        debug!(actor = AckTracker::NAME, pending = self.entries.len(), "pending acks rebuilt from the store");
+        Ok(())
+    }
+
+    fn router(&self) -> Option<&RouterHandle> {
+        self.router.get()
+    }
+
+    fn receipt(&self, to: &str, message_id: &str, status: ReceiptStatus, by: &str) {
+        let Some(router) = self.router() else { return };
+        let note = Note::new(ServerFrame::Receipt(Receipt {
+            message_id: message_id.to_owned(),
+            status,
+            by: Some(by.to_owned()),
+        }));
+        router.shard(to).do_send(NotifyClient { client_id: to.to_owned(), note });
+    }
+
+    fn arm(&mut self, key: &Key, due: Option<Instant>) {
+        let Some(entry) = self.entries.get_mut(key) else { return };
+        if let Some(old) = entry.due.take() {
+            self.timers.remove(&(old, key.0.clone(), key.1));
+        }
+        if let Some(due) = due {
+            self.timers.insert((due, key.0.clone(), key.1));
+        }
+        entry.due = due;
+    }
+
+    fn delivered(&mut self, key: Key) -> Result<(), StoreError> {
+        let Some(entry) = self.entries.get_mut(&key) else { return Ok(()) };
+        entry.attempts += 1;
+        let attempts = entry.attempts;
+        if attempts == 1 {
+            let (from, id) = (entry.from.clone(), entry.message_id.clone());
+            self.receipt(&from, &id, ReceiptStatus::Delivered, &key.0);
+        } else {
+            self.store.set_attempts(&key.0, key.1, attempts)?;
+            metrics().redeliveries.inc();
+        }
+        let due = Instant::now() + self.config.backoff(attempts);
+        self.arm(&key, Some(due));
+        Ok(())
+    }
+
+    /// Removes a settled entry: dequeues it, forgets its attempts, tells the router.
+    fn settle(&mut self, key: &Key) -> Result<Option<Entry>, StoreError> {
+        let Some(mut entry) = self.entries.remove(key) else { return Ok(None) };
+        if let Some(old) = entry.due.take() {
+            self.timers.remove(&(old, key.0.clone(), key.1));
+        }
+        self.by_id.remove(&entry.message_id);
+        let mut batch = Batch::default();
+        batch.dequeue(&key.0, entry.priority, key.1);
+        self.store.apply(batch)?;
+        self.store.clear_attempts(&key.0, key.1)?;
+        if let Some(router) = self.router() {
+            router.shard(&key.0).do_send(Settled { client_id: key.0.clone(), seq: key.1 });
+        }
+        Ok(Some(entry))
+    }
+
+    fn acknowledge(&mut self, msg: &Acknowledge, ctx: &mut Context<Self>) -> Result<bool, StoreError> {
+        let Some(key) = self.by_id.get(&msg.message_id).cloned() else { return Ok(false) };
+        if key.0 != msg.client_id {
+            warn!(actor = AckTracker::NAME, client_id = %msg.client_id, msg_id = %msg.message_id, "ack for another client's message ignored");
+            return Ok(false);
+        }
+        let Some(entry) = self.settle(&key)? else { return Ok(false) };
+        metrics().acks.inc();
+        // The `acked` receipt promises the ack is durable: send it after the flush.
+        let commit = self.store.commit();
+        ctx.spawn(
+            async move { commit.await.is_ok() }
+                .into_actor(self)
+                .map(move |durable, act, _| {
+                    if durable {
+                        act.receipt(&entry.from, &entry.message_id, ReceiptStatus::Acked, &key.0);
+                    }
+                }),
+        );
+        Ok(true)
+    }
+
+    fn dead_letter(&mut self, key: &Key) -> Result<(), StoreError> {
+        let message = self.store.get(Stream::Inbox(&key.0), key.1)?;
+        let Some(entry) = self.settle(key)? else { return Ok(()) };
+        if let Some(message) = message {
+            self.store.put_dead(&DeadLetter {
+                message,
+                recipient: key.0.clone(),
+                attempts: entry.attempts,
+                reason: format!("not acknowledged after {} deliveries", entry.attempts),
+                at_ms: Timestamp::now().millis(),
+            })?;
+        }
+        metrics().dead_letters.inc();
+        warn!(actor = AckTracker::NAME, client_id = %key.0, msg_id = %entry.message_id, attempts = entry.attempts, "dead-lettered");
+        self.receipt(&entry.from, &entry.message_id, ReceiptStatus::Dead, &key.0);
+        Ok(())
+    }
+
+    /// Fires due timers: redeliver, or dead-letter at the attempt limit.
+    fn tick(&mut self, ctx: &mut Context<Self>) -> Result<(), StoreError> {
+        let now = Instant::now();
+        while let Some(first) = self.timers.first().cloned() {
+            if first.0 > now {
+                break;
+            }
+            self.timers.remove(&first);
+            let key = (first.1, first.2);
+            let Some(entry) = self.entries.get_mut(&key) else { continue };
+            entry.due = None;
+            if entry.attempts >= self.config.max_attempts {
+                self.dead_letter(&key)?;
+                continue;
+            }
+            let Some(router) = self.router() else { continue };
+            let req = router.shard(&key.0).send(Redeliver { client_id: key.0.clone(), seq: key.1 });
+            ctx.spawn(req.into_actor(self).map(move |res, act, _| {
+                if !matches!(res, Ok(true)) {
+                    // Nobody online: the queue feeds it at the next connect, which re-arms it.
+                    act.arm(&key, None);
+                }
+            }));
+        }
+        Ok(())
+    }
+
+    fn guard<R>(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut Self, &mut Context<Self>) -> Result<R, StoreError>) -> Option<R> {
+        if self.failed {
+            return None;
+        }
+        let child = self.child.clone();
+        match contain(&child, || f(self, ctx)) {
+            Ok(Ok(r)) => Some(r),
+            Ok(Err(e)) => {
+                error!(actor = AckTracker::NAME, error = %e, "store error");
+                None
+            }
+            Err(failure) => {
+                if self.child.failed(&failure) == Decision::Escalate {
+                    self.failed = true;
+                }
+                ctx.stop();
+                None
+            }
+        }
+    }
+}
+
+impl Actor for AckTracker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.child.set_fault_target(ctx.address().recipient());
+        ctx.set_mailbox_capacity(1 << 20);
+        if let Err(e) = self.rebuild() {
+            error!(actor = AckTracker::NAME, error = %e, "rebuilding pending acks");
+        }
+        let tick = (self.config.timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+        ctx.run_interval(tick, |act, ctx| {
+            act.guard(ctx, |a, ctx| a.tick(ctx));
+        });
+    }
+}
+
+impl Supervised for AckTracker {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.failed = self.child.is_failed();
+        self.child.running();
+        // `started` runs again after this and rebuilds the pending set from the store.
+    }
+}
+
+impl Handler<Track> for AckTracker {
+    type Result = ();
+    fn handle(&mut self, msg: Track, ctx: &mut Self::Context) {
+        self.guard(ctx, |a, _| {
+            let key = (msg.client_id, msg.seq);
+            a.by_id.insert(msg.message_id.clone(), key.clone());
+            let entry = Entry { priority: msg.priority, message_id: msg.message_id, from: msg.from, attempts: 0, due: None };
+            a.entries.insert(key, entry);
+            Ok(())
+        });
+    }
+}
+
+impl Handler<Delivered> for AckTracker {
+    type Result = ();
+    fn handle(&mut self, msg: Delivered, ctx: &mut Self::Context) {
+        self.guard(ctx, |a, _| a.delivered((msg.client_id, msg.seq)));
+    }
+}
+
+impl Handler<Acknowledge> for AckTracker {
+    type Result = bool;
+    fn handle(&mut self, msg: Acknowledge, ctx: &mut Self::Context) -> bool {
+        self.guard(ctx, |a, ctx| a.acknowledge(&msg, ctx)).unwrap_or(false)
+    }
+}
+
+impl Handler<NegativeAck> for AckTracker {
+    type Result = bool;
+    fn handle(&mut self, msg: NegativeAck, ctx: &mut Self::Context) -> bool {
+        self.guard(ctx, |a, _| {
+            let Some(key) = a.by_id.get(&msg.message_id).cloned().filter(|k| k.0 == msg.client_id) else { return Ok(false) };
+            let due = Instant::now() + a.config.timeout.min(Duration::from_secs(1));
+            a.arm(&key, Some(due));
+            Ok(true)
+        })
+        .unwrap_or(false)
+    }
+}
+
+impl Handler<Expired> for AckTracker {
+    type Result = ();
+    fn handle(&mut self, msg: Expired, ctx: &mut Self::Context) {
+        self.guard(ctx, |a, _| {
+            let key = (msg.client_id, msg.seq);
+            if let Some(entry) = a.settle(&key)? {
+                metrics().expired.inc();
+                a.receipt(&entry.from, &entry.message_id, ReceiptStatus::Expired, &key.0);
+            }
+            Ok(())
+        });
+    }
+}
+
+impl Handler<PendingCount> for AckTracker {
+    type Result = usize;
+    fn handle(&mut self, _: PendingCount, _ctx: &mut Self::Context) -> usize {
+        self.entries.len()
+    }
+}
+
+impl Handler<Fault> for AckTracker {
+    type Result = ();
+    fn handle(&mut self, _: Fault, ctx: &mut Self::Context) {
+        self.guard(ctx, |_, _| -> Result<(), StoreError> { panic!("fault injected by /admin/fault") });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let c = AckConfig { timeout: Duration::from_millis(100), backoff_max: Duration::from_millis(500), max_attempts: 5 };
+        let waits: Vec<u128> = (1..=5).map(|a| c.backoff(a).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 500, 500]);
+    }
+}
