@@ -22,6 +22,7 @@ pub mod envelope;
 pub mod metrics;
 pub mod router;
 pub mod session;
+pub mod sse;
 pub mod store;
 pub mod supervisor;
 pub mod ttl_sweeper;

@@ -372,11 +372,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
             Ok(ws::Message::Continuation(item)) => self.on_fragment(item, ctx),
             Ok(ws::Message::Nop) => {}
             Err(e) => {
-                let (code, text) = match e {
-                    ws::ProtocolError::Overflow => (CloseCode::Size, "frame exceeds the hard size limit"),
-                    _ => (CloseCode::Protocol, "websocket protocol error"),
+                let (code, text, label) = match e {
+                    ws::ProtocolError::Overflow => (CloseCode::Size, "frame exceeds the hard size limit", "too_large"),
+                    _ => (CloseCode::Protocol, "websocket protocol error", "protocol_error"),
                 };
-                metrics().rejected.with_label_values(&["too_large"]).inc();
+                metrics().rejected.with_label_values(&[label]).inc();
                 let _enter = self.span.enter();
                 warn!(error = %e, "closing session on protocol error");
                 ctx.close(Some(CloseReason { code, description: Some(text.into()) }));

@@ -45,3 +45,36 @@ pub async fn fault(payload: web::Payload, state: web::Data<AppState>) -> Result<
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_actor", format!("no actor named or of kind {:?}", req.actor))),
     }
 }
+
+/// `GET /admin/dead-letters?limit=`.
+pub async fn dead_letters(query: web::Query<LimitQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
+    let dead = state
+        .broker
+        .store
+        .dead_letters(limit)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", e.to_string()))?;
+    Ok(HttpResponse::Ok().json(json!({ "count": dead.len(), "dead_letters": dead })))
+}
+
+/// `?limit=`.
+#[derive(Deserialize)]
+pub struct LimitQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /admin/queues`: per client, what waits for delivery or an ack.
+pub async fn queues(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let pending_acks = state
+        .broker
+        .tracker
+        .send(agent_bridge_actors::ack_tracker::PendingCount)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?;
+    let clients = state.broker.router.clients().await;
+    let queues: Vec<_> = clients
+        .iter()
+        .map(|c| json!({ "client_id": c.client_id, "queued": c.queued, "last_seq": c.last_seq, "sessions": c.sessions.len() }))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "pending_acks": pending_acks, "queues": queues })))
+}

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod api;
 pub mod health;
+pub mod sse;
 pub mod ws;
 
 use std::sync::atomic::AtomicBool;
@@ -86,6 +87,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/messages", web::get().to(api::messages))
         .route("/api/ack", web::post().to(api::ack))
         .route("/api/status", web::get().to(api::status))
+        .route("/api/call", web::post().to(api::call))
+        .route("/stream/events", web::get().to(sse::events))
         .route("/health", web::get().to(health::health))
         .route("/health/live", web::get().to(health::live))
         .route("/health/ready", web::get().to(health::ready))
@@ -94,6 +97,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/supervisors", web::get().to(admin::supervisors))
         .route("/admin/clients", web::get().to(admin::clients))
         .route("/admin/fault", web::post().to(admin::fault))
+        .route("/admin/dead-letters", web::get().to(admin::dead_letters))
+        .route("/admin/queues", web::get().to(admin::queues))
         .default_service(web::to(not_found));
 }
 

@@ -1,0 +1,188 @@
+//! `SseSession`: one actor per Server-Sent Events stream (`GET /stream/events`).
+//!
+//! Registers with the client's router shard like a WebSocket session and writes each delivery as
+//! an event whose `id:` is the message's seq, so a browser's `EventSource` resumes with
+//! `Last-Event-ID` by itself. The response body is a bounded channel: when the client reads slowly
+//! the actor waits for room, its mailbox fills, and the router moves it to the store-fed catch-up
+//! path — the same backpressure as WebSocket sessions. A comment line every `heartbeat` keeps
+//! proxies from closing the stream and detects a gone client. Supervised as a temporary child of
+//! the `sessions` group.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::web::Bytes;
+use agent_bridge_protocol::ServerFrame;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::delivery::{Backlog, Deliver, Notify, SessionLink, Transport, TypeFilter};
+use crate::router::{CatchUp, Connect, Disconnect, Router};
+use crate::session::{SessionDeps, SESSIONS_GROUP};
+use crate::supervisor::{contain, ChildHandle, ChildSpec, Fault, Intensity, RestartPolicy};
+
+/// Heartbeat comment interval.
+pub const SSE_HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// One SSE stream.
+pub struct SseSession {
+    client_id: String,
+    session_id: String,
+    shard: Addr<Router>,
+    child: ChildHandle,
+    backlog: Arc<Backlog>,
+    filter: Arc<TypeFilter>,
+    since: Option<u64>,
+    /// The response body.
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl SseSession {
+    pub const NAME: &'static str = "sse_session";
+
+    /// Starts a stream for `client_id`; returns the body to serve.
+    pub fn start(
+        client_id: String,
+        since: Option<u64>,
+        types: Option<HashSet<String>>,
+        deps: &SessionDeps,
+    ) -> mpsc::Receiver<Bytes> {
+        let (tx, rx) = mpsc::channel(deps.config.queue_limit.clamp(16, 1024));
+        let session_id = uuid::Uuid::now_v7().simple().to_string();
+        let child = deps.tree.register(ChildSpec {
+            name: format!("sse:{client_id}:{session_id}"),
+            kind: SseSession::NAME,
+            parent: SESSIONS_GROUP.into(),
+            policy: RestartPolicy::Temporary,
+            intensity: Intensity::default(),
+            critical: false,
+        });
+        SseSession {
+            shard: deps.router.shard(&client_id).clone(),
+            client_id,
+            session_id,
+            child,
+            backlog: Backlog::new(deps.config.queue_limit),
+            filter: TypeFilter::new(types),
+            since,
+            tx,
+        }
+        .start();
+        rx
+    }
+
+    /// Queues bytes for the body; while the client is slow the actor waits (backpressure).
+    fn push(&mut self, bytes: Bytes, counted: bool, ctx: &mut Context<Self>) {
+        match self.tx.try_send(bytes) {
+            Ok(()) => self.written(counted),
+            Err(mpsc::error::TrySendError::Full(bytes)) => {
+                let tx = self.tx.clone();
+                ctx.wait(async move { tx.send(bytes).await.is_ok() }.into_actor(self).map(move |ok, act, ctx| {
+                    if ok {
+                        act.written(counted);
+                    } else {
+                        ctx.stop();
+                    }
+                }));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
+        }
+    }
+
+    fn written(&mut self, counted: bool) {
+        if counted && self.backlog.delivered() {
+            self.shard.do_send(CatchUp { client_id: self.client_id.clone(), session_id: self.session_id.clone() });
+        }
+    }
+}
+
+fn event(id: Option<u64>, name: &str, data: &str) -> Bytes {
+    let mut s = String::with_capacity(data.len() + 48);
+    if let Some(id) = id {
+        s.push_str("id: ");
+        s.push_str(&id.to_string());
+        s.push('\n');
+    }
+    s.push_str("event: ");
+    s.push_str(name);
+    s.push_str("\ndata: ");
+    s.push_str(data);
+    s.push_str("\n\n");
+    Bytes::from(s)
+}
+
+impl Actor for SseSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.child.set_fault_target(ctx.address().recipient());
+        let link = SessionLink {
+            session_id: self.session_id.clone(),
+            deliver: ctx.address().recipient(),
+            notify: ctx.address().recipient(),
+            backlog: Arc::clone(&self.backlog),
+            filter: Arc::clone(&self.filter),
+            transport: Transport::Sse,
+        };
+        let connect = Connect { client_id: self.client_id.clone(), link, since: self.since };
+        ctx.wait(self.shard.send(connect).into_actor(self).map(|res, act, ctx| match res {
+            Ok(Ok(c)) => {
+                let data = serde_json::json!({
+                    "client_id": act.client_id, "session_id": act.session_id, "resumed_from": c.resumed_from,
+                    "heartbeat_s": SSE_HEARTBEAT.as_secs(),
+                });
+                act.push(event(None, "connection_confirmed", &data.to_string()), false, ctx);
+            }
+            _ => {
+                let frame = ServerFrame::error("unavailable", "the router could not register this stream", None);
+                act.push(event(None, "error", &frame.to_json()), false, ctx);
+                ctx.stop();
+            }
+        }));
+        ctx.run_interval(SSE_HEARTBEAT, |act, ctx| {
+            if act.tx.is_closed() {
+                ctx.stop();
+            } else if act.tx.try_send(Bytes::from_static(b": ping\n\n")).is_err() && act.tx.is_closed() {
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.shard.do_send(Disconnect { client_id: self.client_id.clone(), session_id: self.session_id.clone() });
+        self.child.stopped();
+        debug!(client_id = %self.client_id, session_id = %self.session_id, "sse stream closed");
+    }
+}
+
+impl Handler<Deliver> for SseSession {
+    type Result = ();
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        let child = self.child.clone();
+        let bytes = event(Some(msg.0.message.seq), "message", &msg.0.json);
+        if contain(&child, || self.push(bytes, true, ctx)).is_err() {
+            ctx.stop();
+        }
+    }
+}
+
+impl Handler<Notify> for SseSession {
+    type Result = ();
+    fn handle(&mut self, msg: Notify, ctx: &mut Self::Context) {
+        let bytes = event(None, msg.0.frame.frame_type(), &msg.0.json);
+        self.push(bytes, false, ctx);
+    }
+}
+
+impl Handler<Fault> for SseSession {
+    type Result = ();
+    fn handle(&mut self, _: Fault, ctx: &mut Self::Context) {
+        let child = self.child.clone();
+        if let Err(f) = contain(&child, || panic!("fault injected by /admin/fault")) {
+            self.child.failed(&f);
+            ctx.stop();
+        }
+    }
+}

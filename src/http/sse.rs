@@ -1,0 +1,49 @@
+//! `GET /stream/events`: Server-Sent Events for clients that only read.
+
+use std::collections::HashSet;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use agent_bridge_actors::sse::SseSession;
+use agent_bridge_protocol::ids::validate_client_id;
+use serde::Deserialize;
+
+use super::{ApiError, AppState};
+
+/// Query of `GET /stream/events`.
+#[derive(Debug, Deserialize)]
+pub struct SseQuery {
+    client_id: Option<String>,
+    types: Option<String>,
+    /// For clients that cannot set headers: the same as `Last-Event-ID`.
+    since: Option<String>,
+}
+
+pub async fn events(req: HttpRequest, query: web::Query<SseQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let Some(client_id) = q.client_id else {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "missing query parameter \"client_id\""));
+    };
+    validate_client_id(&client_id)?;
+    let header = req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let since = match header.or(q.since).as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(s) => Some(s.parse::<u64>().map_err(|_| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("Last-Event-ID {s:?} is not a sequence number"))
+        })?),
+    };
+    let types: Option<HashSet<String>> = q
+        .types
+        .as_deref()
+        .map(|t| t.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect::<HashSet<_>>())
+        .filter(|t| !t.is_empty());
+    let rx = SseSession::start(client_id, since, types, &state.broker.sessions);
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body))
+}
