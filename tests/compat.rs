@@ -14,9 +14,9 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(40);
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/original_client.py");
 
-/// Runs `python3 args..` to completion within the timeout; the child is killed if the timeout fires.
-async fn python(args: &[&str]) -> Output {
-    let child = Command::new("python3")
+/// Runs `python args..` to completion within the timeout; the child is killed if the timeout fires.
+async fn python(python: &str, args: &[&str]) -> Output {
+    let child = Command::new(python)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -30,17 +30,33 @@ async fn python(args: &[&str]) -> Output {
         .expect("waiting for python3")
 }
 
+/// A Python interpreter that can `import websockets`: the system one if it can, else a virtualenv
+/// under the target directory with the package installed from PyPI, so `cargo test` alone works on
+/// a fresh machine.
+async fn python_with_websockets() -> String {
+    if python("python3", &["-c", "import websockets"]).await.status.success() {
+        return "python3".into();
+    }
+    let venv = concat!(env!("CARGO_TARGET_TMPDIR"), "/compat-venv");
+    let venv_python = format!("{venv}/bin/python");
+    if !python(&venv_python, &["-c", "import websockets"]).await.status.success() {
+        let made = python("python3", &["-m", "venv", venv]).await;
+        assert!(made.status.success(), "python3 -m venv failed: {}", String::from_utf8_lossy(&made.stderr));
+        let pip = python(&venv_python, &["-m", "pip", "install", "--quiet", "websockets"]).await;
+        assert!(
+            pip.status.success(),
+            "the compatibility test needs the Python `websockets` package (pip install websockets): {}",
+            String::from_utf8_lossy(&pip.stderr)
+        );
+    }
+    venv_python
+}
+
 #[tokio::test]
 async fn the_original_python_client_works_unchanged() {
-    let probe = python(&["-c", "import websockets"]).await;
-    assert!(
-        probe.status.success(),
-        "the compatibility test needs the Python `websockets` package: pip install websockets\n{}",
-        String::from_utf8_lossy(&probe.stderr)
-    );
-
+    let py = python_with_websockets().await;
     let mut server = Server::start(&[]);
-    let out = python(&[SCRIPT, &server.port.to_string()]).await;
+    let out = python(&py, &[SCRIPT, &server.port.to_string()]).await;
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(
         out.status.success(),
