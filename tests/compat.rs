@@ -39,7 +39,9 @@ async fn python_with_websockets() -> String {
     }
     let venv = concat!(env!("CARGO_TARGET_TMPDIR"), "/compat-venv");
     let venv_python = format!("{venv}/bin/python");
-    if !python(&venv_python, &["-c", "import websockets"]).await.status.success() {
+    let ready = std::path::Path::new(&venv_python).exists()
+        && python(&venv_python, &["-c", "import websockets"]).await.status.success();
+    if !ready {
         let made = python("python3", &["-m", "venv", venv]).await;
         assert!(made.status.success(), "python3 -m venv failed: {}", String::from_utf8_lossy(&made.stderr));
         let pip = python(&venv_python, &["-m", "pip", "install", "--quiet", "websockets"]).await;
