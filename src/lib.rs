@@ -45,6 +45,9 @@ pub fn run(config: Config, listener: TcpListener) -> anyhow::Result<Arc<web::Dat
     .workers(workers)
     .shutdown_timeout(5)
     .client_request_timeout(Duration::from_secs(30))
+    // After the server closes a connection (a WebSocket close, for instance) wait this long for
+    // the peer's side, not actix's default second.
+    .client_disconnect_timeout(Duration::from_millis(200))
     .listen(listener)
     .context("listening")?
     .run();

@@ -232,8 +232,19 @@ pub fn extract_ref(text: &str) -> Option<String> {
     }
 }
 
-fn classify(frame_type: &str, e: serde_json::Error) -> ProtocolError {
+/// Classifies a decoding failure of a `T` frame; only on this (slow) path the text is decoded a
+/// second time to name the offending field.
+fn classify<T: serde::de::DeserializeOwned>(frame_type: &str, text: &str, e: serde_json::Error) -> ProtocolError {
     let msg = e.to_string();
+    if e.is_data() && !msg.starts_with("missing field") {
+        let mut de = serde_json::Deserializer::from_str(text);
+        if let Err(pe) = serde_path_to_error::deserialize::<_, T>(&mut de) {
+            let path = pe.path().to_string();
+            if path != "." && !path.is_empty() {
+                return ProtocolError::InvalidField { frame_type: frame_type.to_owned(), detail: format!("field {path:?}: {msg}") };
+            }
+        }
+    }
     if let Some(rest) = msg.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or_default().to_owned();
         return ProtocolError::MissingField { frame_type: frame_type.to_owned(), field };
@@ -308,7 +319,7 @@ macro_rules! frame_enum {
                 }
                 let tag = read_tag(text)?;
                 match tag.as_ref() {
-                    $( $tag => serde_json::from_str::<$ty>(text).map($name::$variant).map_err(|e| classify($tag, e)), )*
+                    $( $tag => serde_json::from_str::<$ty>(text).map($name::$variant).map_err(|e| classify::<$ty>($tag, text, e)), )*
                     other => Err(ProtocolError::UnknownType { frame_type: other.chars().take(64).collect() }),
                 }
             }

@@ -111,6 +111,10 @@ fn wrong_field_type() {
             matches!(&err, ProtocolError::InvalidField { frame_type, .. } if frame_type == "send"),
             "{text}: {err:?}"
         );
+        let field = extra.split('"').nth(1).expect("field name");
+        if !base.contains(&format!("\"{field}\"")) {
+            assert!(err.to_string().contains(&format!("\"{field}\"")), "the error names {field}: {err}");
+        }
         assert_eq!(err.code(), "bad_frame");
     }
     for text in [r#"{"type":"subscribe","types":"command"}"#, r#"{"type":"ping","timestamp":"yesterday"}"#] {

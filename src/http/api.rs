@@ -129,6 +129,7 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
     let sessions: usize = clients.iter().map(|c| c.sessions.len()).sum();
     let online = clients.iter().filter(|c| !c.sessions.is_empty()).count();
     HttpResponse::Ok().json(json!({
+        "status": "running",
         "server": "agent-bridge",
         "version": env!("CARGO_PKG_VERSION"),
         "protocol": agent_bridge_protocol::PROTOCOL_VERSION,
