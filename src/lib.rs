@@ -4,6 +4,7 @@
 //! command line and calls into [`cli`].
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod http;
 

@@ -2,12 +2,18 @@
 
 use std::process::ExitCode;
 
-use agent_bridge::cli::{serve::serve, Cli, Command};
+use agent_bridge::cli::{ask, listen, mcp, room, send, serve::serve, status, Cli, Command};
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::Serve(args) => serve(args),
+        Command::Send(args) => send::send(args),
+        Command::Listen(args) => listen::listen(args),
+        Command::Ask(args) => ask::ask(args),
+        Command::Room(args) => room::room(args),
+        Command::Status(args) => status::status(args),
+        Command::Mcp(args) => mcp::mcp(args),
     }
 }
