@@ -204,6 +204,15 @@ fn ask_is_answered_by_a_listen_based_responder() {
     assert!(nobody.stdout.is_empty(), "{nobody:?}");
 }
 
+/// Polls `f` until it is true, at most WAIT.
+fn poll_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits until the cursor file says every seq up to `seq` was printed.
 fn wait_cursor(path: &Path, seq: u64) {
     let deadline = Instant::now() + WAIT;
@@ -278,9 +287,21 @@ fn flags_come_from_the_environment_and_a_config_file() {
     let server = Server::start(&[]);
     let grace = listen(&server, "grace", &[]);
     let mut by_env = cli(&["send", "--to", "grace", "from the environment"]);
-    by_env.env("BRIDGE_URL", url(&server)).env("BRIDGE_CLIENT_ID", "env-agent").env("BRIDGE_TOKEN", "secret-key");
+    by_env.env("BRIDGE_URL", url(&server)).env("BRIDGE_CLIENT_ID", "env-agent");
     run(by_env, None).ok();
     assert_eq!(grace.next_json()["from"], "env-agent");
+
+    // BRIDGE_TOKEN reaches the broker: one that checks tokens refuses a made-up key with a clear
+    // message; one without auth ignores it.
+    let mut with_token = cli(&["send", "--to", "grace", "with a token"]);
+    with_token.env("BRIDGE_URL", url(&server)).env("BRIDGE_CLIENT_ID", "env-agent").env("BRIDGE_TOKEN", "made-up-key");
+    let done = run(with_token, None);
+    if done.code == Some(0) {
+        assert_eq!(grace.next_json()["payload"], "with a token");
+    } else {
+        assert_eq!(done.code, Some(1), "{done:?}");
+        assert!(done.stderr.contains("refused the connection with HTTP 401"), "{done:?}");
+    }
 
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("client.toml");
@@ -321,7 +342,16 @@ fn room_commands_call_the_broker_and_explain_a_missing_feature() {
         // The broker has rooms: the result is JSON, and members/history answer too.
         create.json();
         run(cli(&["room", "members", "lab", "--url", &u, "--client-id", "rita", "--json"]), None).ok().json();
-        run(cli(&["room", "history", "lab", "--url", &u, "--client-id", "rita", "--json"]), None).ok().json();
+        // `room join` stays and prints the room's messages; `room say` reaches it.
+        let member = Streaming::start(cli(&["room", "join", "lab", "--url", &u, "--client-id", "sam", "--json", "--count", "1"]));
+        poll_until("sam to be in the room", || {
+            run(cli(&["room", "members", "lab", "--url", &u, "--client-id", "rita", "--json"]), None).ok().stdout.contains("sam")
+        });
+        run(cli(&["room", "say", "lab", "--url", &u, "--client-id", "rita", "hello lab"]), None).ok();
+        let m = member.next_json();
+        assert_eq!((m["room"].clone(), m["from"].clone(), m["payload"].clone()), (json!("lab"), json!("rita"), json!("hello lab")));
+        let history = run(cli(&["room", "history", "lab", "--url", &u, "--client-id", "rita", "--json"]), None).ok();
+        assert!(history.stdout.contains("hello lab"), "{history:?}");
     } else {
         assert_eq!(create.code, Some(1), "{create:?}");
         assert!(create.stderr.contains(&format!("the broker at {u} does not support room.create yet")), "{create:?}");

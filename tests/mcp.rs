@@ -93,7 +93,9 @@ impl Mcp {
         assert_eq!(result["isError"], false, "{name} failed: {result}");
         let text = result["content"][0]["text"].as_str().expect("text content");
         let parsed: Value = serde_json::from_str(text).expect("the text is the JSON result");
-        assert_eq!(parsed, result["structuredContent"]);
+        if parsed.is_object() {
+            assert_eq!(parsed, result["structuredContent"]);
+        }
         parsed
     }
 
@@ -164,12 +166,10 @@ async fn an_mcp_host_session_initialize_list_and_errors() {
     assert_eq!(status["connection"], "connected");
     assert_eq!(status["broker"]["server"], "agent-bridge");
 
-    // Rooms: either the broker has them, or the tool says clearly that it does not (yet).
-    let join = mcp.tool("join_room", json!({"room": "lab"})).await;
-    if join["isError"] == true {
-        let text = join["content"][0]["text"].as_str().unwrap_or_default();
-        assert!(text.contains("does not support room.join yet"), "{join}");
-    }
+    // A room that does not exist (or a broker without rooms): a tool error naming the call.
+    let members = mcp.tool("room_members", json!({"room": "no-such-room"})).await;
+    assert_eq!(members["isError"], true, "{members}");
+    assert!(text(&members).contains("room.members"), "{members}");
 
     // Closing stdin ends the server cleanly.
     drop(mcp.stdin);
@@ -237,4 +237,27 @@ async fn two_mcp_instances_message_each_other_and_ask_gets_its_reply() {
     assert!(broadcast["recipients"].as_u64().is_some_and(|n| n >= 1), "{broadcast}");
     let heard = b.read_messages(1).await;
     assert_eq!((heard[0]["to"].clone(), heard[0]["payload"].clone()), (json!("all"), json!({"text": "all hands"})));
+
+    // Rooms, when the broker has them: both join, and a room message reaches the other member.
+    let created = a.tool("create_room", json!({"name": "lab", "topic": "tests"})).await;
+    if created["isError"] == true {
+        assert!(text(&created).contains("does not support room.create yet"), "{created}");
+        let join = b.tool("join_room", json!({"room": "lab"})).await;
+        assert!(text(&join).contains("does not support room.join yet"), "{join}");
+        return;
+    }
+    a.tool_ok("join_room", json!({"room": "lab"})).await;
+    b.tool_ok("join_room", json!({"room": "lab", "role": "reviewer"})).await;
+    a.tool_ok("send_message", json!({"room": "lab", "text": "hello room"})).await;
+    let said = b.read_messages(1).await;
+    assert_eq!((said[0]["room"].clone(), said[0]["payload"].clone()), (json!("lab"), json!({"text": "hello room"})));
+    let members = a.tool_ok("room_members", json!({"room": "lab"})).await;
+    assert!(members.to_string().contains("agent-b"), "{members}");
+    let history = a.tool_ok("room_history", json!({"room": "lab"})).await;
+    assert!(history.to_string().contains("hello room"), "{history}");
+}
+
+/// The text of a tool result.
+fn text(result: &Value) -> &str {
+    result["content"][0]["text"].as_str().unwrap_or_default()
 }
