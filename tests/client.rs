@@ -36,6 +36,18 @@ async fn send_request_reply_streams_and_calls() {
     assert_eq!(reply.from, "answerer");
     assert_eq!(reply.payload.to_value(), json!({"double": 42}));
 
+    // A responder that answers with the request's message id instead of its correlation id.
+    let by_id = answerer.clone();
+    answerer.on("question-by-id", move |q| {
+        let by_id = by_id.clone();
+        async move {
+            let answer = Outgoing::to(q.from.clone(), "answer", json!("by id")).correlation_id(q.id.clone());
+            by_id.send(answer).await.expect("reply sent");
+        }
+    });
+    let reply = asker.request(Outgoing::to("answerer", "question-by-id", json!(null)), WAIT).await.expect("a reply");
+    assert_eq!(reply.payload.to_value(), json!("by id"));
+
     let sent = asker.send(Outgoing::to("answerer", "note", json!("fyi"))).await.expect("sent");
     assert!(sent.message_id.starts_with("msg-"));
     let note = tokio::time::timeout(WAIT, answerer.next_message()).await.expect("in time").expect("a message");

@@ -261,10 +261,19 @@ fn on_text(shared: &Shared, text: &str) {
     match frame {
         ServerFrame::Message(d) => on_message(shared, d.message),
         ServerFrame::Sent(sent) => {
-            let pending = sent.r#ref.as_deref().and_then(send_key).and_then(|k| shared.state.lock().sends.remove(&k));
-            if let Some(p) = pending {
-                let _ = p.reply.send(Ok(sent));
+            let mut st = shared.state.lock();
+            let Some(p) = sent.r#ref.as_deref().and_then(send_key).and_then(|k| st.sends.remove(&k)) else { return };
+            if let Some(correlation) = &p.request {
+                if st.requests.contains_key(correlation) {
+                    st.aliases.insert(sent.message_id.clone(), correlation.clone());
+                }
             }
+            let acks = st.release_early();
+            drop(st);
+            if acks {
+                shared.wake.notify_one();
+            }
+            let _ = p.reply.send(Ok(sent));
         }
         ServerFrame::Result(r) => {
             let pending = shared.state.lock().calls.remove(&r.r#ref);
@@ -340,42 +349,88 @@ fn on_message(shared: &Shared, msg: Message) {
             st.inbox.observe(msg.seq);
         }
     }
-    let mut ack = msg.requires_ack && shared.config.auto_ack;
-    let waiter = msg.correlation_id.as_ref().and_then(|c| {
-        let key = if st.requests.contains_key(c) { Some(c.clone()) } else { st.aliases.get(c).cloned() };
-        key.and_then(|k| st.requests.remove(&k))
-    });
-    let id = msg.id.clone();
-    if let Some(tx) = waiter {
-        // The request that receives it has consumed it.
-        ack |= msg.requires_ack;
-        let _ = tx.send(msg);
-    } else {
-        let msg_type = msg.msg_type.clone();
-        let mut msg = Some(msg);
-        if let Some(streams) = st.routes.get_mut(&msg_type) {
-            streams.retain(|s| !s.is_closed());
-            for s in streams.iter() {
-                if let Some(m) = msg.clone() {
-                    let _ = s.send(m);
-                }
-            }
-            if !streams.is_empty() {
-                msg = None;
-            }
-        }
-        if let Some(m) = msg {
-            let _ = st.unclaimed.send(m);
-        }
+    let correlated = msg.correlation_id.is_some();
+    if correlated && st.awaiting_sent() && !st.waiter_for(&msg) && st.early.len() < MAX_EARLY {
+        st.early.push(msg);
+        return;
     }
-    if ack {
-        st.queue_ack(&id);
+    let auto_ack = st.auto_ack;
+    if st.deliver(msg, auto_ack) {
         drop(st);
         shared.wake.notify_one();
     }
 }
 
+/// Messages parked while requests wait for their `sent` (they are delivered a few milliseconds
+/// late, after messages without a correlation id that came meanwhile).
+const MAX_EARLY: usize = 256;
+
 impl super::State {
+    /// True while a request has not had its `sent` yet (its message id is not known).
+    fn awaiting_sent(&self) -> bool {
+        self.sends.values().any(|p| p.request.as_ref().is_some_and(|c| self.requests.contains_key(c)))
+    }
+
+    /// True if a request waits for this message.
+    fn waiter_for(&self, msg: &Message) -> bool {
+        msg.correlation_id.as_ref().is_some_and(|c| self.requests.contains_key(c) || self.aliases.contains_key(c))
+    }
+
+    /// Hands a message to the request waiting for it, the streams of its type, or the unclaimed
+    /// queue; returns true when an ack was queued.
+    fn deliver(&mut self, msg: Message, auto_ack: bool) -> bool {
+        let mut ack = msg.requires_ack && auto_ack;
+        let waiter = msg.correlation_id.as_ref().and_then(|c| {
+            let key = if self.requests.contains_key(c) { Some(c.clone()) } else { self.aliases.get(c).cloned() };
+            key.and_then(|k| self.requests.remove(&k))
+        });
+        let id = msg.id.clone();
+        if let Some(tx) = waiter {
+            // The request that receives it has consumed it.
+            ack |= msg.requires_ack;
+            let _ = tx.send(msg);
+        } else {
+            let mut msg = Some(msg);
+            if let Some(streams) = msg.as_ref().and_then(|m| self.routes.get_mut(&m.msg_type)) {
+                streams.retain(|s| !s.is_closed());
+                for s in streams.iter() {
+                    if let Some(m) = msg.clone() {
+                        let _ = s.send(m);
+                    }
+                }
+                if !streams.is_empty() {
+                    msg = None;
+                }
+            }
+            if let Some(m) = msg {
+                let _ = self.unclaimed.send(m);
+            }
+        }
+        if ack {
+            self.queue_ack(&id);
+        }
+        ack
+    }
+
+    /// Delivers parked messages a request now claims, and all of them once no request waits for
+    /// its `sent`; returns true when an ack was queued.
+    pub(super) fn release_early(&mut self) -> bool {
+        if self.early.is_empty() {
+            return false;
+        }
+        let waiting = self.awaiting_sent();
+        let auto_ack = self.auto_ack;
+        let mut acks = false;
+        for msg in std::mem::take(&mut self.early) {
+            if !waiting || self.waiter_for(&msg) {
+                acks |= self.deliver(msg, auto_ack);
+            } else {
+                self.early.push(msg);
+            }
+        }
+        acks
+    }
+
     /// After a drop: calls already written have an unknown outcome and fail; sends stay pending.
     fn lost_connection(&mut self) {
         let written: Vec<String> = self.calls.iter().filter(|(_, c)| c.written).map(|(r, _)| r.clone()).collect();
@@ -413,6 +468,35 @@ mod tests {
         assert_eq!(send_key("s-42"), Some(42));
         assert_eq!(send_key("c-42"), None);
         assert_eq!(send_key("s-x"), None);
+    }
+
+    fn message_frame(id: &str, correlation: Option<&str>) -> String {
+        let mut m = crate::client::sample_message(1, id);
+        m.correlation_id = correlation.map(str::to_owned);
+        ServerFrame::Message(agent_bridge_protocol::frames::Delivery { message: m }).to_json()
+    }
+
+    #[tokio::test]
+    async fn a_reply_by_message_id_that_overtakes_sent_reaches_its_request() {
+        let shared = Shared::new(crate::client::ClientConfig::new("ws://127.0.0.1:1", "asker").expect("config"));
+        let (req_tx, mut req_rx) = oneshot::channel();
+        let (sent_tx, _sent_rx) = oneshot::channel();
+        {
+            let mut st = shared.state.lock();
+            st.requests.insert("req-1".into(), req_tx);
+            let pending = super::super::PendingSend { frame: String::new(), request: Some("req-1".into()), reply: sent_tx };
+            st.sends.insert(1, pending);
+        }
+        // The reply names the request's message id, which the client learns only from `sent`.
+        on_text(&shared, &message_frame("msg-reply", Some("msg-request")));
+        on_text(&shared, &message_frame("msg-other", Some("someone-else")));
+        assert!(req_rx.try_recv().is_err(), "not matched yet");
+        let mut unclaimed = shared.unclaimed.lock().await;
+        assert!(unclaimed.try_recv().is_err(), "parked, not handed out");
+        let sent = r#"{"type":"sent","ref":"s-1","message_id":"msg-request","seq":1,"status":"delivered","recipients":1}"#;
+        on_text(&shared, sent);
+        assert_eq!(req_rx.try_recv().map(|m| m.id).ok().as_deref(), Some("msg-reply"));
+        assert_eq!(unclaimed.try_recv().map(|m| m.id).ok().as_deref(), Some("msg-other"), "released once no request waits");
     }
 
     #[test]

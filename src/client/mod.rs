@@ -123,6 +123,8 @@ enum Outbound {
 
 struct PendingSend {
     frame: String,
+    /// For a request: its correlation id, aliased to the message id when `sent` arrives.
+    request: Option<String>,
     reply: oneshot::Sender<Result<Sent, ClientError>>,
 }
 
@@ -149,6 +151,11 @@ struct State {
     requests: HashMap<String, oneshot::Sender<Message>>,
     /// Message id of a sent request → its correlation id (replies may carry either).
     aliases: HashMap<String, String>,
+    /// Messages with an unknown correlation id that came while a request still waited for its
+    /// `sent`: a reply by message id can overtake it (hand-over precedes the sender's commit).
+    early: Vec<Message>,
+    /// `ClientConfig::auto_ack`, for deliveries made from the state.
+    auto_ack: bool,
     /// Streams by message type.
     routes: HashMap<String, Vec<mpsc::UnboundedSender<Message>>>,
     /// Messages nobody else claimed.
@@ -185,6 +192,35 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(config: ClientConfig) -> Arc<Shared> {
+        let (unclaimed_tx, unclaimed_rx) = mpsc::unbounded_channel();
+        let state = State {
+            next_ref: 0,
+            outbox: VecDeque::new(),
+            sends: BTreeMap::new(),
+            calls: HashMap::new(),
+            requests: HashMap::new(),
+            aliases: HashMap::new(),
+            early: Vec::new(),
+            auto_ack: config.auto_ack,
+            routes: HashMap::new(),
+            unclaimed: unclaimed_tx,
+            inbox: Cursor::new(config.since),
+            rooms: HashMap::new(),
+            seen: SeenIds::default(),
+        };
+        Arc::new(Shared {
+            config,
+            state: Mutex::new(state),
+            wake: tokio::sync::Notify::new(),
+            closing: watch::channel(false).0,
+            connection: watch::channel(Connection::Connecting).0,
+            notices: broadcast::channel(256).0,
+            unclaimed: tokio::sync::Mutex::new(unclaimed_rx),
+            driver: Mutex::new(None),
+        })
+    }
+
     fn push(&self, item: Outbound) {
         self.state.lock().outbox.push_back(item);
         self.wake.notify_one();
@@ -277,30 +313,7 @@ impl Client {
     }
 
     fn spawn(config: ClientConfig, first: Option<oneshot::Sender<Result<(), ClientError>>>) -> Client {
-        let (unclaimed_tx, unclaimed_rx) = mpsc::unbounded_channel();
-        let state = State {
-            next_ref: 0,
-            outbox: VecDeque::new(),
-            sends: BTreeMap::new(),
-            calls: HashMap::new(),
-            requests: HashMap::new(),
-            aliases: HashMap::new(),
-            routes: HashMap::new(),
-            unclaimed: unclaimed_tx,
-            inbox: Cursor::new(config.since),
-            rooms: HashMap::new(),
-            seen: SeenIds::default(),
-        };
-        let shared = Arc::new(Shared {
-            config,
-            state: Mutex::new(state),
-            wake: tokio::sync::Notify::new(),
-            closing: watch::channel(false).0,
-            connection: watch::channel(Connection::Connecting).0,
-            notices: broadcast::channel(256).0,
-            unclaimed: tokio::sync::Mutex::new(unclaimed_rx),
-            driver: Mutex::new(None),
-        });
+        let shared = Shared::new(config);
         let task = tokio::spawn(driver::run(Arc::clone(&shared), first));
         *shared.driver.lock() = Some(task);
         Client { handle: Arc::new(Handle { shared }) }
@@ -351,6 +364,10 @@ impl Client {
 
     /// Sends a message and waits until the broker has taken responsibility for it (`sent`).
     pub async fn send(&self, msg: Outgoing) -> Result<Sent, ClientError> {
+        self.send_tagged(msg, None).await
+    }
+
+    async fn send_tagged(&self, msg: Outgoing, request: Option<String>) -> Result<Sent, ClientError> {
         msg.validate()?;
         if self.shared().is_closed() {
             return Err(ClientError::Closed);
@@ -362,7 +379,7 @@ impl Client {
             let mut msg = msg;
             msg.idempotency_key.get_or_insert_with(|| new_id(&self.shared().config.client_id));
             let frame = ClientFrame::Send(msg.into_frame(format!("s-{key}"))).to_json();
-            st.sends.insert(key, PendingSend { frame, reply: tx });
+            st.sends.insert(key, PendingSend { frame, request, reply: tx });
             st.outbox.push_back(Outbound::Send(key));
             key
         };
@@ -378,11 +395,11 @@ impl Client {
         let (tx, rx) = oneshot::channel();
         self.shared().state.lock().requests.insert(correlation.clone(), tx);
         let _waiting = RequestGuard { shared: Arc::clone(self.shared()), correlation: correlation.clone() };
-        let sent = match tokio::time::timeout_at(deadline, self.send(msg)).await {
-            Ok(sent) => sent?,
+        // The driver aliases the message id to the correlation id when `sent` arrives.
+        match tokio::time::timeout_at(deadline, self.send_tagged(msg, Some(correlation.clone()))).await {
+            Ok(sent) => drop(sent?),
             Err(_) => return Err(self.shared().timeout(within, "the broker to accept the request")),
-        };
-        self.shared().state.lock().aliases.insert(sent.message_id, correlation.clone());
+        }
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(ClientError::Closed),
@@ -550,6 +567,11 @@ impl Drop for RequestGuard {
         let mut st = self.shared.state.lock();
         st.requests.remove(&self.correlation);
         st.aliases.retain(|_, c| *c != self.correlation);
+        let acks = st.release_early();
+        drop(st);
+        if acks {
+            self.shared.wake.notify_one();
+        }
     }
 }
 
