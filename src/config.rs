@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_bridge_actors::ack_tracker::AckConfig;
+use agent_bridge_actors::room::RoomsConfig;
 use agent_bridge_actors::router::{Durability, Retention, RouterConfig};
 use agent_bridge_actors::ttl_sweeper::{Archive, SweepConfig};
 use agent_bridge_actors::session::SessionConfig;
@@ -30,6 +31,7 @@ pub struct Config {
     pub enable_fault_injection: bool,
     pub cluster_nats: String,
     pub max_frame_bytes: usize,
+    pub max_file_bytes: usize,
     pub session_queue: usize,
     pub max_in_flight: usize,
     pub heartbeat_interval_s: f64,
@@ -95,6 +97,10 @@ pub struct ServeArgs {
     #[arg(long, env = "BRIDGE_MAX_FRAME_BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_frame_bytes: Option<usize>,
+    /// Largest file shared in a room, in bytes.
+    #[arg(long, env = "BRIDGE_MAX_FILE_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_file_bytes: Option<usize>,
     /// Frames queued per session before it is fed from the store.
     #[arg(long, env = "BRIDGE_SESSION_QUEUE")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -254,6 +260,9 @@ impl Config {
         if self.max_frame_bytes < 1024 || self.max_frame_bytes > 64 * 1024 * 1024 {
             return bad(format!("max_frame_bytes = {} must be between 1024 and 67108864", self.max_frame_bytes));
         }
+        if self.max_file_bytes == 0 || self.max_file_bytes > 1 << 30 {
+            return bad(format!("max_file_bytes = {} must be between 1 and 1073741824", self.max_file_bytes));
+        }
         if self.session_queue == 0 || self.max_in_flight == 0 {
             return bad("session_queue and max_in_flight must be at least 1".into());
         }
@@ -364,6 +373,7 @@ impl Config {
                 idempotency_window: Duration::from_secs(self.idempotency_window_s),
             },
             flush_interval: Duration::from_millis(self.flush_interval_ms),
+            rooms: RoomsConfig { max_file_bytes: self.max_file_bytes, ..RoomsConfig::default() },
             session: SessionConfig {
                 max_frame_bytes: self.max_frame_bytes,
                 hard_frame_bytes: self.max_frame_bytes.saturating_mul(4),

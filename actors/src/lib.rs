@@ -7,6 +7,10 @@
 //!  ├─ router-0 … router-N-1   Router shards, each on its own arbiter (permanent, critical):
 //!  │                          registry of live sessions, inbox seqs and queues, fan-out, feeds
 //!  ├─ ttl_sweeper             TtlSweeper (permanent, critical, own arbiter): bounded expiry passes
+//!  ├─ rooms                   Rooms registry (permanent, critical, own arbiter): creates, restores
+//!  │   │                      and finds rooms
+//!  │   └─ room:<name> …       one Room per room, started lazily on the rooms arbiter (permanent,
+//!  │                          not critical): members, presence, streams, votes, board, files
 //!  └─ sessions                group of Session actors, one per WebSocket (temporary children,
 //!                             on the HTTP worker that accepted the socket)
 //! ```
@@ -20,6 +24,8 @@ pub mod ack_tracker;
 pub mod delivery;
 pub mod envelope;
 pub mod metrics;
+pub mod room;
+pub mod rooms;
 pub mod router;
 pub mod session;
 pub mod sse;
@@ -34,6 +40,8 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::ack_tracker::{AckConfig, AckTracker};
+use crate::room::RoomsConfig;
+use crate::rooms::{Rooms, RoomsHandle};
 use crate::router::{Durability, Router, RouterConfig, RouterHandle};
 use crate::ttl_sweeper::{SweepConfig, TtlSweeper};
 use crate::session::{SessionConfig, SessionDeps, SESSIONS_GROUP};
@@ -51,6 +59,8 @@ pub struct BrokerConfig {
     pub session: SessionConfig,
     pub ack: AckConfig,
     pub sweep: SweepConfig,
+    /// Rooms (its durability, retention, queue and intensity settings follow the others').
+    pub rooms: RoomsConfig,
     /// With async durability: how often sled flushes in the background.
     pub flush_interval: Duration,
     /// Restart intensity of permanent children.
@@ -68,6 +78,7 @@ impl Default for BrokerConfig {
             session: SessionConfig::default(),
             ack: AckConfig::default(),
             sweep: SweepConfig::default(),
+            rooms: RoomsConfig::default(),
             flush_interval: Duration::from_millis(500),
             intensity: Intensity::default(),
             exit_on_escalation: true,
@@ -82,6 +93,7 @@ pub struct Broker {
     pub router: RouterHandle,
     pub tracker: Addr<AckTracker>,
     pub sweeper: Addr<TtlSweeper>,
+    pub rooms: RoomsHandle,
     pub store: Store,
     pub sessions: SessionDeps,
     /// The router threads; kept so they live as long as the broker.
@@ -138,6 +150,23 @@ impl Broker {
             addr
         };
 
+        let rooms = {
+            let child = tree.register(spec(Rooms::NAME.into(), Rooms::NAME));
+            let arbiter = Arbiter::new();
+            let rc = RoomsConfig {
+                durability: config.router.durability,
+                retention: config.router.retention.clone(),
+                idempotency_window: config.router.idempotency_window,
+                queue_limit: config.session.queue_limit,
+                intensity: config.intensity,
+                ..config.rooms.clone()
+            };
+            let handle = Rooms::start(child, Arc::clone(&tree), store.clone(), rc, &arbiter.handle());
+            arbiters.push(arbiter);
+            handle
+        };
+        router.set_rooms(rooms.clone());
+
         // The sessions group: a node the session children hang under.
         let _group = tree.register(ChildSpec {
             name: SESSIONS_GROUP.into(),
@@ -150,9 +179,10 @@ impl Broker {
         let sessions = SessionDeps {
             router: router.clone(),
             tracker: tracker.clone(),
+            rooms: rooms.clone(),
             tree: Arc::clone(&tree),
             config: Arc::new(config.session),
         };
-        Ok(Broker { tree, root, router, tracker, sweeper, store, sessions, _arbiters: arbiters })
+        Ok(Broker { tree, root, router, tracker, sweeper, rooms, store, sessions, _arbiters: arbiters })
     }
 }

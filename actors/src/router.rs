@@ -18,7 +18,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -31,6 +31,8 @@ use tracing::{debug, error};
 use crate::ack_tracker::{AckTracker, Delivered, Expired, Track};
 use crate::delivery::{new_message_id, Envelope, Note, Notify, Outgoing, SessionLink, Target, Transport};
 use crate::metrics::metrics;
+use crate::room::RoomError;
+use crate::rooms::RoomsHandle;
 use crate::store::{Batch, IdempotencyRecord, Queued, Store, StoreError, Stream};
 use crate::supervisor::{contain, ChildHandle, Decision, Failure, Fault};
 
@@ -49,6 +51,9 @@ pub enum RouteError {
     Unavailable,
     #[error("router mailbox: {0}")]
     Mailbox(#[from] MailboxError),
+    /// A room refused the message (`not_member`, `not_supported` …).
+    #[error(transparent)]
+    Room(crate::room::RoomError),
 }
 
 impl RouteError {
@@ -59,6 +64,7 @@ impl RouteError {
             RouteError::Store(_) | RouteError::NotDurable => "storage_error",
             RouteError::Internal(_) => "internal",
             RouteError::Unavailable | RouteError::Mailbox(_) => "unavailable",
+            RouteError::Room(e) => e.code(),
         }
     }
 }
@@ -863,12 +869,19 @@ impl Handler<Fault> for Router {
 #[derive(Clone)]
 pub struct RouterHandle {
     shards: Arc<[Addr<Router>]>,
+    /// Room messages go to their room (set once the rooms registry runs).
+    rooms: Arc<OnceLock<RoomsHandle>>,
 }
 
 impl RouterHandle {
     pub fn new(shards: Vec<Addr<Router>>) -> Self {
         assert!(!shards.is_empty(), "at least one router shard");
-        RouterHandle { shards: shards.into() }
+        RouterHandle { shards: shards.into(), rooms: Arc::new(OnceLock::new()) }
+    }
+
+    /// Sends room messages to the rooms from now on (until then they answer `unknown_recipient`).
+    pub fn set_rooms(&self, rooms: RoomsHandle) {
+        let _ = self.rooms.set(rooms);
     }
 
     /// The shard that owns `client_id`.
@@ -893,6 +906,7 @@ impl RouterHandle {
         enum Pending {
             One(actix::dev::Request<Router, Route>),
             All(Vec<actix::dev::Request<Router, RouteBroadcast>>, String, Transport),
+            Room(crate::rooms::Pending<Routed>),
             Failed(RouteError),
         }
         let pending = match env.target {
@@ -910,7 +924,10 @@ impl RouterHandle {
             }
             Target::Client(ref c) => Pending::One(self.shard(c).send(Route(env))),
             Target::Pool(p) => Pending::Failed(RouteError::UnknownRecipient(format!("pool:{p}"))),
-            Target::Room(r) => Pending::Failed(RouteError::UnknownRecipient(r)),
+            Target::Room(ref r) => match self.rooms.get() {
+                Some(rooms) => Pending::Room(rooms.route(env)),
+                None => Pending::Failed(RouteError::UnknownRecipient(r.clone())),
+            },
         };
         async move {
             match pending {
@@ -942,6 +959,11 @@ impl RouterHandle {
                     };
                     Ok(Routed { message_id, seq: None, status, recipients })
                 }
+                Pending::Room(req) => req.await.map_err(|e| match e {
+                    // PROTOCOL.md: a send to a room that does not exist is `unknown_recipient`.
+                    RoomError::UnknownRoom(r) => RouteError::UnknownRecipient(r),
+                    e => RouteError::Room(e),
+                }),
                 Pending::Failed(e) => Err(e),
             }
         }

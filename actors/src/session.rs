@@ -16,15 +16,15 @@ use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_http::ws::Item;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
-use agent_bridge_protocol::frames::{
-    CallResult, ConnectionConfirmed, ErrorBody, ErrorFrame, Sent, ServerInfo,
-};
+use agent_bridge_protocol::frames::{ConnectionConfirmed, ErrorFrame, Sent, ServerInfo};
 use agent_bridge_protocol::{ClientFrame, ProtocolError, ServerFrame, Timestamp};
 use tracing::{debug, info_span, warn, Span};
 
 use crate::metrics::metrics;
 use crate::ack_tracker::{AckTracker, Acknowledge, NegativeAck};
-use crate::delivery::{Backlog, Deliver, Envelope, Notify, SessionLink, Transport, TypeFilter};
+use crate::delivery::{Backlog, Deliver, Envelope, Notify, Outgoing, SessionLink, Transport, TypeFilter};
+use crate::room::{JoinLink, RoomDeliver};
+use crate::rooms::RoomsHandle;
 use crate::router::{CatchUp, Connect, Disconnect, RouteError, Router, RouterHandle};
 use crate::supervisor::{contain, ChildHandle, ChildSpec, Failure, Fault, Intensity, RestartPolicy, Tree};
 
@@ -82,6 +82,7 @@ pub struct SessionParams {
 pub struct SessionDeps {
     pub router: RouterHandle,
     pub tracker: Addr<AckTracker>,
+    pub rooms: RoomsHandle,
     pub tree: Arc<Tree>,
     pub config: Arc<SessionConfig>,
 }
@@ -121,6 +122,8 @@ pub struct Session {
     filter: Arc<TypeFilter>,
     /// Acks and nacks go here.
     tracker: Addr<AckTracker>,
+    /// `join`, `leave` and `call` frames go here.
+    rooms: RoomsHandle,
     /// Last time anything arrived from the client.
     last_heard: Instant,
     /// `since` from the query string.
@@ -158,6 +161,7 @@ impl Session {
             config: Arc::clone(&deps.config),
             filter: TypeFilter::new(params.types),
             tracker: deps.tracker.clone(),
+            rooms: deps.rooms.clone(),
             last_heard: Instant::now(),
             since: params.since,
             encoding: params.encoding,
@@ -231,19 +235,23 @@ impl Session {
             ClientFrame::Ping(_) => self.write(&ServerFrame::pong(), ctx),
             ClientFrame::Pong(_) => {}
             ClientFrame::Subscribe(sub) => self.filter.set(sub.types),
-            ClientFrame::Join(_) | ClientFrame::Leave(_) => {
-                self.write(&ServerFrame::error("not_supported", "rooms are not available on this server yet", None), ctx)
-            }
-            ClientFrame::Call(call) => self.write(
-                &ServerFrame::Result(CallResult {
-                    r#ref: call.r#ref,
-                    ok: false,
-                    result: None,
-                    error: Some(ErrorBody { code: "unknown_method".into(), error: format!("unknown method {:?}", call.method) }),
-                }),
-                ctx,
-            ),
+            frame @ (ClientFrame::Join(_) | ClientFrame::Leave(_) | ClientFrame::Call(_)) => self.room_frame(frame, ctx),
         }
+    }
+
+    /// `join`, `leave` and `call`: handled by the rooms (crate::rooms), answered when they are done.
+    fn room_frame(&mut self, frame: ClientFrame, ctx: &mut ws::WebsocketContext<Self>) {
+        let link = JoinLink {
+            session_id: self.session_id.clone(),
+            deliver: ctx.address().recipient(),
+            notify: ctx.address().recipient(),
+        };
+        let reply = self.rooms.frame(&self.client_id, frame, link);
+        ctx.spawn(reply.into_actor(self).map(|frame, act, ctx| {
+            if let Some(frame) = frame {
+                act.write(&frame, ctx);
+            }
+        }));
     }
 
     fn route(&mut self, env: Envelope, r#ref: Option<String>, ctx: &mut ws::WebsocketContext<Self>) {
@@ -271,15 +279,20 @@ impl Session {
         }));
     }
 
-    fn on_deliver(&mut self, msg: Deliver, ctx: &mut ws::WebsocketContext<Self>) {
-        let out = msg.0;
-        let wake = self.backlog.delivered();
+    /// Writes a `message` frame (encoded once by the router or a room) in the session's encoding.
+    fn write_message(&self, out: &Outgoing, ctx: &mut ws::WebsocketContext<Self>) {
         match self.encoding {
             Encoding::Json => ctx.text(out.json.clone()),
             Encoding::Bincode => ctx.binary(
                 ServerFrame::Message(agent_bridge_protocol::frames::Delivery { message: out.message.clone() }).to_bincode(),
             ),
         }
+    }
+
+    fn on_deliver(&mut self, msg: Deliver, ctx: &mut ws::WebsocketContext<Self>) {
+        let out = msg.0;
+        let wake = self.backlog.delivered();
+        self.write_message(&out, ctx);
         if wake {
             self.shard.do_send(CatchUp { client_id: self.client_id.clone(), session_id: self.session_id.clone() });
         }
@@ -350,6 +363,7 @@ impl Actor for Session {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.shard.do_send(Disconnect { client_id: self.client_id.clone(), session_id: self.session_id.clone() });
+        self.rooms.session_closed(&self.session_id);
         self.child.stopped();
         let _enter = self.span.enter();
         debug!("session closed");
@@ -430,6 +444,14 @@ impl Handler<Deliver> for Session {
         if let Err(f) = contain(&child, || self.on_deliver(msg, ctx)) {
             self.fail(&f, ctx);
         }
+    }
+}
+
+impl Handler<RoomDeliver> for Session {
+    type Result = ();
+    fn handle(&mut self, msg: RoomDeliver, ctx: &mut Self::Context) {
+        self.write_message(&msg.out, ctx);
+        msg.written();
     }
 }
 

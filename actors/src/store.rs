@@ -12,7 +12,10 @@
 //! | `k:<from>\0<to>\0<key>` | `IdempotencyRecord` | idempotency keys |
 //!
 //! Other trees: `acks` (`<client>\0<seq BE>` → delivery attempts), `dead` (message id → dead letter),
-//! `archive` (message id → expired message, when archiving to the store).
+//! `archive` (message id → expired message, when archiving to the store), `rooms` (room name → the
+//! room's state: members, questions, proposals, board, file metadata; written by its `Room` actor on
+//! every change) and `files` (sha256 hex → file contents, content-addressed, so a file shared twice
+//! is stored once). Room streams live in `streams` under `r:<room>\0`, like inboxes.
 //!
 //! Durability: writes land in sled's page cache at once; [`Store::commit`] returns a receiver that
 //! fires after the next flush to disk. A flusher thread takes every waiter registered so far, flushes
@@ -270,6 +273,8 @@ pub struct Store {
     acks: sled::Tree,
     dead: sled::Tree,
     archive: sled::Tree,
+    rooms: sled::Tree,
+    files: sled::Tree,
     flusher: Arc<Flusher>,
 }
 
@@ -288,6 +293,8 @@ impl Store {
             acks: db.open_tree("acks")?,
             dead: db.open_tree("dead")?,
             archive: db.open_tree("archive")?,
+            rooms: db.open_tree("rooms")?,
+            files: db.open_tree("files")?,
             db,
             flusher: Arc::new(Flusher { waiters: Mutex::new(Vec::new()), wake: Condvar::new() }),
         };
@@ -523,6 +530,44 @@ impl Store {
     /// Number of stored messages in a stream.
     pub fn len(&self, stream: Stream<'_>) -> usize {
         self.streams.scan_prefix(stream.key()).count().saturating_sub(1)
+    }
+
+    /// Writes a room's state (durable after the next [`Store::commit`]). Only the room's own actor
+    /// (or the registry, when it creates the room) calls this, so writes to one room never race.
+    pub fn put_room<T: Serialize>(&self, name: &str, state: &T) -> Result<(), StoreError> {
+        self.rooms.insert(name.as_bytes(), encode(state)?)?;
+        Ok(())
+    }
+
+    /// One room's state, if the room exists.
+    pub fn get_room<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        match self.rooms.get(name.as_bytes())? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every room's state, in name order.
+    pub fn rooms<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<(String, T)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.rooms.iter() {
+            let (k, v) = item?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), decode(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// Stores file contents under their sha256 (hex); a no-op when already there.
+    pub fn put_file(&self, sha256_hex: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        if !self.files.contains_key(sha256_hex.as_bytes())? {
+            self.files.insert(sha256_hex.as_bytes(), bytes)?;
+        }
+        Ok(())
+    }
+
+    /// File contents by sha256 (hex).
+    pub fn get_file(&self, sha256_hex: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.files.get(sha256_hex.as_bytes())?.map(|v| v.to_vec()))
     }
 
     /// Flushes everything written so far to disk, now.

@@ -142,15 +142,3 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
         "healthy": state.broker.tree.healthy(),
     }))
 }
-
-/// `POST /api/call`: the request/response operations of PROTOCOL.md section 4. None is available
-/// yet (they arrive with rooms and agents); every method answers `unknown_method`.
-pub async fn call(payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    #[derive(Deserialize)]
-    struct CallRequest {
-        method: String,
-    }
-    let body = read_body(payload, state.config.max_frame_bytes).await?;
-    let req: CallRequest = parse_json(&body, "call request")?;
-    Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_method", format!("unknown method {:?}", req.method)))
-}

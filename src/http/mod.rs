@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod api;
 pub mod health;
+pub mod rooms;
 pub mod sse;
 pub mod ws;
 
@@ -75,6 +76,7 @@ impl From<RouteError> for ApiError {
             RouteError::UnknownRecipient(_) => StatusCode::NOT_FOUND,
             RouteError::Store(_) | RouteError::NotDurable | RouteError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             RouteError::Unavailable | RouteError::Mailbox(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RouteError::Room(ref r) => rooms::status(r),
         };
         ApiError::new(status, e.code(), e.to_string())
     }
@@ -87,7 +89,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/messages", web::get().to(api::messages))
         .route("/api/ack", web::post().to(api::ack))
         .route("/api/status", web::get().to(api::status))
-        .route("/api/call", web::post().to(api::call))
+        .route("/api/call", web::post().to(rooms::call))
+        .route("/api/call", web::get().to(rooms::call_get))
+        .route("/api/rooms", web::get().to(rooms::list))
+        .route("/api/rooms/{room}/history", web::get().to(rooms::history))
+        .route("/api/rooms/{room}/files/{name}", web::put().to(rooms::put_file))
+        .route("/api/rooms/{room}/files/{name}", web::get().to(rooms::get_file))
+        .route("/admin/rooms", web::get().to(rooms::admin_list))
         .route("/stream/events", web::get().to(sse::events))
         .route("/health", web::get().to(health::health))
         .route("/health/live", web::get().to(health::live))

@@ -122,6 +122,11 @@ impl Server {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// The process id (0 once killed).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// SIGKILL now.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

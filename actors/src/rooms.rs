@@ -1,0 +1,718 @@
+//! `Rooms`: the registry of rooms, and [`RoomsHandle`], the one door sessions and HTTP handlers use
+//! for everything about rooms (room sends, `join`/`leave` frames, calls, file transfers).
+//!
+//! The registry owns the map from room name to [`Room`] address. It creates rooms (`room.create`:
+//! the state is written and flushed before the room exists for anyone), starts a persisted room
+//! lazily the first time it is addressed after a start of the process, and lists rooms. Every room
+//! runs under `actix::Supervisor` on the registry's arbiter, registered in the supervision tree as
+//! `room:<name>` under this node (`rooms`: permanent, critical child of the root).
+//!
+//! The handle keeps a read-mostly copy of the started rooms, so a room message goes from the
+//! session straight into the room's mailbox (one hop, like the router); only the first request for
+//! a room after a start goes through the registry, which forwards it before publishing the address,
+//! so a sender's requests keep their order either way. Parameter checks, base64 decoding and
+//! hashing of files happen here, on the caller's thread, never on a room's.
+//!
+//! Sent by: sessions and HTTP handlers (through the handle). Supervised by the root.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use agent_bridge_protocol::frames::{CallResult, ErrorBody, Event};
+use agent_bridge_protocol::ids::validate_room;
+use agent_bridge_protocol::{ClientFrame, Payload, ServerFrame};
+use base64::Engine as _;
+use parking_lot::{Mutex, RwLock};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tracing::info;
+
+use crate::delivery::{Envelope, Target};
+use crate::room::{
+    CallReply, Column, JoinLink, Presence, Room, RoomCall, RoomError, RoomOp, RoomSend, RoomState, RoomsConfig, Rule,
+    SessionClosed, Vote,
+};
+use crate::router::Routed;
+use crate::store::Store;
+use crate::supervisor::{contain, ChildHandle, ChildSpec, Decision, Fault, RestartPolicy, Tree};
+
+/// Longest question, answer or proposal text, in characters.
+const MAX_TEXT: usize = 64 * 1024;
+/// Longest title, role, topic or file name, in characters.
+const MAX_SHORT: usize = 1024;
+/// The longest deadline a proposal may have: 30 days.
+const MAX_DEADLINE_S: f64 = 30.0 * 24.0 * 3600.0;
+/// Largest `room.history` page.
+const MAX_HISTORY: usize = 1000;
+
+/// A future answered by a room or the registry.
+pub type Pending<T> = Pin<Box<dyn Future<Output = Result<T, RoomError>>>>;
+
+/// Creates a room. Sent by the handle for `room.create`.
+#[derive(Message)]
+#[rtype(result = "Result<CallReply, RoomError>")]
+pub struct CreateRoom {
+    pub caller: String,
+    pub name: String,
+    pub topic: Option<String>,
+    pub role: String,
+}
+
+/// Every room (durable facts, and how many members are present). Sent by the handle for
+/// `room.list` and `GET /api/rooms`.
+#[derive(Message)]
+#[rtype(result = "Result<Value, RoomError>")]
+pub struct ListRooms {
+    /// Shows the caller's role in each room it belongs to.
+    pub caller: Option<String>,
+}
+
+/// A request for a room that is not started yet: the registry starts it (if it exists) and
+/// forwards. Sent by the handle.
+pub struct Forward<M> {
+    pub room: String,
+    pub msg: M,
+}
+
+impl<M, T> Message for Forward<M>
+where
+    M: Message<Result = Result<T, RoomError>>,
+    T: 'static,
+{
+    type Result = Result<T, RoomError>;
+}
+
+/// The room registry.
+pub struct Rooms {
+    /// Supervision link (`rooms`).
+    child: ChildHandle,
+    /// The tree the rooms register in.
+    tree: Arc<Tree>,
+    store: Store,
+    config: Arc<RoomsConfig>,
+    /// Every started room (the registry's own map; the handle's copy is published from it).
+    rooms: HashMap<String, Addr<Room>>,
+    /// The handle's copy.
+    published: Arc<RwLock<HashMap<String, Addr<Room>>>>,
+    /// Set when the child escalated.
+    failed: bool,
+}
+
+impl Rooms {
+    pub const NAME: &'static str = "rooms";
+
+    /// Starts the registry on its own arbiter (the rooms run there too) and returns the handle.
+    pub fn start(child: ChildHandle, tree: Arc<Tree>, store: Store, config: RoomsConfig, arbiter: &ArbiterHandle) -> RoomsHandle {
+        let config = Arc::new(config);
+        let published: Arc<RwLock<HashMap<String, Addr<Room>>>> = Arc::default();
+        let (s, c, p) = (store.clone(), Arc::clone(&config), Arc::clone(&published));
+        let registry = Supervisor::start_in_arbiter(arbiter, move |_| Rooms {
+            child,
+            tree,
+            store: s,
+            config: c,
+            rooms: HashMap::new(),
+            published: p,
+            failed: false,
+        });
+        RoomsHandle { registry, started: published, joined: Arc::default(), store, config }
+    }
+
+    /// The started room, or the persisted one started now (`true`), or `unknown_room`.
+    fn resolve(&mut self, name: &str) -> Result<(Addr<Room>, bool), RoomError> {
+        if let Some(addr) = self.rooms.get(name) {
+            return Ok((addr.clone(), false));
+        }
+        let state: RoomState = self.store.get_room(name)?.ok_or_else(|| RoomError::UnknownRoom(name.to_owned()))?;
+        Ok((self.start_room(state), true))
+    }
+
+    fn start_room(&mut self, state: RoomState) -> Addr<Room> {
+        let name = state.name.clone();
+        let child = self.tree.register(ChildSpec {
+            name: format!("{}:{name}", Room::NAME),
+            kind: Room::NAME,
+            parent: Rooms::NAME.into(),
+            policy: RestartPolicy::Permanent,
+            intensity: self.config.intensity,
+            critical: false,
+        });
+        let (store, config) = (self.store.clone(), Arc::clone(&self.config));
+        let addr = Supervisor::start(move |_| Room::new(child, store, config, state));
+        self.rooms.insert(name, addr.clone());
+        addr
+    }
+
+    /// Makes a started room reachable without the registry (after its first request was queued).
+    fn publish(&self, name: &str, addr: &Addr<Room>) {
+        self.published.write().insert(name.to_owned(), addr.clone());
+    }
+
+    fn create(&mut self, msg: CreateRoom) -> Result<CallReply, RoomError> {
+        if self.rooms.contains_key(&msg.name) || self.store.get_room::<RoomState>(&msg.name)?.is_some() {
+            return Err(RoomError::AlreadyExists(format!("room {:?}", msg.name)));
+        }
+        let state = RoomState::new(&msg.name, msg.topic, &msg.caller, msg.role);
+        self.store.put_room(&msg.name, &state)?;
+        let value = state.summary(0);
+        let addr = self.start_room(state);
+        self.publish(&msg.name, &addr);
+        info!(actor = Rooms::NAME, room = %msg.name, client_id = %msg.caller, "room created");
+        Ok(CallReply { value, durable: Some(self.store.commit()) })
+    }
+
+    fn guard<R>(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut Self) -> Result<R, RoomError>) -> Result<R, RoomError> {
+        if self.failed {
+            return Err(RoomError::Unavailable);
+        }
+        let child = self.child.clone();
+        match contain(&child, || f(self)) {
+            Ok(r) => r,
+            Err(failure) => {
+                if self.child.failed(&failure) == Decision::Escalate {
+                    self.failed = true;
+                }
+                ctx.stop();
+                Err(RoomError::Internal(failure.reason))
+            }
+        }
+    }
+}
+
+impl Actor for Rooms {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.child.set_fault_target(ctx.address().recipient());
+        ctx.set_mailbox_capacity(1 << 20);
+    }
+}
+
+impl Supervised for Rooms {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // The started rooms are supervised on their own and keep running; the map stays.
+        self.failed = self.child.is_failed();
+        self.child.running();
+    }
+}
+
+impl Handler<CreateRoom> for Rooms {
+    type Result = Result<CallReply, RoomError>;
+    fn handle(&mut self, msg: CreateRoom, ctx: &mut Self::Context) -> Self::Result {
+        self.guard(ctx, |r| r.create(msg))
+    }
+}
+
+impl Handler<ListRooms> for Rooms {
+    type Result = ResponseFuture<Result<Value, RoomError>>;
+    fn handle(&mut self, msg: ListRooms, ctx: &mut Self::Context) -> Self::Result {
+        let listed = self.guard(ctx, |r| {
+            let states: Vec<(String, RoomState)> = r.store.rooms()?;
+            let presence: Vec<_> = r.rooms.iter().map(|(name, addr)| (name.clone(), addr.send(Presence))).collect();
+            Ok((states, presence))
+        });
+        Box::pin(async move {
+            let (states, presence) = listed?;
+            let mut online = HashMap::new();
+            for (name, req) in presence {
+                online.insert(name, req.await.unwrap_or(0));
+            }
+            let rooms: Vec<Value> = states
+                .iter()
+                .map(|(name, s)| {
+                    let mut v = s.summary(online.get(name).copied().unwrap_or(0));
+                    if let (Some(caller), Value::Object(m)) = (&msg.caller, &mut v) {
+                        m.insert("role".into(), json!(s.members.get(caller).map(|m| &m.role)));
+                    }
+                    v
+                })
+                .collect();
+            Ok(json!({ "count": rooms.len(), "rooms": rooms }))
+        })
+    }
+}
+
+impl<M, T> Handler<Forward<M>> for Rooms
+where
+    M: Message<Result = Result<T, RoomError>> + Send + 'static,
+    T: Send + 'static,
+    Room: Handler<M>,
+{
+    type Result = ResponseFuture<Result<T, RoomError>>;
+    fn handle(&mut self, f: Forward<M>, ctx: &mut Self::Context) -> Self::Result {
+        match self.guard(ctx, |r| r.resolve(&f.room)) {
+            Ok((addr, fresh)) => {
+                let req = addr.send(f.msg);
+                if fresh {
+                    self.publish(&f.room, &addr);
+                }
+                Box::pin(async move { req.await? })
+            }
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+}
+
+impl Handler<Fault> for Rooms {
+    type Result = ();
+    fn handle(&mut self, _: Fault, ctx: &mut Self::Context) {
+        let _ = self.guard(ctx, |_| -> Result<(), RoomError> { panic!("fault injected by /admin/fault") });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The handle
+// ---------------------------------------------------------------------------------------------
+
+/// Everything about rooms, for sessions and HTTP handlers. Cheap to clone.
+#[derive(Clone)]
+pub struct RoomsHandle {
+    registry: Addr<Rooms>,
+    /// Started rooms (published by the registry).
+    started: Arc<RwLock<HashMap<String, Addr<Room>>>>,
+    /// Session id → the rooms it joined, so a closing session leaves exactly those.
+    joined: Arc<Mutex<HashMap<String, HashSet<String>>>>,
+    store: Store,
+    config: Arc<RoomsConfig>,
+}
+
+/// The room a stream belongs to (`lab` for `lab/design`).
+fn top(stream: &str) -> &str {
+    stream.split('/').next().unwrap_or(stream)
+}
+
+fn parse<T: DeserializeOwned>(params: &Payload) -> Result<T, RoomError> {
+    let text = params.json();
+    let text = if text.trim() == "null" { "{}" } else { text };
+    serde_json::from_str(text).map_err(|e| RoomError::InvalidParams(e.to_string()))
+}
+
+fn text(field: &str, value: String, max: usize) -> Result<String, RoomError> {
+    let n = value.chars().count();
+    if n == 0 || n > max || (max == MAX_SHORT && value.chars().any(char::is_control)) {
+        return Err(RoomError::InvalidParams(format!("{field} must be 1 to {max} characters")));
+    }
+    Ok(value)
+}
+
+fn stream_name(room: &str) -> Result<String, RoomError> {
+    validate_room(room).map_err(|e| RoomError::InvalidParams(e.to_string()))?;
+    Ok(room.to_owned())
+}
+
+fn rule(s: &str) -> Result<Rule, RoomError> {
+    serde_json::from_value(json!(s))
+        .map_err(|_| RoomError::InvalidParams(format!("rule {s:?}: use majority, consensus, veto, weighted or quorum")))
+}
+
+fn vote(s: &str) -> Result<Vote, RoomError> {
+    serde_json::from_value(json!(s)).map_err(|_| RoomError::InvalidParams(format!("vote {s:?}: use yes, no, abstain or veto")))
+}
+
+fn file_name(name: String) -> Result<String, RoomError> {
+    let name = text("name", name, 255)?;
+    if name.contains('/') || name.contains('\\') || name.chars().any(char::is_control) || name == "." || name == ".." {
+        return Err(RoomError::InvalidParams("a file name has no slashes or control characters".into()));
+    }
+    Ok(name)
+}
+
+/// What a parsed call does.
+enum Parsed {
+    Create(CreateRoom),
+    List,
+    /// A room operation; `download` adds the file's contents to the metadata.
+    Room { stream: String, op: RoomOp, download: bool },
+}
+
+#[derive(Deserialize)]
+struct RoomOnly {
+    room: String,
+}
+
+impl RoomsHandle {
+    /// Sends `msg` to the room of `stream`: straight to its mailbox when started, else through the
+    /// registry. The request is queued before this returns.
+    fn dispatch<M, T>(&self, stream: &str, msg: M) -> Pending<T>
+    where
+        M: Message<Result = Result<T, RoomError>> + Send + 'static,
+        T: Send + 'static,
+        Room: Handler<M>,
+    {
+        let room = top(stream);
+        let cached = self.started.read().get(room).cloned();
+        match cached {
+            Some(addr) => {
+                let req = addr.send(msg);
+                Box::pin(async move { req.await? })
+            }
+            None => {
+                let req = self.registry.send(Forward { room: room.to_owned(), msg });
+                Box::pin(async move { req.await? })
+            }
+        }
+    }
+
+    /// A room message (`send` with `room`, `POST /api/send` with `room`): resolves with the room
+    /// seq once stored and, with sync durability, flushed.
+    pub fn route(&self, env: Envelope) -> Pending<Routed> {
+        let Target::Room(room) = &env.target else {
+            return Box::pin(async { Err(RoomError::InvalidParams("not a room message".into())) });
+        };
+        let room = room.clone();
+        let req = self.dispatch(&room, RoomSend(env));
+        Box::pin(async move {
+            let accepted = req.await?;
+            if let Some(durable) = accepted.durable {
+                durable.await.map_err(|_| RoomError::NotDurable)?;
+            }
+            Ok(accepted.routed)
+        })
+    }
+
+    /// Runs a room operation and waits for its commit.
+    fn submit(&self, caller: &str, stream: String, op: RoomOp) -> Pending<Value> {
+        if let RoomOp::Join { link: Some(link), .. } = &op {
+            self.joined.lock().entry(link.session_id.clone()).or_default().insert(top(&stream).to_owned());
+        }
+        let req = self.dispatch(&stream, RoomCall { caller: caller.to_owned(), stream: stream.clone(), op });
+        Box::pin(async move {
+            let reply = req.await?;
+            if let Some(durable) = reply.durable {
+                durable.await.map_err(|_| RoomError::NotDurable)?;
+            }
+            Ok(reply.value)
+        })
+    }
+
+    /// A call (PROTOCOL.md section 4) by `caller`. `link` is the calling WebSocket session, if any:
+    /// `room.join` then also joins it to the room's live traffic, like the `join` frame.
+    pub fn call(&self, caller: &str, method: &str, params: &Payload, link: Option<JoinLink>) -> Pending<Value> {
+        let parsed = match self.parse_call(method, params, link) {
+            Ok(p) => p,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        match parsed {
+            Parsed::Create(mut msg) => {
+                msg.caller = caller.to_owned();
+                let req = self.registry.send(msg);
+                Box::pin(async move {
+                    let reply = req.await??;
+                    if let Some(durable) = reply.durable {
+                        durable.await.map_err(|_| RoomError::NotDurable)?;
+                    }
+                    Ok(reply.value)
+                })
+            }
+            Parsed::List => self.list(Some(caller.to_owned())),
+            Parsed::Room { stream, op, download: false } => self.submit(caller, stream, op),
+            Parsed::Room { stream, op, download: true } => {
+                let meta = self.submit(caller, stream, op);
+                let store = self.store.clone();
+                Box::pin(async move {
+                    let mut meta = meta.await?;
+                    let bytes = read_file(&store, &meta)?;
+                    if let Value::Object(m) = &mut meta {
+                        m.insert("content_base64".into(), json!(base64::engine::general_purpose::STANDARD.encode(bytes)));
+                    }
+                    Ok(meta)
+                })
+            }
+        }
+    }
+
+    /// Every room: `room.list`, `GET /api/rooms`, `GET /admin/rooms`.
+    pub fn list(&self, caller: Option<String>) -> Pending<Value> {
+        let req = self.registry.send(ListRooms { caller });
+        Box::pin(async move { req.await? })
+    }
+
+    /// `room.history` for HTTP clients.
+    pub fn history(&self, caller: &str, room: &str, since: u64, limit: usize) -> Pending<Value> {
+        match stream_name(room) {
+            Ok(stream) => self.submit(caller, stream, RoomOp::History { since, limit: limit.clamp(1, MAX_HISTORY) }),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    /// Shares a file given as raw bytes (`PUT /api/rooms/{room}/files/{name}`).
+    pub fn upload(&self, caller: &str, room: &str, name: String, bytes: Vec<u8>) -> Pending<Value> {
+        match self.upload_op(name, bytes).and_then(|op| Ok((stream_name(room)?, op))) {
+            Ok((stream, op)) => self.submit(caller, stream, op),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    /// A file's metadata and contents by id or name (`GET /api/rooms/{room}/files/{name}`).
+    pub fn download(&self, caller: &str, room: &str, file: String) -> Pending<(Value, Vec<u8>)> {
+        let meta = match stream_name(room) {
+            Ok(stream) => self.submit(caller, stream, RoomOp::FileMeta { file }),
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let store = self.store.clone();
+        Box::pin(async move {
+            let meta = meta.await?;
+            let bytes = read_file(&store, &meta)?;
+            Ok((meta, bytes))
+        })
+    }
+
+    /// The largest file a room accepts.
+    pub fn max_file_bytes(&self) -> usize {
+        self.config.max_file_bytes
+    }
+
+    /// `join`, `leave` and `call` frames of a WebSocket session; resolves to the frame to write
+    /// back, if any (`join` is confirmed by the room's own `joined` event, ahead of any replay).
+    pub fn frame(&self, client_id: &str, frame: ClientFrame, link: JoinLink) -> Pin<Box<dyn Future<Output = Option<ServerFrame>>>> {
+        let error = |e: RoomError| Some(ServerFrame::error(e.code(), e.to_string(), None));
+        match frame {
+            ClientFrame::Join(j) => {
+                let op = j.role.map(|r| text("role", r, 64)).transpose().and_then(|role| {
+                    Ok((stream_name(&j.room)?, RoomOp::Join { role, since: j.since, link: Some(link) }))
+                });
+                let fut = match op {
+                    Ok((stream, op)) => self.submit(client_id, stream, op),
+                    Err(e) => return Box::pin(async move { error(e) }),
+                };
+                Box::pin(async move { fut.await.err().and_then(error) })
+            }
+            ClientFrame::Leave(l) => {
+                let fut = match stream_name(&l.room) {
+                    Ok(stream) => self.submit(client_id, stream, RoomOp::Leave),
+                    Err(e) => return Box::pin(async move { error(e) }),
+                };
+                Box::pin(async move {
+                    match fut.await {
+                        Ok(data) => Some(ServerFrame::Event(Event {
+                            event: "left".into(),
+                            room: Some(l.room),
+                            data: Payload::from_serialize(&data),
+                        })),
+                        Err(e) => error(e),
+                    }
+                })
+            }
+            ClientFrame::Call(c) => {
+                let fut = self.call(client_id, &c.method, &c.params, Some(link));
+                Box::pin(async move { Some(result_frame(c.r#ref, fut.await)) })
+            }
+            _ => Box::pin(async { None }),
+        }
+    }
+
+    /// A session stopped: it leaves every room it joined.
+    pub fn session_closed(&self, session_id: &str) {
+        let Some(rooms) = self.joined.lock().remove(session_id) else { return };
+        let started = self.started.read();
+        for room in rooms {
+            if let Some(addr) = started.get(&room) {
+                addr.do_send(SessionClosed { session_id: session_id.to_owned() });
+            }
+        }
+    }
+
+    fn upload_op(&self, name: String, bytes: Vec<u8>) -> Result<RoomOp, RoomError> {
+        let name = file_name(name)?;
+        if bytes.len() > self.config.max_file_bytes {
+            return Err(RoomError::TooLarge { size: bytes.len(), limit: self.config.max_file_bytes });
+        }
+        let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        Ok(RoomOp::FileUpload { name, sha256, bytes })
+    }
+
+    fn parse_call(&self, method: &str, params: &Payload, link: Option<JoinLink>) -> Result<Parsed, RoomError> {
+        let room = |p: &Payload| -> Result<String, RoomError> { stream_name(&parse::<RoomOnly>(p)?.room) };
+        let plain = |op: RoomOp| -> Result<Parsed, RoomError> { Ok(Parsed::Room { stream: room(params)?, op, download: false }) };
+        match method {
+            "room.create" => {
+                #[derive(Deserialize)]
+                struct P {
+                    name: String,
+                    topic: Option<String>,
+                    role: Option<String>,
+                }
+                let p: P = parse(params)?;
+                if p.name.contains('/') {
+                    return Err(RoomError::InvalidParams("a room name has no '/'; use channel.create for sub-channels".into()));
+                }
+                Ok(Parsed::Create(CreateRoom {
+                    name: stream_name(&p.name)?,
+                    topic: p.topic.map(|t| text("topic", t, MAX_SHORT)).transpose()?,
+                    role: text("role", p.role.unwrap_or_else(|| "coordinator".into()), 64)?,
+                    caller: String::new(), // set by `call`
+                }))
+            }
+            "room.list" => Ok(Parsed::List),
+            "room.join" => {
+                #[derive(Deserialize)]
+                struct P {
+                    role: Option<String>,
+                    since: Option<u64>,
+                }
+                let p: P = parse(params)?;
+                plain(RoomOp::Join { role: p.role.map(|r| text("role", r, 64)).transpose()?, since: p.since, link })
+            }
+            "room.leave" => plain(RoomOp::Leave),
+            "room.members" => plain(RoomOp::Members),
+            "room.history" => {
+                #[derive(Deserialize)]
+                struct P {
+                    since: Option<u64>,
+                    limit: Option<usize>,
+                }
+                let p: P = parse(params)?;
+                plain(RoomOp::History { since: p.since.unwrap_or(0), limit: p.limit.unwrap_or(100).clamp(1, MAX_HISTORY) })
+            }
+            "channel.create" => {
+                #[derive(Deserialize)]
+                struct P {
+                    name: String,
+                }
+                let p: P = parse(params)?;
+                let parent = room(params)?;
+                if parent.contains('/') {
+                    return Err(RoomError::InvalidParams("channels are created in a room, not in a channel".into()));
+                }
+                stream_name(&format!("{parent}/{}", p.name))?;
+                plain(RoomOp::ChannelCreate { name: p.name })
+            }
+            "question.ask" => {
+                #[derive(Deserialize)]
+                struct P {
+                    text: String,
+                }
+                plain(RoomOp::Ask { text: text("text", parse::<P>(params)?.text, MAX_TEXT)? })
+            }
+            "question.answer" => {
+                #[derive(Deserialize)]
+                struct P {
+                    question_id: String,
+                    text: String,
+                }
+                let p: P = parse(params)?;
+                plain(RoomOp::Answer { question_id: p.question_id, text: text("text", p.text, MAX_TEXT)? })
+            }
+            "question.list" => {
+                #[derive(Deserialize)]
+                struct P {
+                    open: Option<bool>,
+                }
+                plain(RoomOp::Questions { open_only: parse::<P>(params)?.open.unwrap_or(false) })
+            }
+            "proposal.create" => {
+                #[derive(Deserialize)]
+                struct P {
+                    text: String,
+                    rule: String,
+                    quorum: Option<u32>,
+                    weights: Option<BTreeMap<String, f64>>,
+                    deadline_s: Option<f64>,
+                }
+                let p: P = parse(params)?;
+                let rule = rule(&p.rule)?;
+                if rule == Rule::Quorum && !p.quorum.is_some_and(|q| q >= 1) {
+                    return Err(RoomError::InvalidParams("rule quorum needs quorum: the number of votes (at least 1)".into()));
+                }
+                let weights = p.weights.unwrap_or_default();
+                if weights.values().any(|w| !w.is_finite() || *w < 0.0) {
+                    return Err(RoomError::InvalidParams("weights are finite numbers ≥ 0".into()));
+                }
+                if p.deadline_s.is_some_and(|d| !(d > 0.0 && d <= MAX_DEADLINE_S)) {
+                    return Err(RoomError::InvalidParams("deadline_s is a number of seconds, above 0 and at most 30 days".into()));
+                }
+                plain(RoomOp::Propose { text: text("text", p.text, MAX_TEXT)?, rule, quorum: p.quorum, weights, deadline_s: p.deadline_s })
+            }
+            "proposal.vote" => {
+                #[derive(Deserialize)]
+                struct P {
+                    proposal_id: String,
+                    vote: String,
+                }
+                let p: P = parse(params)?;
+                plain(RoomOp::Vote { proposal_id: p.proposal_id, vote: vote(&p.vote)? })
+            }
+            "proposal.get" | "proposal.list" => {
+                #[derive(Deserialize)]
+                struct P {
+                    proposal_id: Option<String>,
+                }
+                plain(RoomOp::ProposalGet { proposal_id: parse::<P>(params)?.proposal_id })
+            }
+            "board.add" => {
+                #[derive(Deserialize)]
+                struct P {
+                    title: String,
+                    description: Option<String>,
+                    assignee: Option<String>,
+                    column: Option<String>,
+                }
+                let p: P = parse(params)?;
+                plain(RoomOp::BoardAdd {
+                    title: text("title", p.title, MAX_SHORT)?,
+                    description: p.description.map(|d| text("description", d, MAX_TEXT)).transpose()?,
+                    assignee: p.assignee.map(|a| text("assignee", a, MAX_SHORT)).transpose()?,
+                    column: p.column.as_deref().map_or(Ok(Column::Todo), Column::parse)?,
+                })
+            }
+            "board.move" => {
+                #[derive(Deserialize)]
+                struct P {
+                    card_id: String,
+                    column: String,
+                }
+                let p: P = parse(params)?;
+                plain(RoomOp::BoardMove { card_id: p.card_id, column: Column::parse(&p.column)? })
+            }
+            "board.list" => plain(RoomOp::BoardList),
+            "file.upload" => {
+                #[derive(Deserialize)]
+                struct P {
+                    name: String,
+                    content_base64: String,
+                }
+                let p: P = parse(params)?;
+                // The decoded size is known before decoding: refuse oversized files without the work.
+                let approx = p.content_base64.len() / 4 * 3;
+                if approx > self.config.max_file_bytes.saturating_add(3) {
+                    return Err(RoomError::TooLarge { size: approx, limit: self.config.max_file_bytes });
+                }
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(p.content_base64.trim())
+                    .map_err(|e| RoomError::InvalidParams(format!("content_base64: {e}")))?;
+                plain(self.upload_op(p.name, bytes)?)
+            }
+            "file.download" => {
+                #[derive(Deserialize)]
+                struct P {
+                    file_id: Option<String>,
+                    name: Option<String>,
+                }
+                let p: P = parse(params)?;
+                let file = p.file_id.or(p.name).ok_or_else(|| RoomError::InvalidParams("file_id (or name) is required".into()))?;
+                Ok(Parsed::Room { stream: room(params)?, op: RoomOp::FileMeta { file }, download: true })
+            }
+            "file.list" => plain(RoomOp::FileList),
+            other => Err(RoomError::UnknownMethod(other.chars().take(64).collect())),
+        }
+    }
+}
+
+/// The contents of a file whose metadata a room returned.
+fn read_file(store: &Store, meta: &Value) -> Result<Vec<u8>, RoomError> {
+    let sha = meta["sha256"].as_str().unwrap_or_default();
+    store.get_file(sha)?.ok_or_else(|| RoomError::NotFound(format!("the contents of file {sha} are missing")))
+}
+
+/// The `result` frame answering a call.
+pub fn result_frame(r#ref: String, res: Result<Value, RoomError>) -> ServerFrame {
+    ServerFrame::Result(match res {
+        Ok(v) => CallResult { r#ref, ok: true, result: Some(Payload::from_serialize(&v)), error: None },
+        Err(e) => CallResult { r#ref, ok: false, result: None, error: Some(ErrorBody { code: e.code().into(), error: e.to_string() }) },
+    })
+}

@@ -1,0 +1,182 @@
+//! Rooms over HTTP: `POST`/`GET /api/call` (the calls of PROTOCOL.md section 4), and REST routes
+//! for clients that do not speak WebSocket: `GET /api/rooms`, `GET /api/rooms/{room}/history`,
+//! `PUT`/`GET /api/rooms/{room}/files/{name}`, and `GET /admin/rooms`.
+//!
+//! Whom a request acts as is decided in one place, [`caller`].
+
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use agent_bridge_actors::room::RoomError;
+use agent_bridge_protocol::ids::validate_client_id;
+use agent_bridge_protocol::Payload;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{parse_json, read_body, ApiError, AppState};
+
+/// The HTTP status of a room error.
+pub fn status(e: &RoomError) -> StatusCode {
+    match e.code() {
+        "unknown_room" | "not_found" | "unknown_method" => StatusCode::NOT_FOUND,
+        "not_member" => StatusCode::FORBIDDEN,
+        "already_exists" | "proposal_closed" => StatusCode::CONFLICT,
+        "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "storage_error" | "internal" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+impl From<RoomError> for ApiError {
+    fn from(e: RoomError) -> Self {
+        ApiError::new(status(&e), e.code(), e.to_string())
+    }
+}
+
+/// Who a room request acts as. Until authentication binds identities, the caller names itself
+/// with `from` (or `client_id`) in the body or the query string; this is the one function that
+/// changes when it does.
+pub fn caller(_req: &HttpRequest, named: Option<&str>) -> Result<String, ApiError> {
+    let id = named.ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "say who is calling: \"from\" (or \"client_id\") is required")
+    })?;
+    validate_client_id(id)?;
+    Ok(id.to_owned())
+}
+
+/// `from` or `client_id`, from a query string. (Not `#[serde(flatten)]`ed into the other
+/// queries and bodies: flattening buffers values, which breaks numbers in query strings and raw
+/// JSON params.)
+#[derive(Debug, Default, Deserialize)]
+pub struct Identity {
+    from: Option<String>,
+    client_id: Option<String>,
+}
+
+impl Identity {
+    fn named(&self) -> Option<&str> {
+        self.from.as_deref().or(self.client_id.as_deref())
+    }
+}
+
+/// `POST /api/call` body.
+#[derive(Deserialize)]
+struct CallRequest {
+    method: String,
+    #[serde(default)]
+    params: Payload,
+    #[serde(default)]
+    r#ref: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+}
+
+async fn run_call(req: &HttpRequest, state: &AppState, call: CallRequest) -> Result<HttpResponse, ApiError> {
+    let who = caller(req, call.from.as_deref().or(call.client_id.as_deref()))?;
+    let result = state.broker.rooms.call(&who, &call.method, &call.params, None).await?;
+    Ok(HttpResponse::Ok().json(json!({ "ok": true, "ref": call.r#ref, "result": result })))
+}
+
+/// `POST /api/call {method, params, from}`: `200 {ok: true, result}`, or an error body with a code.
+pub async fn call(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let body = read_body(payload, state.config.max_frame_bytes).await?;
+    let call: CallRequest = parse_json(&body, "call request")?;
+    run_call(&req, &state, call).await
+}
+
+/// Query of `GET /api/call`.
+#[derive(Deserialize)]
+pub struct CallQuery {
+    method: String,
+    /// The params as JSON text.
+    params: Option<String>,
+    from: Option<String>,
+    client_id: Option<String>,
+}
+
+/// `GET /api/call?method=&params=<json>&from=`: the same, for read-only calls from a browser bar.
+pub async fn call_get(req: HttpRequest, query: web::Query<CallQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let params = match q.params {
+        Some(text) => Payload::from_json_text(text)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_params", format!("params is not JSON: {e}")))?,
+        None => Payload::null(),
+    };
+    run_call(&req, &state, CallRequest { method: q.method, params, r#ref: None, from: q.from, client_id: q.client_id }).await
+}
+
+/// `GET /api/rooms[?from=]`: every room (with the caller's role when `from` is given).
+pub async fn list(req: HttpRequest, query: web::Query<Identity>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let who = match query.named() {
+        Some(_) => Some(caller(&req, query.named())?),
+        None => None,
+    };
+    Ok(HttpResponse::Ok().json(state.broker.rooms.list(who).await?))
+}
+
+/// `GET /admin/rooms`.
+pub async fn admin_list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.broker.rooms.list(None).await?))
+}
+
+/// A room from the path: a channel is written `room%2Fchannel`.
+fn room_path(room: &str) -> String {
+    room.replace("%2F", "/").replace("%2f", "/")
+}
+
+/// Query of `GET /api/rooms/{room}/history`.
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    since: Option<u64>,
+    limit: Option<usize>,
+    from: Option<String>,
+    client_id: Option<String>,
+}
+
+/// `GET /api/rooms/{room}/history?since=&limit=&from=`: `{room, messages, next_since, last_seq}`.
+pub async fn history(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = caller(&req, query.from.as_deref().or(query.client_id.as_deref()))?;
+    let page = state.broker.rooms.history(&who, &room_path(&path), query.since.unwrap_or(0), query.limit.unwrap_or(100)).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// `PUT /api/rooms/{room}/files/{name}?from=`: the body is the file; answers its metadata.
+pub async fn put_file(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    query: web::Query<Identity>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = caller(&req, query.named())?;
+    let (room, name) = path.into_inner();
+    let body = read_body(payload, state.broker.rooms.max_file_bytes()).await?;
+    let meta = state.broker.rooms.upload(&who, &room_path(&room), name, body.to_vec()).await?;
+    Ok(HttpResponse::Ok().json(meta))
+}
+
+/// `GET /api/rooms/{room}/files/{name}?from=`: the file (by id, or the newest of that name).
+pub async fn get_file(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    query: web::Query<Identity>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = caller(&req, query.named())?;
+    let (room, name) = path.into_inner();
+    let (meta, bytes) = state.broker.rooms.download(&who, &room_path(&room), name).await?;
+    let file_name = meta["name"].as_str().unwrap_or("file").replace('"', "");
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header(("x-content-sha256", meta["sha256"].as_str().unwrap_or_default()))
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file_name}\"")))
+        .body(bytes))
+}
