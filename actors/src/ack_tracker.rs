@@ -130,7 +130,24 @@ pub struct AckTracker {
     timers: BTreeSet<(Instant, String, u64)>,
     /// Set when the child escalated.
     failed: bool,
+    /// Settlements waiting for the next batch write.
+    pending: Settling,
 }
+
+/// Settled entries not written yet, and the receipts that follow their flush.
+#[derive(Default)]
+struct Settling {
+    batch: Batch,
+    clear_attempts: Vec<Key>,
+    settled: Vec<Key>,
+    receipts: Vec<(String, String, ReceiptStatus, String)>,
+    scheduled: bool,
+}
+
+/// Write the pending settlements. Sent by the tracker to itself.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WriteSettled;
 
 impl AckTracker {
     pub const NAME: &'static str = "ack_tracker";
@@ -145,6 +162,7 @@ impl AckTracker {
             by_id: HashMap::new(),
             timers: BTreeSet::new(),
             failed: false,
+            pending: Settling::default(),
         }
     }
 
@@ -207,21 +225,52 @@ impl AckTracker {
         Ok(())
     }
 
-    /// Removes a settled entry: dequeues it, forgets its attempts, tells the router.
-    fn settle(&mut self, key: &Key) -> Result<Option<Entry>, StoreError> {
+    /// Removes a settled entry: its dequeue joins the pending batch, the router is told now.
+    fn settle(&mut self, key: &Key, ctx: &mut Context<Self>) -> Result<Option<Entry>, StoreError> {
         let Some(mut entry) = self.entries.remove(key) else { return Ok(None) };
         if let Some(old) = entry.due.take() {
             self.timers.remove(&(old, key.0.clone(), key.1));
         }
         self.by_id.remove(&entry.message_id);
-        let mut batch = Batch::default();
-        batch.dequeue(&key.0, entry.priority, key.1);
-        self.store.apply(batch)?;
-        self.store.clear_attempts(&key.0, key.1)?;
-        if let Some(router) = self.router() {
-            router.shard(&key.0).do_send(Settled { client_id: key.0.clone(), seq: key.1 });
+        self.pending.batch.dequeue(&key.0, entry.priority, key.1);
+        if entry.attempts > 1 {
+            self.pending.clear_attempts.push(key.clone());
         }
+        if !self.pending.scheduled {
+            self.pending.scheduled = true;
+            ctx.notify(WriteSettled);
+        }
+        // The router stops skipping it only once the dequeue is written (see write_settled), or a
+        // feed in between would deliver it again.
+        self.pending.settled.push(key.clone());
         Ok(Some(entry))
+    }
+
+    /// Writes the settled entries in one batch, then, after the flush, sends their receipts: an
+    /// `acked` receipt promises that the ack survives a crash.
+    fn write_settled(&mut self, ctx: &mut Context<Self>) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut self.pending);
+        self.store.apply(pending.batch)?;
+        for (client, seq) in &pending.clear_attempts {
+            self.store.clear_attempts(client, *seq)?;
+        }
+        if let Some(router) = self.router() {
+            for (client_id, seq) in pending.settled {
+                router.shard(&client_id).do_send(Settled { client_id, seq });
+            }
+        }
+        if pending.receipts.is_empty() {
+            return Ok(());
+        }
+        let commit = self.store.commit();
+        ctx.spawn(async move { commit.await.is_ok() }.into_actor(self).map(move |durable, act, _| {
+            if durable {
+                for (to, id, status, by) in pending.receipts {
+                    act.receipt(&to, &id, status, &by);
+                }
+            }
+        }));
+        Ok(())
     }
 
     fn acknowledge(&mut self, msg: &Acknowledge, ctx: &mut Context<Self>) -> Result<bool, StoreError> {
@@ -230,25 +279,15 @@ impl AckTracker {
             warn!(actor = AckTracker::NAME, client_id = %msg.client_id, msg_id = %msg.message_id, "ack for another client's message ignored");
             return Ok(false);
         }
-        let Some(entry) = self.settle(&key)? else { return Ok(false) };
+        let Some(entry) = self.settle(&key, ctx)? else { return Ok(false) };
         metrics().acks.inc();
-        // The `acked` receipt promises the ack is durable: send it after the flush.
-        let commit = self.store.commit();
-        ctx.spawn(
-            async move { commit.await.is_ok() }
-                .into_actor(self)
-                .map(move |durable, act, _| {
-                    if durable {
-                        act.receipt(&entry.from, &entry.message_id, ReceiptStatus::Acked, &key.0);
-                    }
-                }),
-        );
+        self.pending.receipts.push((entry.from, entry.message_id, ReceiptStatus::Acked, key.0));
         Ok(true)
     }
 
-    fn dead_letter(&mut self, key: &Key) -> Result<(), StoreError> {
+    fn dead_letter(&mut self, key: &Key, ctx: &mut Context<Self>) -> Result<(), StoreError> {
         let message = self.store.get(Stream::Inbox(&key.0), key.1)?;
-        let Some(entry) = self.settle(key)? else { return Ok(()) };
+        let Some(entry) = self.settle(key, ctx)? else { return Ok(()) };
         if let Some(message) = message {
             self.store.put_dead(&DeadLetter {
                 message,
@@ -260,7 +299,7 @@ impl AckTracker {
         }
         metrics().dead_letters.inc();
         warn!(actor = AckTracker::NAME, client_id = %key.0, msg_id = %entry.message_id, attempts = entry.attempts, "dead-lettered");
-        self.receipt(&entry.from, &entry.message_id, ReceiptStatus::Dead, &key.0);
+        self.pending.receipts.push((entry.from, entry.message_id, ReceiptStatus::Dead, key.0.clone()));
         Ok(())
     }
 
@@ -276,7 +315,7 @@ impl AckTracker {
             let Some(entry) = self.entries.get_mut(&key) else { continue };
             entry.due = None;
             if entry.attempts >= self.config.max_attempts {
-                self.dead_letter(&key)?;
+                self.dead_letter(&key, ctx)?;
                 continue;
             }
             let Some(router) = self.router() else { continue };
@@ -330,7 +369,13 @@ impl Actor for AckTracker {
 }
 
 impl Supervised for AckTracker {
-    fn restarting(&mut self, _ctx: &mut Self::Context) {
+    fn restarting(&mut self, ctx: &mut Self::Context) {
+        // The restart dropped the scheduled write: write what was settled before the failure.
+        if self.pending.scheduled {
+            if let Err(e) = self.write_settled(ctx) {
+                error!(actor = AckTracker::NAME, error = %e, "writing settled acks");
+            }
+        }
         self.failed = self.child.is_failed();
         self.child.running();
         // `started` runs again after this and rebuilds the pending set from the store.
@@ -380,14 +425,21 @@ impl Handler<NegativeAck> for AckTracker {
 impl Handler<Expired> for AckTracker {
     type Result = ();
     fn handle(&mut self, msg: Expired, ctx: &mut Self::Context) {
-        self.guard(ctx, |a, _| {
+        self.guard(ctx, |a, ctx| {
             let key = (msg.client_id, msg.seq);
-            if let Some(entry) = a.settle(&key)? {
-                metrics().expired.inc();
-                a.receipt(&entry.from, &entry.message_id, ReceiptStatus::Expired, &key.0);
+            // The sweeper counts removals in bridge_messages_expired_total; here only the receipt.
+            if let Some(entry) = a.settle(&key, ctx)? {
+                a.pending.receipts.push((entry.from, entry.message_id, ReceiptStatus::Expired, key.0));
             }
             Ok(())
         });
+    }
+}
+
+impl Handler<WriteSettled> for AckTracker {
+    type Result = ();
+    fn handle(&mut self, _: WriteSettled, ctx: &mut Self::Context) {
+        self.guard(ctx, |a, ctx| a.write_settled(ctx));
     }
 }
 

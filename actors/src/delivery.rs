@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use agent_bridge_protocol::frames::Delivery;
 use agent_bridge_protocol::ids::{BROADCAST, POOL_PREFIX};
 use agent_bridge_protocol::{Message as Msg, Payload, Priority, ServerFrame, Timestamp};
 use bytestring::ByteString;
@@ -102,8 +101,13 @@ pub struct Outgoing {
 
 impl Outgoing {
     pub fn new(message: Msg) -> Arc<Self> {
-        let json = ByteString::from(ServerFrame::Message(Delivery { message: message.clone() }).to_json());
-        Arc::new(Outgoing { message, json })
+        // The `message` frame, written around the message without cloning it.
+        let body = serde_json::to_string(&message).expect("messages always serialize");
+        let mut json = String::with_capacity(body.len() + 32);
+        json.push_str(r#"{"type":"message","message":"#);
+        json.push_str(&body);
+        json.push('}');
+        Arc::new(Outgoing { message, json: ByteString::from(json) })
     }
 }
 

@@ -125,10 +125,36 @@ pub struct Routed {
     pub recipients: u32,
 }
 
-/// A routed message and, with sync durability, the commit to await before answering `sent`.
+/// A routed message and, with sync durability, the commit to await before answering `sent`
+/// (used by rooms, which answer through futures).
 pub struct Accepted {
     pub routed: Routed,
     pub durable: Option<oneshot::Receiver<()>>,
+}
+
+/// Where the outcome of a route goes: a future (HTTP, broadcasts) or a session's mailbox.
+pub enum ReplyTo {
+    Future(oneshot::Sender<Result<Routed, RouteError>>),
+    Session { to: Recipient<Replied>, r#ref: Option<String> },
+}
+
+impl ReplyTo {
+    pub fn send(self, result: Result<Routed, RouteError>) {
+        match self {
+            ReplyTo::Future(tx) => {
+                let _ = tx.send(result);
+            }
+            ReplyTo::Session { to, r#ref } => to.do_send(Replied { r#ref, result }),
+        }
+    }
+}
+
+/// The outcome of a session's `send`, once it is durable. Sent by router shards to sessions.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Replied {
+    pub r#ref: Option<String>,
+    pub result: Result<Routed, RouteError>,
 }
 
 /// A session opened: register it and feed it what it missed. Sent by sessions (WebSocket, SSE).
@@ -166,10 +192,14 @@ pub struct CatchUp {
     pub session_id: String,
 }
 
-/// Route a message to one client. Sent through [`RouterHandle::route`].
+/// Route a message to one client; the outcome goes to `reply` once it is durable. Sent through
+/// [`RouterHandle::route_to`].
 #[derive(Message)]
-#[rtype(result = "Result<Accepted, RouteError>")]
-pub struct Route(pub Envelope);
+#[rtype(result = "()")]
+pub struct Route {
+    pub env: Envelope,
+    pub reply: ReplyTo,
+}
 
 /// This shard's part of an `all` broadcast. Sent through [`RouterHandle::route`].
 #[derive(Message)]
@@ -295,6 +325,30 @@ struct ClientState {
     inflight: HashSet<u64>,
 }
 
+/// What waits for the next write: one sled batch for every message routed since the last one,
+/// and what may only happen once those messages are in the store (hand-overs, tracker notes,
+/// long-poll wake-ups, replies). A `WriteBatch` notification, queued behind the messages already
+/// in the mailbox, applies it: under load one batch carries many messages.
+#[derive(Default)]
+struct PendingWrites {
+    batch: Batch,
+    handovers: Vec<(SessionLink, Arc<Outgoing>)>,
+    track: Vec<Track>,
+    delivered: Vec<Delivered>,
+    wake: Vec<oneshot::Sender<()>>,
+    /// Replies; `true` when they must wait for the flush.
+    replies: Vec<(ReplyTo, Result<Routed, RouteError>, bool)>,
+    signals: Vec<oneshot::Sender<()>>,
+    /// Idempotency keys written in this batch (not yet visible in the store).
+    keys: HashMap<(String, String, String), IdempotencyRecord>,
+    scheduled: bool,
+}
+
+/// Apply the pending writes. Sent by a shard to itself.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WriteBatch;
+
 /// A router shard. Owns the registry and inboxes of its client ids.
 pub struct Router {
     /// Supervision link.
@@ -311,6 +365,8 @@ pub struct Router {
     seqs: HashMap<String, u64>,
     /// Set when the child escalated: every request is answered `unavailable`.
     failed: bool,
+    /// Writes and effects waiting for the next batch.
+    pending: PendingWrites,
 }
 
 impl Router {
@@ -318,7 +374,16 @@ impl Router {
 
     /// A shard over `store`.
     pub fn new(child: ChildHandle, store: Store, config: RouterConfig, tracker: Addr<AckTracker>) -> Self {
-        Router { child, store, config, tracker, clients: HashMap::new(), seqs: HashMap::new(), failed: false }
+        Router {
+            child,
+            store,
+            config,
+            tracker,
+            clients: HashMap::new(),
+            seqs: HashMap::new(),
+            failed: false,
+            pending: PendingWrites::default(),
+        }
     }
 
     fn last_seq(&mut self, client: &str) -> Result<u64, StoreError> {
@@ -334,17 +399,9 @@ impl Router {
         self.clients.entry(client.to_owned()).or_default()
     }
 
-    fn expiry_ms(&self, msg: &Msg) -> Option<i64> {
-        let retention = self.config.retention.for_type(&msg.msg_type).map(|d| msg.timestamp.plus_secs(d.as_secs().max(1)));
-        match (msg.expires_at, retention) {
-            (Some(a), Some(b)) => Some(a.min(b).millis()),
-            (a, b) => a.or(b).map(Timestamp::millis),
-        }
-    }
-
-    /// Stores (unless `persist: false`) and hands a message to every session that keeps up.
-    /// Returns (seq, delivered).
-    fn deliver_to(&mut self, client: &str, env: &Envelope, id: &str, timestamp: Timestamp) -> Result<(u64, bool), RouteError> {
+    /// Stores (unless `persist: false`) and hands a message to every session that keeps up, both
+    /// at the next batch write. Returns (seq, delivered).
+    fn deliver_to(&mut self, client: &str, env: &Envelope, id: &str, timestamp: Timestamp, ctx: &mut Context<Self>) -> Result<(u64, bool), RouteError> {
         let last = self.last_seq(client)?;
         let seq = if env.persist { last + 1 } else { last };
         let message = env.to_message(id, seq, timestamp);
@@ -369,23 +426,24 @@ impl Router {
             }
         }
         let delivered = !plan.is_empty();
+        let pending = &mut self.pending;
         if env.persist {
-            let mut batch = Batch::default();
-            batch.message(Stream::Inbox(client), &message)?;
+            pending.batch.message(Stream::Inbox(client), &message)?;
             if !delivered || message.requires_ack {
-                batch.enqueue(client, &message)?;
+                pending.batch.enqueue(client, &message)?;
             }
-            if let Some(at) = self.expiry_ms(&message) {
-                batch.expire_at(at, Stream::Inbox(client), seq);
+            let retention = self.config.retention.for_type(&message.msg_type);
+            if let Some(at) = expiry_ms(&message, retention) {
+                pending.batch.expire_at(at, Stream::Inbox(client), seq);
             }
             if let Some(key) = &env.idempotency_key {
                 let rec = IdempotencyRecord { message_id: id.to_owned(), seq: Some(seq), at_ms: timestamp.millis() };
-                batch.idempotency(&env.from, client, key, &rec)?;
+                pending.batch.idempotency(&env.from, client, key, &rec)?;
+                pending.keys.insert((env.from.clone(), client.to_owned(), key.clone()), rec);
             }
-            self.store.apply(batch)?;
             self.seqs.insert(client.to_owned(), seq);
             if message.requires_ack {
-                self.tracker.do_send(Track {
+                pending.track.push(Track {
                     client_id: client.to_owned(),
                     seq,
                     priority: message.priority,
@@ -397,38 +455,107 @@ impl Router {
             metrics().dropped.with_label_values(&["no_recipient_online"]).inc();
         }
         let state = self.clients.get_mut(client).expect("entry created above");
-        for w in state.waiters.drain(..) {
-            let _ = w.send(());
-        }
+        pending.wake.append(&mut state.waiters);
         if delivered {
             let out = Outgoing::new(message);
             for i in plan {
                 let link = &state.sessions[i].link;
                 link.backlog.add(1);
-                link.hand_over(Arc::clone(&out));
+                pending.handovers.push((link.clone(), Arc::clone(&out)));
             }
             if out.message.requires_ack && env.persist {
                 state.inflight.insert(seq);
-                self.tracker.do_send(Delivered { client_id: client.to_owned(), seq });
+                pending.delivered.push(Delivered { client_id: client.to_owned(), seq });
             }
         }
+        self.schedule(ctx);
         for session_id in drained {
-            self.feed(client, &session_id)?;
+            self.feed(client, &session_id, ctx)?;
         }
         Ok((seq, delivered))
     }
 
+    /// Makes sure a `WriteBatch` is on its way.
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if !self.pending.scheduled {
+            self.pending.scheduled = true;
+            ctx.notify(WriteBatch);
+        }
+    }
+
+    /// Applies the pending batch and performs what waited for it; replies that need durability go
+    /// out after the group commit.
+    fn write_pending(&mut self, ctx: &mut Context<Self>) {
+        let pending = std::mem::take(&mut self.pending);
+        let applied = self.store.apply(pending.batch);
+        if let Err(e) = &applied {
+            error!(actor = Router::NAME, error = %e, "writing a batch failed");
+            self.seqs.clear();
+        }
+        for (link, out) in pending.handovers {
+            link.hand_over(out);
+        }
+        for t in pending.track {
+            self.tracker.do_send(t);
+        }
+        for d in pending.delivered {
+            self.tracker.do_send(d);
+        }
+        for w in pending.wake {
+            let _ = w.send(());
+        }
+        let mut durable = Vec::new();
+        for (reply, result, needs_flush) in pending.replies {
+            match (&applied, needs_flush) {
+                (Err(e), _) => reply.send(Err(RouteError::Store(StoreError::Corrupt(format!("write failed: {e}"))))),
+                (Ok(()), true) => durable.push((reply, result)),
+                (Ok(()), false) => reply.send(result),
+            }
+        }
+        let signals = pending.signals;
+        if durable.is_empty() && signals.is_empty() {
+            return;
+        }
+        let commit = self.store.commit();
+        ctx.spawn(
+            async move {
+                let ok = commit.await.is_ok();
+                for (reply, result) in durable {
+                    reply.send(if ok { result } else { Err(RouteError::NotDurable) });
+                }
+                if ok {
+                    for s in signals {
+                        let _ = s.send(());
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Before reading the store, write what is pending so reads see every routed message.
+    fn sync(&mut self, ctx: &mut Context<Self>) {
+        if self.pending.scheduled {
+            self.write_pending(ctx);
+        }
+    }
+
     fn check_idempotency(&self, env: &Envelope, to: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let Some(key) = &env.idempotency_key else { return Ok(None) };
+        if let Some(rec) = self.pending.keys.get(&(env.from.clone(), to.to_owned(), key.clone())) {
+            return Ok(Some(rec.clone()));
+        }
         let window = i64::try_from(self.config.idempotency_window.as_millis()).unwrap_or(i64::MAX);
         Ok(self.store.idempotency(&env.from, to, key)?.filter(|r| Timestamp::now().millis() - r.at_ms < window))
     }
 
-    fn commit(&self, persist: bool) -> Option<oneshot::Receiver<()>> {
-        (persist && self.config.durability == Durability::Sync).then(|| self.store.commit())
+    /// Whether a reply must wait for the flush.
+    fn needs_flush(&self, persist: bool) -> bool {
+        persist && self.config.durability == Durability::Sync
     }
 
-    fn route(&mut self, env: Envelope) -> Result<Accepted, RouteError> {
+    /// Routes to one client; the reply is queued with the batch.
+    fn route(&mut self, env: Envelope, ctx: &mut Context<Self>) -> Result<(Routed, bool), RouteError> {
         let client = match &env.target {
             Target::Client(c) => c.clone(),
             Target::Pool(p) => return Err(RouteError::UnknownRecipient(format!("pool:{p}"))),
@@ -437,18 +564,19 @@ impl Router {
         };
         if let Some(rec) = self.check_idempotency(&env, &client)? {
             let routed = Routed { message_id: rec.message_id, seq: rec.seq, status: SentStatus::Duplicate, recipients: 1 };
-            return Ok(Accepted { routed, durable: None });
+            return Ok((routed, false));
         }
         let id = new_message_id();
-        let (seq, delivered) = self.deliver_to(&client, &env, &id, Timestamp::now())?;
+        let (seq, delivered) = self.deliver_to(&client, &env, &id, Timestamp::now(), ctx)?;
         metrics().messages_routed.with_label_values(&[env.transport.label()]).inc();
         debug!(actor = Router::NAME, msg_id = %id, client_id = %client, seq, "routed");
-        let status = if delivered { SentStatus::Delivered } else { SentStatus::Queued };
-        let routed = Routed { message_id: id, seq: Some(seq), status, recipients: 1 };
-        Ok(Accepted { routed, durable: self.commit(env.persist) })
+        // A fire-and-forget message nobody was online for was not queued either: `delivered` to nobody.
+        let status = if delivered || !env.persist { SentStatus::Delivered } else { SentStatus::Queued };
+        let recipients = u32::from(delivered || env.persist);
+        Ok((Routed { message_id: id, seq: Some(seq), status, recipients }, self.needs_flush(env.persist)))
     }
 
-    fn broadcast(&mut self, msg: &RouteBroadcast) -> Result<BroadcastPart, RouteError> {
+    fn broadcast(&mut self, msg: &RouteBroadcast, ctx: &mut Context<Self>) -> Result<BroadcastPart, RouteError> {
         if self.check_idempotency(&msg.envelope, agent_bridge_protocol::ids::BROADCAST)?.is_some() {
             return Ok(BroadcastPart { recipients: 0, duplicate: true, durable: None });
         }
@@ -466,19 +594,27 @@ impl Router {
         let mut env = (*msg.envelope).clone();
         let key = env.idempotency_key.take();
         for client in &targets {
-            self.deliver_to(client, &env, &msg.id, msg.timestamp)?;
+            self.deliver_to(client, &env, &msg.id, msg.timestamp, ctx)?;
         }
         if let Some(key) = key {
-            let mut batch = Batch::default();
             let rec = IdempotencyRecord { message_id: msg.id.clone(), seq: None, at_ms: msg.timestamp.millis() };
-            batch.idempotency(&env.from, agent_bridge_protocol::ids::BROADCAST, &key, &rec)?;
-            self.store.apply(batch)?;
+            self.pending.batch.idempotency(&env.from, agent_bridge_protocol::ids::BROADCAST, &key, &rec)?;
+            self.pending.keys.insert((env.from.clone(), agent_bridge_protocol::ids::BROADCAST.to_owned(), key), rec);
+            self.schedule(ctx);
         }
-        let durable = if targets.is_empty() { None } else { self.commit(env.persist) };
+        let durable = if self.needs_flush(env.persist) && !targets.is_empty() {
+            let (tx, rx) = oneshot::channel();
+            self.pending.signals.push(tx);
+            self.schedule(ctx);
+            Some(rx)
+        } else {
+            None
+        };
         Ok(BroadcastPart { recipients: u32::try_from(targets.len()).unwrap_or(u32::MAX), duplicate: false, durable })
     }
 
-    fn connect(&mut self, msg: Connect) -> Result<Connected, RouteError> {
+    fn connect(&mut self, msg: Connect, ctx: &mut Context<Self>) -> Result<Connected, RouteError> {
+        self.sync(ctx);
         let last = self.last_seq(&msg.client_id)?;
         let since = msg.since.map(|s| s.min(last));
         let state = self.client(&msg.client_id);
@@ -494,7 +630,7 @@ impl Router {
         let must_feed = msg.link.backlog.start_lag();
         state.sessions.push(Live { link: msg.link, feed });
         if must_feed {
-            self.feed(&msg.client_id, &session_id)?;
+            self.feed(&msg.client_id, &session_id, ctx)?;
         }
         Ok(Connected { resumed_from: since, last_seq: last })
     }
@@ -538,7 +674,8 @@ impl Router {
 
     /// Feeds a lagging session its next batch (stream replay, then queue); ends the lag when the
     /// feed has nothing more. Returns how many messages were handed over.
-    fn feed(&mut self, client: &str, session_id: &str) -> Result<usize, RouteError> {
+    fn feed(&mut self, client: &str, session_id: &str, ctx: &mut Context<Self>) -> Result<usize, RouteError> {
+        self.sync(ctx);
         let mut total = 0;
         loop {
             let Some(live) = self.clients.get(client).and_then(|s| s.sessions.iter().find(|l| l.link.session_id == session_id))
@@ -609,7 +746,8 @@ impl Router {
         }
     }
 
-    fn redeliver(&mut self, msg: &Redeliver) -> Result<bool, RouteError> {
+    fn redeliver(&mut self, msg: &Redeliver, ctx: &mut Context<Self>) -> Result<bool, RouteError> {
+        self.sync(ctx);
         let Some(message) = self.store.get(Stream::Inbox(&msg.client_id), msg.seq)? else { return Ok(false) };
         let Some(state) = self.clients.get_mut(&msg.client_id) else { return Ok(false) };
         let out = Outgoing::new(message);
@@ -632,14 +770,27 @@ impl Router {
         Ok(delivered)
     }
 
-    fn poll(&mut self, msg: Poll) -> Result<Polled, RouteError> {
+    fn poll(&mut self, msg: Poll, ctx: &mut Context<Self>) -> Result<Polled, RouteError> {
+        self.sync(ctx);
         let limit = msg.limit.clamp(1, 1000);
         let last = self.last_seq(&msg.client_id)?;
         self.client(&msg.client_id).last_seen = Some(Instant::now());
         let now = Timestamp::now();
         let inbox = Stream::Inbox(&msg.client_id);
         let (messages, base) = match msg.from {
-            PollFrom::Seq(s) => (self.store.range(inbox, s, limit)?, s.min(last)),
+            PollFrom::Seq(s) => {
+                // Step over pages that hold only expired messages the sweeper has not removed yet,
+                // so the cursor always moves on to what is deliverable.
+                let mut after = s.min(last);
+                loop {
+                    let chunk = self.store.range(inbox, after, limit)?;
+                    let Some(tail) = chunk.last().map(|m| m.seq) else { break (Vec::new(), after) };
+                    if chunk.iter().any(|m| !m.is_expired(now)) {
+                        break (chunk, after);
+                    }
+                    after = tail;
+                }
+            }
             PollFrom::Queue => {
                 let (queued, _) = self.queue_batch(&msg.client_id, limit, |_| true)?;
                 let mut out = Vec::new();
@@ -704,15 +855,28 @@ impl Router {
         RouteError::Internal(failure.reason.clone())
     }
 
-    fn guard<R>(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut Self) -> Result<R, RouteError>) -> Result<R, RouteError> {
+    fn guard<R>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        f: impl FnOnce(&mut Self, &mut Context<Self>) -> Result<R, RouteError>,
+    ) -> Result<R, RouteError> {
         if self.failed {
             return Err(RouteError::Unavailable);
         }
         let child = self.child.clone();
-        match contain(&child, || f(self)) {
+        match contain(&child, || f(self, ctx)) {
             Ok(r) => r,
             Err(failure) => Err(self.fail(&failure, ctx)),
         }
+    }
+}
+
+/// When a stored message leaves the store: its ttl or its type's retention, whichever is first.
+fn expiry_ms(msg: &Msg, retention: Option<Duration>) -> Option<i64> {
+    let retention = retention.map(|d| msg.timestamp.plus_secs(d.as_secs().max(1)));
+    match (msg.expires_at, retention) {
+        (Some(a), Some(b)) => Some(a.min(b).millis()),
+        (a, b) => a.or(b).map(Timestamp::millis),
     }
 }
 
@@ -733,7 +897,11 @@ impl Actor for Router {
 }
 
 impl Supervised for Router {
-    fn restarting(&mut self, _ctx: &mut Self::Context) {
+    fn restarting(&mut self, ctx: &mut Self::Context) {
+        // What was routed before the failure is written first: its seqs are taken.
+        if self.pending.scheduled {
+            self.write_pending(ctx);
+        }
         self.seqs.clear();
         for state in self.clients.values_mut() {
             state.sessions.retain(|s| s.link.deliver.connected());
@@ -748,14 +916,14 @@ impl Supervised for Router {
 impl Handler<Connect> for Router {
     type Result = Result<Connected, RouteError>;
     fn handle(&mut self, msg: Connect, ctx: &mut Self::Context) -> Self::Result {
-        self.guard(ctx, |r| r.connect(msg))
+        self.guard(ctx, |r, ctx| r.connect(msg, ctx))
     }
 }
 
 impl Handler<Disconnect> for Router {
     type Result = ();
     fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
-        let _ = self.guard(ctx, |r| {
+        let _ = self.guard(ctx, |r, _| {
             r.disconnect(&msg);
             Ok(())
         });
@@ -765,37 +933,53 @@ impl Handler<Disconnect> for Router {
 impl Handler<CatchUp> for Router {
     type Result = ();
     fn handle(&mut self, msg: CatchUp, ctx: &mut Self::Context) {
-        if let Err(e) = self.guard(ctx, |r| r.feed(&msg.client_id, &msg.session_id).map(|_| ())) {
+        if let Err(e) = self.guard(ctx, |r, ctx| r.feed(&msg.client_id, &msg.session_id, ctx).map(|_| ())) {
             error!(actor = Router::NAME, client_id = %msg.client_id, error = %e, "catch-up failed");
         }
     }
 }
 
 impl Handler<Route> for Router {
-    type Result = Result<Accepted, RouteError>;
-    fn handle(&mut self, msg: Route, ctx: &mut Self::Context) -> Self::Result {
-        self.guard(ctx, |r| r.route(msg.0))
+    type Result = ();
+    fn handle(&mut self, msg: Route, ctx: &mut Self::Context) {
+        let Route { env, reply } = msg;
+        match self.guard(ctx, |r, ctx| r.route(env, ctx)) {
+            Ok((routed, needs_flush)) => {
+                self.pending.replies.push((reply, Ok(routed), needs_flush));
+                self.schedule(ctx);
+            }
+            Err(e) => reply.send(Err(e)),
+        }
+    }
+}
+
+impl Handler<WriteBatch> for Router {
+    type Result = ();
+    fn handle(&mut self, _: WriteBatch, ctx: &mut Self::Context) {
+        if self.pending.scheduled {
+            self.write_pending(ctx);
+        }
     }
 }
 
 impl Handler<RouteBroadcast> for Router {
     type Result = Result<BroadcastPart, RouteError>;
     fn handle(&mut self, msg: RouteBroadcast, ctx: &mut Self::Context) -> Self::Result {
-        self.guard(ctx, |r| r.broadcast(&msg))
+        self.guard(ctx, |r, ctx| r.broadcast(&msg, ctx))
     }
 }
 
 impl Handler<Poll> for Router {
     type Result = Result<Polled, RouteError>;
     fn handle(&mut self, msg: Poll, ctx: &mut Self::Context) -> Self::Result {
-        self.guard(ctx, |r| r.poll(msg))
+        self.guard(ctx, |r, ctx| r.poll(msg, ctx))
     }
 }
 
 impl Handler<Seen> for Router {
     type Result = ();
     fn handle(&mut self, msg: Seen, ctx: &mut Self::Context) {
-        let _ = self.guard(ctx, |r| {
+        let _ = self.guard(ctx, |r, _| {
             r.client(&msg.0).last_seen = Some(Instant::now());
             Ok(())
         });
@@ -805,7 +989,7 @@ impl Handler<Seen> for Router {
 impl Handler<Redeliver> for Router {
     type Result = bool;
     fn handle(&mut self, msg: Redeliver, ctx: &mut Self::Context) -> bool {
-        self.guard(ctx, |r| r.redeliver(&msg)).unwrap_or(false)
+        self.guard(ctx, |r, ctx| r.redeliver(&msg, ctx)).unwrap_or(false)
     }
 }
 
@@ -831,7 +1015,8 @@ impl Handler<NotifyClient> for Router {
 
 impl Handler<ListClients> for Router {
     type Result = Vec<ClientInfo>;
-    fn handle(&mut self, _: ListClients, _ctx: &mut Self::Context) -> Vec<ClientInfo> {
+    fn handle(&mut self, _: ListClients, ctx: &mut Self::Context) -> Vec<ClientInfo> {
+        self.sync(ctx);
         let ids: Vec<String> = self.clients.keys().cloned().collect();
         ids.into_iter()
             .map(|id| {
@@ -861,7 +1046,7 @@ impl Handler<ListClients> for Router {
 impl Handler<Fault> for Router {
     type Result = ();
     fn handle(&mut self, _: Fault, ctx: &mut Self::Context) {
-        let _ = self.guard(ctx, |_| -> Result<(), RouteError> { panic!("fault injected by /admin/fault") });
+        let _ = self.guard(ctx, |_, _| -> Result<(), RouteError> { panic!("fault injected by /admin/fault") });
     }
 }
 
@@ -897,6 +1082,18 @@ impl RouterHandle {
         &self.shards
     }
 
+    /// Routes a message and sends the outcome to `reply` once it is durable. A message to a client
+    /// goes straight into its shard's mailbox, the reply comes back as a plain message: no future
+    /// per send. Other targets run [`RouterHandle::route`] on the current arbiter.
+    pub fn route_to(&self, env: Envelope, reply: ReplyTo) {
+        if let Target::Client(c) = &env.target {
+            self.shard(c).do_send(Route { env, reply });
+            return;
+        }
+        let fut = self.route(env);
+        actix::spawn(async move { reply.send(fut.await) });
+    }
+
     /// Routes a message: to the recipient's shard, or to every shard for `all`; resolves once the
     /// message is durable (with sync durability).
     ///
@@ -904,7 +1101,7 @@ impl RouterHandle {
     /// sender's messages keep their order however the returned futures are polled.
     pub fn route(&self, env: Envelope) -> impl std::future::Future<Output = Result<Routed, RouteError>> + 'static {
         enum Pending {
-            One(actix::dev::Request<Router, Route>),
+            One(oneshot::Receiver<Result<Routed, RouteError>>),
             All(Vec<actix::dev::Request<Router, RouteBroadcast>>, String, Transport),
             Room(crate::rooms::Pending<Routed>),
             Failed(RouteError),
@@ -922,7 +1119,11 @@ impl RouterHandle {
                     .collect();
                 Pending::All(parts, id, transport)
             }
-            Target::Client(ref c) => Pending::One(self.shard(c).send(Route(env))),
+            Target::Client(ref c) => {
+                let (tx, rx) = oneshot::channel();
+                self.shard(c).do_send(Route { env, reply: ReplyTo::Future(tx) });
+                Pending::One(rx)
+            }
             Target::Pool(p) => Pending::Failed(RouteError::UnknownRecipient(format!("pool:{p}"))),
             Target::Room(ref r) => match self.rooms.get() {
                 Some(rooms) => Pending::Room(rooms.route(env)),
@@ -931,13 +1132,7 @@ impl RouterHandle {
         };
         async move {
             match pending {
-                Pending::One(req) => {
-                    let accepted = req.await??;
-                    if let Some(durable) = accepted.durable {
-                        durable.await.map_err(|_| RouteError::NotDurable)?;
-                    }
-                    Ok(accepted.routed)
-                }
+                Pending::One(rx) => rx.await.map_err(|_| RouteError::Unavailable)?,
                 Pending::All(parts, message_id, transport) => {
                     let mut recipients = 0u32;
                     let mut duplicate = false;

@@ -12,10 +12,13 @@
 //!   their `sent` reply; delivered msg/s at the receiver (first to last delivery) and latency.
 //! - `latency`: persist=true at a fixed 10,000 msg/s for 5 s; latency percentiles (hdrhistogram).
 //! - `nopersist`: like `throughput` with `persist: false` (the fire-and-forget fast path).
+//! - `nopersist-latency`: like `latency` with `persist: false`, to separate the cost of the store
+//!   from the cost of the transport and the actors.
 //!
 //! Usage: `cargo bench --bench throughput [-- [--quick] [SCENARIO...]]`; `BENCH_QUICK=1` = `--quick`,
 //! `BENCH_THREADS` sets the client runtime's worker threads (default 2), `BENCH_SERVER_BIN` runs
-//! another server binary, `BENCH_SERVER_ARGS` appends flags to `serve`. See tests/bench/README.md.
+//! another server binary, `BENCH_SERVER_ARGS` appends flags to `serve`, `BENCH_SERVER_ADDR=host:port`
+//! uses a running server, `BENCH_WINDOW` sets the send window. See tests/bench/README.md.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -33,7 +36,8 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// Sends awaiting their `sent` reply at most (keeps client and server memory bounded).
+/// Sends awaiting their `sent` reply at most (keeps client and server memory bounded);
+/// `BENCH_WINDOW` overrides it.
 const WINDOW: usize = 5_000;
 /// Payload JSON size in bytes.
 const PAYLOAD_BYTES: usize = 200;
@@ -56,6 +60,11 @@ struct Opts {
     threads: usize,
     server_bin: String,
     server_args: Vec<String>,
+    /// `BENCH_SERVER_ADDR`: use a server that is already running (e.g. under a profiler).
+    external: Option<String>,
+    window: usize,
+    /// `BENCH_RATE`: msg/s of the fixed-rate scenarios (default 10,000).
+    rate: u64,
 }
 
 impl Opts {
@@ -77,11 +86,16 @@ impl Opts {
         let server_args = std::env::var("BENCH_SERVER_ARGS")
             .map(|v| v.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default();
-        Opts { quick, filters, threads, server_bin, server_args }
+        let external = std::env::var("BENCH_SERVER_ADDR").ok().filter(|v| !v.is_empty());
+        let window =
+            std::env::var("BENCH_WINDOW").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(WINDOW);
+        let rate = std::env::var("BENCH_RATE").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(10_000);
+        Opts { quick, filters, threads, server_bin, server_args, external, window, rate }
     }
 
+    /// A scenario runs when no filter is given, or when a filter is its exact name or `all`.
     fn wants(&self, name: &str) -> bool {
-        self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str()))
+        self.filters.is_empty() || self.filters.iter().any(|f| f == name || f == "all")
     }
 }
 
@@ -89,15 +103,18 @@ impl Opts {
 // The server process
 // ---------------------------------------------------------------------------------------------
 
-/// A running broker; killed on drop.
+/// A running broker; killed on drop (unless it is an external one).
 struct Server {
-    child: Child,
-    port: u16,
+    child: Option<Child>,
+    addr: String,
     logs: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl Server {
     fn start(opts: &Opts) -> Server {
+        if let Some(addr) = &opts.external {
+            return Server { child: None, addr: addr.clone(), logs: Arc::default() };
+        }
         let mut cmd = Command::new(&opts.server_bin);
         cmd.args(["serve", "--in-memory", "--bind", "127.0.0.1:0", "--log-level", "warn"])
             .args(&opts.server_args)
@@ -139,7 +156,7 @@ impl Server {
             let _ = std::io::copy(&mut reader.get_mut().take(u64::MAX), &mut std::io::sink());
         });
         match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Some(port)) => Server { child, port, logs },
+            Ok(Some(port)) => Server { child: Some(child), addr: format!("127.0.0.1:{port}"), logs },
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -150,12 +167,12 @@ impl Server {
     }
 
     fn ws_url(&self, client: &str) -> String {
-        format!("ws://127.0.0.1:{}/ws/{client}", self.port)
+        format!("ws://{}/ws/{client}", self.addr)
     }
 
     /// CPU time the server has used so far.
     fn cpu(&self) -> Option<Duration> {
-        process_cpu(&format!("/proc/{}", self.child.id()))
+        process_cpu(&format!("/proc/{}", self.child.as_ref()?.id()))
     }
 
     fn log_tail(&self, n: usize) -> String {
@@ -165,7 +182,7 @@ impl Server {
 
     /// Prometheus samples whose line starts with one of `prefixes`.
     async fn metrics(&self, prefixes: &[&str]) -> Vec<String> {
-        let url = format!("http://127.0.0.1:{}/metrics", self.port);
+        let url = format!("http://{}/metrics", self.addr);
         let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(5), reqwest::get(url)).await else { return vec![] };
         let Ok(text) = resp.text().await else { return vec![] };
         text.lines().filter(|l| prefixes.iter().any(|p| l.starts_with(p))).map(str::to_owned).collect()
@@ -174,8 +191,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -219,13 +238,15 @@ fn digits(mut n: u64) -> usize {
     d
 }
 
-const PAD: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
-
 /// The `payload` object: exactly `PAYLOAD_BYTES` of JSON (the pad absorbs the numbers' widths).
 fn write_payload(out: &mut String, i: u64, t_ns: u64) {
     // {"bench_i":I,"bench_t":T,"pad":"..."}  = 32 bytes + digits + pad
-    let pad = PAYLOAD_BYTES.saturating_sub(32 + digits(i) + digits(t_ns)).min(PAD.len());
-    let _ = write!(out, r#"{{"bench_i":{i},"bench_t":{t_ns},"pad":"{}"}}"#, &PAD[..pad]);
+    let pad = PAYLOAD_BYTES.saturating_sub(32 + digits(i) + digits(t_ns));
+    let _ = write!(out, r#"{{"bench_i":{i},"bench_t":{t_ns},"pad":""#);
+    for _ in 0..pad {
+        out.push('x');
+    }
+    out.push_str(r#""}"#);
 }
 
 /// A whole `send` frame.
@@ -260,13 +281,11 @@ fn number_after(text: &str, key: &str) -> Option<u64> {
 }
 
 async fn connect(url: &str) -> Ws {
-    let (mut ws, _) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async_with_config(url, None, true),
-    )
-    .await
-    .expect("connect timed out")
-    .unwrap_or_else(|e| panic!("connecting {url}: {e}"));
+    let (mut ws, _) =
+        tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async_with_config(url, None, true))
+            .await
+            .expect("connect timed out")
+            .unwrap_or_else(|e| panic!("connecting {url}: {e}"));
     // The first frame must be connection_confirmed.
     loop {
         let f = tokio::time::timeout(Duration::from_secs(10), ws.next())
@@ -309,7 +328,7 @@ struct Scenario {
 /// Shared between the sender's two halves and the receiver.
 struct Shared {
     clock: Clock,
-    /// Frames written (final once `done` is set).
+    /// Frames written (final once `total` is set).
     written: AtomicU64,
     /// Set (to the total) when the writer has finished.
     total: AtomicU64,
@@ -335,7 +354,12 @@ struct WriterStats {
     window_waits: u64,
 }
 
-async fn writer(mut sink: SplitSink<Ws, WsMessage>, sh: Arc<Shared>, prefix: String, pace: Pace) -> WriterStats {
+async fn writer(
+    mut sink: SplitSink<Ws, WsMessage>,
+    sh: Arc<Shared>,
+    prefix: String,
+    pace: Pace,
+) -> (WriterStats, SplitSink<Ws, WsMessage>) {
     let mut stats = WriterStats::default();
     let mut i: u64 = 0;
     let mut unflushed = 0u64;
@@ -352,7 +376,9 @@ async fn writer(mut sink: SplitSink<Ws, WsMessage>, sh: Arc<Shared>, prefix: Str
                             break;
                         }
                         unflushed = 0;
-                        let Ok(Ok(p)) = tokio::time::timeout_at(sh.deadline.into(), sh.window.acquire()).await else { break };
+                        let Ok(Ok(p)) = tokio::time::timeout_at(sh.deadline.into(), sh.window.acquire()).await else {
+                            break;
+                        };
                         p.forget();
                     }
                 }
@@ -414,16 +440,14 @@ async fn writer(mut sink: SplitSink<Ws, WsMessage>, sh: Arc<Shared>, prefix: Str
     let _ = sink.flush().await;
     sh.total.store(i, Ordering::Release);
     // Keep the write half (and so the socket) open until the reader has every reply.
-    while Instant::now() < sh.deadline
-        && sh.acked.load(Ordering::Acquire) + sh.errors.load(Ordering::Acquire) < i
-    {
+    while Instant::now() < sh.deadline && sh.acked.load(Ordering::Acquire) + sh.errors.load(Ordering::Acquire) < i {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    stats
+    (stats, sink)
 }
 
 /// Reads the sender's replies: `sent` and `error` frames; frees window slots.
-async fn reply_reader(mut stream: SplitStream<Ws>, sh: Arc<Shared>) {
+async fn reply_reader(mut stream: SplitStream<Ws>, sh: Arc<Shared>) -> SplitStream<Ws> {
     loop {
         let total = sh.total.load(Ordering::Acquire);
         let answered = sh.acked.load(Ordering::Relaxed) + sh.errors.load(Ordering::Relaxed);
@@ -458,6 +482,7 @@ async fn reply_reader(mut stream: SplitStream<Ws>, sh: Arc<Shared>) {
             _ => {}
         }
     }
+    stream
 }
 
 struct Received {
@@ -468,6 +493,8 @@ struct Received {
     unparsable: u64,
     first_ns: u64,
     last_ns: u64,
+    /// Closed by the caller after the measurement.
+    ws: Option<Ws>,
 }
 
 async fn receiver(mut ws: Ws, sh: Arc<Shared>, capacity: u64) -> Received {
@@ -521,8 +548,7 @@ async fn receiver(mut ws: Ws, sh: Arc<Shared>, capacity: u64) -> Received {
         }
         last_i = Some(i);
     }
-    let _ = ws.close(None).await;
-    Received { hist, delivered, unique, out_of_order, unparsable, first_ns, last_ns }
+    Received { hist, delivered, unique, out_of_order, unparsable, first_ns, last_ns, ws: Some(ws) }
 }
 
 struct Outcome {
@@ -540,12 +566,21 @@ struct Outcome {
     client_cpu: Option<Duration>,
     metrics: Vec<String>,
     persist: bool,
+    server_log: String,
 }
 
 async fn run_scenario(opts: &Opts, sc: &Scenario) -> Outcome {
     let server = Server::start(opts);
-    let rx_ws = connect(&server.ws_url("rx")).await;
-    let tx_ws = connect(&server.ws_url("tx")).await;
+    // Fresh ids per run, so that a shared (external) server never replays an earlier inbox.
+    let tag = format!(
+        "{}-{}-{}",
+        sc.name,
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+    );
+    let (rx_id, tx_id) = (format!("bench-rx-{tag}"), format!("bench-tx-{tag}"));
+    let rx_ws = connect(&server.ws_url(&rx_id)).await;
+    let tx_ws = connect(&server.ws_url(&tx_id)).await;
     let deadline = Instant::now() + sc.limit;
     let sh = Arc::new(Shared {
         clock: Clock(Instant::now()),
@@ -555,7 +590,7 @@ async fn run_scenario(opts: &Opts, sc: &Scenario) -> Outcome {
         errors: AtomicU64::new(0),
         first_send_ns: AtomicU64::new(0),
         last_ack_ns: AtomicU64::new(0),
-        window: Semaphore::new(WINDOW),
+        window: Semaphore::new(opts.window),
         deadline,
         first_error: Mutex::new(None),
     });
@@ -563,7 +598,7 @@ async fn run_scenario(opts: &Opts, sc: &Scenario) -> Outcome {
         Pace::Flat { count } => count,
         Pace::Fixed { rate, secs } => (rate as f64 * secs) as u64,
     };
-    let prefix = format!(r#"{{"type":"send","to":"rx","msg_type":"bench","persist":{},"payload":"#, sc.persist);
+    let prefix = format!(r#"{{"type":"send","to":"{rx_id}","msg_type":"bench","persist":{},"payload":"#, sc.persist);
     // Sanity check of the frame size once.
     debug_assert_eq!(send_frame(&prefix, 1, 1).len(), prefix.len() + PAYLOAD_BYTES + 1);
 
@@ -577,9 +612,9 @@ async fn run_scenario(opts: &Opts, sc: &Scenario) -> Outcome {
     let reader_task = tokio::spawn(reply_reader(stream, Arc::clone(&sh)));
     let writer_task = tokio::spawn(writer(sink, Arc::clone(&sh), prefix, sc.pace));
 
-    let writer = writer_task.await.expect("writer task");
-    reader_task.await.expect("reply reader task");
-    let rx = recv_task.await.expect("receiver task");
+    let (writer, sink) = writer_task.await.expect("writer task");
+    let stream = reader_task.await.expect("reply reader task");
+    let mut rx = recv_task.await.expect("receiver task");
     let wall = wall0.elapsed();
     let server_cpu = match (server_cpu0, server.cpu()) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
@@ -589,8 +624,21 @@ async fn run_scenario(opts: &Opts, sc: &Scenario) -> Outcome {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
     };
+    // Clean closes: send Close, then read until the server's Close and EOF (dropping the socket
+    // early shows up as a protocol error in the server's log and metrics).
+    for ws in [rx.ws.take(), sink.reunite(stream).ok()].into_iter().flatten() {
+        let mut ws = ws;
+        let _ = ws.close(None).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), async { while let Some(Ok(_)) = ws.next().await {} }).await;
+    }
     let metrics = server
-        .metrics(&["bridge_messages_dropped_total", "bridge_rejected_total", "bridge_sessions_lagging", "bridge_actor_restarts_total"])
+        .metrics(&[
+            "bridge_messages_dropped_total",
+            "bridge_rejected_total",
+            "bridge_sessions_lagging",
+            "bridge_actor_restarts_total",
+        ])
         .await;
 
     let written = sh.written.load(Ordering::Acquire);
@@ -600,9 +648,7 @@ async fn run_scenario(opts: &Opts, sc: &Scenario) -> Outcome {
     let last_ack = sh.last_ack_ns.load(Ordering::Relaxed);
     let send_rate = if last_ack > first_send { acked as f64 / ((last_ack - first_send) as f64 / 1e9) } else { 0.0 };
     let first_error = sh.first_error.lock().expect("lock").clone();
-    if rx.unique < written && sc.persist {
-        eprintln!("[{}] server log tail:\n{}", sc.name, server.log_tail(20));
-    }
+    let server_log = server.log_tail(8);
     drop(server);
     Outcome {
         name: sc.name,
@@ -619,6 +665,7 @@ async fn run_scenario(opts: &Opts, sc: &Scenario) -> Outcome {
         client_cpu,
         metrics,
         persist: sc.persist,
+        server_log,
     }
 }
 
@@ -636,10 +683,14 @@ fn report(o: &Outcome) {
     let rate = if span_s > 0.0 { rx.delivered as f64 / span_s } else { 0.0 };
     let h = &rx.hist;
     let pct = |q: f64| if h.is_empty() { "-".to_owned() } else { ms(h.value_at_quantile(q)) };
-    let cpu = |d: Option<Duration>| d.map_or("?".to_owned(), |d| format!("{:.2} s ({:.0}%)", d.as_secs_f64(), 100.0 * d.as_secs_f64() / o.wall.as_secs_f64()));
+    let cpu = |d: Option<Duration>| {
+        d.map_or("?".to_owned(), |d| {
+            format!("{:.2} s ({:.0}%)", d.as_secs_f64(), 100.0 * d.as_secs_f64() / o.wall.as_secs_f64())
+        })
+    };
     println!();
     println!("== {} [{}] ==", o.title, o.name);
-    println!("  {:<34} {}", "sent / `sent` acks / errors", format!("{} / {} / {}", o.written, o.acked, o.errors));
+    println!("  {:<34} {} / {} / {}", "sent / `sent` acks / errors", o.written, o.acked, o.errors);
     println!(
         "  {:<34} {} ({} unique, {} out of order, {} unparsable)",
         "delivered to receiver", rx.delivered, rx.unique, rx.out_of_order, rx.unparsable
@@ -650,7 +701,11 @@ fn report(o: &Outcome) {
             "NOT delivered",
             o.written - rx.unique,
             100.0 * (o.written - rx.unique) as f64 / o.written.max(1) as f64,
-            if o.persist { "  <-- persist=true must not lose messages" } else { " (persist=false drops for a full session queue)" }
+            if o.persist {
+                "  <-- persist=true must not lose messages"
+            } else {
+                " (persist=false drops for a full session queue)"
+            }
         );
     }
     println!("  {:<34} {:.0} msg/s over {:.3} s", "delivered rate (first→last delivery)", rate, span_s);
@@ -665,16 +720,28 @@ fn report(o: &Outcome) {
         if h.is_empty() { "-".to_owned() } else { ms(h.max()) },
         h.mean() / 1e6
     );
-    if o.writer.max_lag > Duration::ZERO || matches!(o.name, "latency") {
+    if o.writer.max_lag > Duration::ZERO || o.name.ends_with("latency") {
         println!("  {:<34} {:.3} ms", "sender max lag behind schedule", o.writer.max_lag.as_secs_f64() * 1e3);
     }
     println!("  {:<34} {}", "sender waits on full window", o.writer.window_waits);
-    println!("  {:<34} server {}   bench client {}   wall {:.2} s", "CPU", cpu(o.server_cpu), cpu(o.client_cpu), o.wall.as_secs_f64());
+    println!(
+        "  {:<34} server {}   bench client {}   wall {:.2} s",
+        "CPU",
+        cpu(o.server_cpu),
+        cpu(o.client_cpu),
+        o.wall.as_secs_f64()
+    );
     if let Some(e) = &o.first_error {
         println!("  {:<34} {}", "first error frame", e);
     }
     for m in o.metrics.iter().filter(|m| !m.ends_with(" 0")) {
         println!("  server metric: {m}");
+    }
+    if !o.server_log.is_empty() {
+        println!("  server log (last lines at warn level):");
+        for l in o.server_log.lines() {
+            println!("    {l}");
+        }
     }
 }
 
@@ -682,19 +749,23 @@ fn summary(outcomes: &[Outcome]) {
     println!();
     println!("Summary (200-byte payloads, one sender → one receiver, loopback WebSocket)");
     println!(
-        "| {:<10} | {:>7} | {:>10} | {:>10} | {:>9} | {:>8} | {:>8} | {:>9} | {:>9} | {:>9} |",
+        "| {:<17} | {:>7} | {:>10} | {:>10} | {:>9} | {:>8} | {:>8} | {:>9} | {:>9} | {:>9} |",
         "scenario", "persist", "sent", "delivered", "msg/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "srv CPU"
     );
-    println!("|{:-<12}|{:-<9}|{:-<12}|{:-<12}|{:-<11}|{:-<10}|{:-<10}|{:-<11}|{:-<11}|{:-<11}|", "", "", "", "", "", "", "", "", "", "");
+    println!(
+        "|{:-<19}|{:-<9}|{:-<12}|{:-<12}|{:-<11}|{:-<10}|{:-<10}|{:-<11}|{:-<11}|{:-<11}|",
+        "", "", "", "", "", "", "", "", "", ""
+    );
     for o in outcomes {
         let rx = &o.rx;
         let span_s = (rx.last_ns.saturating_sub(rx.first_ns)) as f64 / 1e9;
         let rate = if span_s > 0.0 { rx.delivered as f64 / span_s } else { 0.0 };
         let h = &rx.hist;
         let q = |q: f64| if h.is_empty() { "-".to_owned() } else { ms(h.value_at_quantile(q)) };
-        let cpu = o.server_cpu.map_or("?".to_owned(), |d| format!("{:.0}%", 100.0 * d.as_secs_f64() / o.wall.as_secs_f64()));
+        let cpu =
+            o.server_cpu.map_or("?".to_owned(), |d| format!("{:.0}%", 100.0 * d.as_secs_f64() / o.wall.as_secs_f64()));
         println!(
-            "| {:<10} | {:>7} | {:>10} | {:>10} | {:>9.0} | {:>8} | {:>8} | {:>9} | {:>9} | {:>9} |",
+            "| {:<17} | {:>7} | {:>10} | {:>10} | {:>9.0} | {:>8} | {:>8} | {:>9} | {:>9} | {:>9} |",
             o.name,
             o.persist,
             o.written,
@@ -713,20 +784,27 @@ fn summary(outcomes: &[Outcome]) {
 
 fn main() {
     let opts = Opts::parse();
+    for (i, t) in [(0, 0), (199_999, 123_456_789_012), (u64::from(u32::MAX), u64::MAX / 2)] {
+        let mut p = String::new();
+        write_payload(&mut p, i, t);
+        assert_eq!(p.len(), PAYLOAD_BYTES, "payload {p}");
+        let v: serde_json::Value = serde_json::from_str(&p).expect("payload is JSON");
+        assert_eq!((v["bench_i"].as_u64(), v["bench_t"].as_u64()), (Some(i), Some(t)));
+    }
     let (flat, rate_secs) = if opts.quick { (20_000, 1.0) } else { (200_000, 5.0) };
     let scenarios = [
         Scenario {
             name: "throughput",
-            title: "1. Throughput, persist=true, flat out (window 5,000 unacknowledged)",
+            title: "1. Throughput, persist=true, flat out (bounded window of unacknowledged sends)",
             persist: true,
             pace: Pace::Flat { count: flat },
             limit: Duration::from_secs(if opts.quick { 20 } else { 50 }),
         },
         Scenario {
             name: "latency",
-            title: "2. Latency at a fixed 10,000 msg/s, persist=true",
+            title: "2. Latency at a fixed rate, persist=true",
             persist: true,
-            pace: Pace::Fixed { rate: 10_000, secs: rate_secs },
+            pace: Pace::Fixed { rate: opts.rate, secs: rate_secs },
             limit: Duration::from_secs(if opts.quick { 15 } else { 30 }),
         },
         Scenario {
@@ -736,16 +814,27 @@ fn main() {
             pace: Pace::Flat { count: flat },
             limit: Duration::from_secs(if opts.quick { 20 } else { 50 }),
         },
+        Scenario {
+            name: "nopersist-latency",
+            title: "4. Latency at a fixed rate, persist=false (diagnostic: without the store)",
+            persist: false,
+            pace: Pace::Fixed { rate: opts.rate, secs: rate_secs },
+            limit: Duration::from_secs(if opts.quick { 15 } else { 30 }),
+        },
     ];
     let selected: Vec<&Scenario> = scenarios.iter().filter(|s| opts.wants(s.name)).collect();
     if selected.is_empty() {
-        eprintln!("no scenario matches {:?}; names: throughput, latency, nopersist", opts.filters);
+        let names: Vec<&str> = scenarios.iter().map(|s| s.name).collect();
+        eprintln!("no scenario matches {:?}; names: {}, all", opts.filters, names.join(", "));
         std::process::exit(2);
     }
     println!(
-        "agent-bridge end-to-end bench: server {} | client runtime {} worker thread(s) | {} CPUs | load {} | {}",
-        opts.server_bin,
+        "agent-bridge end-to-end bench: server {} | client runtime {} worker thread(s) | window {} | \
+         fixed rate {} msg/s | {} CPUs | load {} | {}",
+        opts.external.as_deref().unwrap_or(&opts.server_bin),
         opts.threads,
+        opts.window,
+        opts.rate,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         loadavg(),
         if opts.quick { "QUICK" } else { "full" }
