@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_bridge_actors::ack_tracker::AckConfig;
+use agent_bridge_actors::auth::jwt::JwtConfig;
+use agent_bridge_actors::auth::keys::KeyDefaults;
+use agent_bridge_actors::auth::{AuthConfig, ClientPattern, Permissions};
 use agent_bridge_actors::room::RoomsConfig;
 use agent_bridge_actors::router::{Durability, Retention, RouterConfig};
 use agent_bridge_actors::ttl_sweeper::{Archive, SweepConfig};
@@ -28,6 +31,25 @@ pub struct Config {
     pub in_memory: bool,
     pub insecure: bool,
     pub require_auth: bool,
+    pub guest_permissions: String,
+    pub guest_clients: String,
+    pub jwt_secret: String,
+    pub jwt_public_key_file: String,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub jwt_leeway_s: u64,
+    pub jwt_default_permissions: String,
+    pub key_rate_limit_per_hour: u64,
+    pub key_burst: u64,
+    pub message_rate_per_s: f64,
+    pub message_burst: u64,
+    pub auth_failures_per_minute: u32,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub cors_origins: String,
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
+    pub long_poll_max_s: f64,
     pub enable_fault_injection: bool,
     pub cluster_nats: String,
     pub max_frame_bytes: usize,
@@ -85,6 +107,82 @@ pub struct ServeArgs {
     #[arg(long, env = "BRIDGE_REQUIRE_AUTH", num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub require_auth: Option<bool>,
+    /// Guest mode: permissions of callers without credentials while auth is required (e.g. "read,write"; empty: off).
+    #[arg(long, env = "BRIDGE_GUEST_PERMISSIONS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_permissions: Option<String>,
+    /// Client id patterns guests may act as (comma-separated, `*` suffix wildcard).
+    #[arg(long, env = "BRIDGE_GUEST_CLIENTS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_clients: Option<String>,
+    /// HS256 secret for JWT authentication (at least 32 bytes; empty: off).
+    #[arg(long, env = "BRIDGE_JWT_SECRET")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<String>,
+    /// RS256 public key (PEM file) for JWT authentication (empty: off).
+    #[arg(long, env = "BRIDGE_JWT_PUBLIC_KEY_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_public_key_file: Option<String>,
+    /// Required JWT `iss` (empty: not checked).
+    #[arg(long, env = "BRIDGE_JWT_ISSUER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_issuer: Option<String>,
+    /// Required JWT `aud` (empty: not checked).
+    #[arg(long, env = "BRIDGE_JWT_AUDIENCE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew allowed on JWT `exp`/`nbf`, in seconds.
+    #[arg(long, env = "BRIDGE_JWT_LEEWAY_S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_leeway_s: Option<u64>,
+    /// Permissions of a JWT without a `permissions` claim.
+    #[arg(long, env = "BRIDGE_JWT_DEFAULT_PERMISSIONS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_default_permissions: Option<String>,
+    /// Requests per hour of API keys that set no limit of their own (0: unlimited).
+    #[arg(long, env = "BRIDGE_KEY_RATE_LIMIT_PER_HOUR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_rate_limit_per_hour: Option<u64>,
+    /// Burst of API keys that set none of their own.
+    #[arg(long, env = "BRIDGE_KEY_BURST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_burst: Option<u64>,
+    /// Messages per second one connection may send (0: unlimited).
+    #[arg(long, env = "BRIDGE_MESSAGE_RATE_PER_S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_rate_per_s: Option<f64>,
+    /// Burst of the per-connection message limit (0: one second's worth).
+    #[arg(long, env = "BRIDGE_MESSAGE_BURST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_burst: Option<u64>,
+    /// Failed authentications per minute per remote address before it is refused (0: unlimited).
+    #[arg(long, env = "BRIDGE_AUTH_FAILURES_PER_MINUTE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_failures_per_minute: Option<u32>,
+    /// Open WebSocket and SSE connections in all (0: unlimited).
+    #[arg(long, env = "BRIDGE_MAX_CONNECTIONS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// Open WebSocket and SSE connections per client id (0: unlimited).
+    #[arg(long, env = "BRIDGE_MAX_CONNECTIONS_PER_CLIENT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_client: Option<usize>,
+    /// Origins allowed for browser requests (comma-separated, `*` for any, empty: none).
+    #[arg(long, env = "BRIDGE_CORS_ORIGINS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors_origins: Option<String>,
+    /// Serve HTTPS/WSS with this PEM certificate chain (with tls_key_file).
+    #[arg(long, env = "BRIDGE_TLS_CERT_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<String>,
+    /// The PEM private key of tls_cert_file.
+    #[arg(long, env = "BRIDGE_TLS_KEY_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<String>,
+    /// Longest `wait` of GET /api/messages, in seconds.
+    #[arg(long, env = "BRIDGE_LONG_POLL_MAX_S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub long_poll_max_s: Option<f64>,
     /// Expose POST /admin/fault for recovery tests.
     #[arg(long, env = "BRIDGE_ENABLE_FAULT_INJECTION", num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -241,18 +339,25 @@ impl Config {
     /// Checks values and combinations.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        let addr: SocketAddr = match self.bind.parse() {
-            Ok(a) => a,
-            Err(_) => return bad(format!("bind = {:?} is not an address like 127.0.0.1:5001", self.bind)),
-        };
-        if !addr.ip().is_loopback() && !self.insecure {
-            return bad(format!(
-                "bind = {addr} listens beyond loopback but no authentication is configured; \
-                 configure auth or pass --insecure to accept anonymous clients from the network"
-            ));
+        if self.bind.parse::<SocketAddr>().is_err() {
+            return bad(format!("bind = {:?} is not an address like 127.0.0.1:5001", self.bind));
         }
-        if self.require_auth {
-            return bad("require_auth: authentication (API keys, JWT) is not available in this build yet".into());
+        // Whether a non-loopback bind is allowed depends on the keys in the store too: see
+        // `check_exposure`, called once the store is open.
+        self.auth_config()?;
+        if !(self.message_rate_per_s >= 0.0 && self.message_rate_per_s.is_finite()) {
+            return bad(format!("message_rate_per_s = {} must be 0 (unlimited) or a positive rate", self.message_rate_per_s));
+        }
+        if !(self.long_poll_max_s >= 0.0 && self.long_poll_max_s <= 3600.0) {
+            return bad(format!("long_poll_max_s = {} must be between 0 and 3600", self.long_poll_max_s));
+        }
+        if self.tls_cert_file.is_empty() != self.tls_key_file.is_empty() {
+            return bad("tls_cert_file and tls_key_file must be given together".into());
+        }
+        for o in self.cors_origin_list() {
+            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                return bad(format!("cors_origins: {o:?} is not an origin like https://claude.ai (or \"*\")"));
+            }
         }
         if !self.cluster_nats.is_empty() {
             return bad("cluster_nats: clustering over NATS is not available in this build yet".into());
@@ -291,6 +396,78 @@ impl Config {
             return bad(format!("log_format = {:?}: use \"text\" or \"json\"", self.log_format));
         }
         Ok(())
+    }
+
+    /// Refuses to expose an unauthenticated broker beyond loopback unless `insecure` is set.
+    /// `auth_required` says whether auth is on (require_auth, JWT, or keys in the store).
+    pub fn check_exposure(&self, auth_required: bool) -> Result<(), ConfigError> {
+        let addr = self.bind_addr();
+        if addr.ip().is_loopback() || auth_required || self.insecure {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid(format!(
+            "refusing to listen on {addr} without authentication: anyone who can reach this address could act as \
+             any client, read any inbox and use the admin routes. Create an API key (agent-bridge keys create \
+             --data-dir DIR --client-id PATTERN --permissions read,write), configure JWT (jwt_secret or \
+             jwt_public_key_file), or pass --require-auth; or pass --insecure to accept anonymous clients from \
+             the network (development only)"
+        )))
+    }
+
+    /// The authentication settings (validated; reads the JWT public key file).
+    pub fn auth_config(&self) -> Result<AuthConfig, ConfigError> {
+        let bad = |m: String| ConfigError::Invalid(m);
+        let perms = |name: &str, v: &str| Permissions::parse(v).map_err(|e| bad(format!("{name} = {v:?}: {e}")));
+        let guest_clients = self
+            .guest_clients
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| ClientPattern::parse(p).map_err(|e| bad(format!("guest_clients: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let public_key_pem = if self.jwt_public_key_file.is_empty() {
+            String::new()
+        } else {
+            std::fs::read_to_string(&self.jwt_public_key_file)
+                .map_err(|e| bad(format!("jwt_public_key_file = {:?}: {e}", self.jwt_public_key_file)))?
+        };
+        let jwt = JwtConfig {
+            secret: self.jwt_secret.clone(),
+            public_key_pem,
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            leeway_s: self.jwt_leeway_s,
+            default_permissions: perms("jwt_default_permissions", &self.jwt_default_permissions)?,
+        };
+        if jwt.enabled() {
+            agent_bridge_actors::auth::jwt::JwtVerifier::new(jwt.clone()).map_err(bad)?;
+        }
+        Ok(AuthConfig {
+            require_auth: self.require_auth,
+            guest_permissions: perms("guest_permissions", &self.guest_permissions)?,
+            guest_clients,
+            jwt,
+            key_defaults: KeyDefaults { rate_limit_per_hour: self.key_rate_limit_per_hour, burst: self.key_burst.max(1) },
+            auth_failures_per_minute: self.auth_failures_per_minute,
+            max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
+            message_rate_per_s: self.message_rate_per_s,
+            message_burst: self.message_burst,
+        })
+    }
+
+    /// `cors_origins` as a list.
+    pub fn cors_origin_list(&self) -> Vec<String> {
+        self.cors_origins.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect()
+    }
+
+    /// The configuration with secrets masked, for the start-up log.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        if !c.jwt_secret.is_empty() {
+            c.jwt_secret = "<redacted>".into();
+        }
+        c
     }
 
     /// The retention policy (validated).
@@ -461,12 +638,22 @@ mod tests {
         std::fs::write(&path, "bnid = \"x\"\n").expect("write");
         let err = Config::load(&ServeArgs { config: Some(path), ..ServeArgs::default() }).unwrap_err().to_string();
         assert!(err.contains("unknown key \"bnid\""), "{err}");
-        let err = Config::load(&ServeArgs { bind: Some("0.0.0.0:5001".into()), ..ServeArgs::default() })
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("--insecure"), "{err}");
+        let open = Config::load(&ServeArgs { bind: Some("0.0.0.0:5001".into()), ..ServeArgs::default() }).expect("load");
+        let err = open.check_exposure(false).unwrap_err().to_string();
+        assert!(err.contains("--insecure") && err.contains("without authentication"), "{err}");
+        assert!(open.check_exposure(true).is_ok(), "with auth on, any bind is fine");
         let ok = ServeArgs { bind: Some("0.0.0.0:5001".into()), insecure: Some(true), ..ServeArgs::default() };
-        assert!(Config::load(&ok).is_ok());
+        assert!(Config::load(&ok).expect("load").check_exposure(false).is_ok());
+        let loopback = Config::load(&ServeArgs::default()).expect("load");
+        assert!(loopback.check_exposure(false).is_ok());
+        let err = Config::load(&ServeArgs { jwt_secret: Some("short".into()), ..ServeArgs::default() }).unwrap_err().to_string();
+        assert!(err.contains("32 bytes"), "{err}");
+        let err = Config::load(&ServeArgs { guest_permissions: Some("read,fly".into()), ..ServeArgs::default() }).unwrap_err().to_string();
+        assert!(err.contains("guest_permissions"), "{err}");
+        let err = Config::load(&ServeArgs { cors_origins: Some("claude.ai".into()), ..ServeArgs::default() }).unwrap_err().to_string();
+        assert!(err.contains("cors_origins"), "{err}");
+        let secret = ServeArgs { jwt_secret: Some("s".repeat(40)), ..ServeArgs::default() };
+        assert!(!format!("{:?}", Config::load(&secret).expect("load").redacted()).contains(&"s".repeat(40)));
         let err = Config::load(&ServeArgs { max_frame_bytes: Some(3), ..ServeArgs::default() }).unwrap_err().to_string();
         assert!(err.contains("max_frame_bytes"), "{err}");
     }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod http;
+pub mod tls;
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,8 @@ use agent_bridge_actors::Broker;
 use anyhow::Context;
 use tracing::info;
 
+use agent_bridge_actors::auth::Authenticator;
+
 use crate::config::Config;
 use crate::http::AppState;
 
@@ -26,6 +29,7 @@ use crate::http::AppState;
 /// caller flush the store afterwards.
 pub fn run(config: Config, listener: TcpListener) -> anyhow::Result<Arc<web::Data<AppState>>> {
     let broker = Broker::start(config.broker()).context("opening the store")?;
+    let auth = start_auth(&config, &broker)?;
     let workers = config.worker_count();
     let addr = listener.local_addr().context("reading the bound address")?;
     let state = web::Data::new(AppState {
@@ -33,6 +37,7 @@ pub fn run(config: Config, listener: TcpListener) -> anyhow::Result<Arc<web::Dat
         config: config.clone(),
         started: Instant::now(),
         startup_done: AtomicBool::new(false),
+        auth,
     });
     let app_state = state.clone();
     let server = HttpServer::new(move || {
@@ -42,14 +47,22 @@ pub fn run(config: Config, listener: TcpListener) -> anyhow::Result<Arc<web::Dat
                 crate::http::ApiError::new(actix_web::http::StatusCode::BAD_REQUEST, "bad_request", e.to_string()).into()
             }))
             .configure(crate::http::routes)
+            .wrap(actix_web::middleware::from_fn(crate::http::auth::authenticate))
+            .wrap(crate::http::cors(&app_state.config))
     })
     .workers(workers)
+    // Small frames must not wait for delayed ACKs (40 ms on Linux).
+    .tcp_nodelay(true)
     .shutdown_timeout(5)
     .client_request_timeout(Duration::from_secs(30))
     // After the server closes a connection (a WebSocket close, for instance) wait this long for
     // the peer's side, not actix's default second.
-    .client_disconnect_timeout(Duration::from_millis(200))
-    .listen(listener)
+    .client_disconnect_timeout(Duration::from_millis(200));
+    let server = if config.tls_cert_file.is_empty() {
+        server.listen(listener)
+    } else {
+        server.listen_rustls_0_23(listener, crate::tls::server_config(&config.tls_cert_file, &config.tls_key_file)?)
+    }
     .context("listening")?
     .run();
     actix_web::rt::spawn(async move {
@@ -63,3 +76,34 @@ pub fn run(config: Config, listener: TcpListener) -> anyhow::Result<Arc<web::Dat
     info!(%addr, workers, shards = state.broker.router.shards().len(), data_dir = ?config.store_dir(), "agent-bridge serving");
     Ok(Arc::new(state))
 }
+
+/// Opens the authenticator, refuses an unauthenticated non-loopback bind (unless `insecure`), and
+/// writes key usage back to the store every few seconds.
+fn start_auth(config: &Config, broker: &Broker) -> anyhow::Result<Arc<Authenticator>> {
+    let auth_config = config.auth_config()?;
+    let auth = Arc::new(Authenticator::new(broker.store.clone(), auth_config).map_err(|e| anyhow::anyhow!("{e}"))?);
+    config.check_exposure(auth.required())?;
+    let addr = config.bind_addr();
+    if !auth.required() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "INSECURE: listening beyond loopback without authentication (--insecure): anyone who can reach this \
+             address can act as any client, read any inbox and use the admin routes"
+        );
+    }
+    info!(auth = auth.mode(), cors_origins = %config.cors_origins, tls = !config.tls_cert_file.is_empty(), "security settings");
+    let usage = Arc::clone(&auth);
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(USAGE_PERSIST_INTERVAL);
+        loop {
+            tick.tick().await;
+            if let Err(e) = usage.keys.persist_usage() {
+                tracing::warn!(error = %e, "saving API key usage");
+            }
+        }
+    });
+    Ok(auth)
+}
+
+/// How often API key usage counters are written back to the store.
+const USAGE_PERSIST_INTERVAL: Duration = Duration::from_secs(5);

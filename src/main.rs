@@ -2,13 +2,14 @@
 
 use std::process::ExitCode;
 
-use agent_bridge::cli::{ask, listen, mcp, room, send, serve::serve, status, Cli, Command};
+use agent_bridge::cli::{ask, keys, listen, mcp, room, send, serve::serve, status, Cli, Command};
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::Serve(args) => serve(args),
+        Command::Keys(args) => keys::keys(args),
         Command::Send(args) => send::send(args),
         Command::Listen(args) => listen::listen(args),
         Command::Ask(args) => ask::ask(args),

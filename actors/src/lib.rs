@@ -21,6 +21,7 @@
 //! intensity the child escalates to the root (see [`supervisor`]).
 
 pub mod ack_tracker;
+pub mod auth;
 pub mod delivery;
 pub mod envelope;
 pub mod metrics;

@@ -20,6 +20,8 @@ use agent_bridge_protocol::frames::{ConnectionConfirmed, ErrorFrame, Sent, Serve
 use agent_bridge_protocol::{ClientFrame, ProtocolError, ServerFrame, Timestamp};
 use tracing::{debug, info_span, warn, Span};
 
+use crate::auth::limits::{until_ms, CredentialsRevoked};
+use crate::auth::{AuthError, SessionAuth};
 use crate::metrics::metrics;
 use crate::ack_tracker::{AckTracker, Acknowledge, NegativeAck};
 use crate::delivery::{Backlog, Deliver, Envelope, Notify, Outgoing, SessionLink, Transport, TypeFilter};
@@ -75,6 +77,8 @@ pub struct SessionParams {
     pub since: Option<u64>,
     pub types: Option<HashSet<String>>,
     pub encoding: Encoding,
+    /// The authenticated identity and its limits (crate::auth).
+    pub auth: SessionAuth,
 }
 
 /// Shared dependencies of all sessions.
@@ -135,6 +139,9 @@ pub struct Session {
     in_flight: usize,
     /// The connection's tracing span.
     span: Span,
+    /// Who this session is (its identity, permissions, rate limits and connection slot). Room
+    /// code checks private rooms with `crate::auth::may_join_room(&self.auth.identity, ...)`.
+    auth: SessionAuth,
 }
 
 impl Session {
@@ -168,6 +175,7 @@ impl Session {
             fragments: None,
             in_flight: 0,
             span,
+            auth: params.auth,
         }
     }
 
@@ -219,6 +227,9 @@ impl Session {
         match frame {
             ClientFrame::Send(send) => {
                 let r#ref = send.r#ref.clone();
+                if let Err(e) = self.auth.check_send() {
+                    return self.auth_error(&e, r#ref, ctx);
+                }
                 match Envelope::from_frame(send, &self.client_id) {
                     Ok(env) => self.route(env, r#ref, ctx),
                     Err(e) => self.reject(&e, r#ref, ctx),
@@ -321,6 +332,7 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.child.set_fault_target(ctx.address().recipient());
+        self.watch_credentials(ctx);
         let link = SessionLink {
             session_id: self.session_id.clone(),
             deliver: ctx.address().recipient(),
@@ -362,6 +374,7 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.release_credentials();
         self.shard.do_send(Disconnect { client_id: self.client_id.clone(), session_id: self.session_id.clone() });
         self.rooms.session_closed(&self.session_id);
         self.child.stopped();
@@ -472,5 +485,51 @@ impl Handler<Fault> for Session {
         if let Err(f) = contain(&child, || panic!("fault injected by /admin/fault")) {
             self.fail(&f, ctx);
         }
+    }
+}
+
+/// Credentials: revocation and expiry close the session with 1008 (policy violation).
+impl Session {
+    /// Registers for revocation of the session's API key and arms a timer for its expiry.
+    fn watch_credentials(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if !self.auth.register(&self.session_id, ctx.address().recipient()) {
+            return self.close_policy("this API key has been revoked", ctx);
+        }
+        if let Some(at) = self.auth.identity.expires_at_ms {
+            ctx.run_later(until_ms(at), |act, ctx| act.close_policy("the credentials of this session have expired", ctx));
+        }
+    }
+
+    fn release_credentials(&mut self) {
+        self.auth.deregister(&self.session_id);
+    }
+
+    /// Writes an `unauthorized` error frame and closes with 1008.
+    fn close_policy(&mut self, why: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        {
+            let _enter = self.span.enter();
+            warn!(reason = why, "closing session: credentials no longer valid");
+        }
+        metrics().rejected.with_label_values(&["unauthorized"]).inc();
+        self.write(&ServerFrame::error("unauthorized", why, None), ctx);
+        ctx.close(Some(CloseReason { code: CloseCode::Policy, description: Some(why.into()) }));
+        ctx.stop();
+    }
+
+    /// Answers a refused frame (`forbidden`, `rate_limited` with `retry_after`).
+    fn auth_error(&self, e: &AuthError, r#ref: Option<String>, ctx: &mut ws::WebsocketContext<Self>) {
+        metrics().rejected.with_label_values(&[e.code()]).inc();
+        let frame = match e.retry_after() {
+            Some(secs) => ServerFrame::rate_limited(e.to_string(), r#ref, secs),
+            None => ServerFrame::error(e.code(), e.to_string(), r#ref),
+        };
+        self.write(&frame, ctx);
+    }
+}
+
+impl Handler<CredentialsRevoked> for Session {
+    type Result = ();
+    fn handle(&mut self, msg: CredentialsRevoked, ctx: &mut Self::Context) {
+        self.close_policy(&msg.reason, ctx);
     }
 }

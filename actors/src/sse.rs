@@ -18,6 +18,8 @@ use agent_bridge_protocol::ServerFrame;
 use tokio::sync::mpsc;
 use tracing::debug;
 
+use crate::auth::limits::{until_ms, CredentialsRevoked};
+use crate::auth::SessionAuth;
 use crate::delivery::{Backlog, Deliver, Notify, SessionLink, Transport, TypeFilter};
 use crate::router::{CatchUp, Connect, Disconnect, Router};
 use crate::session::{SessionDeps, SESSIONS_GROUP};
@@ -37,6 +39,8 @@ pub struct SseSession {
     since: Option<u64>,
     /// The response body.
     tx: mpsc::Sender<Bytes>,
+    /// Identity, connection slot and revocation registration (crate::auth).
+    auth: SessionAuth,
 }
 
 impl SseSession {
@@ -48,6 +52,7 @@ impl SseSession {
         since: Option<u64>,
         types: Option<HashSet<String>>,
         deps: &SessionDeps,
+        auth: SessionAuth,
     ) -> mpsc::Receiver<Bytes> {
         let (tx, rx) = mpsc::channel(deps.config.queue_limit.clamp(16, 1024));
         let session_id = uuid::Uuid::now_v7().simple().to_string();
@@ -68,6 +73,7 @@ impl SseSession {
             filter: TypeFilter::new(types),
             since,
             tx,
+            auth,
         }
         .start();
         rx
@@ -118,6 +124,12 @@ impl Actor for SseSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.child.set_fault_target(ctx.address().recipient());
+        if !self.auth.register(&self.session_id, ctx.address().recipient()) {
+            return self.close_unauthorized("this API key has been revoked", ctx);
+        }
+        if let Some(at) = self.auth.identity.expires_at_ms {
+            ctx.run_later(until_ms(at), |act, ctx| act.close_unauthorized("the credentials of this stream have expired", ctx));
+        }
         let link = SessionLink {
             session_id: self.session_id.clone(),
             deliver: ctx.address().recipient(),
@@ -151,6 +163,7 @@ impl Actor for SseSession {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.auth.deregister(&self.session_id);
         self.shard.do_send(Disconnect { client_id: self.client_id.clone(), session_id: self.session_id.clone() });
         self.child.stopped();
         debug!(client_id = %self.client_id, session_id = %self.session_id, "sse stream closed");
@@ -184,5 +197,21 @@ impl Handler<Fault> for SseSession {
             self.child.failed(&f);
             ctx.stop();
         }
+    }
+}
+
+impl SseSession {
+    /// Ends the stream with an `error` event (`unauthorized`).
+    fn close_unauthorized(&mut self, why: &str, ctx: &mut Context<Self>) {
+        let frame = ServerFrame::error("unauthorized", why, None);
+        let _ = self.tx.try_send(event(None, "error", &frame.to_json()));
+        ctx.stop();
+    }
+}
+
+impl Handler<CredentialsRevoked> for SseSession {
+    type Result = ();
+    fn handle(&mut self, msg: CredentialsRevoked, ctx: &mut Self::Context) {
+        self.close_unauthorized(&msg.reason, ctx);
     }
 }

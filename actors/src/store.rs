@@ -259,6 +259,9 @@ impl Batch {
     }
 }
 
+/// The tree of API key records.
+pub const KEYS_TREE: &str = "keys";
+
 /// Group commit: many waiters, one flush.
 struct Flusher {
     waiters: Mutex<Vec<oneshot::Sender<()>>>,
@@ -520,6 +523,22 @@ impl Store {
     pub fn archive(&self, msg: &Message) -> Result<(), StoreError> {
         self.archive.insert(msg.id.as_bytes(), encode(msg)?)?;
         Ok(())
+    }
+
+    // API keys live in their own tree, `keys` (API key id → [`ApiKeyRecord`]: the key's hash,
+    // never the key itself). Keys change rarely, so the tree is opened per call.
+
+    /// Stores an API key record (written through at once: a new or revoked key must survive a crash).
+    pub fn put_api_key(&self, id: &str, record: &crate::auth::keys::ApiKeyRecord) -> Result<(), StoreError> {
+        let keys = self.db.open_tree(KEYS_TREE)?;
+        keys.insert(id.as_bytes(), encode(record)?)?;
+        keys.flush()?;
+        Ok(())
+    }
+
+    /// Every API key record.
+    pub fn api_keys(&self) -> Result<Vec<crate::auth::keys::ApiKeyRecord>, StoreError> {
+        self.db.open_tree(KEYS_TREE)?.iter().map(|item| decode(&item?.1)).collect()
     }
 
     /// Number of archived messages.

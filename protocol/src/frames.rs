@@ -193,17 +193,39 @@ pub struct Event {
 }
 
 /// `error`: something the client sent could not be processed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ErrorFrame {
     pub code: String,
     pub error: String,
     pub r#ref: Option<String>,
+    /// With `rate_limited`: seconds to wait before trying again.
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+}
+
+/// JSON leaves `retry_after` out when it is absent (most errors); bincode, which is positional,
+/// always writes it.
+impl Serialize for ErrorFrame {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let skip = s.is_human_readable() && self.retry_after.is_none();
+        let mut st = s.serialize_struct("ErrorFrame", if skip { 3 } else { 4 })?;
+        st.serialize_field("code", &self.code)?;
+        st.serialize_field("error", &self.error)?;
+        st.serialize_field("ref", &self.r#ref)?;
+        if skip {
+            st.skip_field("retry_after")?;
+        } else {
+            st.serialize_field("retry_after", &self.retry_after)?;
+        }
+        st.end()
+    }
 }
 
 impl ErrorFrame {
     /// An error frame for a protocol error.
     pub fn from_protocol(e: &ProtocolError, r#ref: Option<String>) -> Self {
-        ErrorFrame { code: e.code().to_owned(), error: e.to_string(), r#ref }
+        ErrorFrame { code: e.code().to_owned(), error: e.to_string(), r#ref, retry_after: None }
     }
 }
 
@@ -385,6 +407,11 @@ impl ServerFrame {
 
     /// An `error` frame.
     pub fn error(code: &str, error: impl Into<String>, r#ref: Option<String>) -> Self {
-        ServerFrame::Error(ErrorFrame { code: code.to_owned(), error: error.into(), r#ref })
+        ServerFrame::Error(ErrorFrame { code: code.to_owned(), error: error.into(), r#ref, retry_after: None })
+    }
+
+    /// A `rate_limited` error frame telling the client how long to wait.
+    pub fn rate_limited(error: impl Into<String>, r#ref: Option<String>, retry_after: u64) -> Self {
+        ServerFrame::Error(ErrorFrame { code: "rate_limited".into(), error: error.into(), r#ref, retry_after: Some(retry_after) })
     }
 }

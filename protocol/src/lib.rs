@@ -12,6 +12,8 @@
 
 mod error;
 pub mod frames;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod ids;
 mod message;

@@ -7,6 +7,7 @@
 
 pub mod ask;
 pub mod common;
+pub mod keys;
 pub mod listen;
 pub mod mcp;
 pub mod room;
@@ -30,6 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the broker.
     Serve(crate::config::ServeArgs),
+    /// Create, list and revoke API keys in a data directory (the broker must not be running on it).
+    Keys(keys::KeysArgs),
     /// Send one message to a client, `all`, a pool or a room.
     Send(send::SendArgs),
     /// Print incoming messages, one per line (JSON lines with --json).

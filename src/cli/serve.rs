@@ -31,11 +31,16 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
     };
     init_tracing(&config);
     agent_bridge_actors::supervisor::install_panic_hook();
-    tracing::info!(config = ?config, "effective configuration");
+    tracing::info!(config = ?config.redacted(), "effective configuration");
     match serve_inner(config) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "start-up failed");
+            // A refused configuration (such as an unauthenticated public bind) exits 2, like a bad file.
+            if e.downcast_ref::<crate::config::ConfigError>().is_some() {
+                eprintln!("agent-bridge: configuration error: {e:#}");
+                return ExitCode::from(2);
+            }
             eprintln!("agent-bridge: {e:#}");
             ExitCode::from(1)
         }
@@ -46,11 +51,15 @@ fn serve_inner(config: Config) -> anyhow::Result<i32> {
     let addr = config.bind_addr();
     let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
+    let scheme = if config.tls_cert_file.is_empty() { "http" } else { "https" };
     let system = actix::System::new();
     let state = system.block_on(async { crate::run(config, listener) })?;
     // The one line a script (or a test) reads to find the port when binding port 0.
-    println!("agent-bridge listening on http://{local}");
+    println!("agent-bridge listening on {scheme}://{local}");
     let code = system.run_with_code().context("running the actor system")?;
+    if let Err(e) = state.auth.keys.persist_usage() {
+        tracing::error!(error = %e, "saving API key usage at shutdown");
+    }
     if let Err(e) = state.broker.store.flush() {
         tracing::error!(error = %e, "flushing the store at shutdown");
     }

@@ -13,21 +13,26 @@ use agent_bridge_protocol::Timestamp;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::Caller;
 use super::{parse_json, read_body, ApiError, AppState};
+use agent_bridge_actors::auth::Permission;
 
-/// Longest long-poll wait.
-const MAX_WAIT_S: f64 = 60.0;
 /// Largest page.
 const MAX_LIMIT: usize = 1000;
 
 /// `POST /api/send`.
-pub async fn send(payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn send(caller: Caller, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller.require(Permission::Write)?;
     let body = read_body(payload, state.config.max_frame_bytes).await?;
     let req: SendRequest = parse_json(&body, "send request")?;
-    let Some(from) = req.from.clone() else {
+    // `from` must be a client id the credentials allow (403 otherwise); keys naming exactly one
+    // client id may leave it out.
+    let Some(from) = caller.client_id(req.from.as_deref())? else {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_frame", "missing field \"from\" in send request"));
     };
-    validate_client_id(&from)?;
+    if let Some(key) = &caller.key {
+        key.used_message();
+    }
     let env = Envelope::from_http(req, &from)?;
     let router = &state.broker.router;
     router.shard(&from).do_send(Seen(from.clone()));
@@ -54,10 +59,12 @@ fn bad(msg: String) -> ApiError {
 }
 
 /// `GET /api/messages`: a page of the inbox, oldest first; with `wait`, a long-poll.
-pub async fn messages(query: web::Query<MessagesQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn messages(caller: Caller, query: web::Query<MessagesQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let Some(to) = q.to else { return Err(bad("missing query parameter \"to\"".into())) };
     validate_client_id(&to)?;
+    caller.act_as(&to, Permission::Read)?;
+    let max_wait_s = state.config.long_poll_max_s;
     let from = match q.since.as_deref() {
         None | Some("") => PollFrom::Queue,
         Some(s) => match s.parse::<u64>() {
@@ -77,8 +84,8 @@ pub async fn messages(query: web::Query<MessagesQuery>, state: web::Data<AppStat
     let wait = match q.wait.as_deref() {
         None | Some("") => 0.0,
         Some(s) => match s.parse::<f64>() {
-            Ok(w) if (0.0..=MAX_WAIT_S).contains(&w) => w,
-            _ => return Err(bad(format!("wait={s:?} must be a number of seconds from 0 to 60"))),
+            Ok(w) if (0.0..=max_wait_s).contains(&w) => w,
+            _ => return Err(bad(format!("wait={s:?} must be a number of seconds from 0 to {max_wait_s}"))),
         },
     };
     let deadline = Instant::now() + Duration::from_secs_f64(wait);
@@ -102,10 +109,11 @@ pub async fn messages(query: web::Query<MessagesQuery>, state: web::Data<AppStat
 }
 
 /// `POST /api/ack`.
-pub async fn ack(payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn ack(caller: Caller, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let body = read_body(payload, state.config.max_frame_bytes).await?;
     let req: AckRequest = parse_json(&body, "ack request")?;
     validate_client_id(&req.client_id)?;
+    caller.act_as(&req.client_id, Permission::Read)?;
     if req.message_ids.len() > MAX_LIMIT {
         return Err(bad(format!("at most {MAX_LIMIT} message ids per ack")));
     }

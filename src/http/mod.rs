@@ -4,7 +4,10 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod health;
+pub mod keys;
+pub mod openapi;
 pub mod rooms;
 pub mod sse;
 pub mod ws;
@@ -26,6 +29,8 @@ pub struct AppState {
     pub broker: Broker,
     pub config: Config,
     pub started: Instant,
+    /// Identities, keys and limits (agent_bridge_actors::auth).
+    pub auth: std::sync::Arc<agent_bridge_actors::auth::Authenticator>,
     /// Set once the listener is bound and the tree is up.
     pub startup_done: AtomicBool,
 }
@@ -36,11 +41,13 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// With 429: seconds to wait, sent as `Retry-After` and `retry_after` in the body.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), retry_after: None }
     }
 }
 
@@ -56,7 +63,16 @@ impl ResponseError for ApiError {
     }
     fn error_response(&self) -> HttpResponse {
         agent_bridge_actors::metrics::metrics().rejected.with_label_values(&[self.code]).inc();
-        HttpResponse::build(self.status).json(HttpError { error: self.message.clone(), code: self.code.to_owned() })
+        let mut resp = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.insert_header(("www-authenticate", "Bearer"));
+        }
+        match self.retry_after {
+            Some(secs) => resp
+                .insert_header(("retry-after", secs.to_string()))
+                .json(serde_json::json!({ "error": self.message, "code": self.code, "retry_after": secs })),
+            None => resp.json(HttpError { error: self.message.clone(), code: self.code.to_owned() }),
+        }
     }
 }
 
@@ -102,7 +118,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/health/ready", web::get().to(health::ready))
         .route("/health/startup", web::get().to(health::startup))
         .route("/metrics", web::get().to(health::metrics))
+        .route("/openapi.json", web::get().to(openapi::serve))
         .route("/admin/supervisors", web::get().to(admin::supervisors))
+        .route("/admin/keys", web::post().to(keys::create))
+        .route("/admin/keys", web::get().to(keys::list))
+        .route("/admin/keys/{id}", web::delete().to(keys::revoke))
         .route("/admin/clients", web::get().to(admin::clients))
         .route("/admin/fault", web::post().to(admin::fault))
         .route("/admin/dead-letters", web::get().to(admin::dead_letters))
@@ -140,4 +160,26 @@ pub fn parse_json<'a, T: serde::Deserialize<'a>>(body: &'a [u8], what: &str) -> 
         };
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     })
+}
+
+/// CORS for browser clients: the configured origins may call every route with `Authorization`;
+/// requests from other origins (including WebSocket upgrades from other web pages) are refused.
+/// Requests without an `Origin` header (non-browser clients) are not affected.
+pub fn cors(config: &Config) -> actix_web::middleware::Condition<actix_cors::Cors> {
+    use actix_web::http::header;
+    let origins = config.cors_origin_list();
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "DELETE", "OPTIONS"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, header::HeaderName::from_static("last-event-id")])
+        .expose_headers([header::RETRY_AFTER])
+        .block_on_origin_mismatch(true)
+        .max_age(3600);
+    if origins.iter().any(|o| o == "*") {
+        cors = cors.allow_any_origin().send_wildcard();
+    } else {
+        for o in &origins {
+            cors = cors.allowed_origin(o);
+        }
+    }
+    actix_web::middleware::Condition::new(!origins.is_empty(), cors)
 }

@@ -34,15 +34,17 @@ impl From<RoomError> for ApiError {
     }
 }
 
-/// Who a room request acts as. Until authentication binds identities, the caller names itself
-/// with `from` (or `client_id`) in the body or the query string; this is the one function that
-/// changes when it does.
-pub fn caller(_req: &HttpRequest, named: Option<&str>) -> Result<String, ApiError> {
-    let id = named.ok_or_else(|| {
+/// Who a room request acts as: `from` (or `client_id`) in the body or the query string, which the
+/// request's credentials must allow (403 `forbidden` otherwise), or, when absent, the one client id
+/// the credentials name (crate::http::auth).
+pub fn caller(req: &HttpRequest, named: Option<&str>) -> Result<String, ApiError> {
+    if let Some(id) = named {
+        validate_client_id(id)?;
+    }
+    let identity = super::auth::Caller::of(req)?;
+    identity.client_id(named)?.ok_or_else(|| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "say who is calling: \"from\" (or \"client_id\") is required")
-    })?;
-    validate_client_id(id)?;
-    Ok(id.to_owned())
+    })
 }
 
 /// `from` or `client_id`, from a query string. (Not `#[serde(flatten)]`ed into the other

@@ -8,7 +8,9 @@ use agent_bridge_actors::sse::SseSession;
 use agent_bridge_protocol::ids::validate_client_id;
 use serde::Deserialize;
 
+use super::auth::{session_auth, Caller};
 use super::{ApiError, AppState};
+use agent_bridge_actors::auth::Permission;
 
 /// Query of `GET /stream/events`.
 #[derive(Debug, Deserialize)]
@@ -25,6 +27,8 @@ pub async fn events(req: HttpRequest, query: web::Query<SseQuery>, state: web::D
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "missing query parameter \"client_id\""));
     };
     validate_client_id(&client_id)?;
+    let caller = Caller::of(&req)?;
+    caller.act_as(&client_id, Permission::Read)?;
     let header = req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let since = match header.or(q.since).as_deref().map(str::trim) {
         None | Some("") => None,
@@ -37,7 +41,8 @@ pub async fn events(req: HttpRequest, query: web::Query<SseQuery>, state: web::D
         .as_deref()
         .map(|t| t.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect::<HashSet<_>>())
         .filter(|t| !t.is_empty());
-    let rx = SseSession::start(client_id, since, types, &state.broker.sessions);
+    let auth = session_auth(&state, &caller, &client_id)?;
+    let rx = SseSession::start(client_id, since, types, &state.broker.sessions, auth);
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
     });

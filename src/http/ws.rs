@@ -8,7 +8,9 @@ use agent_bridge_actors::session::{self, Encoding, SessionParams};
 use agent_bridge_protocol::ids::validate_client_id;
 use serde::Deserialize;
 
+use super::auth::{session_auth, Caller};
 use super::{ApiError, AppState};
+use agent_bridge_actors::auth::Permission;
 
 /// Query options of the upgrade request.
 #[derive(Debug, Deserialize)]
@@ -26,6 +28,8 @@ pub async fn connect(
 ) -> Result<HttpResponse, actix_web::Error> {
     let client_id = path.into_inner();
     validate_client_id(&client_id).map_err(ApiError::from)?;
+    let caller = Caller::of(&req)?;
+    caller.act_as(&client_id, Permission::Read)?;
     let query = web::Query::<WsQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?
         .into_inner();
@@ -48,6 +52,7 @@ pub async fn connect(
                 .into())
         }
     };
-    let params = SessionParams { client_id, since, types, encoding };
+    let auth = session_auth(&state, &caller, &client_id)?;
+    let params = SessionParams { client_id, since, types, encoding, auth };
     session::start(&req, stream, params, &state.broker.sessions)
 }

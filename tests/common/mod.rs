@@ -60,7 +60,8 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("agent-bridge listening on http://") {
+                let addr = line.strip_prefix("agent-bridge listening on http://");
+                if let Some(addr) = addr.or_else(|| line.strip_prefix("agent-bridge listening on https://")) {
                     let _ = tx.send(addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()));
                 }
             }

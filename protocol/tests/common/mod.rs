@@ -184,8 +184,13 @@ pub fn server_samples() -> Vec<(ServerFrame, &'static [&'static str])> {
                 code: "bad_frame".into(),
                 error: "missing field".into(),
                 r#ref: Some("r-3".into()),
+                retry_after: None,
             }),
             &["type", "code", "error", "ref"],
+        ),
+        (
+            ServerFrame::rate_limited("slow down", Some("r-4".into()), 3),
+            &["type", "code", "error", "ref", "retry_after"],
         ),
     ];
     for status in [ReceiptStatus::Delivered, ReceiptStatus::Acked, ReceiptStatus::Expired, ReceiptStatus::Dead] {

@@ -1,0 +1,166 @@
+//! Authentication at the HTTP edge: one middleware authenticates every request (but the public
+//! health and description routes), binds an [`Identity`] to it, enforces `admin` on `/admin/*` and
+//! the per-key request rate limit, and counts key usage. Handlers take a [`Caller`] to check the
+//! client ids and permissions their route needs.
+//!
+//! Credentials: `Authorization: Bearer <api key or JWT>`, or `?token=` for browsers (EventSource
+//! and WebSocket cannot set headers). With auth off (no keys, no JWT, no `require_auth`, which the
+//! start-up check allows only on loopback or with `--insecure`) callers without credentials are
+//! anonymous with every permission, and credentials that are given are still verified.
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, ResponseError};
+use agent_bridge_actors::auth::{AuthError, Identity, Permission, SessionAuth};
+
+use super::{ApiError, AppState};
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
+        let mut err = ApiError::new(status, e.code(), e.to_string());
+        err.retry_after = e.retry_after();
+        err
+    }
+}
+
+/// Routes anyone may call: probes (orchestrators call them without credentials), the API
+/// description, and metrics (whose labels never carry client ids or room names).
+fn is_public(path: &str) -> bool {
+    path == "/health" || path.starts_with("/health/") || path == "/openapi.json" || path == "/metrics"
+}
+
+/// The bearer token of a request: the `Authorization` header, else `?token=`.
+pub fn token(req: &HttpRequest) -> Option<String> {
+    if let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        let v = h.to_str().ok()?.trim();
+        let (scheme, rest) = v.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_owned());
+    }
+    let q = web::Query::<Vec<(String, String)>>::from_query(req.query_string()).ok()?;
+    q.into_inner().into_iter().find(|(k, _)| k == "token").map(|(_, v)| v)
+}
+
+/// Authenticates the request and binds its identity (see the module docs).
+pub async fn authenticate(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    if is_public(req.path()) || req.method() == actix_web::http::Method::OPTIONS {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    }
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "application state missing").into());
+    };
+    let ip = req.peer_addr().map(|a| a.ip());
+    let token = token(req.request());
+    let checked = state.auth.authenticate(token.as_deref(), ip).and_then(|identity| {
+        if req.path().starts_with("/admin") {
+            identity.require(Permission::Admin)?;
+        }
+        if let Some(key) = &identity.key {
+            key.take()?;
+            key.used_request();
+        }
+        Ok(identity)
+    });
+    match checked {
+        Ok(identity) => {
+            req.extensions_mut().insert(Caller(Arc::new(identity)));
+            next.call(req).await.map(ServiceResponse::map_into_boxed_body)
+        }
+        Err(e) => {
+            let subject = if token.is_some() { "token" } else { "none" };
+            tracing::debug!(path = req.path(), credentials = subject, code = e.code(), error = %e, "request refused");
+            let resp = ApiError::from(e).error_response();
+            Ok(req.into_response(resp).map_into_boxed_body())
+        }
+    }
+}
+
+/// The identity bound to a request by [`authenticate`].
+#[derive(Debug, Clone)]
+pub struct Caller(pub Arc<Identity>);
+
+impl std::ops::Deref for Caller {
+    type Target = Identity;
+    fn deref(&self) -> &Identity {
+        &self.0
+    }
+}
+
+impl Caller {
+    /// The identity of a request (fails closed with 401 when the middleware did not run).
+    pub fn of(req: &HttpRequest) -> Result<Caller, ApiError> {
+        req.extensions()
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this request was not authenticated"))
+    }
+
+    /// Refuses unless the caller has `p`.
+    pub fn require(&self, p: Permission) -> Result<(), ApiError> {
+        self.0.require(p).map_err(ApiError::from)
+    }
+
+    /// Refuses unless the caller has `p` and may act as `client_id`.
+    pub fn act_as(&self, client_id: &str, p: Permission) -> Result<(), ApiError> {
+        self.0.require(p)?;
+        self.0.check_client(client_id)?;
+        Ok(())
+    }
+
+    /// The client id a request acts as: `named` if given (and allowed), else the one client id the
+    /// credentials name; `None` when neither says.
+    pub fn client_id(&self, named: Option<&str>) -> Result<Option<String>, ApiError> {
+        match named {
+            Some(id) => {
+                agent_bridge_protocol::ids::validate_client_id(id)?;
+                self.0.check_client(id)?;
+                Ok(Some(id.to_owned()))
+            }
+            None => Ok(self.0.sole_client().map(str::to_owned)),
+        }
+    }
+}
+
+/// What a new WebSocket or SSE session needs: checks that the caller may read as `client_id`,
+/// takes a connection slot, and hands over the limits and the revocation registry.
+pub fn session_auth(state: &AppState, caller: &Caller, client_id: &str) -> Result<SessionAuth, ApiError> {
+    caller.act_as(client_id, Permission::Read)?;
+    let guard = state.auth.connections.acquire(client_id)?;
+    Ok(SessionAuth {
+        identity: Arc::clone(&caller.0),
+        messages: state.auth.message_bucket(),
+        guard: Some(guard),
+        revocations: Some(Arc::clone(&state.auth.keys.revocations)),
+    })
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Caller, ApiError>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(Caller::of(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn token_from_header_or_query() {
+        let r = TestRequest::default().insert_header(("authorization", "Bearer abc")).to_http_request();
+        assert_eq!(token(&r).as_deref(), Some("abc"));
+        let r = TestRequest::default().insert_header(("authorization", "bearer  abc ")).to_http_request();
+        assert_eq!(token(&r).as_deref(), Some("abc"));
+        let r = TestRequest::default().insert_header(("authorization", "Basic abc")).uri("/x?token=q").to_http_request();
+        assert_eq!(token(&r), None, "a non-bearer header is not a token (and the query is not consulted)");
+        let r = TestRequest::default().uri("/ws/a?since=1&token=abk_x").to_http_request();
+        assert_eq!(token(&r).as_deref(), Some("abk_x"));
+        assert!(is_public("/health/ready") && is_public("/openapi.json") && !is_public("/admin/keys") && !is_public("/healthz"));
+    }
+}

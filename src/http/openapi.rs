@@ -1,0 +1,303 @@
+//! `GET /openapi.json`: an OpenAPI 3.1 description of the HTTP API (utoipa), for client
+//! generators and for the property-based HTTP fuzzer (schemathesis, see `fuzz/http.sh`).
+//!
+//! The operations are described here, next to one another, with stub functions carrying the
+//! `#[utoipa::path]` attributes, rather than on the handlers: the handlers stay short, and
+//! tests/openapi.rs checks that every registered route is described. The schemas mirror the wire
+//! types of the protocol crate (which stays free of utoipa). The long-poll limit (`wait`) is the
+//! running server's `long_poll_max_s`.
+
+// The stub functions and schema structs exist only for their utoipa attributes.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use actix_web::{web, HttpResponse};
+use serde_json::Value;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{RefOr, Response, ResponseBuilder};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::keys::{CreateKeyRequest, KeyUsage, KeyView};
+use super::AppState;
+
+/// Every error body.
+#[derive(ToSchema)]
+pub struct ErrorBody {
+    /// Human-readable; may change between versions.
+    error: String,
+    /// Machine-readable and stable: `bad_request`, `bad_frame`, `unauthorized`, `forbidden`,
+    /// `rate_limited`, `too_large`, `not_found`, ...
+    code: String,
+    /// With `rate_limited`: seconds to wait (also the `Retry-After` header).
+    retry_after: Option<u64>,
+}
+
+/// `POST /api/send`.
+#[derive(ToSchema)]
+pub struct SendBody {
+    /// The sender: a client id the credentials allow (optional when they name exactly one).
+    #[schema(pattern = r"^[A-Za-z0-9._@:-]{1,128}$")]
+    from: Option<String>,
+    /// A client id, `all`, or `pool:<name>` (or give `room`).
+    to: Option<String>,
+    /// A room, `room` or `room/channel` (or give `to`).
+    room: Option<String>,
+    /// The application message type (`msg_type` is accepted too).
+    #[schema(rename = "type", min_length = 1, max_length = 64)]
+    r#type: String,
+    /// Any JSON value.
+    payload: Option<Value>,
+    /// `critical`, `high`, `normal`, `low`, `bulk` (or 1, 3, 5, 7, 9).
+    priority: Option<String>,
+    /// Time to live in seconds.
+    ttl: Option<u64>,
+    require_ack: Option<bool>,
+    correlation_id: Option<String>,
+    idempotency_key: Option<String>,
+    /// false: to online recipients only, never stored.
+    persist: Option<bool>,
+}
+
+/// Answer of `POST /api/send`.
+#[derive(ToSchema)]
+pub struct SendAnswer {
+    status: String,
+    message_id: String,
+    seq: Option<u64>,
+    recipients: u32,
+}
+
+/// A routed message (PROTOCOL.md section 1).
+#[derive(ToSchema)]
+pub struct MessageDoc {
+    id: String,
+    seq: u64,
+    from: String,
+    to: Option<String>,
+    room: Option<String>,
+    #[schema(rename = "type")]
+    r#type: String,
+    payload: Value,
+    timestamp: String,
+    priority: String,
+    requires_ack: bool,
+    correlation_id: Option<String>,
+    expires_at: Option<String>,
+}
+
+/// Answer of `GET /api/messages`.
+#[derive(ToSchema)]
+pub struct MessagesAnswer {
+    count: u64,
+    messages: Vec<MessageDoc>,
+    /// Pass as `since` next time.
+    next_since: u64,
+}
+
+/// `POST /api/ack`.
+#[derive(ToSchema)]
+pub struct AckBody {
+    #[schema(pattern = r"^[A-Za-z0-9._@:-]{1,128}$")]
+    client_id: String,
+    #[schema(max_items = 1000)]
+    message_ids: Vec<String>,
+}
+
+/// `POST /api/call`.
+#[derive(ToSchema)]
+pub struct CallBody {
+    /// `noun.verb` (PROTOCOL.md section 4).
+    method: String,
+    params: Option<Value>,
+    r#ref: Option<String>,
+    /// The caller: a client id the credentials allow.
+    from: Option<String>,
+}
+
+/// `POST /admin/fault`.
+#[derive(ToSchema)]
+pub struct FaultBody {
+    actor: String,
+}
+
+const OK_JSON: &str = "JSON answer";
+
+#[utoipa::path(get, path = "/ws/{client_id}", tag = "messaging",
+    params(("client_id" = String, Path, description = "The client id to act as"),
+           ("since" = Option<u64>, Query, description = "Resume after this inbox seq"),
+           ("types" = Option<String>, Query, description = "Comma-separated message types"),
+           ("encoding" = Option<String>, Query, description = "json (default) or bincode"),
+           ("token" = Option<String>, Query, description = "Credentials for browsers")),
+    responses((status = 101, description = "WebSocket upgrade; frames as in PROTOCOL.md section 2")))]
+fn ws() {}
+
+#[utoipa::path(post, path = "/api/send", tag = "messaging", request_body = SendBody,
+    responses((status = 200, description = OK_JSON, body = SendAnswer)))]
+fn send() {}
+
+#[utoipa::path(get, path = "/api/messages", tag = "messaging",
+    params(("to" = String, Query, description = "The inbox to read"),
+           ("since" = Option<String>, Query, description = "A seq, or an RFC 3339 time"),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000),
+           ("wait" = Option<f64>, Query, minimum = 0, maximum = 60, description = "Long-poll seconds")),
+    responses((status = 200, description = OK_JSON, body = MessagesAnswer)))]
+fn messages() {}
+
+#[utoipa::path(post, path = "/api/ack", tag = "messaging", request_body = AckBody,
+    responses((status = 200, description = "`{acked}`")))]
+fn ack() {}
+
+#[utoipa::path(get, path = "/api/status", tag = "messaging", responses((status = 200, description = OK_JSON)))]
+fn status() {}
+
+#[utoipa::path(post, path = "/api/call", tag = "rooms", request_body = CallBody,
+    responses((status = 200, description = "`{ok, ref, result}`")))]
+fn call() {}
+
+#[utoipa::path(get, path = "/api/call", tag = "rooms",
+    params(("method" = String, Query), ("params" = Option<String>, Query, description = "JSON text"),
+           ("from" = Option<String>, Query), ("client_id" = Option<String>, Query)),
+    responses((status = 200, description = "`{ok, ref, result}`")))]
+fn call_get() {}
+
+#[utoipa::path(get, path = "/api/rooms", tag = "rooms",
+    params(("from" = Option<String>, Query), ("client_id" = Option<String>, Query)),
+    responses((status = 200, description = OK_JSON)))]
+fn rooms() {}
+
+#[utoipa::path(get, path = "/api/rooms/{room}/history", tag = "rooms",
+    params(("room" = String, Path), ("since" = Option<u64>, Query), ("limit" = Option<u32>, Query),
+           ("from" = Option<String>, Query), ("client_id" = Option<String>, Query)),
+    responses((status = 200, description = OK_JSON)))]
+fn room_history() {}
+
+#[utoipa::path(put, path = "/api/rooms/{room}/files/{name}", tag = "rooms",
+    params(("room" = String, Path), ("name" = String, Path), ("from" = Option<String>, Query)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, description = OK_JSON)))]
+fn put_file() {}
+
+#[utoipa::path(get, path = "/api/rooms/{room}/files/{name}", tag = "rooms",
+    params(("room" = String, Path), ("name" = String, Path), ("from" = Option<String>, Query)),
+    responses((status = 200, description = "The file", content_type = "application/octet-stream")))]
+fn get_file() {}
+
+#[utoipa::path(get, path = "/stream/events", tag = "messaging",
+    params(("client_id" = String, Query), ("types" = Option<String>, Query), ("since" = Option<u64>, Query),
+           ("token" = Option<String>, Query, description = "Credentials for EventSource")),
+    responses((status = 200, description = "Server-Sent Events; `id:` is the seq", content_type = "text/event-stream")))]
+fn events() {}
+
+#[utoipa::path(get, path = "/health", tag = "health", security(()), responses((status = 200, description = OK_JSON)))]
+fn health() {}
+#[utoipa::path(get, path = "/health/live", tag = "health", security(()), responses((status = 200, description = OK_JSON)))]
+fn live() {}
+#[utoipa::path(get, path = "/health/ready", tag = "health", security(()), responses((status = 200, description = OK_JSON)))]
+fn ready() {}
+#[utoipa::path(get, path = "/health/startup", tag = "health", security(()), responses((status = 200, description = OK_JSON)))]
+fn startup() {}
+#[utoipa::path(get, path = "/metrics", tag = "health", security(()),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+fn metrics() {}
+#[utoipa::path(get, path = "/openapi.json", tag = "health", security(()), responses((status = 200, description = "This document")))]
+fn openapi() {}
+
+#[utoipa::path(get, path = "/admin/supervisors", tag = "admin", responses((status = 200, description = OK_JSON)))]
+fn supervisors() {}
+#[utoipa::path(get, path = "/admin/clients", tag = "admin", responses((status = 200, description = OK_JSON)))]
+fn clients() {}
+#[utoipa::path(get, path = "/admin/rooms", tag = "admin", responses((status = 200, description = OK_JSON)))]
+fn admin_rooms() {}
+#[utoipa::path(get, path = "/admin/queues", tag = "admin", responses((status = 200, description = OK_JSON)))]
+fn queues() {}
+#[utoipa::path(get, path = "/admin/dead-letters", tag = "admin",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 10000)),
+    responses((status = 200, description = OK_JSON)))]
+fn dead_letters() {}
+#[utoipa::path(post, path = "/admin/fault", tag = "admin", request_body = FaultBody,
+    responses((status = 202, description = "Only with --enable-fault-injection")))]
+fn fault() {}
+#[utoipa::path(post, path = "/admin/keys", tag = "admin", request_body = CreateKeyRequest,
+    responses((status = 201, description = "The key (shown only here) and its record", body = KeyView)))]
+fn create_key() {}
+#[utoipa::path(get, path = "/admin/keys", tag = "admin", responses((status = 200, description = "`{count, keys}` with usage")))]
+fn list_keys() {}
+#[utoipa::path(delete, path = "/admin/keys/{id}", tag = "admin", params(("id" = String, Path)),
+    responses((status = 200, description = "`{id, revoked, sessions_closed}`")))]
+fn revoke_key() {}
+
+/// Bearer auth on every operation (but those that say `security(())`), and the error answers
+/// every operation may give.
+struct Common;
+
+impl Modify for Common {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let scheme = SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("An API key (abk_...) or a JWT; `?token=` where headers cannot be set"))
+                .build(),
+        );
+        api.components.get_or_insert_with(Default::default).add_security_scheme("bearer", scheme);
+        let error = |what: &str| -> RefOr<Response> {
+            ResponseBuilder::new()
+                .description(what)
+                .content("application/json", utoipa::openapi::ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody"))).build())
+                .into()
+        };
+        for item in api.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.delete].into_iter().flatten() {
+                let public = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let mut errors = vec![
+                    ("400", "Bad request (`bad_request`, `bad_frame`, `invalid_client_id`, ...)"),
+                    ("404", "Not found"),
+                    ("413", "Body too large (`too_large`)"),
+                    ("503", "Temporarily unavailable"),
+                ];
+                if !public {
+                    errors.extend([
+                        ("401", "Missing or invalid credentials (`unauthorized`)"),
+                        ("403", "Not allowed for these credentials (`forbidden`)"),
+                        ("409", "Conflict"),
+                        ("429", "Rate or connection limit (`rate_limited`, `too_many_connections`) with `Retry-After`"),
+                    ]);
+                }
+                for (code, what) in errors {
+                    op.responses.responses.entry(code.to_owned()).or_insert_with(|| error(what));
+                }
+            }
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "agent-bridge", description = "HTTP API of the agent-bridge broker (PROTOCOL.md sections 3 and 5)."),
+    paths(ws, send, messages, ack, status, call, call_get, rooms, room_history, put_file, get_file, events,
+          health, live, ready, startup, metrics, openapi,
+          supervisors, clients, admin_rooms, queues, dead_letters, fault, create_key, list_keys, revoke_key),
+    components(schemas(ErrorBody, SendBody, SendAnswer, MessageDoc, MessagesAnswer, AckBody, CallBody, FaultBody,
+                       CreateKeyRequest, KeyView, KeyUsage)),
+    security(("bearer" = [])),
+    modifiers(&Common),
+)]
+struct ApiDoc;
+
+/// The document for this server (its long-poll limit patched in).
+pub fn document(long_poll_max_s: f64) -> Value {
+    static BASE: OnceLock<Value> = OnceLock::new();
+    let mut doc = BASE.get_or_init(|| serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()).clone();
+    doc["info"]["version"] = Value::from(env!("CARGO_PKG_VERSION"));
+    if let Some(params) = doc["paths"]["/api/messages"]["get"]["parameters"].as_array_mut() {
+        for p in params.iter_mut().filter(|p| p["name"] == "wait") {
+            p["schema"]["maximum"] = Value::from(long_poll_max_s);
+        }
+    }
+    doc
+}
+
+/// `GET /openapi.json`.
+pub async fn serve(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(document(state.config.long_poll_max_s))
+}
