@@ -27,7 +27,7 @@ use crate::ack_tracker::{AckTracker, Acknowledge, NegativeAck};
 use crate::delivery::{Backlog, Deliver, Envelope, Notify, Outgoing, SessionLink, Transport, TypeFilter};
 use crate::room::{JoinLink, RoomDeliver};
 use crate::rooms::RoomsHandle;
-use crate::router::{CatchUp, Connect, Disconnect, RouteError, Router, RouterHandle};
+use crate::router::{CatchUp, Connect, Disconnect, Replied, ReplyTo, RouteError, Router, RouterHandle};
 use crate::supervisor::{contain, ChildHandle, ChildSpec, Failure, Fault, Intensity, RestartPolicy, Tree};
 
 /// Session settings, shared by all sessions.
@@ -272,22 +272,8 @@ impl Session {
             return self.write(&ServerFrame::error("rate_limited", err, r#ref), ctx);
         }
         self.in_flight += 1;
-        // `route` enqueues now; only the reply is awaited, so order is kept.
-        let fut = self.router.route(env);
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            act.in_flight -= 1;
-            let frame = match res {
-                Ok(r) => ServerFrame::Sent(Sent {
-                    r#ref,
-                    message_id: r.message_id,
-                    seq: r.seq,
-                    status: r.status,
-                    recipients: r.recipients,
-                }),
-                Err(e) => route_error_frame(&e, r#ref),
-            };
-            act.write(&frame, ctx);
-        }));
+        // The shard answers with a `Replied` message once the message is durable.
+        self.router.route_to(env, ReplyTo::Session { to: ctx.address().recipient(), r#ref });
     }
 
     /// Writes a `message` frame (encoded once by the router or a room) in the session's encoding.
@@ -465,6 +451,24 @@ impl Handler<RoomDeliver> for Session {
     fn handle(&mut self, msg: RoomDeliver, ctx: &mut Self::Context) {
         self.write_message(&msg.out, ctx);
         msg.written();
+    }
+}
+
+impl Handler<Replied> for Session {
+    type Result = ();
+    fn handle(&mut self, msg: Replied, ctx: &mut Self::Context) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let frame = match msg.result {
+            Ok(r) => ServerFrame::Sent(Sent {
+                r#ref: msg.r#ref,
+                message_id: r.message_id,
+                seq: r.seq,
+                status: r.status,
+                recipients: r.recipients,
+            }),
+            Err(e) => route_error_frame(&e, msg.r#ref),
+        };
+        self.write(&frame, ctx);
     }
 }
 
