@@ -97,8 +97,12 @@ fn start_auth(config: &Config, broker: &Broker) -> anyhow::Result<Arc<Authentica
         let mut tick = tokio::time::interval(USAGE_PERSIST_INTERVAL);
         loop {
             tick.tick().await;
-            if let Err(e) = usage.keys.persist_usage() {
-                tracing::warn!(error = %e, "saving API key usage");
+            // Store writes (and the flush of the keys tree) stay off the event loop.
+            let keys = Arc::clone(&usage);
+            match actix_web::rt::task::spawn_blocking(move || keys.keys.persist_usage()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "saving API key usage"),
+                Err(e) => tracing::warn!(error = %e, "saving API key usage"),
             }
         }
     });

@@ -68,6 +68,10 @@ pub struct KeyUsage {
     pub last_used: Option<String>,
 }
 
+fn blocking(e: actix_web::error::BlockingError) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+}
+
 fn time(ms: i64) -> String {
     Timestamp(ms).to_rfc3339()
 }
@@ -106,7 +110,7 @@ pub async fn create(payload: web::Payload, state: web::Data<AppState>) -> Result
     let body = read_body(payload, 64 * 1024).await?;
     let req: CreateKeyRequest = parse_json(&body, "key request")?;
     let permissions = Permissions::parse_list(req.permissions.iter().map(String::as_str))?;
-    let created = state.auth.keys.create(NewKey {
+    let new = NewKey {
         client_id: req.client_id,
         allowed_clients: req.allowed_clients,
         permissions,
@@ -115,7 +119,10 @@ pub async fn create(payload: web::Payload, state: web::Data<AppState>) -> Result
         expires_days: req.expires_days,
         rooms: req.rooms,
         label: req.label,
-    })?;
+    };
+    // Creating writes and flushes the keys tree: off the event loop.
+    let auth = state.auth.clone();
+    let created = web::block(move || auth.keys.create(new)).await.map_err(blocking)??;
     tracing::info!(key_id = %created.record.id, clients = ?created.record.clients, permissions = ?created.record.permissions, "API key created");
     let mut view = serde_json::to_value(KeyView::from(created.record)).unwrap_or_default();
     view["key"] = json!(created.key);
@@ -125,7 +132,8 @@ pub async fn create(payload: web::Payload, state: web::Data<AppState>) -> Result
 
 /// `GET /admin/keys`: every key with its usage.
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if let Err(e) = state.auth.keys.persist_usage() {
+    let auth = state.auth.clone();
+    if let Err(e) = web::block(move || auth.keys.persist_usage()).await.map_err(blocking)? {
         tracing::warn!(error = %e, "saving API key usage");
     }
     let keys: Vec<KeyView> = state.auth.keys.list().into_iter().map(KeyView::from).collect();
@@ -135,7 +143,8 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
 /// `DELETE /admin/keys/{id}`: revokes at once; open sessions using the key are closed (1008).
 pub async fn revoke(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    match state.auth.keys.revoke(&id)? {
+    let (auth, key_id) = (state.auth.clone(), id.clone());
+    match web::block(move || auth.keys.revoke(&key_id)).await.map_err(blocking)?? {
         Some(closed) => {
             tracing::info!(key_id = %id, sessions_closed = closed, "API key revoked");
             Ok(HttpResponse::Ok().json(json!({ "id": id, "revoked": true, "sessions_closed": closed })))
