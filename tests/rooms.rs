@@ -599,6 +599,13 @@ async fn http_clients_take_part() {
     assert_eq!(page["next_since"], 2);
     let (_, page) = server.get("/api/rooms/ops/history?from=cron&since=2").await;
     assert_eq!(page["count"], 0);
+    // A sub-channel over HTTP: its path segment is `room%2Fchannel`.
+    let (s, _) = server.post("/api/call", &json!({"method": "channel.create", "from": "cron", "params": {"room": "ops", "name": "night"}})).await;
+    assert_eq!(s, 200);
+    let (s, v) = server.post("/api/send", &json!({"from": "cron", "room": "ops/night", "type": "report", "payload": 1})).await;
+    assert_eq!((s, v["seq"].as_u64()), (200, Some(1)), "{v}");
+    let (s, page) = server.get("/api/rooms/ops%2Fnight/history?from=lead").await;
+    assert_eq!((s, page["room"].as_str(), page["count"].as_u64()), (200, Some("ops/night"), Some(1)), "{page}");
     let (s, v) = server.get("/api/call?method=board.list&from=cron&params=%7B%22room%22%3A%22ops%22%7D").await;
     assert_eq!((s, v["result"]["columns"][0].as_str()), (200, Some("todo")));
 

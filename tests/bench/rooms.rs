@@ -8,8 +8,11 @@
 //! shared by the sender and the members, one process), so latency is end to end: client
 //! serialisation → server (room seq, store, group commit not awaited for delivery) → member parse.
 //!
-//! Reports: deliveries, deliveries/s (first send to last delivery), room messages/s, latency
-//! percentiles over every delivery, the server's CPU time. Usage:
+//! Two scenarios, each in a fresh room with fresh members: `flood` (as fast as the window allows:
+//! the throughput figure; latency there is mostly queueing behind the window) and `paced`
+//! (`BENCH_RATE` messages/s, default 1,000, i.e. 100,000 deliveries/s, for 5 s: the latency figure
+//! below saturation). Reports: deliveries, deliveries/s (first send to last delivery), room
+//! messages/s, latency percentiles over every delivery, the server's CPU time. Usage:
 //! `cargo bench --bench rooms [-- --quick]`; `BENCH_THREADS` sets the client runtime's threads
 //! (default 2). The broker and the clients share the machine, as they do in the target figure.
 
@@ -63,11 +66,19 @@ async fn run(quick: bool) {
     let members = env_or("BENCH_MEMBERS", 100) as usize;
     let messages = env_or("BENCH_MESSAGES", if quick { 2_000 } else { 20_000 });
     let window = env_or("BENCH_WINDOW", 1_000) as usize;
+    let rate = env_or("BENCH_RATE", 1_000);
     let server = Server::start(&["--log-level", "warn"]);
+    scenario(&server, "flood", members, messages, window, None).await;
+    let secs = if quick { 2 } else { 5 };
+    scenario(&server, "paced", members, rate * secs, window, Some(rate)).await;
+}
+
+/// One room, `members` joined members, `messages` sent by one more member: flat out, or at `rate`.
+async fn scenario(server: &Server, room: &str, members: usize, messages: u64, window: usize, rate: Option<u64>) {
     let pid = server.pid();
-    let (status, body) = server
-        .post("/api/call", &json!({"method": "room.create", "from": "sender", "params": {"name": "bench", "topic": "fan-out"}}))
-        .await;
+    let sender = format!("sender-{room}");
+    let (status, body) =
+        server.post("/api/call", &json!({"method": "room.create", "from": sender, "params": {"name": room, "topic": "fan-out"}})).await;
     assert_eq!(status, 200, "room.create: {body}");
 
     // The members join over WebSocket and wait for the go.
@@ -76,9 +87,9 @@ async fn run(quick: bool) {
     let delivered = Arc::new(AtomicU64::new(0));
     let last_ns = Arc::new(AtomicU64::new(0));
     for i in 0..members {
-        let url = server.ws_url(&format!("m{i:03}"), "");
+        let url = server.ws_url(&format!("{room}-m{i:03}"), "");
         let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await.expect("member connects");
-        ws.send(WsMessage::Text(json!({"type": "join", "room": "bench", "role": "tester"}).to_string())).await.expect("join");
+        ws.send(WsMessage::Text(json!({"type": "join", "room": room, "role": "tester"}).to_string())).await.expect("join");
         loop {
             let Some(Ok(WsMessage::Text(t))) = ws.next().await else { panic!("member {i} closed before joining") };
             if t.contains(r#""event":"joined""#) {
@@ -109,7 +120,7 @@ async fn run(quick: bool) {
     }
 
     // The sender.
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(server.ws_url("sender", ""), None, true).await.expect("sender connects");
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(server.ws_url(&sender, ""), None, true).await.expect("sender connects");
     let (mut sink, mut stream) = ws.split();
     let credits = Arc::new(Semaphore::new(window));
     let errors = Arc::new(AtomicU64::new(0));
@@ -131,11 +142,20 @@ async fn run(quick: bool) {
     };
     let cpu_before = process_cpu(pid);
     let first_ns = u64::try_from(clock.elapsed().as_nanos()).unwrap_or(0);
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
     for i in 0..messages {
+        if let Some(rate) = rate {
+            // Fixed rate: send what is due, flush, wait for the next millisecond.
+            while (start.elapsed().as_secs_f64() * rate as f64) < i as f64 {
+                let _ = sink.flush().await;
+                tick.tick().await;
+            }
+        }
         credits.acquire().await.expect("semaphore").forget();
         let t = u64::try_from(clock.elapsed().as_nanos()).unwrap_or(0);
         let frame = format!(
-            r#"{{"type":"send","room":"bench","msg_type":"chat","payload":{{"bench_i":{i},"bench_t":{t},"pad":"{PAD}"}}}}"#
+            r#"{{"type":"send","room":"{room}","msg_type":"chat","payload":{{"bench_i":{i},"bench_t":{t},"pad":"{PAD}"}}}}"#
         );
         if sink.feed(WsMessage::Text(frame)).await.is_err() {
             break;
@@ -166,7 +186,8 @@ async fn run(quick: bool) {
     let span = Duration::from_nanos(last_ns.load(Ordering::Relaxed).saturating_sub(first_ns));
     let secs = span.as_secs_f64().max(1e-9);
     let ms = |v: u64| v as f64 / 1e6;
-    println!("room fan-out: 1 room, {members} members, {messages} messages of ~200 B (persisted), window {window}");
+    let pace = rate.map_or_else(|| format!("flat out, window {window}"), |r| format!("{r} messages/s"));
+    println!("room fan-out, {room}: 1 room, {members} members, {messages} messages of ~200 B (persisted), {pace}");
     println!("  deliveries         {total} of {expected} expected ({short} members short), {} send errors", errors.load(Ordering::Relaxed));
     println!("  deliveries/s       {:.0}", total as f64 / secs);
     println!("  room messages/s    {:.0} (sender done after {:.2} s)", messages as f64 / secs, (send_done_ns - first_ns) as f64 / 1e9);
