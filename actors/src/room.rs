@@ -1052,9 +1052,10 @@ impl Room {
         let last = self.last_seq(stream)?;
         let resumed_from = since.map(|s| s.min(last));
         if let Some(link) = link {
-            // A session joining again replaces its link (and replays again when it gives `since`).
-            self.unlink(stream, |l| l.session_id == link.session_id);
+            // A session joining again replaces its link (and replays again when it gives `since`);
+            // the others hear of the member only when it was not present before.
             let first = !self.present(stream, caller);
+            self.unlink(stream, |l| l.session_id == link.session_id);
             let shared = Arc::new(LinkShared {
                 backlog: Backlog::new(self.config.queue_limit),
                 room: ctx.address().recipient(),

@@ -716,3 +716,65 @@ pub fn result_frame(r#ref: String, res: Result<Value, RoomError>) -> ServerFrame
         Err(e) => CallResult { r#ref, ok: false, result: None, error: Some(ErrorBody { code: e.code().into(), error: e.to_string() }) },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(max_file_bytes: usize) -> RoomsHandle {
+        let store = Store::open(None, None).expect("store");
+        let config = Arc::new(RoomsConfig { max_file_bytes, ..RoomsConfig::default() });
+        // The registry address is never used by `parse_call`; any started actor will do.
+        let sys = actix::System::new();
+        let registry = sys.block_on(async {
+            let tree = Tree::new();
+            let child = tree.register(ChildSpec {
+                name: Rooms::NAME.into(),
+                kind: Rooms::NAME,
+                parent: Tree::ROOT.into(),
+                policy: RestartPolicy::Permanent,
+                intensity: crate::supervisor::Intensity::default(),
+                critical: false,
+            });
+            Rooms { child, tree, store: store.clone(), config: Arc::clone(&config), rooms: HashMap::new(), published: Arc::default(), failed: false }
+                .start()
+        });
+        RoomsHandle { registry, started: Arc::default(), joined: Arc::default(), store, config }
+    }
+
+    fn code(h: &RoomsHandle, method: &str, params: Value) -> &'static str {
+        match h.parse_call(method, &Payload::from_serialize(&params), None) {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        }
+    }
+
+    #[test]
+    fn params_are_checked_before_any_room_sees_them() {
+        let h = handle(10);
+        assert_eq!(code(&h, "room.create", json!({"name": "lab"})), "ok");
+        assert_eq!(code(&h, "room.create", json!({"name": "lab/x"})), "invalid_params");
+        assert_eq!(code(&h, "room.create", json!({"name": "bad name"})), "invalid_params");
+        assert_eq!(code(&h, "room.list", Value::Null), "ok");
+        assert_eq!(code(&h, "board.move", json!({"room": "lab", "card_id": "card-1", "column": "doing"})), "bad_column");
+        assert_eq!(code(&h, "board.add", json!({"room": "lab", "title": ""})), "invalid_params");
+        assert_eq!(code(&h, "proposal.create", json!({"room": "lab", "text": "t", "rule": "quorum", "quorum": 0})), "invalid_params");
+        assert_eq!(code(&h, "proposal.create", json!({"room": "lab", "text": "t", "rule": "weighted", "weights": {"a": -1}})), "invalid_params");
+        assert_eq!(code(&h, "proposal.create", json!({"room": "lab", "text": "t", "rule": "veto", "deadline_s": 0})), "invalid_params");
+        assert_eq!(code(&h, "proposal.vote", json!({"room": "lab", "proposal_id": "p-1", "vote": "maybe"})), "invalid_params");
+        assert_eq!(code(&h, "file.upload", json!({"room": "lab", "name": "a", "content_base64": "AAAAAAAAAAAAAAAA"})), "too_large");
+        assert_eq!(code(&h, "file.upload", json!({"room": "lab", "name": "a", "content_base64": "!!"})), "invalid_params");
+        assert_eq!(code(&h, "file.upload", json!({"room": "lab", "name": "../a", "content_base64": "AA=="})), "invalid_params");
+        assert_eq!(code(&h, "file.upload", json!({"room": "lab", "name": "a.txt", "content_base64": "AA=="})), "ok");
+        assert_eq!(code(&h, "channel.create", json!({"room": "lab/x", "name": "y"})), "invalid_params");
+        assert_eq!(code(&h, "agent.spawn", json!({})), "unknown_method");
+    }
+
+    #[test]
+    fn uploads_are_hashed_with_sha256() {
+        let h = handle(1 << 20);
+        let Ok(RoomOp::FileUpload { sha256, bytes, .. }) = h.upload_op("a".into(), b"abc".to_vec()) else { panic!("upload op") };
+        assert_eq!(sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(bytes, b"abc");
+    }
+}

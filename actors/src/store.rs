@@ -289,6 +289,8 @@ impl Store {
             Some(d) => sled::Config::new().path(d.join("db")),
             None => sled::Config::new().temporary(true),
         };
+        let temporary = dir.is_none();
+        let background_flush = if temporary { None } else { background_flush };
         let config = config.flush_every_ms(background_flush.map(|d| d.as_millis().max(1) as u64));
         let db = config.open()?;
         let store = Store {
@@ -300,6 +302,7 @@ impl Store {
             files: db.open_tree("files")?,
             db,
             flusher: Arc::new(Flusher { waiters: Mutex::new(Vec::new()), wake: Condvar::new() }),
+            temporary,
         };
         store.start_flusher();
         Ok(store)
@@ -336,8 +339,13 @@ impl Store {
     }
 
     /// Resolves once everything written before this call is on disk (an error if the flush failed).
+    /// A temporary store has no disk to wait for: it resolves at once.
     pub fn commit(&self) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
+        if self.temporary {
+            let _ = tx.send(());
+            return rx;
+        }
         self.flusher.waiters.lock().push(tx);
         self.flusher.wake.notify_one();
         rx
@@ -620,6 +628,21 @@ mod tests {
             correlation_id: None,
             expires_at: None,
         }
+    }
+
+    #[test]
+    fn rooms_and_files() {
+        let store = Store::open(None, None).expect("open");
+        store.put_room("b", &("second".to_owned(), 2u32)).expect("put");
+        store.put_room("a", &("first".to_owned(), 1u32)).expect("put");
+        assert_eq!(store.get_room::<(String, u32)>("a").expect("get"), Some(("first".into(), 1)));
+        assert_eq!(store.get_room::<(String, u32)>("c").expect("get"), None);
+        let names: Vec<String> = store.rooms::<(String, u32)>().expect("rooms").into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a", "b"]);
+        store.put_file("00ff", b"one").expect("file");
+        store.put_file("00ff", b"ignored: same hash, same contents").expect("file");
+        assert_eq!(store.get_file("00ff").expect("get").as_deref(), Some(&b"one"[..]));
+        assert_eq!(store.get_file("abcd").expect("get"), None);
     }
 
     #[test]
