@@ -30,7 +30,11 @@ fn sha256(bytes: &[u8]) -> String {
 
 impl Agent {
     async fn connect(server: &Server, name: &str) -> Agent {
-        Agent { name: name.into(), ws: Ws::connect(server, name).await, buf: VecDeque::new(), refs: 0 }
+        Agent::connect_query(server, name, "").await
+    }
+
+    async fn connect_query(server: &Server, name: &str, query: &str) -> Agent {
+        Agent { name: name.into(), ws: Ws::connect_query(server, name, query).await, buf: VecDeque::new(), refs: 0 }
     }
 
     /// Calls a method; `Err(code)` for an error result. Other frames are kept.
@@ -646,4 +650,77 @@ async fn a_slow_member_gets_every_room_message_once_in_order() {
     again.join("firehose", None, Some(N - 2)).await;
     assert_eq!(again.message().await["seq"], N - 1);
     assert_eq!(again.message().await["seq"], N);
+}
+
+/// `agent-bridge keys create --data-dir DIR --client-id ID ARGS...`: the key (its last line).
+fn key(dir: &tempfile::TempDir, client: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_agent-bridge"))
+        .args(["keys", "create", "--data-dir"])
+        .arg(dir.path())
+        .args(["--client-id", client])
+        .args(args)
+        .env_remove("BRIDGE_DATA_DIR")
+        .output()
+        .expect("keys create");
+    assert!(out.status.success(), "keys create: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().last().expect("the key").trim().to_owned()
+}
+
+#[tokio::test]
+async fn private_rooms_and_permissions_follow_the_credentials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys: HashMap<&str, String> = [
+        ("owner", key(&dir, "owner", &[])),
+        ("friend", key(&dir, "friend", &[])),
+        ("stranger", key(&dir, "stranger", &[])),
+        ("named", key(&dir, "named", &["--rooms", "secret"])),
+        ("reader", key(&dir, "reader", &["--permissions", "read"])),
+    ]
+    .into_iter()
+    .collect();
+    let server = start_on(&dir, &[]);
+    let mut agents = HashMap::new();
+    for (name, k) in &keys {
+        agents.insert(*name, Agent::connect_query(&server, name, &format!("token={k}")).await);
+    }
+    let owner = pick(&mut agents, "owner");
+    let created = owner.ok("room.create", json!({"name": "secret", "private": true, "allow": ["friend"]})).await;
+    assert_eq!(created["private"], true);
+    owner.ok("room.create", json!({"name": "open"})).await;
+    owner.join("secret", None, None).await;
+
+    pick(&mut agents, "friend").join("secret", Some("coder"), None).await;
+    pick(&mut agents, "named").join("secret", None, None).await;
+    let stranger = pick(&mut agents, "stranger");
+    assert_eq!(stranger.err("room.join", json!({"room": "secret"})).await, "forbidden");
+    stranger.ws.send(json!({"type": "join", "room": "secret"})).await;
+    assert_eq!(stranger.take("error", |f| f["type"] == "error").await["code"], "forbidden");
+    stranger.join("open", None, None).await;
+
+    // Read-only credentials may join and read, not change anything.
+    let reader = pick(&mut agents, "reader");
+    reader.join("open", None, None).await;
+    reader.ok("room.history", json!({"room": "open"})).await;
+    assert_eq!(reader.err("question.ask", json!({"room": "open", "text": "?"})).await, "forbidden");
+    assert_eq!(reader.err("room.create", json!({"name": "mine"})).await, "forbidden");
+
+    // Over HTTP the credentials decide the same way.
+    let post = |token: String, body: Value| {
+        let url = server.http("/api/call");
+        async move {
+            let r = reqwest::Client::new().post(url).bearer_auth(token).json(&body).send().await.expect("POST");
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (s, v) = post(keys["stranger"].clone(), json!({"method": "room.join", "from": "stranger", "params": {"room": "secret"}})).await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("forbidden")));
+    let (s, v) = post(keys["friend"].clone(), json!({"method": "room.history", "from": "friend", "params": {"room": "secret"}})).await;
+    assert_eq!((s, v["ok"].as_bool()), (200, Some(true)));
+    let (s, _) = post(keys["stranger"].clone(), json!({"method": "room.members", "from": "friend", "params": {"room": "secret"}})).await;
+    assert_eq!(s, 403, "a key acts only as its own client id");
+}
+
+/// One agent of the map (the test drives them one at a time).
+fn pick<'a>(agents: &'a mut HashMap<&str, Agent>, name: &str) -> &'a mut Agent {
+    agents.get_mut(name).expect("agent")
 }

@@ -34,6 +34,7 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 use tracing::{debug, error, info};
 
+use crate::auth::{may_join_room, Identity, RoomAccess};
 use crate::delivery::{new_message_id, Backlog, Envelope, Note, Notify, Outgoing, Target};
 use crate::metrics::metrics;
 use crate::router::{Durability, Retention, Routed};
@@ -59,6 +60,8 @@ pub enum RoomError {
     InvalidParams(String),
     #[error("unknown method {0:?}")]
     UnknownMethod(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -87,6 +90,7 @@ impl RoomError {
             RoomError::BadColumn(_) => "bad_column",
             RoomError::InvalidParams(_) => "invalid_params",
             RoomError::UnknownMethod(_) => "unknown_method",
+            RoomError::Forbidden(_) => "forbidden",
             RoomError::NotFound(_) => "not_found",
             RoomError::NotSupported(_) => "not_supported",
             RoomError::Store(_) | RoomError::NotDurable => "storage_error",
@@ -285,11 +289,18 @@ pub struct RoomState {
     pub proposals: Vec<Proposal>,
     pub cards: Vec<Card>,
     pub files: Vec<FileMeta>,
+    /// A private room admits (with authentication) only the client ids or patterns in `allow`
+    /// (the creator is always there), credentials that name the room, and admins.
+    pub private: bool,
+    pub allow: Vec<String>,
 }
 
 impl RoomState {
     /// A new room whose creator is its first member.
-    pub fn new(name: &str, topic: Option<String>, creator: &str, role: String) -> Self {
+    pub fn new(name: &str, topic: Option<String>, creator: &str, role: String, private: bool, mut allow: Vec<String>) -> Self {
+        if private && !allow.iter().any(|a| a == creator) {
+            allow.insert(0, creator.to_owned());
+        }
         let now = Timestamp::now();
         let mut members = BTreeMap::new();
         members.insert(creator.to_owned(), Member { role, joined_at: now });
@@ -304,6 +315,8 @@ impl RoomState {
             proposals: Vec::new(),
             cards: Vec::new(),
             files: Vec::new(),
+            private,
+            allow,
         }
     }
 
@@ -316,6 +329,7 @@ impl RoomState {
             "created_at": self.created_at,
             "members": self.members.len(),
             "online": online,
+            "private": self.private,
             "channels": self.channels.keys().map(|c| format!("{}/{c}", self.name)).collect::<Vec<_>>(),
         })
     }
@@ -487,11 +501,11 @@ pub struct CallReply {
 /// What a [`RoomCall`] does (built from validated params by [`crate::rooms`]).
 pub enum RoomOp {
     /// Become a member (or change role); with a link, also join the stream's live traffic.
-    Join { role: Option<String>, since: Option<u64>, link: Option<JoinLink> },
+    Join { role: Option<String>, since: Option<u64>, link: Option<JoinLink>, identity: Option<Arc<Identity>> },
     /// Leave: on a room, membership ends; on a channel, the caller's sessions leave it.
     Leave,
     Members,
-    History { since: u64, limit: usize },
+    History { since: u64, limit: usize, identity: Option<Arc<Identity>> },
     ChannelCreate { name: String },
     Ask { text: String },
     Answer { question_id: String, text: String },
@@ -636,6 +650,14 @@ impl Room {
             Some((room, ch)) if room == self.state.name && self.state.channels.contains_key(ch) => Ok(Some(ch)),
             _ => Err(RoomError::UnknownRoom(stream.to_owned())),
         }
+    }
+
+    /// With authentication on, whether these credentials may enter the room (a private room
+    /// admits only its allow-list, credentials naming it, and admins) — `crate::auth`'s rule.
+    fn admit(&self, identity: Option<&Identity>, client: &str, stream: &str) -> Result<(), RoomError> {
+        let Some(identity) = identity else { return Ok(()) };
+        let access = if self.state.private { RoomAccess::Private { allow: &self.state.allow } } else { RoomAccess::Public };
+        may_join_room(identity, client, stream, access).map_err(|e| RoomError::Forbidden(e.to_string()))
     }
 
     fn require_member(&self, client: &str) -> Result<&Member, RoomError> {
@@ -865,14 +887,18 @@ impl Room {
         }
         let reply = |value: Value| Ok(CallReply { value, durable: None });
         match op {
-            RoomOp::Join { role, since, link } => self.join(&caller, &stream, role, since, link, ctx),
+            RoomOp::Join { role, since, link, identity } => {
+                self.admit(identity.as_deref(), &caller, &stream)?;
+                self.join(&caller, &stream, role, since, link, ctx)
+            }
             RoomOp::Leave => self.leave(&caller, &stream),
             RoomOp::Members => {
                 self.require_member(&caller)?;
                 reply(json!({ "room": stream, "members": self.members_view(&stream) }))
             }
-            RoomOp::History { since, limit } => {
+            RoomOp::History { since, limit, identity } => {
                 self.require_member(&caller)?;
+                self.admit(identity.as_deref(), &caller, &stream)?;
                 let last = self.last_seq(&stream)?;
                 let t = now();
                 let msgs = self.store.range(Stream::Room(&stream), since, limit)?;
@@ -1443,7 +1469,8 @@ mod tests {
 
     #[test]
     fn state_round_trips_through_bincode() {
-        let mut s = RoomState::new("lab", Some("t".into()), "a", "coordinator".into());
+        let mut s = RoomState::new("lab", Some("t".into()), "a", "coordinator".into(), true, vec!["team-*".into()]);
+        assert_eq!(s.allow, ["a", "team-*"], "the creator is always allowed");
         s.proposals.push(proposal(Rule::Weighted, 2, &[(0, Yes)]));
         s.cards.push(Card {
             card_id: "card-1".into(),

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use agent_bridge_protocol::frames::{CallResult, ErrorBody, Event};
-use agent_bridge_protocol::ids::validate_room;
+use agent_bridge_protocol::ids::{validate_room, MAX_ID_LEN};
 use agent_bridge_protocol::{ClientFrame, Payload, ServerFrame};
 use base64::Engine as _;
 use parking_lot::{Mutex, RwLock};
@@ -32,6 +32,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
+use crate::auth::{Identity, Permission};
 use crate::delivery::{Envelope, Target};
 use crate::room::{
     CallReply, Column, JoinLink, Presence, Room, RoomCall, RoomError, RoomOp, RoomSend, RoomState, RoomsConfig, Rule,
@@ -61,6 +62,9 @@ pub struct CreateRoom {
     pub name: String,
     pub topic: Option<String>,
     pub role: String,
+    pub private: bool,
+    /// Client ids or patterns (`team-*`) a private room admits.
+    pub allow: Vec<String>,
 }
 
 /// Every room (durable facts, and how many members are present). Sent by the handle for
@@ -157,7 +161,7 @@ impl Rooms {
         if self.rooms.contains_key(&msg.name) || self.store.get_room::<RoomState>(&msg.name)?.is_some() {
             return Err(RoomError::AlreadyExists(format!("room {:?}", msg.name)));
         }
-        let state = RoomState::new(&msg.name, msg.topic, &msg.caller, msg.role);
+        let state = RoomState::new(&msg.name, msg.topic, &msg.caller, msg.role, msg.private, msg.allow);
         self.store.put_room(&msg.name, &state)?;
         let value = state.summary(0);
         let addr = self.start_room(state);
@@ -322,6 +326,28 @@ fn file_name(name: String) -> Result<String, RoomError> {
     Ok(name)
 }
 
+/// Calls that change nothing (with authentication they need `read`; the others need `write`,
+/// except joining and leaving, which `crate::auth::may_join_room` decides with `read`).
+const READ_ONLY: [&str; 10] = [
+    "room.list",
+    "room.members",
+    "room.history",
+    "question.list",
+    "proposal.get",
+    "proposal.list",
+    "board.list",
+    "file.list",
+    "file.download",
+    "room.join",
+];
+
+/// Refuses a call the credentials do not allow (`forbidden`).
+fn permitted(identity: Option<&Identity>, method: &str) -> Result<(), RoomError> {
+    let Some(identity) = identity else { return Ok(()) };
+    let needed = if READ_ONLY.contains(&method) || method == "room.leave" { Permission::Read } else { Permission::Write };
+    identity.require(needed).map_err(|e| RoomError::Forbidden(e.to_string()))
+}
+
 /// What a parsed call does.
 enum Parsed {
     Create(CreateRoom),
@@ -392,8 +418,10 @@ impl RoomsHandle {
 
     /// A call (PROTOCOL.md section 4) by `caller`. `link` is the calling WebSocket session, if any:
     /// `room.join` then also joins it to the room's live traffic, like the `join` frame.
-    pub fn call(&self, caller: &str, method: &str, params: &Payload, link: Option<JoinLink>) -> Pending<Value> {
-        let parsed = match self.parse_call(method, params, link) {
+    /// `identity`: the caller's credentials when authentication is on (checked per method, and
+    /// against a private room's allow-list on `room.join` and `room.history`).
+    pub fn call(&self, caller: &str, identity: Option<Arc<Identity>>, method: &str, params: &Payload, link: Option<JoinLink>) -> Pending<Value> {
+        let parsed = match permitted(identity.as_deref(), method).and_then(|()| self.parse_call(method, params, link, identity)) {
             Ok(p) => p,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
@@ -433,24 +461,25 @@ impl RoomsHandle {
     }
 
     /// `room.history` for HTTP clients.
-    pub fn history(&self, caller: &str, room: &str, since: u64, limit: usize) -> Pending<Value> {
-        match stream_name(room) {
-            Ok(stream) => self.submit(caller, stream, RoomOp::History { since, limit: limit.clamp(1, MAX_HISTORY) }),
+    pub fn history(&self, caller: &str, identity: Option<Arc<Identity>>, room: &str, since: u64, limit: usize) -> Pending<Value> {
+        match permitted(identity.as_deref(), "room.history").and_then(|()| stream_name(room)) {
+            Ok(stream) => self.submit(caller, stream, RoomOp::History { since, limit: limit.clamp(1, MAX_HISTORY), identity }),
             Err(e) => Box::pin(async move { Err(e) }),
         }
     }
 
     /// Shares a file given as raw bytes (`PUT /api/rooms/{room}/files/{name}`).
-    pub fn upload(&self, caller: &str, room: &str, name: String, bytes: Vec<u8>) -> Pending<Value> {
-        match self.upload_op(name, bytes).and_then(|op| Ok((stream_name(room)?, op))) {
+    pub fn upload(&self, caller: &str, identity: Option<Arc<Identity>>, room: &str, name: String, bytes: Vec<u8>) -> Pending<Value> {
+        let op = permitted(identity.as_deref(), "file.upload").and_then(|()| self.upload_op(name, bytes));
+        match op.and_then(|op| Ok((stream_name(room)?, op))) {
             Ok((stream, op)) => self.submit(caller, stream, op),
             Err(e) => Box::pin(async move { Err(e) }),
         }
     }
 
     /// A file's metadata and contents by id or name (`GET /api/rooms/{room}/files/{name}`).
-    pub fn download(&self, caller: &str, room: &str, file: String) -> Pending<(Value, Vec<u8>)> {
-        let meta = match stream_name(room) {
+    pub fn download(&self, caller: &str, identity: Option<Arc<Identity>>, room: &str, file: String) -> Pending<(Value, Vec<u8>)> {
+        let meta = match permitted(identity.as_deref(), "file.download").and_then(|()| stream_name(room)) {
             Ok(stream) => self.submit(caller, stream, RoomOp::FileMeta { file }),
             Err(e) => return Box::pin(async move { Err(e) }),
         };
@@ -469,12 +498,18 @@ impl RoomsHandle {
 
     /// `join`, `leave` and `call` frames of a WebSocket session; resolves to the frame to write
     /// back, if any (`join` is confirmed by the room's own `joined` event, ahead of any replay).
-    pub fn frame(&self, client_id: &str, frame: ClientFrame, link: JoinLink) -> Pin<Box<dyn Future<Output = Option<ServerFrame>>>> {
+    pub fn frame(
+        &self,
+        client_id: &str,
+        identity: Option<Arc<Identity>>,
+        frame: ClientFrame,
+        link: JoinLink,
+    ) -> Pin<Box<dyn Future<Output = Option<ServerFrame>>>> {
         let error = |e: RoomError| Some(ServerFrame::error(e.code(), e.to_string(), None));
         match frame {
             ClientFrame::Join(j) => {
-                let op = j.role.map(|r| text("role", r, 64)).transpose().and_then(|role| {
-                    Ok((stream_name(&j.room)?, RoomOp::Join { role, since: j.since, link: Some(link) }))
+                let op = permitted(identity.as_deref(), "room.join").and_then(|()| j.role.map(|r| text("role", r, 64)).transpose()).and_then(|role| {
+                    Ok((stream_name(&j.room)?, RoomOp::Join { role, since: j.since, link: Some(link), identity }))
                 });
                 let fut = match op {
                     Ok((stream, op)) => self.submit(client_id, stream, op),
@@ -483,7 +518,7 @@ impl RoomsHandle {
                 Box::pin(async move { fut.await.err().and_then(error) })
             }
             ClientFrame::Leave(l) => {
-                let fut = match stream_name(&l.room) {
+                let fut = match permitted(identity.as_deref(), "room.leave").and_then(|()| stream_name(&l.room)) {
                     Ok(stream) => self.submit(client_id, stream, RoomOp::Leave),
                     Err(e) => return Box::pin(async move { error(e) }),
                 };
@@ -499,7 +534,7 @@ impl RoomsHandle {
                 })
             }
             ClientFrame::Call(c) => {
-                let fut = self.call(client_id, &c.method, &c.params, Some(link));
+                let fut = self.call(client_id, identity, &c.method, &c.params, Some(link));
                 Box::pin(async move { Some(result_frame(c.r#ref, fut.await)) })
             }
             _ => Box::pin(async { None }),
@@ -526,7 +561,7 @@ impl RoomsHandle {
         Ok(RoomOp::FileUpload { name, sha256, bytes })
     }
 
-    fn parse_call(&self, method: &str, params: &Payload, link: Option<JoinLink>) -> Result<Parsed, RoomError> {
+    fn parse_call(&self, method: &str, params: &Payload, link: Option<JoinLink>, identity: Option<Arc<Identity>>) -> Result<Parsed, RoomError> {
         let room = |p: &Payload| -> Result<String, RoomError> { stream_name(&parse::<RoomOnly>(p)?.room) };
         let plain = |op: RoomOp| -> Result<Parsed, RoomError> { Ok(Parsed::Room { stream: room(params)?, op, download: false }) };
         match method {
@@ -536,6 +571,10 @@ impl RoomsHandle {
                     name: String,
                     topic: Option<String>,
                     role: Option<String>,
+                    #[serde(default)]
+                    private: bool,
+                    #[serde(default)]
+                    allow: Vec<String>,
                 }
                 let p: P = parse(params)?;
                 if p.name.contains('/') {
@@ -545,6 +584,8 @@ impl RoomsHandle {
                     name: stream_name(&p.name)?,
                     topic: p.topic.map(|t| text("topic", t, MAX_SHORT)).transpose()?,
                     role: text("role", p.role.unwrap_or_else(|| "coordinator".into()), 64)?,
+                    private: p.private,
+                    allow: p.allow.into_iter().map(|a| text("allow", a, MAX_ID_LEN)).collect::<Result<_, _>>()?,
                     caller: String::new(), // set by `call`
                 }))
             }
@@ -556,7 +597,7 @@ impl RoomsHandle {
                     since: Option<u64>,
                 }
                 let p: P = parse(params)?;
-                plain(RoomOp::Join { role: p.role.map(|r| text("role", r, 64)).transpose()?, since: p.since, link })
+                plain(RoomOp::Join { role: p.role.map(|r| text("role", r, 64)).transpose()?, since: p.since, link, identity })
             }
             "room.leave" => plain(RoomOp::Leave),
             "room.members" => plain(RoomOp::Members),
@@ -567,7 +608,7 @@ impl RoomsHandle {
                     limit: Option<usize>,
                 }
                 let p: P = parse(params)?;
-                plain(RoomOp::History { since: p.since.unwrap_or(0), limit: p.limit.unwrap_or(100).clamp(1, MAX_HISTORY) })
+                plain(RoomOp::History { since: p.since.unwrap_or(0), limit: p.limit.unwrap_or(100).clamp(1, MAX_HISTORY), identity })
             }
             "channel.create" => {
                 #[derive(Deserialize)]
@@ -743,7 +784,7 @@ mod tests {
     }
 
     fn code(h: &RoomsHandle, method: &str, params: Value) -> &'static str {
-        match h.parse_call(method, &Payload::from_serialize(&params), None) {
+        match h.parse_call(method, &Payload::from_serialize(&params), None, None) {
             Ok(_) => "ok",
             Err(e) => e.code(),
         }

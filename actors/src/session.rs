@@ -257,7 +257,7 @@ impl Session {
             deliver: ctx.address().recipient(),
             notify: ctx.address().recipient(),
         };
-        let reply = self.rooms.frame(&self.client_id, frame, link);
+        let reply = self.rooms.frame(&self.client_id, Some(Arc::clone(&self.auth.identity)), frame, link);
         ctx.spawn(reply.into_actor(self).map(|frame, act, ctx| {
             if let Some(frame) = frame {
                 act.write(&frame, ctx);

@@ -19,7 +19,7 @@ use super::{parse_json, read_body, ApiError, AppState};
 pub fn status(e: &RoomError) -> StatusCode {
     match e.code() {
         "unknown_room" | "not_found" | "unknown_method" => StatusCode::NOT_FOUND,
-        "not_member" => StatusCode::FORBIDDEN,
+        "not_member" | "forbidden" => StatusCode::FORBIDDEN,
         "already_exists" | "proposal_closed" => StatusCode::CONFLICT,
         "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
@@ -45,6 +45,11 @@ pub fn caller(req: &HttpRequest, named: Option<&str>) -> Result<String, ApiError
     identity.client_id(named)?.ok_or_else(|| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "say who is calling: \"from\" (or \"client_id\") is required")
     })
+}
+
+/// The request's credentials, for the rooms' own checks (`read`/`write` per call, private rooms).
+fn identity(req: &HttpRequest) -> Option<std::sync::Arc<agent_bridge_actors::auth::Identity>> {
+    super::auth::Caller::of(req).ok().map(|c| c.0)
 }
 
 /// `from` or `client_id`, from a query string. (Not `#[serde(flatten)]`ed into the other
@@ -78,7 +83,7 @@ struct CallRequest {
 
 async fn run_call(req: &HttpRequest, state: &AppState, call: CallRequest) -> Result<HttpResponse, ApiError> {
     let who = caller(req, call.from.as_deref().or(call.client_id.as_deref()))?;
-    let result = state.broker.rooms.call(&who, &call.method, &call.params, None).await?;
+    let result = state.broker.rooms.call(&who, identity(req), &call.method, &call.params, None).await?;
     Ok(HttpResponse::Ok().json(json!({ "ok": true, "ref": call.r#ref, "result": result })))
 }
 
@@ -146,7 +151,7 @@ pub async fn history(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let who = caller(&req, query.from.as_deref().or(query.client_id.as_deref()))?;
-    let page = state.broker.rooms.history(&who, &room_path(&path), query.since.unwrap_or(0), query.limit.unwrap_or(100)).await?;
+    let page = state.broker.rooms.history(&who, identity(&req), &room_path(&path), query.since.unwrap_or(0), query.limit.unwrap_or(100)).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -161,7 +166,7 @@ pub async fn put_file(
     let who = caller(&req, query.named())?;
     let (room, name) = path.into_inner();
     let body = read_body(payload, state.broker.rooms.max_file_bytes()).await?;
-    let meta = state.broker.rooms.upload(&who, &room_path(&room), name, body.to_vec()).await?;
+    let meta = state.broker.rooms.upload(&who, identity(&req), &room_path(&room), name, body.to_vec()).await?;
     Ok(HttpResponse::Ok().json(meta))
 }
 
@@ -174,7 +179,7 @@ pub async fn get_file(
 ) -> Result<HttpResponse, ApiError> {
     let who = caller(&req, query.named())?;
     let (room, name) = path.into_inner();
-    let (meta, bytes) = state.broker.rooms.download(&who, &room_path(&room), name).await?;
+    let (meta, bytes) = state.broker.rooms.download(&who, identity(&req), &room_path(&room), name).await?;
     let file_name = meta["name"].as_str().unwrap_or("file").replace('"', "");
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
