@@ -289,8 +289,6 @@ impl Store {
             Some(d) => sled::Config::new().path(d.join("db")),
             None => sled::Config::new().temporary(true),
         };
-        let temporary = dir.is_none();
-        let background_flush = if temporary { None } else { background_flush };
         let config = config.flush_every_ms(background_flush.map(|d| d.as_millis().max(1) as u64));
         let db = config.open()?;
         let store = Store {
@@ -302,7 +300,6 @@ impl Store {
             files: db.open_tree("files")?,
             db,
             flusher: Arc::new(Flusher { waiters: Mutex::new(Vec::new()), wake: Condvar::new() }),
-            temporary,
         };
         store.start_flusher();
         Ok(store)
@@ -339,13 +336,8 @@ impl Store {
     }
 
     /// Resolves once everything written before this call is on disk (an error if the flush failed).
-    /// A temporary store has no disk to wait for: it resolves at once.
     pub fn commit(&self) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
-        if self.temporary {
-            let _ = tx.send(());
-            return rx;
-        }
         self.flusher.waiters.lock().push(tx);
         self.flusher.wake.notify_one();
         rx
