@@ -548,6 +548,7 @@ impl Config {
                 max_per_pass: self.sweep_max_per_pass,
                 archive: self.archive_target().expect("validated"),
                 idempotency_window: Duration::from_secs(self.idempotency_window_s),
+                retention: self.retention().expect("validated"),
             },
             flush_interval: Duration::from_millis(self.flush_interval_ms),
             rooms: RoomsConfig { max_file_bytes: self.max_file_bytes, ..RoomsConfig::default() },

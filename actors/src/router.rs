@@ -339,6 +339,8 @@ struct PendingWrites {
     /// Replies; `true` when they must wait for the flush.
     replies: Vec<(ReplyTo, Result<Routed, RouteError>, bool)>,
     signals: Vec<oneshot::Sender<()>>,
+    /// Expiry index runs: (inbox, due second) → (first seq, last seq).
+    expiries: HashMap<(String, i64), (u64, u64)>,
     /// Idempotency keys written in this batch (not yet visible in the store).
     keys: HashMap<(String, String, String), IdempotencyRecord>,
     scheduled: bool,
@@ -434,7 +436,13 @@ impl Router {
             }
             let retention = self.config.retention.for_type(&message.msg_type);
             if let Some(at) = expiry_ms(&message, retention) {
-                pending.batch.expire_at(at, Stream::Inbox(client), seq);
+                // One index entry per inbox and second of expiry per batch, not one per message.
+                let bucket = at.div_euclid(1000).saturating_add(1).saturating_mul(1000);
+                pending
+                    .expiries
+                    .entry((client.to_owned(), bucket))
+                    .and_modify(|(_, last)| *last = seq)
+                    .or_insert((seq, seq));
             }
             if let Some(key) = &env.idempotency_key {
                 let rec = IdempotencyRecord { message_id: id.to_owned(), seq: Some(seq), at_ms: timestamp.millis() };
@@ -486,7 +494,10 @@ impl Router {
     /// Applies the pending batch and performs what waited for it; replies that need durability go
     /// out after the group commit.
     fn write_pending(&mut self, ctx: &mut Context<Self>) {
-        let pending = std::mem::take(&mut self.pending);
+        let mut pending = std::mem::take(&mut self.pending);
+        for ((client, at), (first, last)) in pending.expiries.drain() {
+            pending.batch.expire_range(at, Stream::Inbox(&client), first, last);
+        }
         let applied = self.store.apply(pending.batch);
         if let Err(e) = &applied {
             error!(actor = Router::NAME, error = %e, "writing a batch failed");
@@ -872,7 +883,7 @@ impl Router {
 }
 
 /// When a stored message leaves the store: its ttl or its type's retention, whichever is first.
-fn expiry_ms(msg: &Msg, retention: Option<Duration>) -> Option<i64> {
+pub(crate) fn expiry_ms(msg: &Msg, retention: Option<Duration>) -> Option<i64> {
     let retention = retention.map(|d| msg.timestamp.plus_secs(d.as_secs().max(1)));
     match (msg.expires_at, retention) {
         (Some(a), Some(b)) => Some(a.min(b).millis()),

@@ -172,7 +172,10 @@ pub struct Expiring {
     key: Vec<u8>,
     pub at_ms: i64,
     pub stream: StreamName,
+    /// The first seq the entry covers.
     pub seq: u64,
+    /// The last seq it covers (entries cover runs of messages that expire in the same second).
+    pub last_seq: u64,
 }
 
 /// An owned stream name.
@@ -230,7 +233,14 @@ impl Batch {
 
     /// Indexes a message for the sweeper.
     pub fn expire_at(&mut self, at_ms: i64, stream: Stream<'_>, seq: u64) {
-        self.inner.insert(expiry_key(at_ms, stream, seq), &[]);
+        self.expire_range(at_ms, stream, seq, seq);
+    }
+
+    /// Indexes the messages `first..=last` of a stream for the sweeper, under one entry due at
+    /// `at_ms`. The sweeper checks each message's own expiry, so a run may include messages that
+    /// expire later (they have entries of their own).
+    pub fn expire_range(&mut self, at_ms: i64, stream: Stream<'_>, first: u64, last: u64) {
+        self.inner.insert(expiry_key(at_ms, stream, first), &last.to_be_bytes());
         self.writes += 1;
     }
 
@@ -279,6 +289,8 @@ pub struct Store {
     rooms: sled::Tree,
     files: sled::Tree,
     flusher: Arc<Flusher>,
+    /// `--in-memory`: nothing survives the process, so nothing is flushed.
+    temporary: bool,
 }
 
 impl Store {
@@ -288,7 +300,10 @@ impl Store {
         let config = match dir {
             Some(d) => sled::Config::new().path(d.join("db")),
             None => sled::Config::new().temporary(true),
-        };
+        }
+        .mode(sled::Mode::HighThroughput);
+        let temporary = dir.is_none();
+        let background_flush = if temporary { None } else { background_flush };
         let config = config.flush_every_ms(background_flush.map(|d| d.as_millis().max(1) as u64));
         let db = config.open()?;
         let store = Store {
@@ -300,6 +315,7 @@ impl Store {
             files: db.open_tree("files")?,
             db,
             flusher: Arc::new(Flusher { waiters: Mutex::new(Vec::new()), wake: Condvar::new() }),
+            temporary,
         };
         store.start_flusher();
         Ok(store)
@@ -336,8 +352,13 @@ impl Store {
     }
 
     /// Resolves once everything written before this call is on disk (an error if the flush failed).
+    /// A temporary store has no disk to wait for: it resolves at once.
     pub fn commit(&self) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
+        if self.temporary {
+            let _ = tx.send(());
+            return rx;
+        }
         self.flusher.waiters.lock().push(tx);
         self.flusher.wake.notify_one();
         rx
@@ -447,7 +468,7 @@ impl Store {
         end.extend_from_slice(&(now_ms.max(0) as u64 + 1).to_be_bytes());
         let mut out = Vec::new();
         for item in self.streams.range(b"x:".to_vec()..end).take(limit) {
-            let (k, _) = item?;
+            let (k, v) = item?;
             let corrupt = || StoreError::Corrupt("expiry key".into());
             let body = k.get(2..).ok_or_else(corrupt)?;
             if body.len() < 8 + 3 + 8 {
@@ -462,7 +483,8 @@ impl Store {
                 b"r:" => StreamName::Room(name),
                 _ => return Err(corrupt()),
             };
-            out.push(Expiring { key: k.to_vec(), at_ms, stream, seq });
+            let last_seq = if v.len() == 8 { be_u64(&v)?.max(seq) } else { seq };
+            out.push(Expiring { key: k.to_vec(), at_ms, stream, seq, last_seq });
         }
         Ok(out)
     }

@@ -20,6 +20,7 @@ use tracing::{debug, error};
 
 use crate::ack_tracker::{AckTracker, Expired};
 use crate::metrics::metrics;
+use crate::router::Retention;
 use crate::store::{Batch, Store, StoreError, StreamName};
 use crate::supervisor::{contain, ChildHandle, Decision, Fault};
 
@@ -41,6 +42,8 @@ pub struct SweepConfig {
     pub archive: Archive,
     /// Idempotency keys older than this are forgotten.
     pub idempotency_window: Duration,
+    /// Retention per message type (the same as the router's).
+    pub retention: Retention,
 }
 
 impl Default for SweepConfig {
@@ -50,6 +53,7 @@ impl Default for SweepConfig {
             max_per_pass: 10_000,
             archive: Archive::None,
             idempotency_window: Duration::from_secs(24 * 3600),
+            retention: Retention::default(),
         }
     }
 }
@@ -88,37 +92,56 @@ impl TtlSweeper {
         Ok(self.file.as_mut())
     }
 
+    /// Writes an expired message to the archive, if one is configured.
+    fn archive(&mut self, msg: &agent_bridge_protocol::Message) -> Result<(), StoreError> {
+        match &self.config.archive {
+            Archive::None => {}
+            Archive::Store => self.store.archive(msg)?,
+            Archive::File(_) => match self.archive_file() {
+                Ok(Some(f)) => {
+                    let line = serde_json::to_string(msg).unwrap_or_default();
+                    if let Err(err) = writeln!(f, "{line}") {
+                        error!(actor = TtlSweeper::NAME, error = %err, "writing the archive");
+                    }
+                }
+                Ok(None) => {}
+                Err(err) => error!(actor = TtlSweeper::NAME, error = %err, "opening the archive"),
+            },
+        }
+        Ok(())
+    }
+
     /// One bounded pass; returns how many messages were removed and whether the pass was full.
     fn sweep(&mut self) -> Result<(usize, bool), StoreError> {
         let now = Timestamp::now().millis();
         let due = self.store.due_expiries(now, self.config.max_per_pass)?;
         let mut batch = Batch::default();
-        let mut removed = 0;
+        let (mut removed, mut examined) = (0, 0usize);
+        let mut stopped_early = false;
         for e in &due {
+            if examined >= self.config.max_per_pass {
+                stopped_early = true;
+                break;
+            }
             batch.remove_expiry(e);
-            let Some(msg) = self.store.get(e.stream.as_stream(), e.seq)? else { continue };
-            match &self.config.archive {
-                Archive::None => {}
-                Archive::Store => self.store.archive(&msg)?,
-                Archive::File(_) => match self.archive_file() {
-                    Ok(Some(f)) => {
-                        let line = serde_json::to_string(&msg).unwrap_or_default();
-                        if let Err(err) = writeln!(f, "{line}") {
-                            error!(actor = TtlSweeper::NAME, error = %err, "writing the archive");
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(err) => error!(actor = TtlSweeper::NAME, error = %err, "opening the archive"),
-                },
-            }
-            batch.remove_message(e.stream.as_stream(), e.seq);
-            if let StreamName::Inbox(client) = &e.stream {
-                batch.dequeue(client, msg.priority, msg.seq);
-                if msg.requires_ack {
-                    self.tracker.do_send(Expired { client_id: client.clone(), seq: msg.seq, gone: true });
+            for seq in e.seq..=e.last_seq {
+                examined += 1;
+                let Some(msg) = self.store.get(e.stream.as_stream(), seq)? else { continue };
+                // An index run may cover messages that expire later: they have entries of their own.
+                let retention = self.config.retention.for_type(&msg.msg_type);
+                if crate::router::expiry_ms(&msg, retention).is_none_or(|at| at > now) {
+                    continue;
                 }
+                self.archive(&msg)?;
+                batch.remove_message(e.stream.as_stream(), seq);
+                if let StreamName::Inbox(client) = &e.stream {
+                    batch.dequeue(client, msg.priority, msg.seq);
+                    if msg.requires_ack {
+                        self.tracker.do_send(Expired { client_id: client.clone(), seq: msg.seq, gone: true });
+                    }
+                }
+                removed += 1;
             }
-            removed += 1;
         }
         if let Some(f) = self.file.as_mut() {
             if let Err(err) = f.flush() {
@@ -132,7 +155,7 @@ impl TtlSweeper {
             metrics().expired.inc_by(removed as u64);
             debug!(actor = TtlSweeper::NAME, removed, "swept expired messages");
         }
-        Ok((removed, due.len() >= self.config.max_per_pass))
+        Ok((removed, stopped_early || due.len() >= self.config.max_per_pass))
     }
 
     fn pass(&mut self, ctx: &mut Context<Self>) -> usize {
