@@ -724,3 +724,26 @@ async fn private_rooms_and_permissions_follow_the_credentials() {
 fn pick<'a>(agents: &'a mut HashMap<&str, Agent>, name: &str) -> &'a mut Agent {
     agents.get_mut(name).expect("agent")
 }
+
+#[tokio::test]
+async fn subscribe_filters_room_messages_too() {
+    let server = Server::start(&[]);
+    let mut talker = Agent::connect(&server, "talker").await;
+    talker.ok("room.create", json!({"name": "lab"})).await;
+    let mut picky = Agent::connect(&server, "picky").await;
+    picky.ws.send(json!({"type": "subscribe", "types": ["alert"]})).await;
+    picky.join("lab", None, None).await;
+    for (n, t) in ["chat", "alert", "chat", "alert"].iter().enumerate() {
+        talker.ws.send(json!({"type": "send", "room": "lab", "msg_type": t, "payload": {"n": n}})).await;
+    }
+    assert_eq!(picky.message().await["payload"]["n"], 1);
+    assert_eq!(picky.message().await["payload"]["n"], 3);
+    // The replay honours the filter too.
+    let mut again = Agent::connect(&server, "picky").await;
+    again.ws.send(json!({"type": "subscribe", "types": ["chat"]})).await;
+    again.join("lab", None, Some(0)).await;
+    assert_eq!(again.message().await["payload"]["n"], 0);
+    assert_eq!(again.message().await["payload"]["n"], 2);
+    let rest = picky.drain(Duration::from_millis(200)).await;
+    assert!(rest.iter().all(|f| f["type"] != "message"), "{rest:?}");
+}

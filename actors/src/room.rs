@@ -35,7 +35,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, error, info};
 
 use crate::auth::{may_join_room, Identity, RoomAccess};
-use crate::delivery::{new_message_id, Backlog, Envelope, Note, Notify, Outgoing, Target};
+use crate::delivery::{new_message_id, Backlog, Envelope, Note, Notify, Outgoing, Target, TypeFilter};
 use crate::metrics::metrics;
 use crate::router::{Durability, Retention, Routed};
 use crate::store::{Batch, IdempotencyRecord, Store, StoreError, Stream};
@@ -534,6 +534,8 @@ pub struct JoinLink {
     pub session_id: String,
     pub deliver: Recipient<RoomDeliver>,
     pub notify: Recipient<Notify>,
+    /// The session's `subscribe` filter: room messages of other types are not handed over.
+    pub filter: Arc<TypeFilter>,
 }
 
 /// A session stopped: it leaves every stream of this room. Sent by the handle.
@@ -596,6 +598,7 @@ struct Link {
     session_id: String,
     deliver: Recipient<RoomDeliver>,
     notify: Recipient<Notify>,
+    filter: Arc<TypeFilter>,
     shared: Arc<LinkShared>,
     /// The last seq handed to (or skipped for) this session; a feed resumes after it.
     after: u64,
@@ -788,6 +791,10 @@ impl Room {
                 continue;
             }
             let backlog = &link.shared.backlog;
+            if !backlog.is_lagging() && !link.filter.accepts(&out.message.msg_type) {
+                link.after = seq; // not wanted: passed over, as its feed would
+                continue;
+            }
             if backlog.is_lagging() {
                 continue; // its feed reads this message from the stream
             }
@@ -816,13 +823,15 @@ impl Room {
             let Some(link) = self.streams.get(stream).and_then(|l| l.links.iter().find(|k| k.session_id == session_id)) else {
                 return Ok(());
             };
-            let (after, shared, deliver, client) = (link.after, Arc::clone(&link.shared), link.deliver.clone(), link.client_id.clone());
+            let (after, shared, deliver, client, filter) =
+                (link.after, Arc::clone(&link.shared), link.deliver.clone(), link.client_id.clone(), Arc::clone(&link.filter));
             let limit = shared.backlog.limit;
             let msgs = self.store.range(Stream::Room(stream), after, limit)?;
             let exhausted = msgs.len() < limit;
             let next = msgs.last().map_or(after, |m| m.seq);
             let t = now();
-            let out: Vec<Msg> = msgs.into_iter().filter(|m| m.from != client && !m.is_expired(t)).collect();
+            let out: Vec<Msg> =
+                msgs.into_iter().filter(|m| m.from != client && !m.is_expired(t) && filter.accepts(&m.msg_type)).collect();
             let n = out.len();
             shared.backlog.add(n);
             for m in out {
@@ -1101,6 +1110,7 @@ impl Room {
                 session_id: session_id.clone(),
                 deliver: link.deliver,
                 notify: link.notify,
+                filter: link.filter,
                 shared,
                 after,
             });

@@ -657,7 +657,7 @@ impl RoomsHandle {
                 }
                 let p: P = parse(params)?;
                 let rule = rule(&p.rule)?;
-                if rule == Rule::Quorum && !p.quorum.is_some_and(|q| q >= 1) {
+                if rule == Rule::Quorum && p.quorum.is_none_or(|q| q < 1) {
                     return Err(RoomError::InvalidParams("rule quorum needs quorum: the number of votes (at least 1)".into()));
                 }
                 let weights = p.weights.unwrap_or_default();

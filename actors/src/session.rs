@@ -256,6 +256,7 @@ impl Session {
             session_id: self.session_id.clone(),
             deliver: ctx.address().recipient(),
             notify: ctx.address().recipient(),
+            filter: Arc::clone(&self.filter),
         };
         let reply = self.rooms.frame(&self.client_id, Some(Arc::clone(&self.auth.identity)), frame, link);
         ctx.spawn(reply.into_actor(self).map(|frame, act, ctx| {
