@@ -33,7 +33,7 @@ use crate::delivery::{new_message_id, Envelope, Note, Notify, Outgoing, SessionL
 use crate::metrics::metrics;
 use crate::room::RoomError;
 use crate::rooms::RoomsHandle;
-use crate::store::{Batch, IdempotencyRecord, Queued, Store, StoreError, Stream};
+use crate::store::{Batch, IdempotencyRecord, Queued, Skip, Store, StoreError, Stream};
 use crate::supervisor::{contain, ChildHandle, Decision, Failure, Fault};
 
 /// Errors a route or poll can answer; each has a stable client-facing code.
@@ -323,6 +323,9 @@ struct ClientState {
     /// Require-ack messages handed to a session of this client and not settled yet; a feed skips
     /// them (the tracker redelivers them on its timers). Cleared when the last session leaves.
     inflight: HashSet<u64>,
+    /// Per priority level, the last seq of the leading run of in-flight queue entries: queue
+    /// scans start after it. Moved back whenever an entry at or below it stops being in flight.
+    scan_from: [u64; 5],
 }
 
 /// What waits for the next write: one sled batch for every message routed since the last one,
@@ -656,6 +659,7 @@ impl Router {
         if state.sessions.is_empty() {
             // Whatever was in flight is redelivered from the queue at the next connect.
             state.inflight.clear();
+            state.scan_from = [0; 5];
         }
         state.last_seen = Some(Instant::now());
     }
@@ -663,13 +667,26 @@ impl Router {
     /// The next `limit` queue entries in delivery order: priority, moved up one level per
     /// `aging` waited, FIFO within a level. Skips in-flight and filtered entries. Also says whether
     /// the queue holds nothing beyond them.
-    fn queue_batch(&self, client: &str, limit: usize, accepts: impl Fn(&str) -> bool) -> Result<(Vec<Queued>, bool), StoreError> {
-        let inflight = self.clients.get(client).map(|s| &s.inflight);
-        let skip = |seq: u64, e: &crate::store::QueueEntry| inflight.is_some_and(|f| f.contains(&seq)) || !accepts(&e.msg_type);
+    fn queue_batch(&mut self, client: &str, limit: usize, accepts: impl Fn(&str) -> bool) -> Result<(Vec<Queued>, bool), StoreError> {
+        let state = self.clients.entry(client.to_owned()).or_default();
+        let (inflight, scan_from) = (&state.inflight, &mut state.scan_from);
+        let skip = |seq: u64, e: &crate::store::QueueEntry| {
+            if inflight.contains(&seq) {
+                Skip::Inflight
+            } else if accepts(&e.msg_type) {
+                Skip::Take
+            } else {
+                Skip::Other
+            }
+        };
         let mut all = Vec::new();
         for p in Priority::ALL {
-            // One more than a batch per level, to know whether anything is left after it.
-            all.extend(self.store.queue_level(client, p, limit + 1, &skip)?);
+            // One more than a batch per level, to know whether anything is left after it. The scan
+            // starts after the level's leading run of in-flight entries, so thousands of unacked
+            // messages are not rescanned by every feed.
+            let (entries, run) = self.store.queue_level(client, p, scan_from[p.index()] + 1, limit + 1, skip)?;
+            scan_from[p.index()] = run;
+            all.extend(entries);
         }
         let exhausted = all.len() <= limit;
         let now = Timestamp::now().millis();
@@ -775,8 +792,10 @@ impl Router {
         if delivered {
             state.inflight.insert(msg.seq);
             self.tracker.do_send(Delivered { client_id: msg.client_id.clone(), seq: msg.seq });
-        } else {
-            state.inflight.remove(&msg.seq);
+        } else if state.inflight.remove(&msg.seq) {
+            // Back in the queue for the next feed: scans must not start past it.
+            let level = &mut state.scan_from[out.message.priority.index()];
+            *level = (*level).min(msg.seq.saturating_sub(1));
         }
         Ok(delivered)
     }
@@ -918,6 +937,7 @@ impl Supervised for Router {
             state.sessions.retain(|s| s.link.deliver.connected());
             state.waiters.retain(|w| !w.is_closed());
             state.inflight.clear();
+            state.scan_from = [0; 5];
         }
         self.failed = self.child.is_failed();
         self.child.running();

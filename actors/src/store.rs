@@ -139,6 +139,17 @@ pub struct QueueEntry {
     pub timestamp_ms: i64,
 }
 
+/// Why a queue scan passes over an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Deliver it.
+    Take,
+    /// Handed to a session and waiting for its ack.
+    Inflight,
+    /// Not for this reader (its type filter).
+    Other,
+}
+
 /// A queue entry with its position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queued {
@@ -406,25 +417,41 @@ impl Store {
         &self,
         client: &str,
         priority: Priority,
+        from_seq: u64,
         limit: usize,
-        skip: impl Fn(u64, &QueueEntry) -> bool,
-    ) -> Result<Vec<Queued>, StoreError> {
+        skip: impl Fn(u64, &QueueEntry) -> Skip,
+    ) -> Result<(Vec<Queued>, u64), StoreError> {
         let mut prefix = queue_prefix(client);
         prefix.push(priority.index() as u8);
+        let start = with_seq(&prefix, from_seq);
+        let end = with_seq(&prefix, u64::MAX);
         let mut out = Vec::new();
-        for item in self.streams.scan_prefix(&prefix) {
+        // The end of the leading run of in-flight entries: the next scan may start after it.
+        let mut inflight_run = from_seq.saturating_sub(1);
+        let mut leading = true;
+        for item in self.streams.range(start..=end) {
             let (k, v) = item?;
             let seq = be_u64(&k[prefix.len()..])?;
             let entry: QueueEntry = decode(&v)?;
-            if skip(seq, &entry) {
-                continue;
+            match skip(seq, &entry) {
+                Skip::Inflight => {
+                    if leading {
+                        inflight_run = seq;
+                    }
+                    continue;
+                }
+                Skip::Other => {
+                    leading = false;
+                    continue;
+                }
+                Skip::Take => leading = false,
             }
             out.push(Queued { client: client.to_owned(), priority, seq, entry });
             if out.len() >= limit {
                 break;
             }
         }
-        Ok(out)
+        Ok((out, inflight_run))
     }
 
     /// Every queue entry that waits for an acknowledgement (the AckTracker's state after a restart).
@@ -691,10 +718,13 @@ mod tests {
         assert_eq!(store.last_seq(Stream::Inbox("bb")).expect("seq"), 1);
         let seqs: Vec<u64> = store.range(Stream::Inbox("b"), 2, 10).expect("range").iter().map(|m| m.seq).collect();
         assert_eq!(seqs, [3, 4, 5]);
-        let crit = store.queue_level("b", Priority::Critical, 10, |_, _| false).expect("level");
+        let take = |_: u64, _: &QueueEntry| Skip::Take;
+        let (crit, _) = store.queue_level("b", Priority::Critical, 0, 10, take).expect("level");
         assert_eq!(crit.iter().map(|q| q.seq).collect::<Vec<_>>(), [4]);
-        let normal = store.queue_level("b", Priority::Normal, 10, |s, _| s == 3).expect("level");
-        assert_eq!(normal.iter().map(|q| q.seq).collect::<Vec<_>>(), [1, 2, 5]);
+        let skip3 = |s: u64, _: &QueueEntry| if s <= 3 { Skip::Inflight } else { Skip::Take };
+        let (normal, run) = store.queue_level("b", Priority::Normal, 0, 10, skip3).expect("level");
+        assert_eq!(run, 3, "entries 1..=3 are a leading in-flight run");
+        assert_eq!(normal.iter().map(|q| q.seq).collect::<Vec<_>>(), [5]);
         let unacked: Vec<u64> = store.unacked().expect("unacked").iter().map(|q| q.seq).collect();
         assert_eq!(unacked, [4, 2], "critical level sorts first");
         let due = store.due_expiries(1003, 10).expect("due");
