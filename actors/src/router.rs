@@ -506,14 +506,16 @@ impl Router {
             error!(actor = Router::NAME, error = %e, "writing a batch failed");
             self.seqs.clear();
         }
-        for (link, out) in pending.handovers {
-            link.hand_over(out);
-        }
+        // The tracker hears of a message before any session can see it, so an ack can never
+        // overtake its `Track` in the tracker's mailbox.
         for t in pending.track {
             self.tracker.do_send(t);
         }
         for d in pending.delivered {
             self.tracker.do_send(d);
+        }
+        for (link, out) in pending.handovers {
+            link.hand_over(out);
         }
         for w in pending.wake {
             let _ = w.send(());

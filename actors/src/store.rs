@@ -283,6 +283,9 @@ impl Batch {
 /// The tree of API key records.
 pub const KEYS_TREE: &str = "keys";
 
+/// The shortest time between two group-commit flushes.
+const GROUP_COMMIT_INTERVAL: Duration = Duration::from_millis(2);
+
 /// Group commit: many waiters, one flush.
 struct Flusher {
     waiters: Mutex<Vec<oneshot::Sender<()>>>,
@@ -336,6 +339,9 @@ impl Store {
         let flusher = Arc::clone(&self.flusher);
         let db = self.db.clone();
         let spawned = std::thread::Builder::new().name("store-flush".into()).spawn(move || loop {
+            // Flushes at most every GROUP_COMMIT_INTERVAL: back-to-back fsyncs starve sled's
+            // writers (the router's batches stall behind them), a short pause groups more.
+            let started = std::time::Instant::now();
             let batch = {
                 let mut waiters = flusher.waiters.lock();
                 while waiters.is_empty() {
@@ -355,6 +361,9 @@ impl Store {
                 }
                 // Dropping the senders tells every waiter that durability failed.
                 Err(e) => tracing::error!(error = %e, waiters = batch.len(), "store flush failed"),
+            }
+            if let Some(rest) = GROUP_COMMIT_INTERVAL.checked_sub(started.elapsed()) {
+                std::thread::sleep(rest);
             }
         });
         if let Err(e) = spawned {

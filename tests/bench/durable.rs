@@ -27,13 +27,17 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 struct Server {
-    child: Child,
+    child: Option<Child>,
     port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
+        // `BENCH_SERVER_ADDR=127.0.0.1:PORT`: use a running server (under a profiler, say).
+        if let Some(port) = std::env::var("BENCH_SERVER_ADDR").ok().and_then(|a| a.rsplit(':').next()?.parse().ok()) {
+            return Server { child: None, port, _dir: tempfile::tempdir().expect("tempdir") };
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let data = format!("--data-dir={}", dir.path().display());
         let mut child = Command::new(env!("CARGO_BIN_EXE_agent-bridge"))
@@ -51,7 +55,7 @@ impl Server {
                 break addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
             }
         };
-        Server { child, port, _dir: dir }
+        Server { child: Some(child), port, _dir: dir }
     }
 
     async fn status(&self) -> serde_json::Value {
@@ -66,8 +70,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -118,11 +124,17 @@ async fn pair(port: u16, tag: String, n: u64, window: usize, rate: Option<u64>, 
     let rx = connect(port, &rx_id).await;
     let tx = connect(port, &format!("tx-{tag}")).await;
     let (mut rx_sink, mut rx_stream) = rx.split();
+    let acked = Arc::new(AtomicU64::new(0));
+    let rx_acked = Arc::clone(&acked);
     let receiver = tokio::spawn(async move {
         let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
         let mut got = 0;
         while got < n {
-            let Some(Ok(WsMessage::Text(t))) = rx_stream.next().await else { break };
+            let t = match rx_stream.next().await {
+                Some(Ok(WsMessage::Text(t))) => t,
+                Some(Ok(_)) => continue, // pings and pongs
+                _ => break,
+            };
             let f: Frame = serde_json::from_str(&t).expect("frame");
             if let (true, Some(m)) = (f.frame_type == "message", f.message) {
                 let _ = hist.record((epoch.elapsed().as_nanos() as u64).saturating_sub(m.payload.t).max(1));
@@ -135,17 +147,24 @@ async fn pair(port: u16, tag: String, n: u64, window: usize, rate: Option<u64>, 
             }
         }
         rx_sink.flush().await.expect("flush");
+        // Stay connected until the sender has every `acked` receipt: the broker stops reading a
+        // socket the peer has closed, so acks still unread then would be lost (and redelivered).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while rx_acked.load(Ordering::Relaxed) < n && Instant::now() < deadline {
+            let _ = tokio::time::timeout(Duration::from_millis(50), rx_stream.next()).await;
+        }
         hist
     });
     let (mut tx_sink, mut tx_stream) = tx.split();
     let credits = Arc::new(Semaphore::new(window));
-    let acked = Arc::new(AtomicU64::new(0));
     let reader = {
         let (credits, acked) = (Arc::clone(&credits), Arc::clone(&acked));
         tokio::spawn(async move {
             while acked.load(Ordering::Relaxed) < n {
-                let Ok(Some(Ok(WsMessage::Text(t)))) = tokio::time::timeout(Duration::from_secs(30), tx_stream.next()).await else {
-                    break;
+                let t = match tokio::time::timeout(Duration::from_secs(30), tx_stream.next()).await {
+                    Ok(Some(Ok(WsMessage::Text(t)))) => t,
+                    Ok(Some(Ok(_))) => continue, // pings and pongs
+                    _ => break,
                 };
                 let f: Frame = serde_json::from_str(&t).expect("frame");
                 match (f.frame_type.as_str(), f.status.as_deref()) {
