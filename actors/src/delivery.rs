@@ -223,6 +223,22 @@ pub struct SessionLink {
 }
 
 impl SessionLink {
+    /// The link of a session actor (WebSocket or SSE) to register with its router shard.
+    pub fn of<A>(addr: Addr<A>, session_id: &str, backlog: &Arc<Backlog>, filter: &Arc<TypeFilter>, transport: Transport) -> Self
+    where
+        A: Actor + Handler<Deliver> + Handler<Notify>,
+        A::Context: actix::dev::ToEnvelope<A, Deliver> + actix::dev::ToEnvelope<A, Notify>,
+    {
+        SessionLink {
+            session_id: session_id.to_owned(),
+            deliver: addr.clone().recipient(),
+            notify: addr.recipient(),
+            backlog: Arc::clone(backlog),
+            filter: Arc::clone(filter),
+            transport,
+        }
+    }
+
     /// Hands over a message whose backlog slot the caller has already counted.
     pub(crate) fn hand_over(&self, out: Arc<Outgoing>) {
         self.deliver.do_send(Deliver(out));

@@ -320,14 +320,7 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.child.set_fault_target(ctx.address().recipient());
         self.watch_credentials(ctx);
-        let link = SessionLink {
-            session_id: self.session_id.clone(),
-            deliver: ctx.address().recipient(),
-            notify: ctx.address().recipient(),
-            backlog: Arc::clone(&self.backlog),
-            filter: Arc::clone(&self.filter),
-            transport: Transport::WebSocket,
-        };
+        let link = SessionLink::of(ctx.address(), &self.session_id, &self.backlog, &self.filter, Transport::WebSocket);
         let connect = Connect { client_id: self.client_id.clone(), link, since: self.since };
         // Wait for registration (and the replay it queues) before handling anything else, so that
         // `connection_confirmed` is the first frame and replayed messages precede live ones.

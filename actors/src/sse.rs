@@ -130,14 +130,7 @@ impl Actor for SseSession {
         if let Some(at) = self.auth.identity.expires_at_ms {
             ctx.run_later(until_ms(at), |act, ctx| act.close_unauthorized("the credentials of this stream have expired", ctx));
         }
-        let link = SessionLink {
-            session_id: self.session_id.clone(),
-            deliver: ctx.address().recipient(),
-            notify: ctx.address().recipient(),
-            backlog: Arc::clone(&self.backlog),
-            filter: Arc::clone(&self.filter),
-            transport: Transport::Sse,
-        };
+        let link = SessionLink::of(ctx.address(), &self.session_id, &self.backlog, &self.filter, Transport::Sse);
         let connect = Connect { client_id: self.client_id.clone(), link, since: self.since };
         ctx.wait(self.shard.send(connect).into_actor(self).map(|res, act, ctx| match res {
             Ok(Ok(c)) => {
