@@ -1,0 +1,139 @@
+//! `RouterHandle`: how sessions, HTTP handlers and the tracker reach the router shards.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, OnceLock};
+
+use actix::prelude::*;
+use agent_bridge_protocol::frames::SentStatus;
+use agent_bridge_protocol::Timestamp;
+use tokio::sync::oneshot;
+
+use super::{ClientInfo, ListClients, ReplyTo, Route, RouteBroadcast, RouteError, Routed, Router};
+use crate::delivery::{new_message_id, Envelope, Target, Transport};
+use crate::metrics::metrics;
+use crate::room::RoomError;
+use crate::rooms::RoomsHandle;
+
+/// The router shards, addressed by client id. Cheap to clone.
+#[derive(Clone)]
+pub struct RouterHandle {
+    shards: Arc<[Addr<Router>]>,
+    /// Room messages go to their room (set once the rooms registry runs).
+    rooms: Arc<OnceLock<RoomsHandle>>,
+}
+
+impl RouterHandle {
+    pub fn new(shards: Vec<Addr<Router>>) -> Self {
+        assert!(!shards.is_empty(), "at least one router shard");
+        RouterHandle { shards: shards.into(), rooms: Arc::new(OnceLock::new()) }
+    }
+
+    /// Sends room messages to the rooms from now on (until then they answer `unknown_recipient`).
+    pub fn set_rooms(&self, rooms: RoomsHandle) {
+        let _ = self.rooms.set(rooms);
+    }
+
+    /// The shard that owns `client_id`.
+    pub fn shard(&self, client_id: &str) -> &Addr<Router> {
+        let mut h = DefaultHasher::new();
+        client_id.hash(&mut h);
+        let n = self.shards.len() as u64;
+        &self.shards[usize::try_from(h.finish() % n).unwrap_or(0)]
+    }
+
+    /// Every shard, in order (for fault injection and listings).
+    pub fn shards(&self) -> &[Addr<Router>] {
+        &self.shards
+    }
+
+    /// Routes a message and sends the outcome to `reply` once it is durable. A message to a client
+    /// goes straight into its shard's mailbox, the reply comes back as a plain message: no future
+    /// per send. Other targets run [`RouterHandle::route`] on the current arbiter.
+    pub fn route_to(&self, env: Envelope, reply: ReplyTo) {
+        if let Target::Client(c) = &env.target {
+            self.shard(c).do_send(Route { env, reply });
+            return;
+        }
+        let fut = self.route(env);
+        actix::spawn(async move { reply.send(fut.await) });
+    }
+
+    /// Routes a message: to the recipient's shard, or to every shard for `all`; resolves once the
+    /// message is durable (with sync durability).
+    ///
+    /// The message is in the shard mailboxes when this returns (only the reply is awaited), so a
+    /// sender's messages keep their order however the returned futures are polled.
+    pub fn route(&self, env: Envelope) -> impl std::future::Future<Output = Result<Routed, RouteError>> + 'static {
+        enum Pending {
+            One(oneshot::Receiver<Result<Routed, RouteError>>),
+            All(Vec<actix::dev::Request<Router, RouteBroadcast>>, String, Transport),
+            Room(crate::rooms::Pending<Routed>),
+            Failed(RouteError),
+        }
+        let pending = match env.target {
+            Target::Broadcast => {
+                let id = new_message_id();
+                let timestamp = Timestamp::now();
+                let transport = env.transport;
+                let env = Arc::new(env);
+                let parts = self
+                    .shards
+                    .iter()
+                    .map(|s| s.send(RouteBroadcast { envelope: Arc::clone(&env), id: id.clone(), timestamp }))
+                    .collect();
+                Pending::All(parts, id, transport)
+            }
+            Target::Client(ref c) => {
+                let (tx, rx) = oneshot::channel();
+                self.shard(c).do_send(Route { env, reply: ReplyTo::Future(tx) });
+                Pending::One(rx)
+            }
+            Target::Pool(p) => Pending::Failed(RouteError::UnknownRecipient(format!("pool:{p}"))),
+            Target::Room(ref r) => match self.rooms.get() {
+                Some(rooms) => Pending::Room(rooms.route(env)),
+                None => Pending::Failed(RouteError::UnknownRecipient(r.clone())),
+            },
+        };
+        async move {
+            match pending {
+                Pending::One(rx) => rx.await.map_err(|_| RouteError::Unavailable)?,
+                Pending::All(parts, message_id, transport) => {
+                    let mut recipients = 0u32;
+                    let mut duplicate = false;
+                    for part in futures_util::future::join_all(parts).await {
+                        let part = part??;
+                        recipients = recipients.saturating_add(part.recipients);
+                        duplicate |= part.duplicate;
+                        if let Some(durable) = part.durable {
+                            durable.await.map_err(|_| RouteError::NotDurable)?;
+                        }
+                    }
+                    metrics().messages_routed.with_label_values(&[transport.label()]).inc();
+                    let status = if duplicate {
+                        SentStatus::Duplicate
+                    } else if recipients > 0 {
+                        SentStatus::Delivered
+                    } else {
+                        SentStatus::Queued
+                    };
+                    Ok(Routed { message_id, seq: None, status, recipients })
+                }
+                Pending::Room(req) => req.await.map_err(|e| match e {
+                    // PROTOCOL.md: a send to a room that does not exist is `unknown_recipient`.
+                    RoomError::UnknownRoom(r) => RouteError::UnknownRecipient(r),
+                    e => RouteError::Room(e),
+                }),
+                Pending::Failed(e) => Err(e),
+            }
+        }
+    }
+
+    /// Every live client of every shard.
+    pub async fn clients(&self) -> Vec<ClientInfo> {
+        let all = futures_util::future::join_all(self.shards.iter().map(|s| s.send(ListClients))).await;
+        let mut out: Vec<ClientInfo> = all.into_iter().filter_map(Result::ok).flatten().collect();
+        out.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        out
+    }
+}

@@ -1,0 +1,279 @@
+//! The router's messages, its errors and settings.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use agent_bridge_protocol::frames::SentStatus;
+use agent_bridge_protocol::{Message as Msg, Timestamp};
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+use crate::delivery::{Envelope, Note, SessionLink};
+use crate::store::StoreError;
+
+/// Errors a route or poll can answer; each has a stable client-facing code.
+#[derive(Debug, Error)]
+pub enum RouteError {
+    #[error("unknown recipient {0:?}: no such pool or room")]
+    UnknownRecipient(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the message could not be made durable (store flush failed)")]
+    NotDurable,
+    #[error("the router failed while handling this message ({0}); it has been restarted, send again")]
+    Internal(String),
+    #[error("the router is down after repeated failures")]
+    Unavailable,
+    #[error("router mailbox: {0}")]
+    Mailbox(#[from] MailboxError),
+    /// A room refused the message (`not_member`, `not_supported` …).
+    #[error(transparent)]
+    Room(crate::room::RoomError),
+}
+
+impl RouteError {
+    /// The machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RouteError::UnknownRecipient(_) => "unknown_recipient",
+            RouteError::Store(_) | RouteError::NotDurable => "storage_error",
+            RouteError::Internal(_) => "internal",
+            RouteError::Unavailable | RouteError::Mailbox(_) => "unavailable",
+            RouteError::Room(e) => e.code(),
+        }
+    }
+}
+
+/// When `sent` is answered relative to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// After the group commit has flushed the message (the default).
+    Sync,
+    /// At once; sled flushes in the background every `flush_interval`.
+    Async,
+}
+
+/// How long stored messages are kept, by message type (`None` = forever).
+#[derive(Debug, Clone, Default)]
+pub struct Retention {
+    pub default: Option<Duration>,
+    pub by_type: HashMap<String, Option<Duration>>,
+}
+
+impl Retention {
+    pub fn for_type(&self, msg_type: &str) -> Option<Duration> {
+        self.by_type.get(msg_type).copied().unwrap_or(self.default)
+    }
+}
+
+/// Shard settings.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// How long a disconnected client still counts for `all`.
+    pub seen_window: Duration,
+    /// A queued message moves up one priority level per `aging` waited.
+    pub aging: Duration,
+    pub retention: Retention,
+    /// How long an idempotency key is remembered.
+    pub idempotency_window: Duration,
+    pub durability: Durability,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            seen_window: Duration::from_secs(60),
+            aging: Duration::from_secs(30),
+            retention: Retention { default: Some(Duration::from_secs(24 * 3600)), by_type: HashMap::new() },
+            idempotency_window: Duration::from_secs(24 * 3600),
+            durability: Durability::Sync,
+        }
+    }
+}
+
+/// What the router answers for an accepted message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    pub message_id: String,
+    pub seq: Option<u64>,
+    pub status: SentStatus,
+    pub recipients: u32,
+}
+
+/// A routed message and, with sync durability, the commit to await before answering `sent`
+/// (used by rooms, which answer through futures).
+pub struct Accepted {
+    pub routed: Routed,
+    pub durable: Option<oneshot::Receiver<()>>,
+}
+
+/// Where the outcome of a route goes: a future (HTTP, broadcasts) or a session's mailbox.
+pub enum ReplyTo {
+    Future(oneshot::Sender<Result<Routed, RouteError>>),
+    Session { to: Recipient<Replied>, r#ref: Option<String> },
+}
+
+impl ReplyTo {
+    pub fn send(self, result: Result<Routed, RouteError>) {
+        match self {
+            ReplyTo::Future(tx) => {
+                let _ = tx.send(result);
+            }
+            ReplyTo::Session { to, r#ref } => to.do_send(Replied { r#ref, result }),
+        }
+    }
+}
+
+/// The outcome of a session's `send`, once it is durable. Sent by router shards to sessions.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Replied {
+    pub r#ref: Option<String>,
+    pub result: Result<Routed, RouteError>,
+}
+
+/// A session opened: register it and feed it what it missed. Sent by sessions (WebSocket, SSE).
+#[derive(Message)]
+#[rtype(result = "Result<Connected, RouteError>")]
+pub struct Connect {
+    pub client_id: String,
+    pub link: SessionLink,
+    /// Replay the stream after this seq first; `None` delivers the queue only.
+    pub since: Option<u64>,
+}
+
+/// Answer to [`Connect`].
+#[derive(Debug, Clone, Copy)]
+pub struct Connected {
+    /// The seq a `since` replay started after.
+    pub resumed_from: Option<u64>,
+    /// The inbox's last seq when the session registered.
+    pub last_seq: u64,
+}
+
+/// A session closed. Sent by sessions when they stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub client_id: String,
+    pub session_id: String,
+}
+
+/// A lagging session drained its queue: feed it the next batch. Sent by sessions.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CatchUp {
+    pub client_id: String,
+    pub session_id: String,
+}
+
+/// Route a message to one client; the outcome goes to `reply` once it is durable. Sent through
+/// [`RouterHandle::route_to`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Route {
+    pub env: Envelope,
+    pub reply: ReplyTo,
+}
+
+/// This shard's part of an `all` broadcast. Sent through [`RouterHandle::route`].
+#[derive(Message)]
+#[rtype(result = "Result<BroadcastPart, RouteError>")]
+pub struct RouteBroadcast {
+    pub envelope: Arc<Envelope>,
+    pub id: String,
+    pub timestamp: Timestamp,
+}
+
+/// A shard's answer to [`RouteBroadcast`].
+pub struct BroadcastPart {
+    pub recipients: u32,
+    pub duplicate: bool,
+    pub durable: Option<oneshot::Receiver<()>>,
+}
+
+/// Where an HTTP poll starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollFrom {
+    /// After this seq, in seq order.
+    Seq(u64),
+    /// Messages newer than this time (for the original bridge's clients).
+    Time(Timestamp),
+    /// The undelivered queue, in priority order.
+    Queue,
+}
+
+/// `GET /api/messages`: read an inbox page; with `wait`, get a wake-up when it is empty.
+#[derive(Message)]
+#[rtype(result = "Result<Polled, RouteError>")]
+pub struct Poll {
+    pub client_id: String,
+    pub from: PollFrom,
+    pub limit: usize,
+    pub wait: bool,
+}
+
+/// Answer to [`Poll`].
+pub enum Polled {
+    Page { messages: Vec<Msg>, next_since: u64 },
+    /// Nothing new: the receiver fires when a message arrives (then poll again).
+    Wait { wake: oneshot::Receiver<()>, next_since: u64 },
+}
+
+/// A client was active over HTTP (counts as "seen" for `all`). Sent by HTTP handlers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Seen(pub String);
+
+/// Hand a require-ack message to the client's sessions again. Sent by the AckTracker; answers
+/// whether any session received it.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Redeliver {
+    pub client_id: String,
+    pub seq: u64,
+}
+
+/// A require-ack message is settled (acked, dead or expired): stop treating it as in flight. Sent
+/// by the AckTracker.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Settled {
+    pub client_id: String,
+    pub seq: u64,
+}
+
+/// A frame for every session of a client (receipts). Sent by the AckTracker.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NotifyClient {
+    pub client_id: String,
+    pub note: Arc<Note>,
+}
+
+/// Live-client facts for `/api/status` and `/admin/clients`.
+#[derive(Message)]
+#[rtype(result = "Vec<ClientInfo>")]
+pub struct ListClients;
+
+/// One client in [`ListClients`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClientInfo {
+    pub client_id: String,
+    pub sessions: Vec<SessionInfo>,
+    pub last_seq: u64,
+    pub queued: usize,
+    pub last_seen_s_ago: f64,
+}
+
+/// One session in [`ClientInfo`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionInfo {
+    pub session_id: String,
+    pub transport: &'static str,
+    pub pending: usize,
+    pub lagging: bool,
+}
+
