@@ -148,6 +148,23 @@ pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::B
     Ok(buf.freeze())
 }
 
+/// A `since` position (WebSocket `?since=`, SSE `Last-Event-ID`): empty means none.
+pub fn parse_since(value: Option<&str>, what: &str) -> Result<Option<u64>, ApiError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(s) => s.parse::<u64>().map(Some).map_err(|_| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("{what} {s:?} is not a sequence number"))
+        }),
+    }
+}
+
+/// A `types=a,b` filter: `None` (or an empty list) means every type.
+pub fn parse_types(value: Option<&str>) -> Option<std::collections::HashSet<String>> {
+    value
+        .map(|t| t.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect::<std::collections::HashSet<_>>())
+        .filter(|t| !t.is_empty())
+}
+
 /// Parses a JSON body, mapping every failure to a coded error.
 pub fn parse_json<'a, T: serde::Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {

@@ -1,6 +1,5 @@
 //! `GET /stream/events`: Server-Sent Events for clients that only read.
 
-use std::collections::HashSet;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -9,7 +8,7 @@ use agent_bridge_protocol::ids::validate_client_id;
 use serde::Deserialize;
 
 use super::auth::{session_auth, Caller};
-use super::{ApiError, AppState};
+use super::{parse_since, parse_types, ApiError, AppState};
 use agent_bridge_actors::auth::Permission;
 
 /// Query of `GET /stream/events`.
@@ -30,17 +29,8 @@ pub async fn events(req: HttpRequest, query: web::Query<SseQuery>, state: web::D
     let caller = Caller::of(&req)?;
     caller.act_as(&client_id, Permission::Read)?;
     let header = req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let since = match header.or(q.since).as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(s) => Some(s.parse::<u64>().map_err(|_| {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("Last-Event-ID {s:?} is not a sequence number"))
-        })?),
-    };
-    let types: Option<HashSet<String>> = q
-        .types
-        .as_deref()
-        .map(|t| t.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect::<HashSet<_>>())
-        .filter(|t| !t.is_empty());
+    let since = parse_since(header.or(q.since).as_deref(), "Last-Event-ID")?;
+    let types = parse_types(q.types.as_deref());
     let auth = session_auth(&state, &caller, &client_id)?;
     let rx = SseSession::start(client_id, since, types, &state.broker.sessions, auth);
     let body = futures_util::stream::unfold(rx, |mut rx| async move {

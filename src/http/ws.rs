@@ -1,6 +1,5 @@
 //! `GET /ws/{client_id}`: validates the path and query, then hands the socket to a `Session`.
 
-use std::collections::HashSet;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -9,7 +8,7 @@ use agent_bridge_protocol::ids::validate_client_id;
 use serde::Deserialize;
 
 use super::auth::{session_auth, Caller};
-use super::{ApiError, AppState};
+use super::{parse_since, parse_types, ApiError, AppState};
 use agent_bridge_actors::auth::Permission;
 
 /// Query options of the upgrade request.
@@ -33,17 +32,8 @@ pub async fn connect(
     let query = web::Query::<WsQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?
         .into_inner();
-    let since = match query.since.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(s.parse::<u64>().map_err(|_| {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("since={s:?} is not a sequence number"))
-        })?),
-    };
-    let types: Option<HashSet<String>> = query
-        .types
-        .as_deref()
-        .map(|t| t.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect::<HashSet<_>>())
-        .filter(|t| !t.is_empty());
+    let since = parse_since(query.since.as_deref(), "since")?;
+    let types = parse_types(query.types.as_deref());
     let encoding = match query.encoding.as_deref() {
         None | Some("json") => Encoding::Json,
         Some("bincode") => Encoding::Bincode,
