@@ -1,5 +1,5 @@
-//! Admin routes (PROTOCOL.md section 5). Authentication arrives with API keys; until then they are
-//! reachable only as the bind allows (loopback by default).
+//! Admin routes (PROTOCOL.md section 5). Each handler takes [`Admin`]: the `admin` permission is
+//! checked on the matched route, besides the middleware's check on the canonical path.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -7,10 +7,11 @@ use agent_bridge_actors::supervisor::GetTree;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::Admin;
 use super::{parse_json, read_body, ApiError, AppState};
 
 /// `GET /admin/supervisors`: the live supervision tree.
-pub async fn supervisors(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn supervisors(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let tree = state
         .broker
         .root
@@ -21,7 +22,7 @@ pub async fn supervisors(state: web::Data<AppState>) -> Result<HttpResponse, Api
 }
 
 /// `GET /admin/clients`.
-pub async fn clients(state: web::Data<AppState>) -> HttpResponse {
+pub async fn clients(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "clients": state.broker.router.clients().await }))
 }
 
@@ -31,7 +32,7 @@ struct FaultRequest {
 }
 
 /// `POST /admin/fault {actor}`: only with `--enable-fault-injection`, else 404.
-pub async fn fault(payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn fault(_admin: Admin, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if !state.config.enable_fault_injection {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "fault injection is disabled"));
     }
@@ -47,7 +48,7 @@ pub async fn fault(payload: web::Payload, state: web::Data<AppState>) -> Result<
 }
 
 /// `GET /admin/dead-letters?limit=`.
-pub async fn dead_letters(query: web::Query<LimitQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn dead_letters(_admin: Admin, query: web::Query<LimitQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
     let dead = state
         .broker
@@ -64,7 +65,7 @@ pub struct LimitQuery {
 }
 
 /// `GET /admin/queues`: per client, what waits for delivery or an ack.
-pub async fn queues(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn queues(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let pending_acks = state
         .broker
         .tracker

@@ -1,7 +1,7 @@
 //! API key administration (PROTOCOL.md section 5): `POST /admin/keys` creates a key and shows it
 //! once, `GET /admin/keys` lists keys with usage statistics (never the key or its hash),
 //! `DELETE /admin/keys/{id}` revokes a key at once and closes its open sessions. The `admin`
-//! permission is enforced for every `/admin` route by the auth middleware.
+//! permission is enforced by the auth middleware and again by each handler's [`Admin`] argument.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -11,6 +11,7 @@ use agent_bridge_protocol::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::auth::Admin;
 use super::{parse_json, read_body, ApiError, AppState};
 
 /// `POST /admin/keys` body.
@@ -106,7 +107,7 @@ impl From<ApiKeyRecord> for KeyView {
 }
 
 /// `POST /admin/keys`: `201 {key, id, ...}`; the key is shown only in this answer.
-pub async fn create(payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn create(_admin: Admin, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let body = read_body(payload, 64 * 1024).await?;
     let req: CreateKeyRequest = parse_json(&body, "key request")?;
     let permissions = Permissions::parse_list(req.permissions.iter().map(String::as_str))?;
@@ -131,7 +132,7 @@ pub async fn create(payload: web::Payload, state: web::Data<AppState>) -> Result
 }
 
 /// `GET /admin/keys`: every key with its usage.
-pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let auth = state.auth.clone();
     if let Err(e) = web::block(move || auth.keys.persist_usage()).await.map_err(blocking)? {
         tracing::warn!(error = %e, "saving API key usage");
@@ -141,7 +142,7 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
 }
 
 /// `DELETE /admin/keys/{id}`: revokes at once; open sessions using the key are closed (1008).
-pub async fn revoke(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn revoke(_admin: Admin, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let (auth, key_id) = (state.auth.clone(), id.clone());
     match web::block(move || auth.keys.revoke(&key_id)).await.map_err(blocking)?? {

@@ -13,6 +13,7 @@ use agent_bridge_protocol::Payload;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::Admin;
 use super::{parse_json, read_body, ApiError, AppState};
 
 /// The HTTP status of a room error.
@@ -125,7 +126,7 @@ pub async fn list(req: HttpRequest, query: web::Query<Identity>, state: web::Dat
 }
 
 /// `GET /admin/rooms`.
-pub async fn admin_list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn admin_list(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.broker.rooms.list(None).await?))
 }
 
