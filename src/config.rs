@@ -47,6 +47,8 @@ pub struct Config {
     pub max_connections: usize,
     pub max_connections_per_client: usize,
     pub cors_origins: String,
+    pub allowed_hosts: String,
+    pub body_timeout_s: f64,
     pub tls_cert_file: String,
     pub tls_key_file: String,
     pub long_poll_max_s: f64,
@@ -171,6 +173,15 @@ pub struct ServeArgs {
     #[arg(long, env = "BRIDGE_CORS_ORIGINS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors_origins: Option<String>,
+    /// Host names the broker answers to besides loopback names and addresses (comma-separated,
+    /// `*` for any): the DNS-rebinding defence. Beyond loopback, empty means no check.
+    #[arg(long, env = "BRIDGE_ALLOWED_HOSTS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_hosts: Option<String>,
+    /// Longest time a request body may take to arrive, in seconds (then 408 and the connection closes).
+    #[arg(long, env = "BRIDGE_BODY_TIMEOUT_S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_timeout_s: Option<f64>,
     /// Serve HTTPS/WSS with this PEM certificate chain (with tls_key_file).
     #[arg(long, env = "BRIDGE_TLS_CERT_FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -354,6 +365,9 @@ impl Config {
         if self.tls_cert_file.is_empty() != self.tls_key_file.is_empty() {
             return bad("tls_cert_file and tls_key_file must be given together".into());
         }
+        if !(self.body_timeout_s > 0.0 && self.body_timeout_s.is_finite()) {
+            return bad(format!("body_timeout_s = {} must be a positive number of seconds", self.body_timeout_s));
+        }
         for o in self.cors_origin_list() {
             if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
                 return bad(format!("cors_origins: {o:?} is not an origin like https://claude.ai (or \"*\")"));
@@ -454,6 +468,11 @@ impl Config {
             message_rate_per_s: self.message_rate_per_s,
             message_burst: self.message_burst,
         })
+    }
+
+    /// `allowed_hosts` as a lower-cased list.
+    pub fn allowed_host_list(&self) -> Vec<String> {
+        self.allowed_hosts.split(',').map(str::trim).filter(|h| !h.is_empty()).map(str::to_ascii_lowercase).collect()
     }
 
     /// `cors_origins` as a list.

@@ -40,17 +40,22 @@ pub fn run(config: Config, listener: TcpListener) -> anyhow::Result<Arc<web::Dat
         auth,
     });
     let app_state = state.clone();
+    let hosts = web::Data::new(crate::http::edge::HostPolicy::new(&config));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
+            .app_data(hosts.clone())
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 crate::http::ApiError::new(actix_web::http::StatusCode::BAD_REQUEST, "bad_request", e.to_string()).into()
             }))
             .configure(crate::http::routes)
             .wrap(actix_web::middleware::from_fn(crate::http::auth::authenticate))
+            .wrap(actix_web::middleware::from_fn(crate::http::edge::body_deadline))
             .wrap(crate::http::cors(&app_state.config))
+            .wrap(actix_web::middleware::from_fn(crate::http::edge::check))
     })
     .workers(workers)
+    .on_connect(crate::http::edge::Connection::on_connect)
     // Small frames must not wait for delayed ACKs (40 ms on Linux).
     .tcp_nodelay(true)
     .shutdown_timeout(5)

@@ -147,3 +147,119 @@ async fn oversized_request_heads_are_refused() {
     assert_eq!(status, 200, "still serving: {body}");
     let _ = json!(null);
 }
+
+/// Writes `chunks` (pausing between them), then reads until the server closes: the response text
+/// and whether the close came within `within`.
+async fn until_closed(port: u16, chunks: &[&[u8]], pause: Duration, within: Duration) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    for (i, c) in chunks.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(pause).await;
+        }
+        if s.write_all(c).await.is_err() {
+            break;
+        }
+    }
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(within, s.read_to_end(&mut buf)).await.is_ok();
+    (String::from_utf8_lossy(&buf).into_owned(), closed)
+}
+
+/// Writes only over POST: a GET (which a cross-site `<img>` can issue) runs read-only calls only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_runs_read_only_calls_only() {
+    let server = Server::start(&[]);
+    for (method, params) in [
+        ("room.create", r#"{"name":"viaget"}"#),
+        ("room.join", r#"{"room":"viaget"}"#),
+        ("board.add", r#"{"room":"viaget","title":"x"}"#),
+        ("file.upload", r#"{"room":"viaget","name":"a.txt","content":"x"}"#),
+        ("no.such", "{}"),
+    ] {
+        let path = format!("/api/call?method={method}&client_id=web&params={}", urlencode(params));
+        let r = raw_http(server.port, &[&raw_request("GET", &path, &[], "")], Duration::ZERO).await;
+        assert_eq!(r.status, 405, "GET {method}: {}", r.body);
+        assert_eq!(r.json()["code"], "method_not_allowed", "{}", r.body);
+    }
+    let r = raw_http(server.port, &[&raw_request("GET", "/api/call?method=room.list&client_id=web", &[], "")], Duration::ZERO).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["result"]["count"], 0, "nothing was created: {}", r.body);
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+/// DNS rebinding: a loopback broker answers only to loopback names and IP literals (and the
+/// configured `allowed_hosts`), for plain requests and WebSocket upgrades alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_broker_refuses_foreign_host_names() {
+    let server = Server::start(&["--allowed-hosts", "bridge.test"]);
+    let port = server.port.to_string();
+    let upgrade = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")];
+    for host in ["evil.example", "evil.example:5001", "localhost.evil.example", "127.0.0.1.nip.io", "EVIL.example.", "user@localhost", "bad host"] {
+        for (path, extra) in [("/api/status", &[][..]), ("/ws/web", &upgrade[..])] {
+            let mut req = String::from_utf8(raw_request("GET", path, extra, "")).expect("ascii");
+            req = req.replacen("Host: 127.0.0.1", &format!("Host: {host}"), 1);
+            let r = raw_http(server.port, &[req.as_bytes()], Duration::ZERO).await;
+            assert_eq!(r.status, 403, "Host {host} on {path}: {}", r.head);
+            assert_eq!(r.json()["code"], "host_not_allowed", "{}", r.body);
+        }
+    }
+    for host in ["127.0.0.1".to_owned(), format!("localhost:{port}"), format!("[::1]:{port}"), "app.localhost".to_owned(), "Bridge.Test:80".to_owned()] {
+        let mut req = String::from_utf8(raw_request("GET", "/api/status", &[], "")).expect("ascii");
+        req = req.replacen("Host: 127.0.0.1", &format!("Host: {host}"), 1);
+        let r = raw_http(server.port, &[req.as_bytes()], Duration::ZERO).await;
+        assert_eq!(r.status, 200, "Host {host}: {}", r.head);
+    }
+}
+
+/// A body that never finishes is answered 408 and its connection closed, whether it stops, drips
+/// or goes to a route that never reads it; the broker keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_bodies_are_timed_out_and_closed() {
+    let server = Server::start(&["--body-timeout-s", "1"]);
+    let head = "POST /api/send HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n";
+    let started = std::time::Instant::now();
+    let (text, closed) = until_closed(server.port, &[head.as_bytes(), b"{\"to\":"], Duration::ZERO, Duration::from_secs(8)).await;
+    assert!(closed, "the connection is closed: {text}");
+    assert!(text.starts_with("HTTP/1.1 408"), "408: {text}");
+    assert!(text.contains("\"code\":\"timeout\""), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5), "within the timeout and a little: {:?}", started.elapsed());
+
+    // Dripping a byte at a time does not extend the deadline.
+    let drip: Vec<&[u8]> = std::iter::once(head.as_bytes()).chain(std::iter::repeat(&b" "[..]).take(30)).collect();
+    let (text, closed) = until_closed(server.port, &drip, Duration::from_millis(100), Duration::from_secs(8)).await;
+    assert!(closed && text.starts_with("HTTP/1.1 408"), "{closed} {text}");
+
+    // A route that never reads the body: answered, and the connection does not stay open.
+    let head = "POST /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n";
+    let (text, closed) = until_closed(server.port, &[head.as_bytes()], Duration::ZERO, Duration::from_secs(8)).await;
+    assert!(closed, "closed: {text}");
+    assert!(text.starts_with("HTTP/1.1 4"), "{text}");
+
+    let (status, _) = server.get("/health/live").await;
+    assert_eq!(status, 200);
+}
+
+/// A payload posted pretty-printed reaches SSE readers as one event whose data is that JSON, read
+/// by a spec-conforming SSE parser (eventsource-stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_line_payloads_stay_one_sse_event() {
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+    let server = Server::start(&[]);
+    let resp = reqwest::Client::new().get(server.http("/stream/events?client_id=reader")).send().await.expect("sse");
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut events = resp.bytes_stream().eventsource();
+    let first = tokio::time::timeout(common::WAIT, events.next()).await.expect("an event").expect("open").expect("parsed");
+    assert_eq!(first.event, "connection_confirmed");
+    let body = "{\"from\":\"writer\",\"to\":\"reader\",\"type\":\"note\",\r\n \"payload\": {\n  \"a\": 1,\r  \"b\": [\n    2, 3\n  ]\n}\n}";
+    let (status, sent) = server.post_raw("/api/send", body.to_owned()).await;
+    assert_eq!(status, 200, "{sent}");
+    let ev = tokio::time::timeout(common::WAIT, events.next()).await.expect("an event").expect("open").expect("parsed");
+    assert_eq!(ev.event, "message");
+    let frame: Value = serde_json::from_str(&ev.data).unwrap_or_else(|e| panic!("one JSON event ({e}): {:?}", ev.data));
+    assert_eq!(frame["message"]["payload"], json!({"a": 1, "b": [2, 3]}));
+}

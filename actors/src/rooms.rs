@@ -348,6 +348,12 @@ fn permitted(identity: Option<&Identity>, method: &str) -> Result<(), RoomError>
     identity.require(needed).map_err(|e| RoomError::Forbidden(e.to_string()))
 }
 
+/// Whether a call only reads (so it may be made with `GET /api/call`): the read-only calls but
+/// `room.join`, which changes membership.
+pub fn changes_nothing(method: &str) -> bool {
+    READ_ONLY.contains(&method) && method != "room.join"
+}
+
 /// What a parsed call does.
 enum Parsed {
     Create(CreateRoom),

@@ -104,6 +104,9 @@ impl SseSession {
     }
 }
 
+/// One SSE event. `data` may span lines (a payload posted pretty-printed is relayed as written):
+/// each line becomes its own `data:` field, which a reader joins back with `\n` (the SSE spec), so
+/// the JSON it reassembles is the JSON that was sent.
 fn event(id: Option<u64>, name: &str, data: &str) -> Bytes {
     let mut s = String::with_capacity(data.len() + 48);
     if let Some(id) = id {
@@ -113,9 +116,14 @@ fn event(id: Option<u64>, name: &str, data: &str) -> Bytes {
     }
     s.push_str("event: ");
     s.push_str(name);
-    s.push_str("\ndata: ");
-    s.push_str(data);
-    s.push_str("\n\n");
+    s.push('\n');
+    // The spec's line ends: CRLF, CR or LF.
+    for line in data.split("\r\n").flat_map(|l| l.split(['\r', '\n'])) {
+        s.push_str("data: ");
+        s.push_str(line);
+        s.push('\n');
+    }
+    s.push('\n');
     Bytes::from(s)
 }
 

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod health;
+pub mod edge;
 pub mod keys;
 pub mod openapi;
 pub mod rooms;
@@ -66,6 +67,10 @@ impl ResponseError for ApiError {
         let mut resp = HttpResponse::build(self.status);
         if self.status == StatusCode::UNAUTHORIZED {
             resp.insert_header(("www-authenticate", "Bearer"));
+        }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still come: this connection cannot carry another request.
+            resp.force_close();
         }
         match self.retry_after {
             Some(secs) => resp
@@ -139,7 +144,12 @@ pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::B
     use futures_util::StreamExt;
     let mut buf = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("reading body: {e}")))?;
+        let chunk = chunk.map_err(|e| match &e {
+            actix_web::error::PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", format!("reading body: {io}"))
+            }
+            _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("reading body: {e}")),
+        })?;
         if buf.len() + chunk.len() > limit {
             return Err(ProtocolError::TooLarge { size: buf.len() + chunk.len(), limit }.into());
         }

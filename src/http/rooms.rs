@@ -108,6 +108,14 @@ pub struct CallQuery {
 /// `GET /api/call?method=&params=<json>&from=`: the same, for read-only calls from a browser bar.
 pub async fn call_get(req: HttpRequest, query: web::Query<CallQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
+    // A cross-site `<img>` or a rebinding page can issue a GET: only calls that change nothing.
+    if !agent_bridge_actors::rooms::changes_nothing(&q.method) {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{:?} changes state (or is not a call): use POST /api/call", q.method),
+        ));
+    }
     let params = match q.params {
         Some(text) => Payload::from_json_text(text)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_params", format!("params is not JSON: {e}")))?,

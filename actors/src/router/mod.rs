@@ -330,8 +330,12 @@ impl Router {
     }
 
     fn broadcast(&mut self, msg: &RouteBroadcast, ctx: &mut Context<Self>) -> Result<BroadcastPart, RouteError> {
-        if self.check_idempotency(&msg.envelope, agent_bridge_protocol::ids::BROADCAST)?.is_some() {
-            return Ok(BroadcastPart { recipients: 0, duplicate: true, durable: None });
+        // Every shard records the broadcast's key: another shard's record of this same broadcast
+        // (already written when this shard gets to it) is not a duplicate.
+        if let Some(rec) = self.check_idempotency(&msg.envelope, agent_bridge_protocol::ids::BROADCAST)? {
+            if rec.message_id != msg.id {
+                return Ok(BroadcastPart { recipients: 0, duplicate: true, durable: None });
+            }
         }
         let now = Instant::now();
         let window = self.config.seen_window;
