@@ -1,6 +1,8 @@
 //! The Helm chart lints clean, renders, and the configuration it gives the broker really starts
 //! the broker, with the probes the chart wires answering. Uses helm-python-sdk (PyPI, the Helm v4
-//! engine): with `CI` set it must be installed; elsewhere the test says how and passes.
+//! engine), installed into a virtualenv under the target directory when the system Python lacks
+//! it. Ignored by a plain `cargo test` (it needs PyPI the first time); the README's test command
+//! runs it with `--include-ignored`.
 
 mod common;
 
@@ -9,16 +11,12 @@ use std::process::Command;
 use common::Server;
 
 #[tokio::test]
+#[ignore = "needs helm-python-sdk from PyPI (installed on first run): cargo test -- --include-ignored"]
 async fn the_chart_renders_and_its_config_starts_the_broker() {
-    let has_sdk = Command::new("python3").args(["-c", "import helm_python"]).output().is_ok_and(|o| o.status.success());
-    if !has_sdk {
-        assert!(std::env::var_os("CI").is_none(), "CI must install helm-python-sdk (python3 -m pip install helm-python-sdk)");
-        eprintln!("skipped: python3 -m pip install helm-python-sdk to lint and render the chart");
-        return;
-    }
+    let python = common::python::with("helm-venv", &[("helm_python", "helm-python-sdk")]);
     let out_dir = tempfile::tempdir().expect("tempdir");
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = Command::new("python3")
+    let out = Command::new(&python)
         .args([&format!("{root}/tests/helm/render.py"), &format!("{root}/helm/agent-bridge")])
         .arg(out_dir.path())
         .output()

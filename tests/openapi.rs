@@ -1,6 +1,7 @@
 //! `/openapi.json`: it describes every route the server registers, and the property-based HTTP
 //! fuzzer (schemathesis, fuzz/http.sh) finds no 5xx, undocumented status or hang against the real
-//! broker. The fuzzer runs whenever schemathesis is installed; with `CI` set it must be.
+//! broker. The fuzzer is ignored by a plain `cargo test` (it needs schemathesis from PyPI, installed
+//! into a virtualenv on first run); the README's test command runs it with `--include-ignored`.
 
 mod common;
 
@@ -48,22 +49,15 @@ async fn every_route_is_described() {
     assert!(doc["paths"]["/health/live"]["get"]["security"] == serde_json::json!([{}]), "probes are public");
 }
 
-fn schemathesis_available() -> bool {
-    let on_path = Command::new("schemathesis").arg("--version").output().is_ok_and(|o| o.status.success());
-    on_path || Command::new("python3").args(["-m", "schemathesis.cli", "--version"]).output().is_ok_and(|o| o.status.success())
-}
-
 #[test]
+#[ignore = "needs schemathesis from PyPI (installed on first run) and takes a minute: cargo test -- --include-ignored"]
 fn http_fuzzer_finds_no_server_errors() {
-    if !schemathesis_available() {
-        assert!(std::env::var_os("CI").is_none(), "CI must install schemathesis (python3 -m pip install schemathesis)");
-        eprintln!("skipped: schemathesis is not installed (python3 -m pip install schemathesis)");
-        return;
-    }
+    let python = common::python::with("schemathesis-venv", &[("schemathesis", "schemathesis")]);
     let examples = std::env::var("HTTP_FUZZ_EXAMPLES").unwrap_or_else(|_| "25".into());
     let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/http.sh"))
         .arg(&examples)
         .env("AGENT_BRIDGE_BIN", env!("CARGO_BIN_EXE_agent-bridge"))
+        .env("SCHEMATHESIS", format!("{python} -m schemathesis.cli"))
         .output()
         .expect("run fuzz/http.sh");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

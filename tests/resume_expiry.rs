@@ -892,7 +892,7 @@ async fn the_expired_counter_counts_each_message_once() {
 #[tokio::test]
 #[ignore = "known limitation: actix-web notices a closed SSE client only when a write fails (actix-web#1313), so \
             a few messages can go to a dead stream; SSE readers resume with Last-Event-ID (README)"]
-async fn messages_sent_after_an_sse_client_left_reach_its_next_session() {
+async fn known_limitation_messages_sent_after_an_sse_client_left_reach_its_next_session() {
     let server = Server::start(&[]);
     let sse = Sse::open(&server, "client_id=reader", None).await;
     drop(sse);

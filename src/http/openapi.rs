@@ -158,7 +158,8 @@ fn call() {}
 #[utoipa::path(get, path = "/api/call", tag = "rooms",
     params(("method" = String, Query), ("params" = Option<String>, Query, description = "JSON text"),
            ("from" = Option<String>, Query), ("client_id" = Option<String>, Query)),
-    responses((status = 200, description = "`{ok, ref, result}`")))]
+    responses((status = 200, description = "`{ok, ref, result}`"),
+              (status = 405, description = "`method_not_allowed`: the call changes state; use POST", body = ErrorBody)))]
 fn call_get() {}
 
 #[utoipa::path(get, path = "/api/rooms", tag = "rooms",

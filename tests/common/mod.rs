@@ -334,3 +334,4 @@ pub fn raw_request(method: &str, path: &str, headers: &[(&str, &str)], body: &st
     r.push_str(body);
     r.into_bytes()
 }
+pub mod python;
