@@ -570,6 +570,10 @@ async fn a_failing_room_restarts_with_its_state_and_members() {
     })
     .await;
     assert_eq!((tree["kind"].as_str(), tree["parent"].as_str()), (Some("room"), Some("rooms")));
+    // Metrics count the restart by actor kind: no room name becomes a label.
+    let metrics = reqwest::get(server.http("/metrics")).await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("bridge_actor_restarts_total{actor=\"room\"} 1"), "{metrics}");
+    assert!(!metrics.contains("lab"), "a room name in /metrics:\n{metrics}");
 
     // Nothing was lost and the members are still joined.
     let board = b.ok("board.list", json!({"room": "lab"})).await;

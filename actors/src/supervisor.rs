@@ -13,7 +13,7 @@
 //!   process with exit code [`ESCALATION_EXIT_CODE`] (when configured), so an orchestrator restarts it.
 //!
 //! Every start, restart, stop and escalation is one `tracing` line with `actor`, `parent`, `reason`
-//! and `restarts`, and restarts are counted in `bridge_actor_restarts_total{actor}`.
+//! and `restarts`, and restarts are counted in `bridge_actor_restarts_total{actor}` by actor kind.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -249,12 +249,11 @@ impl ChildHandle {
         self.kind
     }
 
-    /// The label used in metrics: the name for singletons, the kind for many-instance actors.
-    fn metric_label(&self, policy: RestartPolicy) -> &str {
-        match policy {
-            RestartPolicy::Permanent => &self.name,
-            RestartPolicy::Temporary => self.kind,
-        }
+    /// The label used in metrics: always the kind (`router`, `room`, `session`), never the
+    /// instance name, so room names and client ids never become series (the log line and
+    /// `/admin/supervisors` name the instance).
+    fn metric_label(&self, _policy: RestartPolicy) -> &str {
+        self.kind
     }
 
     /// Records a failure and decides what happens next; logs the decision.
