@@ -49,7 +49,7 @@ async fn a_panicking_router_is_restarted_and_traffic_continues() {
     b.send_msg("alice", "after", json!(3)).await;
     assert_eq!(a.recv_msg().await["payload"], 3);
     let metrics = reqwest::get(server.http("/metrics")).await.expect("GET").text().await.expect("text");
-    assert!(metrics.contains("bridge_actor_restarts_total{actor=\"router\"} 1"), "{metrics}");
+    assert!(metrics.contains("bridge_actor_restarts_total{actor=\"router\"} 2"), "both shards, counted by kind: {metrics}");
     let (code, _) = server.get("/health/ready").await;
     assert_eq!(code, 200);
 }
