@@ -48,6 +48,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
 }
 
 fn serve_inner(config: Config) -> anyhow::Result<i32> {
+    raise_fd_limit(&config);
     let addr = config.bind_addr();
     let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
@@ -66,3 +67,17 @@ fn serve_inner(config: Config) -> anyhow::Result<i32> {
     tracing::info!(exit_code = code, "agent-bridge stopped");
     Ok(code)
 }
+
+/// Raises the soft open-file limit to the hard one (as Go's runtime does): each connection takes
+/// two descriptors (its socket and the edge's handle on it, crate::http::edge::Connection), and the
+/// store some more. Warns when `max_connections` still does not fit.
+fn raise_fd_limit(config: &Config) {
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
+    let needed = 2 * config.max_connections as u64 + 256;
+    if limit < needed {
+        tracing::warn!(open_files = limit, needed, max_connections = config.max_connections, "the open-file limit is below what max_connections needs: raise it (ulimit -n, LimitNOFILE)");
+    } else {
+        tracing::debug!(open_files = limit, "open-file limit");
+    }
+}
+
