@@ -233,7 +233,7 @@ impl Router {
 
     /// Applies the pending batch and performs what waited for it; replies that need durability go
     /// out after the group commit.
-    fn write_pending(&mut self, ctx: &mut Context<Self>) {
+    fn write_pending(&mut self, _ctx: &mut Context<Self>) {
         let mut pending = std::mem::take(&mut self.pending);
         for ((client, at), (first, last)) in pending.expiries.drain() {
             pending.batch.expire_range(at, Stream::Inbox(&client), first, last);
@@ -269,21 +269,20 @@ impl Router {
         if durable.is_empty() && signals.is_empty() {
             return;
         }
+        // The wait for the flush is a task of the arbiter, not of this actor's context: a restart
+        // drops the context's futures, and with them these replies, although the batch is written.
         let commit = self.store.commit();
-        ctx.spawn(
-            async move {
-                let ok = commit.await.is_ok();
-                for (reply, result) in durable {
-                    reply.send(if ok { result } else { Err(RouteError::NotDurable) });
-                }
-                if ok {
-                    for s in signals {
-                        let _ = s.send(());
-                    }
+        actix::spawn(async move {
+            let ok = commit.await.is_ok();
+            for (reply, result) in durable {
+                reply.send(if ok { result } else { Err(RouteError::NotDurable) });
+            }
+            if ok {
+                for s in signals {
+                    let _ = s.send(());
                 }
             }
-            .into_actor(self),
-        );
+        });
     }
 
     /// Before reading the store, write what is pending so reads see every routed message.
