@@ -218,3 +218,39 @@ async fn every_ack_gets_its_receipt_across_ack_tracker_restarts() {
     let doubled: Vec<(&String, &u32)> = answers.acked.iter().filter(|(_, c)| **c > 1).collect();
     assert!(doubled.is_empty(), "{} `acked` receipts came twice, e.g. {:?}", doubled.len(), doubled.first());
 }
+
+/// The state of `room:<name>` in `/admin/supervisors`, if it is there.
+async fn room_node(server: &Server, name: &str) -> Option<Value> {
+    let (_, tree) = server.get("/admin/supervisors").await;
+    let rooms = tree["children"].as_array()?.iter().find(|c| c["name"] == "rooms")?.clone();
+    rooms["children"].as_array()?.iter().find(|c| c["name"] == format!("room:{name}").as_str()).cloned()
+}
+
+#[tokio::test]
+async fn a_room_beyond_its_restart_intensity_takes_readiness_down() {
+    let server = Server::start(&["--enable-fault-injection", "--max-restarts", "1", "--restart-window-s", "60"]);
+    let (status, body) = server.post("/api/call", &json!({"method": "room.create", "from": "alice", "params": {"name": "lab"}})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(server.get("/health/ready").await.0, 200);
+
+    fault(&server, "room:lab").await;
+    common::eventually("the first restart", || async {
+        room_node(&server, "lab").await.filter(|n| n["restarts"] == 1 && n["state"] == "running")
+    })
+    .await;
+    assert_eq!(server.get("/health/ready").await.0, 200, "a restarted room is ready again");
+    fault(&server, "room:lab").await;
+    common::eventually("the escalation", || async { room_node(&server, "lab").await.filter(|n| n["state"] == "failed") }).await;
+
+    let (status, body) = server.post("/api/call", &json!({"method": "board.list", "from": "alice", "params": {"room": "lab"}})).await;
+    assert_eq!((status, body["code"].as_str()), (503, Some("unavailable")), "{body}");
+    let (status, ready) = server.get("/health/ready").await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["checks"]["supervisors"]["failed"], json!(["room:lab"]), "{ready}");
+    assert_eq!(server.get("/health").await.0, 503, "the summary agrees");
+    assert_eq!(server.get("/health/live").await.0, 200, "the process is alive and serves the rest");
+    let mut bob = Ws::connect(&server, "bob").await;
+    let (status, body) = server.post("/api/send", &json!({"from": "alice", "to": "bob", "type": "t", "payload": 1})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(bob.recv_msg().await["payload"], 1);
+}
