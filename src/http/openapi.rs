@@ -162,8 +162,10 @@ fn call() {}
 fn call_get() {}
 
 #[utoipa::path(get, path = "/api/rooms", tag = "rooms",
-    params(("from" = Option<String>, Query), ("client_id" = Option<String>, Query)),
-    responses((status = 200, description = OK_JSON)))]
+    params(("from" = Option<String>, Query), ("client_id" = Option<String>, Query),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "rooms per page (100)"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, description = "`{count, rooms, next_cursor}`: the rooms the caller may join")))]
 fn rooms() {}
 
 #[utoipa::path(get, path = "/api/rooms/{room}/history", tag = "rooms",
@@ -207,7 +209,9 @@ fn openapi() {}
 fn supervisors() {}
 #[utoipa::path(get, path = "/admin/clients", tag = "admin", responses((status = 200, description = OK_JSON)))]
 fn clients() {}
-#[utoipa::path(get, path = "/admin/rooms", tag = "admin", responses((status = 200, description = OK_JSON)))]
+#[utoipa::path(get, path = "/admin/rooms", tag = "admin",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = OK_JSON)))]
 fn admin_rooms() {}
 #[utoipa::path(get, path = "/admin/queues", tag = "admin", responses((status = 200, description = OK_JSON)))]
 fn queues() {}
