@@ -46,8 +46,8 @@ pub struct SendBody {
     /// The application message type (`msg_type` is accepted too).
     #[schema(rename = "type", min_length = 1, max_length = 64)]
     r#type: String,
-    /// Any JSON value.
-    payload: Option<Value>,
+    /// Any JSON value; required (`null` is a value), as in the WebSocket `send` frame.
+    payload: Value,
     /// `critical`, `high`, `normal`, `low`, `bulk` (or 1, 3, 5, 7, 9).
     priority: Option<String>,
     /// Time to live in seconds.
