@@ -45,13 +45,13 @@ struct Answers {
     acked: HashMap<String, u32>,
 }
 
-/// Streams `N` sends from `sender` to `to` with at most `WINDOW` unanswered, injects a fault into
+/// Streams `N` sends from `sender` to `target` (`("to", client)` or `("room", room)`) with at most `WINDOW` unanswered, injects a fault into
 /// `actor` after each count in `FAULT_AT` answers, and returns once every ref is answered and
 /// `done` says the rest has arrived too — or once nothing new has arrived for `STALL`.
 async fn run_under_faults(
     server: &Server,
     sender: Ws,
-    to: &str,
+    (field, target): (&str, &str),
     require_ack: bool,
     actor: &str,
     mut done: impl FnMut(&Answers) -> bool,
@@ -59,14 +59,14 @@ async fn run_under_faults(
     let (mut sink, mut stream) = sender.stream.split();
     let credits = Arc::new(Semaphore::new(WINDOW));
     let writer_credits = Arc::clone(&credits);
-    let to = to.to_owned();
+    let (field, target) = (field.to_owned(), json!(target));
     let writer = tokio::spawn(async move {
         for n in 1..=N {
             writer_credits.acquire().await.expect("semaphore").forget();
-            let frame = json!({
-                "type": "send", "to": to, "msg_type": "work", "payload": {"n": n},
-                "require_ack": require_ack, "ref": n.to_string(),
+            let mut frame = json!({
+                "type": "send", "msg_type": "work", "payload": {"n": n}, "require_ack": require_ack, "ref": n.to_string(),
             });
+            frame[&field] = target.clone();
             if sink.send(WsMessage::Text(frame.to_string())).await.is_err() {
                 break;
             }
@@ -146,13 +146,9 @@ fn assert_answered_once(answers: &Answers) -> HashMap<u64, String> {
     sent
 }
 
-#[tokio::test]
-async fn every_send_is_answered_exactly_once_across_router_restarts() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = server(&dir);
-    let mut receiver = Ws::connect(&server, "receiver").await;
-    let sender = Ws::connect(&server, "sender").await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
+/// Reads `receiver` in the background and passes on the `n` of every message payload.
+fn payloads(mut receiver: Ws) -> (tokio::task::JoinHandle<()>, mpsc::UnboundedReceiver<u64>) {
+    let (tx, rx) = mpsc::unbounded_channel();
     let reader = tokio::spawn(async move {
         while let Some(f) = receiver.try_recv(STALL).await {
             if f["type"] == "message" && tx.send(f["message"]["payload"]["n"].as_u64().expect("n")).is_err() {
@@ -160,12 +156,11 @@ async fn every_send_is_answered_exactly_once_across_router_restarts() {
             }
         }
     });
-    let answers = run_under_faults(&server, sender, "receiver", false, "router-0", |_| true).await;
-    let restarts = server.logs().matches("actor restarting").count();
-    assert_eq!(restarts, FAULT_AT.len(), "each fault restarted the shard once");
-    let sent = assert_answered_once(&answers);
+    (reader, rx)
+}
 
-    // Everything answered `sent` was delivered.
+/// Every message answered `sent` arrives at the receiver.
+async fn assert_delivered(sent: &HashMap<u64, String>, rx: &mut mpsc::UnboundedReceiver<u64>) {
     let mut delivered = HashSet::new();
     while sent.keys().any(|n| !delivered.contains(n)) {
         let Ok(Some(n)) = tokio::time::timeout(STALL, rx.recv()).await else { break };
@@ -173,6 +168,49 @@ async fn every_send_is_answered_exactly_once_across_router_restarts() {
     }
     let lost: Vec<&u64> = sent.keys().filter(|n| !delivered.contains(n)).collect();
     assert!(lost.is_empty(), "{} messages answered `sent` never arrived, e.g. {:?}", lost.len(), lost.first());
+}
+
+#[tokio::test]
+async fn every_send_is_answered_exactly_once_across_router_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(&dir);
+    let (reader, mut rx) = payloads(Ws::connect(&server, "receiver").await);
+    let sender = Ws::connect(&server, "sender").await;
+    let answers = run_under_faults(&server, sender, ("to", "receiver"), false, "router-0", |_| true).await;
+    let restarts = server.logs().matches("actor restarting").count();
+    assert_eq!(restarts, FAULT_AT.len(), "each fault restarted the shard once");
+    let sent = assert_answered_once(&answers);
+    assert_delivered(&sent, &mut rx).await;
+    reader.abort();
+}
+
+/// Sends a `join` frame and waits for the `joined` event.
+async fn join(ws: &mut Ws, room: &str) {
+    ws.send(json!({"type": "join", "room": room})).await;
+    loop {
+        let f = ws.recv().await;
+        assert_ne!(f["type"], "error", "join {room}: {f}");
+        if f["type"] == "event" && f["event"] == "joined" {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_room_send_is_answered_exactly_once_across_room_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(&dir);
+    let mut sender = Ws::connect(&server, "sender").await;
+    sender.send(json!({"type": "call", "ref": "c", "method": "room.create", "params": {"name": "lab"}})).await;
+    assert_eq!(sender.recv_type("result").await["ok"], true);
+    join(&mut sender, "lab").await;
+    let mut receiver = Ws::connect(&server, "receiver").await;
+    join(&mut receiver, "lab").await;
+    let (reader, mut rx) = payloads(receiver);
+    let answers = run_under_faults(&server, sender, ("room", "lab"), false, "room:lab", |_| true).await;
+    assert_eq!(server.logs().matches("actor restarting").count(), FAULT_AT.len(), "each fault restarted the room once");
+    let sent = assert_answered_once(&answers);
+    assert_delivered(&sent, &mut rx).await;
     reader.abort();
 }
 
@@ -197,7 +235,7 @@ async fn every_ack_gets_its_receipt_across_ack_tracker_restarts() {
         }
     });
     let mut acked_by_receiver = HashSet::new();
-    let answers = run_under_faults(&server, sender, "receiver", true, "ack_tracker", |a| {
+    let answers = run_under_faults(&server, sender, ("to", "receiver"), true, "ack_tracker", |a| {
         while let Ok(id) = rx.try_recv() {
             acked_by_receiver.insert(id);
         }
