@@ -768,6 +768,7 @@ fn names(listed: &Value) -> Vec<String> {
 async fn room_listings_show_private_rooms_only_to_whom_may_join_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = team_keys(&dir, ("ops", &["--permissions", "read,write,admin"]));
+    let writer = key(&dir, "writer", &["--permissions", "write"]);
     let server = start_on(&dir, &[]);
     let mut owner = Agent::connect_query(&server, "owner", &format!("token={}", keys["owner"])).await;
     owner.ok("room.create", json!({"name": "secret", "topic": "launch codes", "private": true, "allow": ["friend"]})).await;
@@ -788,6 +789,8 @@ async fn room_listings_show_private_rooms_only_to_whom_may_join_them() {
     }
     let (status, _) = get_as(&server, &keys["stranger"], "/api/rooms?from=friend").await;
     assert_eq!(status, 403, "a key lists only as its own client id");
+    let (status, body) = get_as(&server, &writer, "/api/rooms").await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "listing needs `read`, as room.list does: {body}");
 
     // Whoever may join it sees it: the allow-listed friend, the creator, credentials naming the
     // room, admins (and /admin/rooms lists everything).

@@ -531,6 +531,9 @@ impl RoomsHandle {
     /// [`DEFAULT_ROOM_PAGE`] and is at most [`MAX_ROOM_PAGE`]; `cursor` is the previous page's
     /// `next_cursor`.
     pub fn list(&self, caller: Option<String>, identity: Option<Arc<Identity>>, limit: Option<usize>, cursor: Option<String>) -> Pending<Value> {
+        if let Err(e) = permitted(identity.as_deref(), "room.list") {
+            return Box::pin(async move { Err(e) });
+        }
         let limit = limit.unwrap_or(DEFAULT_ROOM_PAGE).clamp(1, MAX_ROOM_PAGE);
         let req = self.registry.send(ListRooms { caller, identity, limit, cursor });
         Box::pin(async move { req.await? })
