@@ -180,6 +180,8 @@ async fn every_send_is_answered_exactly_once_across_router_restarts() {
     let restarts = server.logs().matches("actor restarting").count();
     assert_eq!(restarts, FAULT_AT.len(), "each fault restarted the shard once");
     let sent = assert_answered_once(&answers);
+    // The fault hit between messages: every one was stored, so every one gets its real outcome.
+    assert_eq!(sent.len() as u64, N, "stored messages are answered `sent`, not `internal`");
     assert_delivered(&sent, &mut rx).await;
     reader.abort();
 }
@@ -210,6 +212,7 @@ async fn every_room_send_is_answered_exactly_once_across_room_restarts() {
     let answers = run_under_faults(&server, sender, ("room", "lab"), false, "room:lab", |_| true).await;
     assert_eq!(server.logs().matches("actor restarting").count(), FAULT_AT.len(), "each fault restarted the room once");
     let sent = assert_answered_once(&answers);
+    assert_eq!(sent.len() as u64, N, "stored messages are answered `sent`, not `internal`");
     assert_delivered(&sent, &mut rx).await;
     reader.abort();
 }

@@ -77,7 +77,7 @@ struct PendingWrites {
     delivered: Vec<Delivered>,
     wake: Vec<oneshot::Sender<()>>,
     /// Replies; `true` when they must wait for the flush.
-    replies: Vec<(ReplyTo, Result<Routed, RouteError>, bool)>,
+    replies: Vec<(Owed, Result<Routed, RouteError>, bool)>,
     signals: Vec<oneshot::Sender<()>>,
     /// Expiry index runs: (inbox, due second) → (first seq, last seq).
     expiries: HashMap<(String, i64), (u64, u64)>,
@@ -714,7 +714,7 @@ impl Handler<Route> for Router {
         let Route { env, reply } = msg;
         match self.guard(ctx, |r, ctx| r.route(env, ctx)) {
             Ok((routed, needs_flush)) => {
-                self.pending.replies.push((reply, Ok(routed), needs_flush));
+                self.pending.replies.push((Owed::new(reply), Ok(routed), needs_flush));
                 self.schedule(ctx);
             }
             Err(e) => reply.send(Err(e)),
@@ -726,7 +726,12 @@ impl Handler<WriteBatch> for Router {
     type Result = ();
     fn handle(&mut self, _: WriteBatch, ctx: &mut Self::Context) {
         if self.pending.scheduled {
-            self.write_pending(ctx);
+            // Contained like every handler: a panic while writing answers the batch's sends
+            // `internal` (their `Owed` replies are dropped) and restarts the shard.
+            let _ = self.guard(ctx, |r, ctx| {
+                r.write_pending(ctx);
+                Ok(())
+            });
         }
     }
 }
