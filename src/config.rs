@@ -56,6 +56,7 @@ pub struct Config {
     pub cluster_nats: String,
     pub max_frame_bytes: usize,
     pub max_file_bytes: usize,
+    pub max_rooms_per_client: usize,
     pub session_queue: usize,
     pub max_in_flight: usize,
     pub heartbeat_interval_s: f64,
@@ -210,6 +211,10 @@ pub struct ServeArgs {
     #[arg(long, env = "BRIDGE_MAX_FILE_BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_file_bytes: Option<usize>,
+    /// Rooms one client id may create (0: no limit).
+    #[arg(long, env = "BRIDGE_MAX_ROOMS_PER_CLIENT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rooms_per_client: Option<usize>,
     /// Frames queued per session before it is fed from the store.
     #[arg(long, env = "BRIDGE_SESSION_QUEUE")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -570,7 +575,11 @@ impl Config {
                 retention: self.retention().expect("validated"),
             },
             flush_interval: Duration::from_millis(self.flush_interval_ms),
-            rooms: RoomsConfig { max_file_bytes: self.max_file_bytes, ..RoomsConfig::default() },
+            rooms: RoomsConfig {
+                max_file_bytes: self.max_file_bytes,
+                max_rooms_per_client: self.max_rooms_per_client,
+                ..RoomsConfig::default()
+            },
             session: SessionConfig {
                 max_frame_bytes: self.max_frame_bytes,
                 hard_frame_bytes: self.max_frame_bytes.saturating_mul(4),

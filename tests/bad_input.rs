@@ -204,9 +204,10 @@ async fn bad_http_requests(server: &Server) {
         ("empty body", raw("").await, 400, "bad_frame"),
         ("missing from", send(json!({"to": "peer", "type": "t", "payload": 1})).await, 400, "bad_frame"),
         ("missing type", send(json!({"from": "h", "to": "peer", "payload": 1})).await, 400, "bad_frame"),
-        ("invalid from", send(json!({"from": "h h", "to": "peer", "type": "t"})).await, 400, "invalid_client_id"),
-        ("invalid to", send(json!({"from": "h", "to": "bad id!", "type": "t"})).await, 400, "invalid_recipient"),
-        ("unknown pool", send(json!({"from": "h", "to": "pool:none", "type": "t"})).await, 404, "unknown_recipient"),
+        ("missing payload", send(json!({"from": "h", "to": "peer", "type": "t"})).await, 400, "bad_frame"),
+        ("invalid from", send(json!({"from": "h h", "to": "peer", "type": "t", "payload": 1})).await, 400, "invalid_client_id"),
+        ("invalid to", send(json!({"from": "h", "to": "bad id!", "type": "t", "payload": 1})).await, 400, "invalid_recipient"),
+        ("unknown pool", send(json!({"from": "h", "to": "pool:none", "type": "t", "payload": 1})).await, 404, "unknown_recipient"),
         ("too large", send(json!({"from": "h", "to": "peer", "type": "t", "payload": big})).await, 413, "too_large"),
         ("poll without to", server.get("/api/messages").await, 400, "bad_request"),
         ("poll invalid to", server.get("/api/messages?to=a%20b").await, 400, "invalid_client_id"),
@@ -224,6 +225,12 @@ async fn bad_http_requests(server: &Server) {
     }
     let (_, body) = send(json!({"to": "peer", "type": "t", "payload": 1})).await;
     assert!(body["error"].as_str().is_some_and(|e| e.contains("from")), "names the missing field: {body}");
+    // One rule for both transports: a send without `payload` is refused with the code the
+    // WebSocket `send` frame gets, naming the field; an explicit `null` is a payload.
+    let (_, body) = send(json!({"from": "h", "to": "peer", "type": "t"})).await;
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("payload")), "names the missing field: {body}");
+    let (status, body) = send(json!({"from": "h", "to": "nobody-yet", "type": "t", "payload": null})).await;
+    assert_eq!(status, 200, "{body}");
     // Nothing above reached the peer; a good request still does.
     let (status, body) =
         server.post("/api/send", &json!({"from": "h", "to": "peer", "type": "good", "payload": 2})).await;

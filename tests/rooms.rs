@@ -670,18 +670,24 @@ fn key(dir: &tempfile::TempDir, client: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).lines().last().expect("the key").trim().to_owned()
 }
 
+/// Keys for the owner of a private room `secret`, a `friend` it allows, a `stranger`, a key
+/// naming the room (`named`), and one more client with its own arguments.
+fn team_keys(dir: &tempfile::TempDir, (extra, args): (&'static str, &[&str])) -> HashMap<&'static str, String> {
+    [
+        ("owner", key(dir, "owner", &[])),
+        ("friend", key(dir, "friend", &[])),
+        ("stranger", key(dir, "stranger", &[])),
+        ("named", key(dir, "named", &["--rooms", "secret"])),
+        (extra, key(dir, extra, args)),
+    ]
+    .into_iter()
+    .collect()
+}
+
 #[tokio::test]
 async fn private_rooms_and_permissions_follow_the_credentials() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let keys: HashMap<&str, String> = [
-        ("owner", key(&dir, "owner", &[])),
-        ("friend", key(&dir, "friend", &[])),
-        ("stranger", key(&dir, "stranger", &[])),
-        ("named", key(&dir, "named", &["--rooms", "secret"])),
-        ("reader", key(&dir, "reader", &["--permissions", "read"])),
-    ]
-    .into_iter()
-    .collect();
+    let keys = team_keys(&dir, ("reader", &["--permissions", "read"]));
     let server = start_on(&dir, &[]);
     let mut agents = HashMap::new();
     for (name, k) in &keys {
@@ -750,4 +756,118 @@ async fn subscribe_filters_room_messages_too() {
     assert_eq!(again.message().await["payload"]["n"], 2);
     let rest = picky.drain(Duration::from_millis(200)).await;
     assert!(rest.iter().all(|f| f["type"] != "message"), "{rest:?}");
+}
+
+/// `GET path` with a bearer token: status and JSON body.
+async fn get_as(server: &Server, token: &str, path: &str) -> (u16, Value) {
+    let r = reqwest::Client::new().get(server.http(path)).bearer_auth(token).send().await.expect("GET");
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+fn names(listed: &Value) -> Vec<String> {
+    listed["rooms"].as_array().unwrap_or_else(|| panic!("no rooms in {listed}")).iter().map(|r| r["name"].as_str().expect("name").to_owned()).collect()
+}
+
+#[tokio::test]
+async fn room_listings_show_private_rooms_only_to_whom_may_join_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = team_keys(&dir, ("ops", &["--permissions", "read,write,admin"]));
+    let writer = key(&dir, "writer", &["--permissions", "write"]);
+    let server = start_on(&dir, &[]);
+    let mut owner = Agent::connect_query(&server, "owner", &format!("token={}", keys["owner"])).await;
+    owner.ok("room.create", json!({"name": "secret", "topic": "launch codes", "private": true, "allow": ["friend"]})).await;
+    owner.ok("channel.create", json!({"room": "secret", "name": "vault"})).await;
+    owner.ok("room.create", json!({"name": "open", "topic": "lunch"})).await;
+
+    // Over WebSocket and over HTTP, with and without `from`: the stranger sees only the open room,
+    // and nothing of the private one (name, topic, creator, channels).
+    let mut stranger = Agent::connect_query(&server, "stranger", &format!("token={}", keys["stranger"])).await;
+    let listed = stranger.ok("room.list", json!({})).await;
+    assert_eq!(names(&listed), ["open"], "{listed}");
+    for path in ["/api/rooms", "/api/rooms?from=stranger"] {
+        let (status, listed) = get_as(&server, &keys["stranger"], path).await;
+        assert_eq!((status, names(&listed)), (200, vec!["open".to_owned()]), "{path}: {listed}");
+        let text = listed.to_string();
+        assert!(!text.contains("secret") && !text.contains("launch codes") && !text.contains("vault"), "{path} leaks: {text}");
+        assert_eq!(listed["count"], 1);
+    }
+    let (status, _) = get_as(&server, &keys["stranger"], "/api/rooms?from=friend").await;
+    assert_eq!(status, 403, "a key lists only as its own client id");
+    let (status, body) = get_as(&server, &writer, "/api/rooms").await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "listing needs `read`, as room.list does: {body}");
+
+    // Whoever may join it sees it: the allow-listed friend, the creator, credentials naming the
+    // room, admins (and /admin/rooms lists everything).
+    for who in ["owner", "friend", "named", "ops"] {
+        let (status, listed) = get_as(&server, &keys[who], "/api/rooms").await;
+        assert_eq!((status, names(&listed)), (200, vec!["open".to_owned(), "secret".to_owned()]), "{who}: {listed}");
+    }
+    let mut friend = Agent::connect_query(&server, "friend", &format!("token={}", keys["friend"])).await;
+    let listed = friend.ok("room.list", json!({})).await;
+    assert_eq!(listed["rooms"][1]["channels"], json!(["secret/vault"]), "{listed}");
+    let (status, listed) = get_as(&server, &keys["ops"], "/admin/rooms").await;
+    assert_eq!((status, names(&listed)), (200, vec!["open".to_owned(), "secret".to_owned()]));
+}
+
+#[tokio::test]
+async fn room_creation_is_limited_per_client_id_across_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_on(&dir, &["--max-rooms-per-client", "3"]);
+    let mut alice = Agent::connect(&server, "alice").await;
+    for n in 1..=3 {
+        alice.ok("room.create", json!({"name": format!("a{n}")})).await;
+    }
+    assert_eq!(alice.err("room.create", json!({"name": "a4"})).await, "quota_exceeded");
+    let (status, body) = server.post("/api/call", &json!({"method": "room.create", "from": "alice", "params": {"name": "a5"}})).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("quota_exceeded")), "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains('3')), "the message names the limit: {body}");
+    // Others are not affected, and a refused name stays free.
+    let mut bob = Agent::connect(&server, "bob").await;
+    bob.ok("room.create", json!({"name": "a4"})).await;
+    drop((alice, bob, server));
+
+    // The count is the store's: a restart does not reset it.
+    let server = start_on(&dir, &["--max-rooms-per-client", "3"]);
+    let mut alice = Agent::connect(&server, "alice").await;
+    assert_eq!(alice.err("room.create", json!({"name": "a6"})).await, "quota_exceeded");
+    let mut bob = Agent::connect(&server, "bob").await;
+    bob.ok("room.create", json!({"name": "b2"})).await;
+}
+
+#[tokio::test]
+async fn room_listings_are_paged() {
+    let server = Server::start(&["--max-rooms-per-client", "0"]);
+    let all: Vec<String> = (0..130).map(|n| format!("r{n:03}")).collect();
+    for name in &all {
+        let (status, body) = server.post("/api/call", &json!({"method": "room.create", "from": "maker", "params": {"name": name}})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // The default page is 100 rooms; `next_cursor` continues in name order; the last page has none.
+    let (_, first) = server.get("/api/rooms").await;
+    assert_eq!((first["count"].as_u64(), first["next_cursor"].as_str()), (Some(100), Some("r099")));
+    let (_, rest) = server.get("/api/rooms?cursor=r099").await;
+    assert_eq!((rest["count"].as_u64(), rest["next_cursor"].clone()), (Some(30), Value::Null));
+    assert_eq!([names(&first), names(&rest)].concat(), all);
+    // Small pages over WebSocket.
+    let mut maker = Agent::connect(&server, "maker").await;
+    let mut seen = Vec::new();
+    let mut cursor = Value::Null;
+    loop {
+        let page = maker.ok("room.list", json!({"limit": 40, "cursor": cursor})).await;
+        assert!(page["count"].as_u64().is_some_and(|c| c <= 40), "{page}");
+        seen.extend(names(&page));
+        cursor = page["next_cursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert_eq!(seen, all);
+    assert_eq!(maker.ok("room.list", json!({"limit": 40})).await["rooms"][0]["role"], "coordinator");
+    // Limits are clamped to 1..=1000.
+    let (status, big) = server.get("/api/rooms?limit=5000").await;
+    assert_eq!((status, big["count"].as_u64()), (200, Some(130)));
+    let (_, one) = server.get("/api/rooms?limit=0").await;
+    assert_eq!((one["count"].as_u64(), one["next_cursor"].as_str()), (Some(1), Some("r000")));
+    let (_, admin) = server.get("/admin/rooms?limit=10&cursor=r125").await;
+    assert_eq!(names(&admin), ["r126", "r127", "r128", "r129"]);
 }

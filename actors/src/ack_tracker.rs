@@ -189,13 +189,7 @@ impl AckTracker {
     }
 
     fn receipt(&self, to: &str, message_id: &str, status: ReceiptStatus, by: &str) {
-        let Some(router) = self.router() else { return };
-        let note = Note::new(ServerFrame::Receipt(Receipt {
-            message_id: message_id.to_owned(),
-            status,
-            by: Some(by.to_owned()),
-        }));
-        router.shard(to).do_send(NotifyClient { client_id: to.to_owned(), note });
+        send_receipt(self.router(), to, message_id, status, by);
     }
 
     fn arm(&mut self, key: &Key, due: Option<Instant>) {
@@ -248,7 +242,7 @@ impl AckTracker {
 
     /// Writes the settled entries in one batch, then, after the flush, sends their receipts: an
     /// `acked` receipt promises that the ack survives a crash.
-    fn write_settled(&mut self, ctx: &mut Context<Self>) -> Result<(), StoreError> {
+    fn write_settled(&mut self, _ctx: &mut Context<Self>) -> Result<(), StoreError> {
         let pending = std::mem::take(&mut self.pending);
         self.store.apply(pending.batch)?;
         for (client, seq) in &pending.clear_attempts {
@@ -262,14 +256,17 @@ impl AckTracker {
         if pending.receipts.is_empty() {
             return Ok(());
         }
+        // The wait for the flush is a task of the arbiter, not of this actor's context: a restart
+        // drops the context's futures, and with them these receipts, although the acks are written.
         let commit = self.store.commit();
-        ctx.spawn(async move { commit.await.is_ok() }.into_actor(self).map(move |durable, act, _| {
-            if durable {
+        let router = Arc::clone(&self.router);
+        actix::spawn(async move {
+            if commit.await.is_ok() {
                 for (to, id, status, by) in pending.receipts {
-                    act.receipt(&to, &id, status, &by);
+                    send_receipt(router.get(), &to, &id, status, &by);
                 }
             }
-        }));
+        });
         Ok(())
     }
 
@@ -352,6 +349,13 @@ impl AckTracker {
     }
 }
 
+/// Sends a receipt to every session of `to` (through its router shard, once the shards exist).
+fn send_receipt(router: Option<&RouterHandle>, to: &str, message_id: &str, status: ReceiptStatus, by: &str) {
+    let Some(router) = router else { return };
+    let note = Note::new(ServerFrame::Receipt(Receipt { message_id: message_id.to_owned(), status, by: Some(by.to_owned()) }));
+    router.shard(to).do_send(NotifyClient { client_id: to.to_owned(), note });
+}
+
 impl Actor for AckTracker {
     type Context = Context<Self>;
 
@@ -388,8 +392,8 @@ impl Handler<Track> for AckTracker {
         self.guard(ctx, |a, _| {
             let key = (msg.client_id, msg.seq);
             a.by_id.insert(msg.message_id.clone(), key.clone());
-            let entry = Entry { priority: msg.priority, message_id: msg.message_id, from: msg.from, attempts: 0, due: None };
-            a.entries.insert(key, entry);
+            // After a restart the rebuild may already have it (with its timer): keep that entry.
+            a.entries.entry(key).or_insert(Entry { priority: msg.priority, message_id: msg.message_id, from: msg.from, attempts: 0, due: None });
             Ok(())
         });
     }

@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use crate::auth::{Identity, Permission};
+use crate::auth::{may_join_room, Identity, Permission, RoomAccess};
 use crate::delivery::{Envelope, Target};
 use crate::room::{
     CallReply, Column, JoinLink, Presence, Room, RoomCall, RoomError, RoomOp, RoomSend, RoomState, RoomsConfig, Rule,
@@ -50,6 +50,10 @@ const MAX_SHORT: usize = 1024;
 const MAX_DEADLINE_S: f64 = 30.0 * 24.0 * 3600.0;
 /// Largest `room.history` page.
 const MAX_HISTORY: usize = 1000;
+/// Rooms per `room.list` page when the caller does not say.
+pub const DEFAULT_ROOM_PAGE: usize = 100;
+/// Largest `room.list` page.
+pub const MAX_ROOM_PAGE: usize = 1000;
 
 /// A future answered by a room or the registry.
 pub type Pending<T> = Pin<Box<dyn Future<Output = Result<T, RoomError>>>>;
@@ -67,13 +71,20 @@ pub struct CreateRoom {
     pub allow: Vec<String>,
 }
 
-/// Every room (durable facts, and how many members are present). Sent by the handle for
-/// `room.list` and `GET /api/rooms`.
+/// One page of the rooms the caller may join (durable facts, and how many members are present),
+/// in name order. Sent by the handle for `room.list`, `GET /api/rooms` and `GET /admin/rooms`.
 #[derive(Message)]
 #[rtype(result = "Result<Value, RoomError>")]
 pub struct ListRooms {
-    /// Shows the caller's role in each room it belongs to.
+    /// Shows the caller's role in each room it belongs to, and decides which private rooms are
+    /// listed (with `identity`).
     pub caller: Option<String>,
+    /// The caller's credentials; `None` lists every room (`GET /admin/rooms`).
+    pub identity: Option<Arc<Identity>>,
+    /// Rooms per page.
+    pub limit: usize,
+    /// List from the first room after this name (the previous page's `next_cursor`).
+    pub cursor: Option<String>,
 }
 
 /// A request for a room that is not started yet: the registry starts it (if it exists) and
@@ -103,6 +114,9 @@ pub struct Rooms {
     rooms: HashMap<String, Addr<Room>>,
     /// The handle's copy.
     published: Arc<RwLock<HashMap<String, Addr<Room>>>>,
+    /// Rooms created per client id, for `max_rooms_per_client`: counted from the store at the
+    /// first `room.create` (and again after a restart), then kept up to date.
+    created: Option<HashMap<String, usize>>,
     /// Set when the child escalated.
     failed: bool,
 }
@@ -122,6 +136,7 @@ impl Rooms {
             config: c,
             rooms: HashMap::new(),
             published: p,
+            created: None,
             failed: false,
         });
         RoomsHandle { registry, started: published, joined: Arc::default(), store, config }
@@ -161,13 +176,54 @@ impl Rooms {
         if self.rooms.contains_key(&msg.name) || self.store.get_room::<RoomState>(&msg.name)?.is_some() {
             return Err(RoomError::AlreadyExists(format!("room {:?}", msg.name)));
         }
+        let limit = self.config.max_rooms_per_client;
+        let mut created = match self.created.take() {
+            Some(counts) => counts,
+            None => self.count_creators()?,
+        };
+        let mine = created.get(&msg.caller).copied().unwrap_or(0);
+        if limit > 0 && mine >= limit {
+            self.created = Some(created);
+            return Err(RoomError::QuotaExceeded { client: msg.caller, limit });
+        }
         let state = RoomState::new(&msg.name, msg.topic, &msg.caller, msg.role, msg.private, msg.allow);
-        self.store.put_room(&msg.name, &state)?;
+        let stored = self.store.put_room(&msg.name, &state);
+        if stored.is_ok() {
+            created.insert(msg.caller.clone(), mine + 1);
+        }
+        self.created = Some(created);
+        stored?;
         let value = state.summary(0);
         let addr = self.start_room(state);
         self.publish(&msg.name, &addr);
         info!(actor = Rooms::NAME, room = %msg.name, client_id = %msg.caller, "room created");
         Ok(CallReply { value, durable: Some(self.store.commit()) })
+    }
+
+    /// Rooms per creator, counted from the store.
+    fn count_creators(&self) -> Result<HashMap<String, usize>, RoomError> {
+        let mut counts = HashMap::new();
+        for item in self.store.rooms_after::<RoomState>(None) {
+            *counts.entry(item?.1.created_by).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
+    /// One page of [`ListRooms`]: up to `limit` rooms after `cursor` that the caller may see, and
+    /// whether more follow.
+    fn page(&self, msg: &ListRooms) -> Result<(Vec<RoomState>, bool), RoomError> {
+        let mut page = Vec::new();
+        for item in self.store.rooms_after::<RoomState>(msg.cursor.as_deref()) {
+            let (_, state) = item?;
+            if !visible(msg.identity.as_deref(), msg.caller.as_deref(), &state) {
+                continue;
+            }
+            if page.len() == msg.limit {
+                return Ok((page, true));
+            }
+            page.push(state);
+        }
+        Ok((page, false))
     }
 
     fn guard<R>(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut Self) -> Result<R, RoomError>) -> Result<R, RoomError> {
@@ -199,7 +255,9 @@ impl Actor for Rooms {
 
 impl Supervised for Rooms {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        // The started rooms are supervised on their own and keep running; the map stays.
+        // The started rooms are supervised on their own and keep running; the map stays. The
+        // creators' counts are taken from the store again.
+        self.created = None;
         self.failed = self.child.is_failed();
         self.child.running();
     }
@@ -216,27 +274,26 @@ impl Handler<ListRooms> for Rooms {
     type Result = ResponseFuture<Result<Value, RoomError>>;
     fn handle(&mut self, msg: ListRooms, ctx: &mut Self::Context) -> Self::Result {
         let listed = self.guard(ctx, |r| {
-            let states: Vec<(String, RoomState)> = r.store.rooms()?;
-            let presence: Vec<_> = r.rooms.iter().map(|(name, addr)| (name.clone(), addr.send(Presence))).collect();
-            Ok((states, presence))
+            let (page, more) = r.page(&msg)?;
+            let presence: Vec<_> = page.iter().map(|s| r.rooms.get(&s.name).map(|addr| addr.send(Presence))).collect();
+            Ok((page, more, presence))
         });
         Box::pin(async move {
-            let (states, presence) = listed?;
-            let mut online = HashMap::new();
-            for (name, req) in presence {
-                online.insert(name, req.await.unwrap_or(0));
+            let (page, more, presence) = listed?;
+            let mut rooms = Vec::with_capacity(page.len());
+            for (s, online) in page.iter().zip(presence) {
+                let online = match online {
+                    Some(req) => req.await.unwrap_or(0),
+                    None => 0,
+                };
+                let mut v = s.summary(online);
+                if let (Some(caller), Value::Object(m)) = (&msg.caller, &mut v) {
+                    m.insert("role".into(), json!(s.members.get(caller).map(|m| &m.role)));
+                }
+                rooms.push(v);
             }
-            let rooms: Vec<Value> = states
-                .iter()
-                .map(|(name, s)| {
-                    let mut v = s.summary(online.get(name).copied().unwrap_or(0));
-                    if let (Some(caller), Value::Object(m)) = (&msg.caller, &mut v) {
-                        m.insert("role".into(), json!(s.members.get(caller).map(|m| &m.role)));
-                    }
-                    v
-                })
-                .collect();
-            Ok(json!({ "count": rooms.len(), "rooms": rooms }))
+            let next_cursor = if more { page.last().map(|s| s.name.clone()) } else { None };
+            Ok(json!({ "count": rooms.len(), "rooms": rooms, "next_cursor": next_cursor }))
         })
     }
 }
@@ -283,6 +340,21 @@ pub struct RoomsHandle {
     joined: Arc<Mutex<HashMap<String, HashSet<String>>>>,
     store: Store,
     config: Arc<RoomsConfig>,
+}
+
+/// Whether a listing shows `state`: a public room always; a private one only to whom may join it
+/// (`crate::auth::may_join_room`), so that its name, topic, creator and channels stay hidden from
+/// everyone else. Without a client id to join as, only admins see private rooms; without
+/// credentials at all (`GET /admin/rooms`, behind the admin check) every room is listed.
+fn visible(identity: Option<&Identity>, caller: Option<&str>, state: &RoomState) -> bool {
+    let Some(identity) = identity else { return true };
+    if !state.private {
+        return true;
+    }
+    match caller {
+        Some(client) => may_join_room(identity, client, &state.name, RoomAccess::Private { allow: &state.allow }).is_ok(),
+        None => identity.permissions.has(Permission::Admin),
+    }
 }
 
 /// The room a stream belongs to (`lab` for `lab/design`).
@@ -357,7 +429,7 @@ pub fn changes_nothing(method: &str) -> bool {
 /// What a parsed call does.
 enum Parsed {
     Create(CreateRoom),
-    List,
+    List { limit: Option<usize>, cursor: Option<String> },
     /// A room operation; `download` adds the file's contents to the metadata.
     Room { stream: String, op: RoomOp, download: bool },
 }
@@ -427,7 +499,7 @@ impl RoomsHandle {
     /// `identity`: the caller's credentials when authentication is on (checked per method, and
     /// against a private room's allow-list on `room.join` and `room.history`).
     pub fn call(&self, caller: &str, identity: Option<Arc<Identity>>, method: &str, params: &Payload, link: Option<JoinLink>) -> Pending<Value> {
-        let parsed = match permitted(identity.as_deref(), method).and_then(|()| self.parse_call(method, params, link, identity)) {
+        let parsed = match permitted(identity.as_deref(), method).and_then(|()| self.parse_call(method, params, link, identity.clone())) {
             Ok(p) => p,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
@@ -443,7 +515,7 @@ impl RoomsHandle {
                     Ok(reply.value)
                 })
             }
-            Parsed::List => self.list(Some(caller.to_owned())),
+            Parsed::List { limit, cursor } => self.list(Some(caller.to_owned()), identity, limit, cursor),
             Parsed::Room { stream, op, download: false } => self.submit(caller, stream, op),
             Parsed::Room { stream, op, download: true } => {
                 let meta = self.submit(caller, stream, op);
@@ -460,9 +532,16 @@ impl RoomsHandle {
         }
     }
 
-    /// Every room: `room.list`, `GET /api/rooms`, `GET /admin/rooms`.
-    pub fn list(&self, caller: Option<String>) -> Pending<Value> {
-        let req = self.registry.send(ListRooms { caller });
+    /// One page of the rooms `caller` may join, in name order: `room.list`, `GET /api/rooms`, and
+    /// (with no identity: every room) `GET /admin/rooms`. `limit` defaults to
+    /// [`DEFAULT_ROOM_PAGE`] and is at most [`MAX_ROOM_PAGE`]; `cursor` is the previous page's
+    /// `next_cursor`.
+    pub fn list(&self, caller: Option<String>, identity: Option<Arc<Identity>>, limit: Option<usize>, cursor: Option<String>) -> Pending<Value> {
+        if let Err(e) = permitted(identity.as_deref(), "room.list") {
+            return Box::pin(async move { Err(e) });
+        }
+        let limit = limit.unwrap_or(DEFAULT_ROOM_PAGE).clamp(1, MAX_ROOM_PAGE);
+        let req = self.registry.send(ListRooms { caller, identity, limit, cursor });
         Box::pin(async move { req.await? })
     }
 
@@ -595,7 +674,15 @@ impl RoomsHandle {
                     caller: String::new(), // set by `call`
                 }))
             }
-            "room.list" => Ok(Parsed::List),
+            "room.list" => {
+                #[derive(Deserialize)]
+                struct P {
+                    limit: Option<usize>,
+                    cursor: Option<String>,
+                }
+                let p: P = parse(params)?;
+                Ok(Parsed::List { limit: p.limit, cursor: p.cursor })
+            }
             "room.join" => {
                 #[derive(Deserialize)]
                 struct P {
@@ -783,7 +870,16 @@ mod tests {
                 intensity: crate::supervisor::Intensity::default(),
                 critical: false,
             });
-            Rooms { child, tree, store: store.clone(), config: Arc::clone(&config), rooms: HashMap::new(), published: Arc::default(), failed: false }
+            Rooms {
+                child,
+                tree,
+                store: store.clone(),
+                config: Arc::clone(&config),
+                rooms: HashMap::new(),
+                published: Arc::default(),
+                created: None,
+                failed: false,
+            }
                 .start()
         });
         RoomsHandle { registry, started: Arc::default(), joined: Arc::default(), store, config }

@@ -626,12 +626,18 @@ impl Store {
 
     /// Every room's state, in name order.
     pub fn rooms<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<(String, T)>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.rooms.iter() {
+        self.rooms_after(None).collect()
+    }
+
+    /// Rooms' states in name order, from the first name after `after` (from the first room when
+    /// `None`), read as the iterator is consumed: a page of a listing reads only what it shows.
+    pub fn rooms_after<T: serde::de::DeserializeOwned>(&self, after: Option<&str>) -> impl Iterator<Item = Result<(String, T), StoreError>> {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.as_bytes().to_vec()));
+        self.rooms.range::<Vec<u8>, _>((start, Bound::Unbounded)).map(|item| {
             let (k, v) = item?;
-            out.push((String::from_utf8_lossy(&k).into_owned(), decode(&v)?));
-        }
-        Ok(out)
+            Ok((String::from_utf8_lossy(&k).into_owned(), decode(&v)?))
+        })
     }
 
     /// Stores file contents under their sha256 (hex); a no-op when already there.
@@ -689,6 +695,8 @@ mod tests {
         assert_eq!(store.get_room::<(String, u32)>("c").expect("get"), None);
         let names: Vec<String> = store.rooms::<(String, u32)>().expect("rooms").into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["a", "b"]);
+        let after_a: Vec<String> = store.rooms_after::<(String, u32)>(Some("a")).map(|r| r.expect("room").0).collect();
+        assert_eq!(after_a, ["b"]);
         store.put_file("00ff", b"one").expect("file");
         store.put_file("00ff", b"ignored: same hash, same contents").expect("file");
         assert_eq!(store.get_file("00ff").expect("get").as_deref(), Some(&b"one"[..]));

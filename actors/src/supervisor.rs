@@ -175,9 +175,11 @@ impl Tree {
         ChildHandle { tree: Arc::clone(self), name: Arc::from(spec.name.as_str()), kind: spec.kind }
     }
 
-    /// Whether every critical node is up (drives `/health/ready`).
+    /// Whether no node is failed (drives `/health/ready`). A failed non-critical child (a room
+    /// beyond its restart intensity) keeps the process running but answers `unavailable` until
+    /// the process restarts, so the broker is not ready either.
     pub fn healthy(&self) -> bool {
-        self.nodes.lock().values().all(|n| !(n.critical && n.state == NodeState::Failed))
+        self.nodes.lock().values().all(|n| n.state != NodeState::Failed)
     }
 
     /// The names of failed nodes.
@@ -466,7 +468,7 @@ mod tests {
         let node = tree.node("c").expect("node");
         assert_eq!(node.restarts, 2);
         assert_eq!(node.state, NodeState::Failed);
-        assert!(tree.healthy(), "a non-critical failure keeps readiness");
+        assert!(!tree.healthy(), "a failed child, critical or not, takes readiness down");
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub struct SendRequest {
     /// The message type (`msg_type` accepted too, as the WebSocket frame names it).
     #[serde(rename = "type", alias = "msg_type")]
     pub msg_type: String,
-    #[serde(default)]
+    /// Required, as in the WebSocket `send` frame (`null` is a payload; a missing one is not).
     pub payload: Payload,
     #[serde(default)]
     pub priority: Priority,

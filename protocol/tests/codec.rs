@@ -251,7 +251,7 @@ mod http_send_request {
 
     #[test]
     fn defaults() {
-        let req = decode(r#"{"room":"lab","type":"note"}"#);
+        let req = decode(r#"{"room":"lab","type":"note","payload":null}"#);
         assert!(req.persist, "persist defaults to true");
         assert!(!req.require_ack);
         assert_eq!(req.priority, Priority::Normal);
@@ -272,6 +272,12 @@ mod http_send_request {
         assert!(req.require_ack);
         assert_eq!(req.priority, Priority::Bulk);
         assert_eq!(req.ttl, Some(30));
+    }
+
+    #[test]
+    fn requires_a_payload_as_the_websocket_frame_does() {
+        let err = serde_json::from_str::<SendRequest>(r#"{"to":"browser","type":"t"}"#).expect_err("no payload");
+        assert!(err.to_string().contains("missing field `payload`"), "{err}");
     }
 
     #[test]

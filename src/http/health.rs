@@ -23,7 +23,7 @@ pub async fn live() -> HttpResponse {
     probe(json!({ "http": { "ok": true } }))
 }
 
-/// `GET /health/ready`: every critical actor is up and the store answers.
+/// `GET /health/ready`: no supervised actor has failed (escalated) and the store answers.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let failed = state.broker.tree.failed();
     let store_ok = state.broker.store.last_seq(agent_bridge_actors::store::Stream::Inbox("health")).is_ok();

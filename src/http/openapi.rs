@@ -46,8 +46,8 @@ pub struct SendBody {
     /// The application message type (`msg_type` is accepted too).
     #[schema(rename = "type", min_length = 1, max_length = 64)]
     r#type: String,
-    /// Any JSON value.
-    payload: Option<Value>,
+    /// Any JSON value; required (`null` is a value), as in the WebSocket `send` frame.
+    payload: Value,
     /// `critical`, `high`, `normal`, `low`, `bulk` (or 1, 3, 5, 7, 9).
     priority: Option<String>,
     /// Time to live in seconds.
@@ -163,8 +163,10 @@ fn call() {}
 fn call_get() {}
 
 #[utoipa::path(get, path = "/api/rooms", tag = "rooms",
-    params(("from" = Option<String>, Query), ("client_id" = Option<String>, Query)),
-    responses((status = 200, description = OK_JSON)))]
+    params(("from" = Option<String>, Query), ("client_id" = Option<String>, Query),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "rooms per page (100)"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, description = "`{count, rooms, next_cursor}`: the rooms the caller may join")))]
 fn rooms() {}
 
 #[utoipa::path(get, path = "/api/rooms/{room}/history", tag = "rooms",
@@ -208,7 +210,9 @@ fn openapi() {}
 fn supervisors() {}
 #[utoipa::path(get, path = "/admin/clients", tag = "admin", responses((status = 200, description = OK_JSON)))]
 fn clients() {}
-#[utoipa::path(get, path = "/admin/rooms", tag = "admin", responses((status = 200, description = OK_JSON)))]
+#[utoipa::path(get, path = "/admin/rooms", tag = "admin",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = OK_JSON)))]
 fn admin_rooms() {}
 #[utoipa::path(get, path = "/admin/queues", tag = "admin", responses((status = 200, description = OK_JSON)))]
 fn queues() {}

@@ -20,7 +20,7 @@ use super::{parse_json, read_body, ApiError, AppState};
 pub fn status(e: &RoomError) -> StatusCode {
     match e.code() {
         "unknown_room" | "not_found" | "unknown_method" => StatusCode::NOT_FOUND,
-        "not_member" | "forbidden" => StatusCode::FORBIDDEN,
+        "not_member" | "forbidden" | "quota_exceeded" => StatusCode::FORBIDDEN,
         "already_exists" | "proposal_closed" => StatusCode::CONFLICT,
         "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
@@ -124,18 +124,28 @@ pub async fn call_get(req: HttpRequest, query: web::Query<CallQuery>, state: web
     run_call(&req, &state, CallRequest { method: q.method, params, r#ref: None, from: q.from, client_id: q.client_id }).await
 }
 
-/// `GET /api/rooms[?from=]`: every room (with the caller's role when `from` is given).
-pub async fn list(req: HttpRequest, query: web::Query<Identity>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let who = match query.named() {
-        Some(_) => Some(caller(&req, query.named())?),
-        None => None,
-    };
-    Ok(HttpResponse::Ok().json(state.broker.rooms.list(who).await?))
+/// Query of `GET /api/rooms` and `GET /admin/rooms`.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    from: Option<String>,
+    client_id: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
 }
 
-/// `GET /admin/rooms`.
-pub async fn admin_list(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.broker.rooms.list(None).await?))
+/// `GET /api/rooms[?from=&limit=&cursor=]`: a page of the rooms the caller may join, in name order
+/// (with the caller's role in each; `from` may be left out when the credentials name one client
+/// id). `next_cursor` continues the listing.
+pub async fn list(req: HttpRequest, query: web::Query<ListQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let who = super::auth::Caller::of(&req)?.client_id(q.from.as_deref().or(q.client_id.as_deref()))?;
+    Ok(HttpResponse::Ok().json(state.broker.rooms.list(who, identity(&req), q.limit, q.cursor).await?))
+}
+
+/// `GET /admin/rooms[?limit=&cursor=]`: every room, private ones too.
+pub async fn admin_list(_admin: Admin, query: web::Query<ListQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    Ok(HttpResponse::Ok().json(state.broker.rooms.list(None, None, q.limit, q.cursor).await?))
 }
 
 /// A room from the path: a channel is written `room%2Fchannel`.

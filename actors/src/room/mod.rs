@@ -68,6 +68,9 @@ pub enum RoomError {
     NotFound(String),
     #[error("{0}")]
     NotSupported(String),
+    /// `room.create` beyond `max_rooms_per_client`.
+    #[error("{client:?} has created {limit} rooms, the most one client id may create")]
+    QuotaExceeded { client: String, limit: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the change could not be made durable (store flush failed)")]
@@ -95,6 +98,7 @@ impl RoomError {
             RoomError::Forbidden(_) => "forbidden",
             RoomError::NotFound(_) => "not_found",
             RoomError::NotSupported(_) => "not_supported",
+            RoomError::QuotaExceeded { .. } => "quota_exceeded",
             RoomError::Store(_) | RoomError::NotDurable => "storage_error",
             RoomError::Internal(_) => "internal",
             RoomError::Unavailable | RoomError::Mailbox(_) => "unavailable",
@@ -117,6 +121,8 @@ pub struct RoomsConfig {
     pub queue_limit: usize,
     /// Restart intensity of each room.
     pub intensity: Intensity,
+    /// Rooms one client id may create (0: no limit).
+    pub max_rooms_per_client: usize,
 }
 
 impl Default for RoomsConfig {
@@ -128,6 +134,7 @@ impl Default for RoomsConfig {
             idempotency_window: Duration::from_secs(24 * 3600),
             queue_limit: 4096,
             intensity: Intensity::default(),
+            max_rooms_per_client: 100,
         }
     }
 }

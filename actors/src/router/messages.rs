@@ -126,6 +126,31 @@ impl ReplyTo {
     }
 }
 
+/// A reply the router owes: answered once with [`Owed::send`], or, when it is dropped unanswered
+/// (a panic half-way through writing a batch, a task that never ran), with `internal` — so every
+/// send gets exactly one answer whatever happens inside the shard.
+pub(crate) struct Owed(Option<ReplyTo>);
+
+impl Owed {
+    pub(crate) fn new(reply: ReplyTo) -> Self {
+        Owed(Some(reply))
+    }
+
+    pub(crate) fn send(mut self, result: Result<Routed, RouteError>) {
+        if let Some(reply) = self.0.take() {
+            reply.send(result);
+        }
+    }
+}
+
+impl Drop for Owed {
+    fn drop(&mut self) {
+        if let Some(reply) = self.0.take() {
+            reply.send(Err(RouteError::Internal("its reply was lost inside the router".into())));
+        }
+    }
+}
+
 /// The outcome of a session's `send`, once it is durable. Sent by router shards to sessions.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -277,3 +302,47 @@ pub struct SessionInfo {
     pub lagging: bool,
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Collects `(ref, code or "ok")` of the replies it gets.
+    struct Probe(Vec<(Option<String>, &'static str)>);
+
+    impl Actor for Probe {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Replied> for Probe {
+        type Result = ();
+        fn handle(&mut self, msg: Replied, _: &mut Context<Self>) {
+            self.0.push((msg.r#ref, msg.result.map_or_else(|e| e.code(), |_| "ok")));
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "Vec<(Option<String>, &'static str)>")]
+    struct Take;
+
+    impl Handler<Take> for Probe {
+        type Result = MessageResult<Take>;
+        fn handle(&mut self, _: Take, _: &mut Context<Self>) -> Self::Result {
+            MessageResult(std::mem::take(&mut self.0))
+        }
+    }
+
+    #[actix::test]
+    async fn an_owed_reply_is_answered_once_and_internal_when_dropped() {
+        let probe = Probe(Vec::new()).start();
+        let owed = |r: &str| Owed::new(ReplyTo::Session { to: probe.clone().recipient(), r#ref: Some(r.into()) });
+        let routed = Routed { message_id: "m".into(), seq: Some(1), status: SentStatus::Delivered, recipients: 1 };
+        owed("answered").send(Ok(routed));
+        drop(owed("dropped"));
+        let (tx, rx) = oneshot::channel();
+        drop(Owed::new(ReplyTo::Future(tx)));
+        assert_eq!(rx.await.expect("answered").map_err(|e| e.code()).err(), Some("internal"));
+        let got = probe.send(Take).await.expect("probe");
+        assert_eq!(got, [(Some("answered".into()), "ok"), (Some("dropped".into()), "internal")]);
+    }
+}

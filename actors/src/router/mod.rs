@@ -77,7 +77,7 @@ struct PendingWrites {
     delivered: Vec<Delivered>,
     wake: Vec<oneshot::Sender<()>>,
     /// Replies; `true` when they must wait for the flush.
-    replies: Vec<(ReplyTo, Result<Routed, RouteError>, bool)>,
+    replies: Vec<(Owed, Result<Routed, RouteError>, bool)>,
     signals: Vec<oneshot::Sender<()>>,
     /// Expiry index runs: (inbox, due second) → (first seq, last seq).
     expiries: HashMap<(String, i64), (u64, u64)>,
@@ -233,7 +233,7 @@ impl Router {
 
     /// Applies the pending batch and performs what waited for it; replies that need durability go
     /// out after the group commit.
-    fn write_pending(&mut self, ctx: &mut Context<Self>) {
+    fn write_pending(&mut self, _ctx: &mut Context<Self>) {
         let mut pending = std::mem::take(&mut self.pending);
         for ((client, at), (first, last)) in pending.expiries.drain() {
             pending.batch.expire_range(at, Stream::Inbox(&client), first, last);
@@ -269,21 +269,20 @@ impl Router {
         if durable.is_empty() && signals.is_empty() {
             return;
         }
+        // The wait for the flush is a task of the arbiter, not of this actor's context: a restart
+        // drops the context's futures, and with them these replies, although the batch is written.
         let commit = self.store.commit();
-        ctx.spawn(
-            async move {
-                let ok = commit.await.is_ok();
-                for (reply, result) in durable {
-                    reply.send(if ok { result } else { Err(RouteError::NotDurable) });
-                }
-                if ok {
-                    for s in signals {
-                        let _ = s.send(());
-                    }
+        actix::spawn(async move {
+            let ok = commit.await.is_ok();
+            for (reply, result) in durable {
+                reply.send(if ok { result } else { Err(RouteError::NotDurable) });
+            }
+            if ok {
+                for s in signals {
+                    let _ = s.send(());
                 }
             }
-            .into_actor(self),
-        );
+        });
     }
 
     /// Before reading the store, write what is pending so reads see every routed message.
@@ -719,7 +718,7 @@ impl Handler<Route> for Router {
         let Route { env, reply } = msg;
         match self.guard(ctx, |r, ctx| r.route(env, ctx)) {
             Ok((routed, needs_flush)) => {
-                self.pending.replies.push((reply, Ok(routed), needs_flush));
+                self.pending.replies.push((Owed::new(reply), Ok(routed), needs_flush));
                 self.schedule(ctx);
             }
             Err(e) => reply.send(Err(e)),
@@ -731,7 +730,12 @@ impl Handler<WriteBatch> for Router {
     type Result = ();
     fn handle(&mut self, _: WriteBatch, ctx: &mut Self::Context) {
         if self.pending.scheduled {
-            self.write_pending(ctx);
+            // Contained like every handler: a panic while writing answers the batch's sends
+            // `internal` (their `Owed` replies are dropped) and restarts the shard.
+            let _ = self.guard(ctx, |r, ctx| {
+                r.write_pending(ctx);
+                Ok(())
+            });
         }
     }
 }
