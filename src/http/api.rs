@@ -177,6 +177,18 @@ pub async fn ack(caller: Caller, payload: web::Payload, state: web::Data<AppStat
     Ok(HttpResponse::Ok().json(json!({ "acked": acked })))
 }
 
+/// `GET /api/whoami`: what the caller's credentials allow — the one client id they are bound to
+/// (`null` when they name a pattern or several ids, or none), the patterns, the permissions. The CLI
+/// uses it so that a key bound to one client id implies `--client-id`.
+pub async fn whoami(caller: Caller) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "subject": caller.subject,
+        "client_id": caller.sole_client(),
+        "clients": caller.clients.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "permissions": caller.permissions.names(),
+    }))
+}
+
 /// `GET /api/status`.
 pub async fn status(state: web::Data<AppState>) -> HttpResponse {
     let clients = state.broker.router.clients().await;

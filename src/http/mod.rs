@@ -106,6 +106,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/messages", web::get().to(api::messages))
         .route("/api/ack", web::post().to(api::ack))
         .route("/api/status", web::get().to(api::status))
+        .route("/api/whoami", web::get().to(api::whoami))
         .route("/api/call", web::post().to(rooms::call))
         .route("/api/call", web::get().to(rooms::call_get))
         .route("/api/rooms", web::get().to(rooms::list))

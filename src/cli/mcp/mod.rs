@@ -48,7 +48,7 @@ pub struct McpArgs {
 /// Runs the MCP server until stdin closes.
 pub fn mcp(args: &McpArgs) -> ExitCode {
     run_async(async move {
-        let who = args.client.resolve("mcp")?;
+        let who = args.client.resolve_bound("mcp").await?;
         let client = Client::start(who.config()?);
         let bridge = Arc::new(Bridge { client: client.clone(), inbox: Arc::default(), who });
         let collector = {
