@@ -444,35 +444,10 @@ fn a_bad_token_is_an_authentication_error_and_mcp_stops_retrying() {
     assert!(send.stderr.contains("authentication failed"), "{send:?}");
 
     let mut mcp = cli(&["mcp", "--url", &u, "--token", "abk_000000000000_bad", "--client-id", "claude"]);
-    mcp.env("RUST_LOG", "warn").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = mcp.spawn().expect("spawning mcp");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let requests = [
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}}),
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "send_message", "arguments": {"to": "b", "type": "note", "payload": "x"}}}),
-    ];
-    for r in requests {
-        writeln!(stdin, "{r}").expect("write");
-    }
-    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let answer = loop {
-        let line = rx.recv_timeout(WAIT).expect("an answer to the tool call in time");
-        let v: Value = serde_json::from_str(&line).expect("JSON-RPC");
-        if v["id"] == 2 {
-            break v;
-        }
-    };
+    mcp.env("RUST_LOG", "warn").stderr(Stdio::piped());
+    let (answer, stderr) = common::mcp_tool_call(&mut mcp, "send_message", json!({"to": "b", "type": "note", "payload": "x"}));
     let text = answer.to_string();
     assert!(text.contains("authentication failed") && text.contains("401"), "{answer}");
-    drop(stdin);
-    let out = child.wait_with_output().expect("mcp exits when stdin closes");
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not retrying"), "{stderr}");
     assert!(!stderr.contains("reconnecting"), "a refused token is not retried: {stderr}");
 }

@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -400,31 +400,8 @@ fn mcp_session(shell: &Shell, args: &[String], env: &[(String, String)]) {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("mcp");
-    let mut stdin = child.stdin.take().expect("stdin");
-    for r in [
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "readme", "version": "1"}}}),
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "status", "arguments": {}}}),
-    ] {
-        writeln!(stdin, "{r}").expect("write");
-    }
-    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let answer = loop {
-        let line = rx.recv_timeout(WAIT).unwrap_or_else(|_| panic!("no answer from `agent-bridge {}`", args.join(" ")));
-        let v: Value = serde_json::from_str(&line).expect("JSON-RPC");
-        if v["id"] == 2 {
-            break v.to_string();
-        }
-    };
-    drop(stdin);
-    let _ = child.wait();
+    let (answer, _) = common::mcp_tool_call(cmd.stderr(Stdio::null()), "status", json!({}));
+    let answer = answer.to_string();
     if env.iter().any(|(k, _)| k == "BRIDGE_TOKEN") {
         assert!(answer.contains("authentication failed"), "the placeholder token is sent, and refused: {answer}");
     } else {
