@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use super::common::{cell, human_message, print_line, print_table, print_value, read_payload, run_async, ClientArgs, Failure, Resolved};
 use super::listen::{listen_loop, ListenOptions, RoomJoin};
-use super::send::{connect, print_sent};
-use crate::client::{Client, ClientError};
+use super::send::{connect, print_sent, send_http};
+use crate::client::{Client, ClientError, Outgoing};
 
 /// Flags of `agent-bridge room`.
 #[derive(Debug, Clone, Args)]
@@ -103,6 +103,12 @@ pub fn room(args: &RoomArgs) -> ExitCode {
                 return listen_loop(&who, ListenOptions { rooms: vec![join], count: *count, ..ListenOptions::default() }).await;
             }
         }
+        // Saying something needs only `write`: one HTTP request, as `send` does.
+        if let RoomAction::Say { room, payload, msg_type } = &args.action {
+            let outgoing = Outgoing::room(room.clone(), msg_type.clone(), read_payload(payload.as_deref())?);
+            let sent = send_http(&who, &outgoing).await?;
+            return print_sent(&sent, &format!("room {room}"), who.json);
+        }
         let client = connect(&who).await?;
         let outcome = act(&client, &args.action, &who).await;
         client.close().await;
@@ -126,11 +132,7 @@ async fn act(client: &Client, action: &RoomAction, who: &Resolved) -> Result<(),
         RoomAction::Leave { room } => client.leave_room(room).await.map_err(fail)?,
         RoomAction::History { room, since, limit } => client.room_history(room, *since, *limit).await.map_err(fail)?,
         RoomAction::Members { room } => client.room_members(room).await.map_err(fail)?,
-        RoomAction::Say { room, payload, msg_type } => {
-            let payload = read_payload(payload.as_deref())?;
-            let sent = client.say(room, msg_type, payload).await.map_err(fail)?;
-            return print_sent(&sent, &format!("room {room}"), who.json);
-        }
+        RoomAction::Say { .. } => return Ok(()),
     };
     if who.json {
         return print_value(&result, true);
