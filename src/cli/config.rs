@@ -19,6 +19,8 @@ pub struct ConfigArgs {
     pub command: ConfigCommand,
 }
 
+// Parsed once per process: the size of the `print` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Check a configuration file: every key known, every value valid, the combination allowed.

@@ -130,7 +130,7 @@ pub fn poll_from(s: &str) -> Result<PollFrom, ApiError> {
         None => (s, None),
     };
     let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-    if !(digits(int) && frac.map_or(true, digits)) {
+    if !(digits(int) && frac.into_iter().all(digits)) {
         return Timestamp::parse_rfc3339(s).map(PollFrom::Time).ok_or_else(|| {
             bad(format!(
                 "since={s:?} is neither a seq (an integer below 10^11), unix seconds (a decimal number like \
