@@ -535,21 +535,36 @@ fn help_has_examples_and_every_argument_is_explained() {
         &[], &["serve"], &["send"], &["listen"], &["ask"], &["room"], &["status"], &["mcp"], &["keys"], &["token"],
         &["version"], &["config", "check"], &["config", "print"], &["config", "generate"],
     ];
+    // Nested commands: every argument explained (the examples are on their parent's help).
+    let nested: &[&[&str]] = &[
+        &["room", "create"], &["room", "join"], &["room", "leave"], &["room", "history"], &["room", "members"],
+        &["room", "say"], &["keys", "create"], &["keys", "list"], &["keys", "revoke"], &["config"],
+    ];
+    for c in nested {
+        let mut args = c.to_vec();
+        args.push("--help");
+        let help = run(cli(&args), None).ok().stdout;
+        assert_every_argument_explained(c, &help);
+    }
     for c in commands {
         let mut args = c.to_vec();
         args.push("--help");
         let help = run(cli(&args), None).ok().stdout;
         assert!(help.contains("Example") || help.contains("Quick start"), "{c:?} --help has no examples:\n{help}");
-        // clap prints an argument without help text as a bare line: "  --flag <FLAG>" followed by
-        // the next argument; every line starting with "  -" must be followed by text.
-        let lines: Vec<&str> = help.lines().collect();
-        for (i, l) in lines.iter().enumerate() {
-            let t = l.trim_start();
-            if t.starts_with('-') || (t.starts_with('<') && l.starts_with("  ")) {
-                let explained = t.split("  ").filter(|p| !p.trim().is_empty()).count() > 1
-                    || lines.get(i + 1).is_some_and(|n| n.starts_with("          ") && !n.trim().is_empty());
-                assert!(explained, "{c:?}: {l:?} has no help text:\n{help}");
-            }
+        assert_every_argument_explained(c, &help);
+    }
+}
+
+/// clap prints an argument without help text as a bare line ("  --flag <FLAG>" with nothing
+/// after it or below it): every argument line must have text beside it or on the next line.
+fn assert_every_argument_explained(command: &[&str], help: &str) {
+    let lines: Vec<&str> = help.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        let t = l.trim_start();
+        if t.starts_with('-') || (t.starts_with('<') && l.starts_with("  ")) {
+            let explained = t.split("  ").filter(|p| !p.trim().is_empty()).count() > 1
+                || lines.get(i + 1).is_some_and(|n| n.starts_with("          ") && !n.trim().is_empty());
+            assert!(explained, "{command:?}: {l:?} has no help text:\n{help}");
         }
     }
 }

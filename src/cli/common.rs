@@ -35,7 +35,7 @@ pub struct ClientArgs {
     /// API key or JWT, sent as `Authorization: Bearer` and `?token=`.
     #[arg(long, env = "BRIDGE_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// This client's id (default: a generated `cli-…` id).
+    /// This client's id (default: the one id a token is bound to, else a new generated `cli-…` id).
     #[arg(long, env = "BRIDGE_CLIENT_ID", global = true)]
     pub client_id: Option<String>,
     /// Client config file: TOML with url, token, client_id.
