@@ -27,8 +27,10 @@
 //!
 //! # Reconnects
 //! When the connection drops, the driver reconnects with exponential backoff and jitter
-//! ([`Backoff`]), resuming the inbox with `?since=` the low watermark of `seq`s received (see
-//! [`Cursor`]: the highest seq below which everything has been received — not the highest seq
+//! ([`Backoff`]) — unless the broker refused the credentials (HTTP 401 or 403 on the upgrade):
+//! waiting does not fix a token, so the state becomes [`Connection::Refused`] and operations fail
+//! with that refusal. A reconnect resumes the inbox with `?since=` the low watermark of `seq`s
+//! received (see [`Cursor`]: the highest seq below which everything has been received — not the highest seq
 //! seen, since the broker delivers by priority). What it receives again is dropped by message id;
 //! a message that was acked here and arrives again is acked again instead of being handed out, so
 //! nothing is delivered twice after an ack. Sends waiting for `sent` are written again with the same
