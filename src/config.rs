@@ -374,8 +374,10 @@ impl Config {
             return bad(format!("body_timeout_s = {} must be a positive number of seconds", self.body_timeout_s));
         }
         for o in self.cors_origin_list() {
-            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
-                return bad(format!("cors_origins: {o:?} is not an origin like https://claude.ai (or \"*\")"));
+            if o != "*" && !is_origin(&o) {
+                return bad(format!(
+                    "cors_origins: {o:?} is not an origin like https://claude.ai or chrome-extension://ID (or \"*\")"
+                ));
             }
         }
         if !self.cluster_nats.is_empty() {
@@ -596,6 +598,14 @@ impl Config {
             exit_on_escalation: self.exit_on_escalation,
         }
     }
+}
+
+/// `scheme://host[:port]` without a path: `https://claude.ai`, `chrome-extension://<id>`.
+fn is_origin(o: &str) -> bool {
+    let Some((scheme, rest)) = o.split_once("://") else { return false };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    scheme_ok && !rest.trim_end_matches('/').is_empty() && !rest.trim_end_matches('/').contains(['/', ' ', '?', '#'])
 }
 
 /// A retention preset or duration: `None` is permanent.

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use agent_bridge::cli::{ask, keys, listen, mcp, room, send, serve::serve, status, Cli, Command};
+use agent_bridge::cli::{ask, config, keys, listen, mcp, room, send, serve::serve, status, Cli, Command};
 use clap::Parser;
 
 /// glibc's allocator spent a third of the hot path in malloc/free under load (perf); mimalloc's
@@ -21,5 +21,8 @@ fn main() -> ExitCode {
         Command::Room(args) => room::room(args),
         Command::Status(args) => status::status(args),
         Command::Mcp(args) => mcp::mcp(args),
+        Command::Config(args) => config::config(args),
+        Command::Token(args) => config::token(args),
+        Command::Version(args) => config::version(args),
     }
 }

@@ -204,6 +204,12 @@ fn ask_is_answered_by_a_listen_based_responder() {
     assert!(nobody.stdout.is_empty(), "{nobody:?}");
 }
 
+/// `GET /api/messages?QUERY` from a test without a runtime of its own.
+fn tokio_poll(server: &Server, query: &str) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(server.get(&format!("/api/messages?{query}")))
+}
+
 /// Polls `f` until it is true, at most WAIT.
 fn poll_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
@@ -266,7 +272,15 @@ fn json_output_parses_and_text_output_reads_well() {
     let status = run(cli(&["status", "--url", &u, "--json"]), None).ok().json();
     assert_eq!(status["server"], "agent-bridge");
     let text = run(cli(&["status", "--url", &u]), None).ok();
-    assert!(text.stdout.contains(&format!("broker: {u}")) && text.stdout.contains("server: agent-bridge"), "{text:?}");
+    let field = |name: &str| {
+        text.stdout.lines().find_map(|l| l.strip_prefix(name).map(str::trim).map(str::to_owned)).unwrap_or_default()
+    };
+    assert_eq!(field("broker"), u, "{text:?}");
+    assert!(field("server").starts_with("agent-bridge "), "{text:?}");
+    // A duration for people ("1.2s", "2m 25s"), not the raw float of the JSON.
+    let uptime = field("uptime");
+    assert!(uptime.ends_with('s') && !text.stdout.contains("uptime_s"), "{text:?}");
+    assert!(!text.stdout.contains('\x1b'), "no colour when stdout is not a terminal: {text:?}");
 
     let sent = send(&server, "erin", &["--to", "all", "--type", "announce", "\"hello\""]);
     for key in ["message_id", "status", "recipients"] {
@@ -300,7 +314,7 @@ fn flags_come_from_the_environment_and_a_config_file() {
         assert_eq!(grace.next_json()["payload"], "with a token");
     } else {
         assert_eq!(done.code, Some(1), "{done:?}");
-        assert!(done.stderr.contains("refused the connection with HTTP 401"), "{done:?}");
+        assert!(done.stderr.contains("authentication failed") && done.stderr.contains("--token"), "{done:?}");
     }
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -324,9 +338,24 @@ fn failures_are_clear_and_have_distinct_exit_codes() {
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
     let nowhere = format!("ws://127.0.0.1:{port}");
-    let down = run(cli(&["send", "--url", &nowhere, "--to", "x", "y"]), None);
-    assert_eq!(down.code, Some(1), "{down:?}");
-    assert!(down.stderr.contains(&format!("cannot connect to {nowhere}")), "{down:?}");
+    // An unreachable broker: which address, and how to start one; for every kind of command.
+    for args in [&["send", "--to", "x", "y"][..], &["status"], &["listen", "--client-id", "l"], &["room", "members", "lab"]] {
+        let mut full = args.to_vec();
+        full.extend(["--url", &nowhere]);
+        let down = run(cli(&full), None);
+        assert_eq!(down.code, Some(1), "{args:?}: {down:?}");
+        assert!(down.stderr.contains(&format!("broker not reachable at {nowhere}")), "{args:?}: {down:?}");
+        assert!(down.stderr.contains("start it with `agent-bridge serve`"), "{args:?}: {down:?}");
+    }
+
+    // `send` without a payload: refused when stdin is empty, read from it otherwise.
+    let empty = run(cli(&["send", "--url", &u, "--to", "x"]), Some(""));
+    assert_eq!(empty.code, Some(2), "{empty:?}");
+    assert!(empty.stderr.contains("no payload"), "{empty:?}");
+    let piped = run(cli(&["send", "--url", &u, "--client-id", "p", "--to", "x", "--json"]), Some("{\"piped\": true}\n")).ok();
+    assert_eq!(piped.json()["status"], "queued");
+    let (_, page) = tokio_poll(&server, "to=x&since=0");
+    assert_eq!(page["messages"][0]["payload"], json!({"piped": true}), "{page}");
 
     let scheme = run(cli(&["status", "--url", "127.0.0.1:5001"]), None);
     assert_eq!(scheme.code, Some(2), "{scheme:?}");
@@ -352,11 +381,206 @@ fn room_commands_call_the_broker_and_explain_a_missing_feature() {
         assert_eq!((m["room"].clone(), m["from"].clone(), m["payload"].clone()), (json!("lab"), json!("rita"), json!("hello lab")));
         let history = run(cli(&["room", "history", "lab", "--url", &u, "--client-id", "rita", "--json"]), None).ok();
         assert!(history.stdout.contains("hello lab"), "{history:?}");
+
+        // The one-liner of the README: a fixed id, `room join` returns, the member can talk.
+        let joined = run(cli(&["room", "join", "lab", "--url", &u, "--client-id", "tom", "--role", "coder"]), None).ok();
+        assert!(joined.stdout.contains("joined room lab as coder"), "{joined:?}");
+        run(cli(&["room", "say", "lab", "--url", &u, "--client-id", "tom", "hi from tom"]), None).ok();
+        // Human output: a table of members, history lines, no JSON.
+        let members = run(cli(&["room", "members", "lab", "--url", &u, "--client-id", "rita"]), None).ok();
+        let lines: Vec<&str> = members.stdout.lines().collect();
+        assert!(lines[0].starts_with("MEMBER") && lines[0].contains("ROLE") && lines[0].contains("ONLINE"), "{members:?}");
+        assert!(lines.iter().any(|l| l.starts_with("tom ") && l.contains("coder")), "{members:?}");
+        let history = run(cli(&["room", "history", "lab", "--url", &u, "--client-id", "rita"]), None).ok();
+        assert!(history.stdout.lines().any(|l| l.contains("tom → room lab") && l.ends_with("hi from tom")), "{history:?}");
+        assert!(!history.stdout.contains('{'), "{history:?}");
+        let left = run(cli(&["room", "leave", "lab", "--url", &u, "--client-id", "tom"]), None).ok();
+        assert!(left.stdout.contains("left room lab"), "{left:?}");
     } else {
         assert_eq!(create.code, Some(1), "{create:?}");
         assert!(create.stderr.contains(&format!("the broker at {u} does not support room.create yet")), "{create:?}");
         assert!(create.stderr.contains("unknown_method") || create.stderr.contains("not_supported"), "{create:?}");
         let members = run(cli(&["room", "members", "lab", "--url", &u]), None);
         assert!(members.stderr.contains("does not support room.members yet"), "{members:?}");
+    }
+}
+
+/// `keys create` on a data directory, before the broker starts; the key is the last line.
+fn create_key(dir: &Path, client_id: &str, permissions: &str) -> String {
+    let dir = dir.display().to_string();
+    let done = run(cli(&["keys", "create", "--data-dir", &dir, "--client-id", client_id, "--permissions", permissions]), None).ok();
+    done.stdout.lines().last().expect("the key").to_owned()
+}
+
+/// A key with only `write` sends (over HTTP: a WebSocket session needs `read`), and a key bound to
+/// one client id acts as it without `--client-id`.
+#[test]
+fn a_write_only_key_sends_and_a_bound_key_implies_the_client_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let writer = create_key(dir.path(), "writer", "write");
+    let reader = create_key(dir.path(), "reader", "read,write");
+    let data_dir = format!("--data-dir={}", dir.path().display());
+    let server = Server::start(&[&data_dir]);
+    let u = url(&server);
+    let inbox = Streaming::start(cli(&["listen", "--url", &u, "--token", &reader, "--json", "--count", "1"]));
+    let sent = run(cli(&["send", "--url", &u, "--token", &writer, "--to", "reader", "--json", "from a write-only key"]), None).ok();
+    assert!(matches!(sent.json()["status"].as_str(), Some("queued" | "delivered")), "{sent:?}");
+    let m = inbox.next_json();
+    assert_eq!((m["from"].clone(), m["to"].clone(), m["payload"].clone()), (json!("writer"), json!("reader"), json!("from a write-only key")));
+    // Naming another id than the key's is refused by the broker, clearly.
+    let other = run(cli(&["send", "--url", &u, "--token", &writer, "--client-id", "someone-else", "--to", "reader", "x"]), None);
+    assert_eq!(other.code, Some(1), "{other:?}");
+    assert!(other.stderr.contains("forbidden"), "{other:?}");
+}
+
+/// A bad token: `send` says authentication failed; the MCP server fails tool calls with that and
+/// does not retry the refusal.
+#[test]
+fn a_bad_token_is_an_authentication_error_and_mcp_stops_retrying() {
+    let server = Server::start(&[]);
+    let u = url(&server);
+    let send = run(cli(&["send", "--url", &u, "--token", "abk_000000000000_bad", "--client-id", "a", "--to", "b", "x"]), None);
+    assert_eq!(send.code, Some(1), "{send:?}");
+    assert!(send.stderr.contains("authentication failed"), "{send:?}");
+
+    let mut mcp = cli(&["mcp", "--url", &u, "--token", "abk_000000000000_bad", "--client-id", "claude"]);
+    mcp.env("RUST_LOG", "warn").stderr(Stdio::piped());
+    let (answer, stderr) = common::mcp_tool_call(&mut mcp, "send_message", json!({"to": "b", "type": "note", "payload": "x"}));
+    let text = answer.to_string();
+    assert!(text.contains("authentication failed") && text.contains("401"), "{answer}");
+    assert!(stderr.contains("not retrying"), "{stderr}");
+    assert!(!stderr.contains("reconnecting"), "a refused token is not retried: {stderr}");
+}
+
+#[test]
+fn config_token_and_version_commands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // generate → check: the commented default file is valid.
+    let generated = run(cli(&["config", "generate"]), None).ok();
+    assert!(generated.stdout.contains("# ") && generated.stdout.contains("bind = \"127.0.0.1:5001\""), "{generated:?}");
+    let file = dir.path().join("gen.toml");
+    std::fs::write(&file, &generated.stdout).expect("write");
+    let path = file.display().to_string();
+    let checked = run(cli(&["config", "check", &path]), None).ok();
+    assert!(checked.stdout.contains(&format!("{path}: ok")), "{checked:?}");
+
+    // print: the effective configuration as TOML, flags and environment applied, secrets masked;
+    // what it prints checks again.
+    let secret = "s".repeat(40);
+    let mut print = cli(&["config", "print", "--bind", "0.0.0.0:7001", "--jwt-secret", &secret]);
+    print.env("BRIDGE_SESSION_QUEUE", "77");
+    let printed = run(print, None).ok();
+    let table: toml::Table = toml::from_str(&printed.stdout).expect("TOML");
+    assert_eq!(table["bind"].as_str(), Some("0.0.0.0:7001"));
+    assert_eq!(table["session_queue"].as_integer(), Some(77));
+    assert_eq!(table["jwt_secret"].as_str(), Some("<redacted>"));
+    assert!(!printed.stdout.contains(&secret));
+    let shown = run(cli(&["config", "print", "--jwt-secret", &secret, "--show-secrets"]), None).ok();
+    assert!(shown.stdout.contains(&secret));
+    let printed_file = dir.path().join("printed.toml");
+    std::fs::write(&printed_file, run(cli(&["config", "print", "--jwt-secret", &secret, "--show-secrets"]), None).ok().stdout)
+        .expect("write");
+    run(cli(&["config", "check", &printed_file.display().to_string()]), None).ok();
+
+    // check: unknown keys, bad values and an unauthenticated public bind, each named; exit 2.
+    for (text, needle) in [
+        ("bnid = \"x\"\n", "unknown key \"bnid\""),
+        ("max_frame_bytes = 3\n", "max_frame_bytes"),
+        ("bind = \"0.0.0.0:5001\"\n", "without authentication"),
+        ("cors_origins = \"claude.ai\"\n", "cors_origins"),
+    ] {
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, text).expect("write");
+        let done = run(cli(&["config", "check", &bad.display().to_string()]), None);
+        assert_eq!(done.code, Some(2), "{text}: {done:?}");
+        assert!(done.stderr.contains(needle), "{text}: {done:?}");
+    }
+    let ext = dir.path().join("ext.toml");
+    std::fs::write(&ext, "cors_origins = \"https://claude.ai,chrome-extension://abcdefghijklmnopabcdefghijklmnop\"\n").expect("write");
+    run(cli(&["config", "check", &ext.display().to_string()]), None).ok();
+
+    // token: minted from the configured secret, accepted by a broker with that secret.
+    let conf = dir.path().join("jwt.toml");
+    std::fs::write(&conf, format!("jwt_secret = \"{secret}\"\n")).expect("write");
+    let conf_path = conf.display().to_string();
+    let token = run(cli(&["token", "--config", &conf_path, "--client-id", "minted", "--permissions", "read,write"]), None).ok();
+    let token = token.stdout.trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let server = Server::start(&["--config", &conf_path]);
+    let u = url(&server);
+    let inbox = Streaming::start(cli(&["listen", "--url", &u, "--token", &token, "--json", "--count", "1"]));
+    run(cli(&["send", "--url", &u, "--token", &token, "--to", "minted", "--json", "to myself"]), None).ok();
+    let m = inbox.next_json();
+    assert_eq!((m["from"].clone(), m["payload"].clone()), (json!("minted"), json!("to myself")), "the token's sub is the id");
+    let info = run(cli(&["token", "--config", &conf_path, "--client-id", "ops", "--permissions", "admin", "--ttl", "60", "--json"]), None).ok();
+    let info = info.json();
+    assert_eq!((info["client_id"].clone(), info["permissions"].clone()), (json!("ops"), json!(["admin"])));
+    let no_secret = run(cli(&["token", "--client-id", "x"]), None);
+    assert_eq!(no_secret.code, Some(2), "{no_secret:?}");
+    assert!(no_secret.stderr.contains("no jwt_secret"), "{no_secret:?}");
+    let bad_perm = run(cli(&["token", "--config", &conf_path, "--client-id", "x", "--permissions", "fly"]), None);
+    assert_eq!(bad_perm.code, Some(2), "{bad_perm:?}");
+
+    // version, both ways.
+    let v = run(cli(&["version"]), None).ok();
+    assert_eq!(v.stdout.trim(), format!("agent-bridge {} (wire protocol 1)", env!("CARGO_PKG_VERSION")));
+    let v = run(cli(&["version", "--json"]), None).ok().json();
+    assert_eq!((v["name"].clone(), v["version"].clone(), v["protocol"].clone()), (json!("agent-bridge"), json!(env!("CARGO_PKG_VERSION")), json!(1)));
+}
+
+/// Every subcommand's --help has examples, and every argument has help text.
+#[test]
+fn help_has_examples_and_every_argument_is_explained() {
+    let commands: &[&[&str]] = &[
+        &[], &["serve"], &["send"], &["listen"], &["ask"], &["room"], &["status"], &["mcp"], &["keys"], &["token"],
+        &["version"], &["config", "check"], &["config", "print"], &["config", "generate"],
+    ];
+    // Nested commands: every argument explained (the examples are on their parent's help).
+    let nested: &[&[&str]] = &[
+        &["room", "create"], &["room", "join"], &["room", "leave"], &["room", "history"], &["room", "members"],
+        &["room", "say"], &["keys", "create"], &["keys", "list"], &["keys", "revoke"], &["config"],
+    ];
+    for c in nested {
+        let mut args = c.to_vec();
+        args.push("--help");
+        let help = run(cli(&args), None).ok().stdout;
+        assert_every_argument_explained(c, &help);
+    }
+    for c in commands {
+        let mut args = c.to_vec();
+        args.push("--help");
+        let help = run(cli(&args), None).ok().stdout;
+        assert!(help.contains("Example") || help.contains("Quick start"), "{c:?} --help has no examples:\n{help}");
+        assert_every_argument_explained(c, &help);
+    }
+}
+
+/// clap prints an argument without help text as a bare line ("  --flag <FLAG>" with nothing
+/// after it or below it): every argument line must have text beside it or on the next line.
+fn assert_every_argument_explained(command: &[&str], help: &str) {
+    let lines: Vec<&str> = help.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        let t = l.trim_start();
+        if t.starts_with('-') || (t.starts_with('<') && l.starts_with("  ")) {
+            let explained = t.split("  ").filter(|p| !p.trim().is_empty()).count() > 1
+                || lines.get(i + 1).is_some_and(|n| n.starts_with("          ") && !n.trim().is_empty());
+            assert!(explained, "{command:?}: {l:?} has no help text:\n{help}");
+        }
+    }
+}
+
+/// A non-loopback bind without authentication is refused before binding: the refusal, not the
+/// bind error, even where the address cannot be bound (192.0.2.1 is a documentation address).
+#[test]
+fn an_unauthenticated_public_bind_is_refused_before_binding() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let data_dir = empty.path().display().to_string();
+    for extra in [&["--in-memory"][..], &["--data-dir", &data_dir]] {
+        let mut args = vec!["serve", "--bind", "192.0.2.1:5001"];
+        args.extend_from_slice(extra);
+        let done = run(cli(&args), None);
+        assert_eq!(done.code, Some(2), "{extra:?}: {done:?}");
+        assert!(done.stderr.contains("refusing to listen on 192.0.2.1:5001 without authentication"), "{extra:?}: {done:?}");
+        assert!(!done.stderr.contains("binding"), "{extra:?}: {done:?}");
     }
 }

@@ -94,7 +94,7 @@ async fn http_and_websocket_clients_talk_to_each_other() {
         .post("/api/send", &json!({"from": "http-agent", "to": "ws-agent", "type": "question", "payload": {"q": "?"}}))
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["status"], "sent");
+    assert_eq!(body["status"], "delivered", "the WebSocket vocabulary: ws-agent is online");
     let m = w.recv_msg().await;
     assert_eq!((m["from"].clone(), m["type"].clone()), (json!("http-agent"), json!("question")));
 

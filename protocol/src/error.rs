@@ -32,6 +32,9 @@ pub enum ProtocolError {
     /// A recipient that is neither a client id, `all`, nor `pool:<name>`.
     #[error("invalid recipient {to:?}: {reason}")]
     InvalidRecipient { to: String, reason: &'static str },
+    /// A frame type of the original bridge that this protocol replaced; `instead` says what to send.
+    #[error("{frame_type:?} frames are not supported: {instead}")]
+    Superseded { frame_type: String, instead: String },
     /// A value (message type, room name, ttl ...) outside what the protocol allows.
     #[error("invalid {field}: {reason}")]
     InvalidValue { field: &'static str, reason: String },
@@ -47,6 +50,7 @@ impl ProtocolError {
             | ProtocolError::InvalidField { .. }
             | ProtocolError::InvalidValue { .. } => "bad_frame",
             ProtocolError::UnknownType { .. } => "unknown_type",
+            ProtocolError::Superseded { .. } => "not_supported",
             ProtocolError::TooLarge { .. } => "too_large",
             ProtocolError::InvalidClientId { .. } => "invalid_client_id",
             ProtocolError::InvalidRecipient { .. } => "invalid_recipient",

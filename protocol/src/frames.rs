@@ -300,6 +300,52 @@ fn read_tag(text: &str) -> Result<Cow<'_, str>, ProtocolError> {
     }
 }
 
+#[derive(Deserialize)]
+struct CollabAction<'a> {
+    #[serde(borrow, default)]
+    action: Option<Cow<'a, str>>,
+}
+
+/// The original bridge's `{"type":"collab","action":…}` frames: an error naming the frame or call
+/// that does the same here (their fields differ, so they are not translated silently).
+fn superseded(frame_type: &str, text: &str) -> Option<ProtocolError> {
+    if frame_type != "collab" {
+        return None;
+    }
+    let action = serde_json::from_str::<CollabAction<'_>>(text).ok().and_then(|a| a.action).unwrap_or_default();
+    let a = action.to_ascii_lowercase();
+    let use_this = if a.contains("create_room") {
+        r#"{"type":"call","ref":"1","method":"room.create","params":{"name":"ROOM","topic":"..."}}"#
+    } else if a.contains("join") {
+        r#"{"type":"join","room":"ROOM","role":"coder"}"#
+    } else if a.contains("leave") {
+        r#"{"type":"leave","room":"ROOM"}"#
+    } else if a.contains("send") || a.contains("message") {
+        r#"{"type":"send","room":"ROOM","msg_type":"chat","payload":{"text":"..."}}"#
+    } else if a.contains("vote") {
+        r#"{"type":"call","ref":"1","method":"proposal.vote","params":{"room":"ROOM","proposal_id":"p-1","vote":"yes"}}"#
+    } else if a.contains("propos") || a.contains("decision") {
+        r#"{"type":"call","ref":"1","method":"proposal.create","params":{"room":"ROOM","text":"...","rule":"majority"}}"#
+    } else if a.contains("channel") {
+        r#"{"type":"call","ref":"1","method":"channel.create","params":{"room":"ROOM","name":"..."}}"#
+    } else if a.contains("file") {
+        r#"{"type":"call","ref":"1","method":"file.upload","params":{"room":"ROOM","name":"...","content_base64":"..."}}"#
+    } else if a.contains("task") || a.contains("card") || a.contains("board") {
+        r#"{"type":"call","ref":"1","method":"board.add","params":{"room":"ROOM","title":"..."}}"#
+    } else {
+        return Some(ProtocolError::Superseded {
+            frame_type: frame_type.to_owned(),
+            instead: "rooms use the \"join\", \"leave\" and \"send\" (with \"room\") frames and \"call\" frames \
+                      (room.create, proposal.create, proposal.vote, board.add, file.upload ...)"
+                .to_owned(),
+        });
+    };
+    Some(ProtocolError::Superseded {
+        frame_type: frame_type.to_owned(),
+        instead: format!("for action {:?} send {use_this}", action.chars().take(64).collect::<String>()),
+    })
+}
+
 macro_rules! frame_enum {
     (
         $(#[$meta:meta])*
@@ -342,7 +388,8 @@ macro_rules! frame_enum {
                 let tag = read_tag(text)?;
                 match tag.as_ref() {
                     $( $tag => serde_json::from_str::<$ty>(text).map($name::$variant).map_err(|e| classify::<$ty>($tag, text, e)), )*
-                    other => Err(ProtocolError::UnknownType { frame_type: other.chars().take(64).collect() }),
+                    other => Err(superseded(other, text)
+                        .unwrap_or_else(|| ProtocolError::UnknownType { frame_type: other.chars().take(64).collect() })),
                 }
             }
 

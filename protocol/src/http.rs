@@ -40,7 +40,7 @@ pub struct SendRequest {
 /// Answer to `POST /api/send`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SendResponse {
-    /// Always `"sent"` (or `"duplicate"` for a repeated idempotency key).
+    /// As in the WebSocket `sent` frame: `"queued"`, `"delivered"` or `"duplicate"`.
     pub status: String,
     pub message_id: String,
     pub seq: Option<u64>,

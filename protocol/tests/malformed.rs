@@ -58,6 +58,26 @@ fn unknown_type() {
     assert_eq!(client_err(r#"{"type":"SEND"}"#).code(), "unknown_type");
 }
 
+/// The original bridge's `collab` frames get `not_supported` naming the frame or call to send instead.
+#[test]
+fn collab_frames_name_what_to_send_instead() {
+    let cases = [
+        (r#"{"type":"collab","action":"create_room","topic":"Build","role":"coordinator"}"#, r#""method":"room.create""#),
+        (r#"{"type":"collab","action":"join_room","room_id":"r1","role":"coder"}"#, r#"{"type":"join","room""#),
+        (r#"{"type":"collab","action":"send_message","room_id":"r1","text":"hi"}"#, r#"{"type":"send","room""#),
+        (r#"{"type":"collab","action":"vote","decision_id":"d1"}"#, "proposal.vote"),
+        (r#"{"type":"collab","action":"propose_decision"}"#, "proposal.create"),
+        (r#"{"type":"collab"}"#, "room.create"),
+        (r#"{"type":"collab","action":42}"#, "room.create"),
+    ];
+    for (text, hint) in cases {
+        let err = client_err(text);
+        assert!(matches!(err, ProtocolError::Superseded { .. }), "{text}: {err:?}");
+        assert_eq!(err.code(), "not_supported", "{text}");
+        assert!(err.to_string().contains(hint), "{text}: {err}");
+    }
+}
+
 #[test]
 fn unknown_type_is_truncated_in_the_error() {
     let long = "x".repeat(10_000);

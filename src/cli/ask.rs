@@ -42,7 +42,7 @@ pub fn ask(args: &AskArgs) -> ExitCode {
         return finish(Err(Failure::usage(e.to_string())));
     }
     run_async(async move {
-        let who = args.client.resolve("cli")?;
+        let who = args.client.resolve_bound("cli").await?;
         let client = connect(&who).await?;
         let within = Duration::from_secs_f64(args.timeout);
         let reply = client.request(request, within).await;

@@ -35,7 +35,7 @@ pub struct ClientArgs {
     /// API key or JWT, sent as `Authorization: Bearer` and `?token=`.
     #[arg(long, env = "BRIDGE_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// This client's id (default: a generated `cli-…` id).
+    /// This client's id (default: the one id a token is bound to, else a new generated `cli-…` id).
     #[arg(long, env = "BRIDGE_CLIENT_ID", global = true)]
     pub client_id: Option<String>,
     /// Client config file: TOML with url, token, client_id.
@@ -71,17 +71,27 @@ impl Failure {
         Failure { message: message.into(), code: EXIT_FAILURE }
     }
 
-    /// A client error, with the broker's address and a hint when the broker lacks the feature.
+    /// A client error, with the broker's address and a hint: how to start a broker that is not
+    /// reachable, which credentials were refused, or that the broker lacks the feature.
     pub fn client(e: &ClientError, url: &str, what: &str) -> Self {
         let code = match e {
             ClientError::InvalidUrl { .. } | ClientError::Invalid(_) => EXIT_USAGE,
             ClientError::Timeout { .. } => EXIT_TIMEOUT,
             _ => EXIT_FAILURE,
         };
-        let message = if e.is_unsupported() {
-            format!("the broker at {url} does not support {what} yet ({e})")
-        } else {
-            format!("{what} failed: {e}")
+        let message = match e {
+            _ if e.is_unsupported() => format!("the broker at {url} does not support {what} yet ({e})"),
+            ClientError::Connect { reason, .. } => format!(
+                "broker not reachable at {url} ({reason}); start it with `agent-bridge serve` (or pass --url)"
+            ),
+            ClientError::Rejected { status: 401, .. } => {
+                format!("{what} failed: authentication failed: {e}; check --token (or BRIDGE_TOKEN)")
+            }
+            ClientError::Server { code, message } if code == "unauthorized" => format!(
+                "{what} failed: authentication failed: the broker at {url} refused the credentials ({message}); \
+                 check --token (or BRIDGE_TOKEN)"
+            ),
+            _ => format!("{what} failed: {e}"),
         };
         Failure { message, code }
     }
@@ -147,6 +157,26 @@ impl ClientArgs {
     }
 }
 
+impl ClientArgs {
+    /// [`ClientArgs::resolve`], and when no client id was given but a token was: the one client id
+    /// the broker says the token is bound to (`GET /api/whoami`), if it names exactly one. Errors of
+    /// that look-up are left to the command itself, which reports them in context.
+    pub async fn resolve_bound(&self, id_prefix: &str) -> Result<Resolved, Failure> {
+        let mut who = self.resolve(id_prefix)?;
+        if !who.generated_id || who.token.is_none() {
+            return Ok(who);
+        }
+        let Ok(url) = crate::client::BrokerUrl::parse(&who.url) else { return Ok(who) };
+        let me = crate::client::http_json(&url, reqwest::Method::GET, "/api/whoami", who.token.as_deref(), None).await;
+        if let Some(id) = me.ok().and_then(|v| v["client_id"].as_str().map(str::to_owned)) {
+            tracing::debug!(client_id = %id, "client id from the token");
+            who.client_id = id;
+            who.generated_id = false;
+        }
+        Ok(who)
+    }
+}
+
 /// `prefix-` and 12 random hex digits.
 fn generated_id_for(prefix: &str) -> String {
     let id = new_id(prefix);
@@ -168,13 +198,21 @@ fn read_settings(path: &Path) -> Result<FileSettings, Failure> {
 }
 
 /// Reads a payload argument: `-` is stdin, `@path` a file, anything else the text itself. The text
-/// is JSON when it parses as JSON, else it is sent as a JSON string. No argument is `null`.
+/// is JSON when it parses as JSON, else it is sent as a JSON string. No argument reads stdin when
+/// it is a pipe or a file, and is refused on a terminal (nothing would be sent by mistake).
 pub fn read_payload(arg: Option<&str>) -> Result<Value, Failure> {
     let text = match arg {
-        None => return Ok(Value::Null),
-        Some("-") => {
+        None if std::io::stdin().is_terminal() => {
+            return Err(Failure::usage(
+                "no payload: give it as an argument (JSON or text), @FILE, or - (or pipe it) to read stdin",
+            ))
+        }
+        None | Some("-") => {
             let mut s = String::new();
             std::io::stdin().read_to_string(&mut s).map_err(|e| Failure::usage(format!("reading the payload from stdin: {e}")))?;
+            if arg.is_none() && s.trim().is_empty() {
+                return Err(Failure::usage("no payload: stdin was empty (give the payload as an argument, @FILE, or -)"));
+            }
             s
         }
         Some(a) => match a.strip_prefix('@') {
@@ -238,6 +276,75 @@ pub fn print_value(value: &Value, json: bool) -> Result<(), Failure> {
     print_line(&text)
 }
 
+/// Colour (bold headers) only when stdout is a terminal and `NO_COLOR` is not set.
+pub fn colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Prints rows under a header, columns padded to their widest cell.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) -> Result<(), Failure> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        padded.join("  ").trim_end().to_owned()
+    };
+    let head = line(header.iter().map(|h| h.to_string()).collect());
+    print_line(&if colour() { format!("\x1b[1m{head}\x1b[0m") } else { head })?;
+    rows.iter().try_for_each(|r| print_line(&line(r.clone())))
+}
+
+/// Prints `key  value` lines, keys padded (a two-column table without a header).
+pub fn print_fields(fields: &[(&str, String)]) -> Result<(), Failure> {
+    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    fields.iter().try_for_each(|(k, v)| {
+        let key = format!("{k:<width$}");
+        print_line(&format!("{}  {v}", if colour() { format!("\x1b[1m{key}\x1b[0m") } else { key }))
+    })
+}
+
+/// `145.37` seconds as `2m 25s`; `3.2` as `3.2s`; days and hours for long ones.
+pub fn duration_text(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "?".into();
+    }
+    if secs < 60.0 {
+        return format!("{secs:.1}s");
+    }
+    let s = secs as u64;
+    let (d, h, m, rest) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (d, h) {
+        (0, 0) => format!("{m}m {rest:02}s"),
+        (0, _) => format!("{h}h {m:02}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+/// `1536` bytes as `1.5 KiB`.
+pub fn bytes_text(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < units.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", units[unit]) }
+}
+
+/// A JSON value for a table cell: strings bare, booleans yes/no, null as `-`.
+pub fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
+        other => payload_text(other),
+    }
+}
+
 /// A message as a person reads it: `#seq from → to [type] payload`.
 pub fn human_message(m: &Message) -> String {
     let to = match (&m.room, &m.to) {
@@ -272,8 +379,19 @@ mod tests {
         assert_eq!(parse_payload_text("{\"a\": 1}\n"), serde_json::json!({"a": 1}));
         assert_eq!(parse_payload_text("42"), serde_json::json!(42));
         assert_eq!(parse_payload_text("hello world\n"), serde_json::json!("hello world"));
-        assert_eq!(read_payload(None).ok(), Some(Value::Null));
         assert!(read_payload(Some("@/definitely/not/here")).is_err());
+    }
+
+    #[test]
+    fn durations_and_sizes_read_well() {
+        assert_eq!(duration_text(145.37405277), "2m 25s");
+        assert_eq!(duration_text(3.25), "3.2s");
+        assert_eq!(duration_text(7322.0), "2h 02m");
+        assert_eq!(duration_text(90_000.0), "1d 1h");
+        assert_eq!(bytes_text(818), "818 B");
+        assert_eq!(bytes_text(1536), "1.5 KiB");
+        assert_eq!(cell(&Value::Bool(true)), "yes");
+        assert_eq!(cell(&Value::Null), "-");
     }
 
     #[test]

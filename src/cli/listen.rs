@@ -70,7 +70,7 @@ pub fn listen(args: &ListenArgs) -> ExitCode {
         count: args.count,
     };
     run_async(async move {
-        let who = args.client.resolve("cli")?;
+        let who = args.client.resolve_bound("cli").await?;
         listen_loop(&who, opts).await
     })
 }

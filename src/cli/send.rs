@@ -12,7 +12,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::common::{finish, parse_priority, print_line, print_value, read_payload, run_async, ClientArgs, Failure, Resolved};
-use crate::client::{Client, Outgoing};
+use crate::client::{http_json, BrokerUrl, Client, ClientError, Outgoing};
 
 /// Flags of `agent-bridge send`.
 #[derive(Debug, Clone, Args)]
@@ -74,7 +74,9 @@ impl SendArgs {
     }
 }
 
-/// Runs `agent-bridge send`.
+/// Runs `agent-bridge send`: one `POST /api/send`, so that a key with only `write` can send (a
+/// WebSocket session needs `read`). Without `--client-id`, a token bound to one client id sends as
+/// that id (the broker fills in `from`); otherwise the generated id is the sender.
 pub fn send(args: &SendArgs) -> ExitCode {
     let outgoing = match args.outgoing() {
         Ok(m) => m,
@@ -82,13 +84,37 @@ pub fn send(args: &SendArgs) -> ExitCode {
     };
     run_async(async move {
         let who = args.client.resolve("cli")?;
-        let client = connect(&who).await?;
         let target = outgoing.room.as_ref().map_or_else(|| outgoing.to.clone().unwrap_or_default(), |r| format!("room {r}"));
-        let result = client.send(outgoing).await;
-        client.close().await;
-        let sent = result.map_err(|e| Failure::client(&e, &who.url, "sending"))?;
+        let sent = send_http(&who, &outgoing).await?;
         print_sent(&sent, &target, who.json)
     })
+}
+
+/// Sends one message with `POST /api/send` and returns the broker's answer as a `sent` frame.
+pub async fn send_http(who: &Resolved, outgoing: &Outgoing) -> Result<Sent, Failure> {
+    let url = BrokerUrl::parse(&who.url).map_err(|e| Failure::usage(e.to_string()))?;
+    let mut body = json!({
+        "to": outgoing.to, "room": outgoing.room, "type": outgoing.msg_type, "payload": outgoing.payload,
+        "priority": outgoing.priority, "ttl": outgoing.ttl, "require_ack": outgoing.require_ack,
+        "correlation_id": outgoing.correlation_id, "idempotency_key": outgoing.idempotency_key,
+        "persist": outgoing.persist,
+    });
+    if !(who.generated_id && who.token.is_some()) {
+        body["from"] = json!(who.client_id);
+    }
+    let answer = match http_json(&url, reqwest::Method::POST, "/api/send", who.token.as_deref(), Some(&body)).await {
+        Err(ClientError::Server { code, message }) if code == "bad_frame" && message.contains("\"from\"") => {
+            return Err(Failure::usage(format!(
+                "the token is not bound to one client id, so the sender must be named: pass --client-id ({message})"
+            )))
+        }
+        other => other.map_err(|e| Failure::client(&e, &who.url, "sending"))?,
+    };
+    serde_json::from_value(json!({
+        "ref": null, "message_id": answer["message_id"], "seq": answer["seq"],
+        "status": answer["status"], "recipients": answer["recipients"],
+    }))
+    .map_err(|e| Failure::failed(format!("unexpected answer from the broker ({e}): {answer}")))
 }
 
 /// Connects with the resolved settings, turning failures into a clear message.

@@ -3,6 +3,8 @@
 use std::net::TcpListener;
 use std::process::ExitCode;
 
+use agent_bridge_actors::auth::keys::{KeyDefaults, KeyRegistry};
+use agent_bridge_actors::store::Store;
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
@@ -47,10 +49,41 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
     }
 }
 
+/// Whether the bind is beyond loopback with no authentication configured: then only API keys in
+/// the store can make it acceptable (`Config::check_exposure`).
+fn exposed(config: &Config) -> bool {
+    let auth_configured = config.require_auth || !config.jwt_secret.is_empty() || !config.jwt_public_key_file.is_empty();
+    !(config.bind_addr().ip().is_loopback() || config.insecure || auth_configured)
+}
+
+/// True when the store holds API keys. Opens the store, and sled keeps it locked for the rest of
+/// the process: call it only when the broker will not start anyway.
+fn store_has_keys(config: &Config) -> anyhow::Result<bool> {
+    let Some(dir) = config.store_dir().filter(|d| d.exists()) else { return Ok(false) };
+    let store = Store::open(Some(&dir), None).with_context(|| format!("opening the store in {}", dir.display()))?;
+    let defaults = KeyDefaults { rate_limit_per_hour: config.key_rate_limit_per_hour, burst: config.key_burst.max(1) };
+    Ok(KeyRegistry::open(store, defaults).map_err(|e| anyhow::anyhow!("{e}"))?.any())
+}
+
 fn serve_inner(config: Config) -> anyhow::Result<i32> {
     raise_fd_limit(&config);
+    // An unauthenticated public bind is refused before binding: at once when no store can hold
+    // keys; otherwise `run` decides once the store is open, and a failed bind looks at the store
+    // first, so that the refusal, not the bind error, is what the operator sees.
+    let exposed = exposed(&config);
+    if exposed && config.store_dir().is_none_or(|d| !d.exists()) {
+        config.check_exposure(false)?;
+    }
     let addr = config.bind_addr();
-    let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            if exposed {
+                config.check_exposure(store_has_keys(&config)?)?;
+            }
+            return Err(e).with_context(|| format!("binding {addr}"));
+        }
+    };
     let local = listener.local_addr().context("reading the bound address")?;
     let scheme = if config.tls_cert_file.is_empty() { "http" } else { "https" };
     let system = actix::System::new();

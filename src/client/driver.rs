@@ -34,6 +34,7 @@ const MAX_FRAME: usize = 64 * 1024 * 1024;
 pub(super) async fn run(shared: Arc<Shared>, mut first: Option<oneshot::Sender<Result<(), ClientError>>>) {
     let mut closing = shared.closing.subscribe();
     let mut attempt: u32 = 0;
+    let mut refused = false;
     loop {
         if *closing.borrow() {
             break;
@@ -60,6 +61,13 @@ pub(super) async fn run(shared: Arc<Shared>, mut first: Option<oneshot::Sender<R
                     let _ = tx.send(Err(e));
                     break;
                 }
+                if let ClientError::Rejected { status: status @ (401 | 403), body, .. } = &e {
+                    // Retrying cannot fix refused credentials: stop, and let operations say why.
+                    warn!(client_id = %shared.config.client_id, status, error = %body, "the broker refused the credentials; not retrying");
+                    shared.connection.send_replace(Connection::Refused { status: *status, error: body.clone() });
+                    refused = true;
+                    break;
+                }
                 e.to_string()
             }
         };
@@ -73,7 +81,9 @@ pub(super) async fn run(shared: Arc<Shared>, mut first: Option<oneshot::Sender<R
             _ = closing.wait_for(|c| *c) => break,
         }
     }
-    shared.connection.send_replace(Connection::Closed);
+    if !refused {
+        shared.connection.send_replace(Connection::Closed);
+    }
     // Dropping the waiters' senders answers them with `Closed`.
     let mut st = shared.state.lock();
     st.sends.clear();

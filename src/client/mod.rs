@@ -27,8 +27,10 @@
 //!
 //! # Reconnects
 //! When the connection drops, the driver reconnects with exponential backoff and jitter
-//! ([`Backoff`]), resuming the inbox with `?since=` the low watermark of `seq`s received (see
-//! [`Cursor`]: the highest seq below which everything has been received — not the highest seq
+//! ([`Backoff`]) — unless the broker refused the credentials (HTTP 401 or 403 on the upgrade):
+//! waiting does not fix a token, so the state becomes [`Connection::Refused`] and operations fail
+//! with that refusal. A reconnect resumes the inbox with `?since=` the low watermark of `seq`s
+//! received (see [`Cursor`]: the highest seq below which everything has been received — not the highest seq
 //! seen, since the broker delivers by priority). What it receives again is dropped by message id;
 //! a message that was acked here and arrives again is acked again instead of being handed out, so
 //! nothing is delivered twice after an ack. Sends waiting for `sent` are written again with the same
@@ -75,6 +77,9 @@ pub enum Connection {
     Reconnecting { attempt: u32, error: String },
     /// Closed for good.
     Closed,
+    /// The broker refused the credentials (HTTP 401 or 403 on the upgrade). Not retried: waiting
+    /// does not fix a bad token; operations fail with this error.
+    Refused { status: u16, error: String },
 }
 
 /// Something that happened besides messages: connection changes and server notifications.
@@ -227,7 +232,7 @@ impl Shared {
     }
 
     fn is_closed(&self) -> bool {
-        *self.closing.borrow() || matches!(*self.connection.borrow(), Connection::Closed)
+        *self.closing.borrow() || matches!(*self.connection.borrow(), Connection::Closed | Connection::Refused { .. })
     }
 
     /// Wakes the driver for what was just queued and waits for its answer, at most `reply_timeout`;
@@ -342,12 +347,15 @@ impl Client {
     pub async fn wait_connected(&self, within: Duration) -> Result<(), ClientError> {
         let mut rx = self.shared().connection.subscribe();
         let wait = async {
-            let c = rx.wait_for(|c| matches!(c, Connection::Connected { .. } | Connection::Closed)).await;
-            c.map(|c| matches!(*c, Connection::Connected { .. })).unwrap_or(false)
+            let c = rx.wait_for(|c| matches!(c, Connection::Connected { .. } | Connection::Closed | Connection::Refused { .. })).await;
+            c.map(|c| c.clone()).unwrap_or(Connection::Closed)
         };
         match tokio::time::timeout(within, wait).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(ClientError::Closed),
+            Ok(Connection::Connected { .. }) => Ok(()),
+            Ok(Connection::Refused { status, error }) => {
+                Err(ClientError::Rejected { url: self.shared().config.url.display(), status, body: error })
+            }
+            Ok(_) => Err(ClientError::Closed),
             Err(_) => Err(self.shared().timeout(within, "a connection")),
         }
     }
@@ -577,17 +585,46 @@ impl Drop for RequestGuard {
 
 /// `GET /api/status` with the token as a bearer header.
 pub async fn server_status(url: &BrokerUrl, token: Option<&str>) -> Result<Value, ClientError> {
-    let target = url.http("/api/status");
+    http_json(url, reqwest::Method::GET, "/api/status", token, None).await
+}
+
+/// One HTTP request to the broker with the token as a bearer header; the JSON answer, or the
+/// broker's `{error, code}` as [`ClientError::Server`]. A broker that cannot be reached is
+/// [`ClientError::Connect`], as for WebSocket sessions.
+pub async fn http_json(
+    url: &BrokerUrl,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Result<Value, ClientError> {
+    let target = url.http(path);
     let http_err = |reason: String| ClientError::Http { url: target.clone(), reason };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| http_err(e.to_string()))?;
-    let mut req = client.get(&target);
+    let mut req = client.request(method, &target);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
-    let resp = req.send().await.map_err(|e| http_err(e.to_string()))?;
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().await.map_err(|e| {
+        if e.is_connect() {
+            // The innermost cause says it best ("Connection refused (os error 111)").
+            let mut reason = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                reason = c.to_string();
+                cause = c.source();
+            }
+            ClientError::Connect { url: url.display(), reason }
+        } else {
+            http_err(e.to_string())
+        }
+    })?;
     let status = resp.status();
     let body: Value = resp.json().await.map_err(|e| http_err(format!("HTTP {status}, body is not JSON: {e}")))?;
     if !status.is_success() {

@@ -37,8 +37,10 @@ pub async fn send(caller: Caller, payload: web::Payload, state: web::Data<AppSta
     let router = &state.broker.router;
     router.shard(&from).do_send(Seen(from.clone()));
     let routed = router.route(env).await?;
+    // The same vocabulary as the WebSocket `sent` frame.
+    let status = serde_json::to_value(routed.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     Ok(HttpResponse::Ok().json(SendResponse {
-        status: "sent".into(),
+        status,
         message_id: routed.message_id,
         seq: routed.seq,
         recipients: routed.recipients,
@@ -61,18 +63,19 @@ fn bad(msg: String) -> ApiError {
 /// `GET /api/messages`: a page of the inbox, oldest first; with `wait`, a long-poll.
 pub async fn messages(caller: Caller, query: web::Query<MessagesQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
-    let Some(to) = q.to else { return Err(bad("missing query parameter \"to\"".into())) };
-    validate_client_id(&to)?;
+    // A key bound to exactly one client id may leave `to` out (the original extension's popup does).
+    let Some(to) = caller.client_id(q.to.as_deref())? else {
+        return Err(bad(
+            "missing query parameter \"to\": the client id whose inbox to read (it may be left out only with \
+             credentials bound to exactly one client id)"
+                .into(),
+        ));
+    };
     caller.act_as(&to, Permission::Read)?;
     let max_wait_s = state.config.long_poll_max_s;
-    let from = match q.since.as_deref() {
+    let from = match q.since.as_deref().map(str::trim) {
         None | Some("") => PollFrom::Queue,
-        Some(s) => match s.parse::<u64>() {
-            Ok(seq) => PollFrom::Seq(seq),
-            Err(_) => PollFrom::Time(Timestamp::parse_rfc3339(s).ok_or_else(|| {
-                bad(format!("since={s:?} is neither a sequence number nor an RFC 3339 time"))
-            })?),
-        },
+        Some(s) => poll_from(s)?,
     };
     let limit = match q.limit.as_deref() {
         None | Some("") => 100,
@@ -108,6 +111,49 @@ pub async fn messages(caller: Caller, query: web::Query<MessagesQuery>, state: w
     }
 }
 
+/// Integers below this are seqs; numbers at or above it are unix milliseconds (10^11 ms is
+/// 1973-03-03, 10^11 s is the year 5138).
+pub const SEQ_LIMIT: u64 = 100_000_000_000;
+
+/// Reads `since` of `GET /api/messages`, unambiguously:
+/// - an integer below 10^11 is a seq (`since=42`);
+/// - a number with a decimal point below 10^11 is unix seconds (`since=1796156836.1125891`, the
+///   original desktop clients' `time.time()`);
+/// - a number at or above 10^11 is unix milliseconds (`since=1796156836112`, the clipboard
+///   client's `Date.now()`);
+/// - anything else must be an RFC 3339 time (`since=2026-11-22T09:10:12.345Z`).
+///
+/// Times return the messages stamped later than the time (stamps have millisecond resolution).
+pub fn poll_from(s: &str) -> Result<PollFrom, ApiError> {
+    let (int, frac) = match s.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (s, None),
+    };
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(int) && frac.into_iter().all(digits)) {
+        return Timestamp::parse_rfc3339(s).map(PollFrom::Time).ok_or_else(|| {
+            bad(format!(
+                "since={s:?} is neither a seq (an integer below 10^11), unix seconds (a decimal number like \
+                 1796156836.25), unix milliseconds (a number from 10^11 on) nor an RFC 3339 time"
+            ))
+        });
+    }
+    // Numbers this long are past Timestamp::MAX in any unit: saturate.
+    let whole: u64 = int.parse().unwrap_or(u64::MAX);
+    let millis = match frac {
+        None if whole < SEQ_LIMIT => return Ok(PollFrom::Seq(whole)),
+        None => whole,
+        Some(_) if whole >= SEQ_LIMIT => whole,
+        Some(f) => {
+            // Seconds: the first three decimals are milliseconds; the rest only rounds down.
+            let ms: u64 = format!("{:0<3}", &f[..f.len().min(3)]).parse().unwrap_or(0);
+            whole * 1000 + ms
+        }
+    };
+    let millis = i64::try_from(millis).unwrap_or(i64::MAX).min(Timestamp::MAX.millis());
+    Ok(PollFrom::Time(Timestamp(millis)))
+}
+
 /// `POST /api/ack`.
 pub async fn ack(caller: Caller, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let body = read_body(payload, state.config.max_frame_bytes).await?;
@@ -131,6 +177,18 @@ pub async fn ack(caller: Caller, payload: web::Payload, state: web::Data<AppStat
     Ok(HttpResponse::Ok().json(json!({ "acked": acked })))
 }
 
+/// `GET /api/whoami`: what the caller's credentials allow — the one client id they are bound to
+/// (`null` when they name a pattern or several ids, or none), the patterns, the permissions. The CLI
+/// uses it so that a key bound to one client id implies `--client-id`.
+pub async fn whoami(caller: Caller) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "subject": caller.subject,
+        "client_id": caller.sole_client(),
+        "clients": caller.clients.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "permissions": caller.permissions.names(),
+    }))
+}
+
 /// `GET /api/status`.
 pub async fn status(state: web::Data<AppState>) -> HttpResponse {
     let clients = state.broker.router.clients().await;
@@ -149,4 +207,31 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
         "store_bytes": state.broker.store.size_on_disk(),
         "healthy": state.broker.tree.healthy(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_is_a_seq_seconds_milliseconds_or_rfc3339() {
+        assert_eq!(poll_from("0").ok(), Some(PollFrom::Seq(0)));
+        assert_eq!(poll_from("99999999999").ok(), Some(PollFrom::Seq(99_999_999_999)));
+        assert_eq!(poll_from("100000000000").ok(), Some(PollFrom::Time(Timestamp(100_000_000_000))));
+        assert_eq!(poll_from("1796156836112").ok(), Some(PollFrom::Time(Timestamp(1_796_156_836_112))));
+        assert_eq!(poll_from("1796156836.1125891").ok(), Some(PollFrom::Time(Timestamp(1_796_156_836_112))));
+        assert_eq!(poll_from("1796156836.5").ok(), Some(PollFrom::Time(Timestamp(1_796_156_836_500))));
+        assert_eq!(poll_from("1796156836.0").ok(), Some(PollFrom::Time(Timestamp(1_796_156_836_000))));
+        assert_eq!(poll_from("1796156836112.7").ok(), Some(PollFrom::Time(Timestamp(1_796_156_836_112))));
+        assert_eq!(poll_from("99999999999999999999999").ok(), Some(PollFrom::Time(Timestamp::MAX)));
+        assert_eq!(
+            poll_from("2026-11-22T09:10:12.345Z").ok(),
+            Timestamp::parse_rfc3339("2026-11-22T09:10:12.345Z").map(PollFrom::Time)
+        );
+        for bad in ["-1", "1.", ".5", "1e9", "1.2.3", "soon", "0x10"] {
+            let e = poll_from(bad).expect_err(bad);
+            assert_eq!(e.code, "bad_request", "{bad}");
+            assert!(e.message.contains("10^11"), "{bad}: {}", e.message);
+        }
+    }
 }

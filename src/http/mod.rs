@@ -9,6 +9,7 @@ pub mod health;
 pub mod edge;
 pub mod keys;
 pub mod openapi;
+pub mod origin;
 pub mod rooms;
 pub mod sse;
 pub mod ws;
@@ -110,6 +111,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/messages", web::get().to(api::messages))
         .route("/api/ack", web::post().to(api::ack))
         .route("/api/status", web::get().to(api::status))
+        .route("/api/whoami", web::get().to(api::whoami))
         .route("/api/call", web::post().to(rooms::call))
         .route("/api/call", web::get().to(rooms::call_get))
         .route("/api/rooms", web::get().to(rooms::list))
@@ -118,6 +120,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/rooms/{room}/files/{name}", web::get().to(rooms::get_file))
         .route("/admin/rooms", web::get().to(rooms::admin_list))
         .route("/stream/events", web::get().to(sse::events))
+        // The original bridge's browser extension streams from here.
+        .route("/api/subscribe", web::get().to(sse::events))
         .route("/health", web::get().to(health::health))
         .route("/health/live", web::get().to(health::live))
         .route("/health/ready", web::get().to(health::ready))
@@ -189,24 +193,10 @@ pub fn parse_json<'a, T: serde::Deserialize<'a>>(body: &'a [u8], what: &str) -> 
     })
 }
 
-/// CORS for browser clients: the configured origins may call every route with `Authorization`;
-/// requests from other origins (including WebSocket upgrades from other web pages) are refused.
-/// Requests without an `Origin` header (non-browser clients) are not affected.
-pub fn cors(config: &Config) -> actix_web::middleware::Condition<actix_cors::Cors> {
-    use actix_web::http::header;
-    let origins = config.cors_origin_list();
-    let mut cors = actix_cors::Cors::default()
-        .allowed_methods(["GET", "POST", "PUT", "DELETE", "OPTIONS"])
-        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, header::HeaderName::from_static("last-event-id")])
-        .expose_headers([header::RETRY_AFTER])
-        .block_on_origin_mismatch(true)
-        .max_age(3600);
-    if origins.iter().any(|o| o == "*") {
-        cors = cors.allow_any_origin().send_wildcard();
-    } else {
-        for o in &origins {
-            cors = cors.allowed_origin(o);
-        }
-    }
-    actix_web::middleware::Condition::new(!origins.is_empty(), cors)
+/// CORS for browser clients: the configured origins, and the broker's own origin (what Python's
+/// websocket-client sends), may call every route with `Authorization`; other origins are refused
+/// with 403 `forbidden` (WebSocket upgrades from other web pages included). Requests without an
+/// `Origin` header (non-browser clients) are not affected. See [`origin`].
+pub fn cors(config: &Config) -> origin::Cors {
+    origin::Cors::new(origin::OriginPolicy::new(config))
 }

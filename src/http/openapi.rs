@@ -62,6 +62,7 @@ pub struct SendBody {
 /// Answer of `POST /api/send`.
 #[derive(ToSchema)]
 pub struct SendAnswer {
+    /// As in the WebSocket `sent` frame: `queued`, `delivered` or `duplicate`.
     status: String,
     message_id: String,
     seq: Option<u64>,
@@ -137,8 +138,8 @@ fn ws() {}
 fn send() {}
 
 #[utoipa::path(get, path = "/api/messages", tag = "messaging",
-    params(("to" = String, Query, description = "The inbox to read"),
-           ("since" = Option<String>, Query, description = "A seq, or an RFC 3339 time"),
+    params(("to" = Option<String>, Query, description = "The inbox to read (may be left out with credentials bound to one client id)"),
+           ("since" = Option<String>, Query, description = "An integer below 10^11 is a seq; a decimal number below 10^11 unix seconds; a number from 10^11 on unix milliseconds; else an RFC 3339 time"),
            ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000),
            ("wait" = Option<f64>, Query, minimum = 0, maximum = 60, description = "Long-poll seconds")),
     responses((status = 200, description = OK_JSON, body = MessagesAnswer)))]
@@ -187,10 +188,21 @@ fn put_file() {}
 fn get_file() {}
 
 #[utoipa::path(get, path = "/stream/events", tag = "messaging",
-    params(("client_id" = String, Query), ("types" = Option<String>, Query), ("since" = Option<u64>, Query),
+    params(("client_id" = Option<String>, Query, description = "May be left out with credentials bound to one client id"), ("types" = Option<String>, Query), ("since" = Option<u64>, Query),
            ("token" = Option<String>, Query, description = "Credentials for EventSource")),
     responses((status = 200, description = "Server-Sent Events; `id:` is the seq", content_type = "text/event-stream")))]
 fn events() {}
+
+#[utoipa::path(get, path = "/api/subscribe", tag = "messaging",
+    params(("client_id" = Option<String>, Query, description = "May be left out with credentials bound to one client id"),
+           ("types" = Option<String>, Query), ("since" = Option<u64>, Query),
+           ("token" = Option<String>, Query, description = "Credentials for EventSource")),
+    responses((status = 200, description = "The same stream as /stream/events (the original extension's path)", content_type = "text/event-stream")))]
+fn subscribe() {}
+
+#[utoipa::path(get, path = "/api/whoami", tag = "messaging",
+    responses((status = 200, description = "`{subject, client_id, clients, permissions}`: `client_id` when the credentials are bound to exactly one, else null")))]
+fn whoami() {}
 
 #[utoipa::path(get, path = "/health", tag = "health", security(()), responses((status = 200, description = OK_JSON)))]
 fn health() {}
@@ -279,7 +291,7 @@ impl Modify for Common {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "agent-bridge", description = "HTTP API of the agent-bridge broker (PROTOCOL.md sections 3 and 5)."),
-    paths(ws, send, messages, ack, status, call, call_get, rooms, room_history, put_file, get_file, events,
+    paths(ws, send, messages, ack, status, whoami, subscribe, call, call_get, rooms, room_history, put_file, get_file, events,
           health, live, ready, startup, metrics, openapi,
           supervisors, clients, admin_rooms, queues, dead_letters, fault, create_key, list_keys, revoke_key),
     components(schemas(ErrorBody, SendBody, SendAnswer, MessageDoc, MessagesAnswer, AckBody, CallBody, FaultBody,

@@ -20,13 +20,19 @@ pub struct SseQuery {
     since: Option<String>,
 }
 
+/// `GET /stream/events` (and its alias `GET /api/subscribe`, the original extension's path).
 pub async fn events(req: HttpRequest, query: web::Query<SseQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
-    let Some(client_id) = q.client_id else {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "missing query parameter \"client_id\""));
+    let caller = Caller::of(&req)?;
+    // Credentials bound to exactly one client id may leave `client_id` out.
+    let Some(client_id) = caller.client_id(q.client_id.as_deref())? else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "missing query parameter \"client_id\": the client id whose messages to stream",
+        ));
     };
     validate_client_id(&client_id)?;
-    let caller = Caller::of(&req)?;
     caller.act_as(&client_id, Permission::Read)?;
     let header = req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let since = parse_since(header.or(q.since).as_deref(), "Last-Event-ID")?;

@@ -335,3 +335,36 @@ pub fn raw_request(method: &str, path: &str, headers: &[(&str, &str)], body: &st
     r.into_bytes()
 }
 pub mod python;
+
+/// Runs `agent-bridge mcp` as an MCP host does: writes `initialize`, then `tools/call` of `tool`
+/// with `arguments`, and returns the tool call's JSON-RPC answer and, once stdin is closed and the
+/// server has exited, its stderr (when `cmd` pipes it).
+pub fn mcp_tool_call(cmd: &mut Command, tool: &str, arguments: Value) -> (Value, String) {
+    use std::io::Write;
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawning agent-bridge mcp");
+    let mut stdin = child.stdin.take().expect("stdin");
+    for r in [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}),
+    ] {
+        writeln!(stdin, "{r}").expect("writing to the MCP server");
+    }
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let answer = loop {
+        let line = rx.recv_timeout(WAIT).expect("an answer to the tool call in time");
+        let v: Value = serde_json::from_str(&line).expect("JSON-RPC on stdout");
+        if v["id"] == 2 {
+            break v;
+        }
+    };
+    drop(stdin);
+    let out = child.wait_with_output().expect("the MCP server exits when stdin closes");
+    (answer, String::from_utf8_lossy(&out.stderr).into_owned())
+}

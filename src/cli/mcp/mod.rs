@@ -48,7 +48,7 @@ pub struct McpArgs {
 /// Runs the MCP server until stdin closes.
 pub fn mcp(args: &McpArgs) -> ExitCode {
     run_async(async move {
-        let who = args.client.resolve("mcp")?;
+        let who = args.client.resolve_bound("mcp").await?;
         let client = Client::start(who.config()?);
         let bridge = Arc::new(Bridge { client: client.clone(), inbox: Arc::default(), who });
         let collector = {
@@ -189,9 +189,11 @@ fn initialize(bridge: &Bridge, params: &Value) -> Value {
         "capabilities": { "tools": {} },
         "serverInfo": { "name": "agent-bridge", "title": "agent-bridge", "version": env!("CARGO_PKG_VERSION") },
         "instructions": format!(
-            "You are connected to the agent-bridge broker at {} as the agent \"{}\"; other agents reach you at that id. \
+            "You are the agent \"{1}\" on the agent-bridge broker at {0}; other agents reach you at that id. \
              Use read_messages to see what arrived (wait_s to wait for it), reply to answer a message, send_message or \
-             broadcast to talk, ask to send a request and wait for its answer, and the room tools to work in shared rooms.",
+             broadcast to talk, ask to send a request and wait for its answer, and the room tools to work in shared rooms. \
+             The status tool says whether the connection is up; a tool that answers \"authentication failed\" means the \
+             broker refused this server's token (BRIDGE_TOKEN or --token in its MCP configuration).",
             bridge.who.url, bridge.who.client_id
         ),
     })

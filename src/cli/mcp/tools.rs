@@ -295,6 +295,7 @@ async fn status(bridge: &Bridge) -> Value {
         Connection::Connecting => json!("connecting"),
         Connection::Reconnecting { attempt, error } => json!(format!("reconnecting (attempt {attempt}): {error}")),
         Connection::Closed => json!("closed"),
+        Connection::Refused { status, error } => json!(format!("authentication failed (HTTP {status}): {error}")),
     };
     let broker = match bridge.client.status().await {
         Ok(s) => s,
@@ -312,7 +313,12 @@ async fn status(bridge: &Bridge) -> Value {
 
 /// Waits briefly for the broker connection.
 async fn connected(bridge: &Bridge) -> Result<(), String> {
-    bridge.client.wait_connected(CONNECT_WAIT).await.map_err(|e| format!("not connected to the broker: {e}"))
+    bridge.client.wait_connected(CONNECT_WAIT).await.map_err(|e| match e {
+        ClientError::Rejected { status: 401 | 403, .. } => {
+            format!("authentication failed: {e}; fix the token (--token or BRIDGE_TOKEN in the MCP server's configuration)")
+        }
+        e => format!("not connected to the broker: {e}"),
+    })
 }
 
 /// A client error as a sentence (with the "not supported yet" hint).
