@@ -35,8 +35,8 @@ pub trait Stored: Serialize + DeserializeOwned {
     const WHAT: &'static str;
 
     /// The layout this build writes. Bump it when the type's bincode layout changes (a field added,
-    /// removed, reordered or retyped: bincode is positional) and read the old layout in
-    /// [`Stored::upgrade`].
+    /// removed, reordered or retyped: bincode is positional), also through a type it contains (a
+    /// dead letter holds a message), and read the old layout in [`Stored::upgrade`].
     const VERSION: u8 = 1;
 
     /// Reads a value written at an older `version`, never this build's own and never 0 while
