@@ -144,4 +144,13 @@ async fn old_and_new_records_side_by_side_survive_a_kill_and_reopen() {
     let (_, board) = call(&server, ADMIN, "board.list", json!({"room": "fixture-room"})).await;
     let text = board.to_string();
     assert!(text.contains("fixture card") && text.contains("late card"), "{board}");
+
+    // A revocation of an old key, answered only once on disk, holds after another kill -9.
+    let mut server = server;
+    let r = http.delete(server.http("/admin/keys/7c3b8e3281bc")).bearer_auth(ADMIN).send().await.expect("revoke");
+    assert_eq!(r.status().as_u16(), 200);
+    server.kill();
+    let server = Server::start(&["--data-dir", &data]);
+    let r = http.get(server.http("/api/messages?to=fixture-reader")).bearer_auth(READER).send().await.expect("poll");
+    assert_eq!(r.status().as_u16(), 401, "the revoked reader key stays revoked");
 }
