@@ -411,10 +411,10 @@ mod tests {
         let mut wrong = created.key.clone();
         wrong.pop();
         wrong.push(if created.key.ends_with('0') { '1' } else { '0' });
-        assert_eq!(reg.verify(&wrong).map(|_| ()).unwrap_err().code(), "unauthorized");
+        assert_eq!(reg.verify(&wrong).map(|_| ()).expect_err("a wrong secret").code(), "unauthorized");
         assert!(reg.verify("abk_nope").is_err());
         assert_eq!(reg.revoke(&created.record.id).await.expect("revoke"), Some(0));
-        assert!(reg.verify(&created.key).unwrap_err().to_string().contains("revoked"));
+        assert!(reg.verify(&created.key).expect_err("revoked").to_string().contains("revoked"));
         assert_eq!(reg.revoke("000000000000").await.expect("revoke"), None);
     }
 
