@@ -102,12 +102,9 @@ fn start_auth(config: &Config, broker: &Broker) -> anyhow::Result<Arc<Authentica
         let mut tick = tokio::time::interval(USAGE_PERSIST_INTERVAL);
         loop {
             tick.tick().await;
-            // Store writes (and the flush of the keys tree) stay off the event loop.
-            let keys = Arc::clone(&usage);
-            match actix_web::rt::task::spawn_blocking(move || keys.keys.persist_usage()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "saving API key usage"),
-                Err(e) => tracing::warn!(error = %e, "saving API key usage"),
+            // The flush runs on the store's flusher thread; the event loop only awaits it.
+            if let Err(e) = usage.keys.persist_usage().await {
+                tracing::warn!(error = %e, "saving API key usage");
             }
         }
     });

@@ -93,3 +93,64 @@ async fn a_data_dir_from_fdb8c93_opens_and_serves_its_messages_rooms_and_keys() 
     let (_, history) = call(&server, ADMIN, "room.history", json!({"room": "fixture-room"})).await;
     assert!(history.to_string().contains("hello room"), "{history}");
 }
+
+/// This build's writes into the fixture (a card, a message, a key: records in the versioned
+/// envelope) sit next to the untagged ones from fdb8c93. Each was answered only once on disk, so
+/// after a kill -9 the dir reopens and serves old and new records side by side.
+#[tokio::test]
+async fn old_and_new_records_side_by_side_survive_a_kill_and_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_fixture(dir.path());
+    let data = dir.path().to_str().expect("utf-8").to_owned();
+    let mut server = Server::start(&["--data-dir", &data]);
+    let http = reqwest::Client::new();
+    let (status, card) = call(&server, ADMIN, "board.add", json!({"room": "fixture-room", "title": "late card"})).await;
+    assert_eq!(status, 200, "{card}");
+    let r = http
+        .post(server.http("/api/send"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"from": "fixture-admin", "to": "fixture-reader", "type": "note", "payload": {"n": 4}}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 200);
+    // The key last: nothing written after it flushes it along.
+    let r = http
+        .post(server.http("/admin/keys"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"client_id": "fixture-late", "permissions": ["read"], "label": "late"}))
+        .send()
+        .await
+        .expect("create key");
+    assert_eq!(r.status().as_u16(), 201);
+    let late_key = r.json::<Value>().await.expect("json")["key"].as_str().expect("key").to_owned();
+    server.kill();
+
+    let server = Server::start(&["--data-dir", &data]);
+    let r = http.get(server.http("/admin/keys")).bearer_auth(ADMIN).send().await.expect("keys");
+    let keys: Value = r.json().await.expect("json");
+    let labels: Vec<&str> = keys["keys"].as_array().expect("keys").iter().filter_map(|k| k["label"].as_str()).collect();
+    for label in ["fixture", "reader", "late"] {
+        assert!(labels.contains(&label), "{label} survives: {keys}");
+    }
+    let r = http.get(server.http("/admin/keys")).bearer_auth(&late_key).send().await.expect("keys");
+    assert_eq!(r.status().as_u16(), 403, "the new key still authenticates, and is still read-only");
+
+    let mut reader = Ws::connect_query(&server, "fixture-reader", &format!("token={READER}")).await;
+    for n in 1..=4 {
+        let m = reader.recv_msg().await;
+        assert_eq!((m["seq"].as_u64(), m["payload"]["n"].as_u64()), (Some(n), Some(n)), "{m}");
+    }
+    let (_, board) = call(&server, ADMIN, "board.list", json!({"room": "fixture-room"})).await;
+    let text = board.to_string();
+    assert!(text.contains("fixture card") && text.contains("late card"), "{board}");
+
+    // A revocation of an old key, answered only once on disk, holds after another kill -9.
+    let mut server = server;
+    let r = http.delete(server.http("/admin/keys/7c3b8e3281bc")).bearer_auth(ADMIN).send().await.expect("revoke");
+    assert_eq!(r.status().as_u16(), 200);
+    server.kill();
+    let server = Server::start(&["--data-dir", &data]);
+    let r = http.get(server.http("/api/messages?to=fixture-reader")).bearer_auth(READER).send().await.expect("poll");
+    assert_eq!(r.status().as_u16(), 401, "the revoked reader key stays revoked");
+}

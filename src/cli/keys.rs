@@ -106,12 +106,12 @@ fn open(args: &StoreArgs) -> Result<(Store, KeyRegistry), String> {
     Ok((store, registry))
 }
 
-fn run(cmd: &KeysCommand) -> Result<(), (u8, String)> {
+async fn run(cmd: &KeysCommand) -> Result<(), (u8, String)> {
     let fail = |e: String| (1u8, e);
     match cmd {
         KeysCommand::Create(a) => {
             let permissions = Permissions::parse(&a.permissions).map_err(|e| (2, e.to_string()))?;
-            let (store, reg) = open(&a.store).map_err(fail)?;
+            let (_store, reg) = open(&a.store).map_err(fail)?;
             let created = reg
                 .create(NewKey {
                     client_id: a.client_id.clone(),
@@ -123,8 +123,8 @@ fn run(cmd: &KeysCommand) -> Result<(), (u8, String)> {
                     rooms: a.rooms.clone(),
                     label: a.label.clone(),
                 })
+                .await
                 .map_err(|e| (if e.code() == "bad_request" { 2 } else { 1 }, e.to_string()))?;
-            store.flush().map_err(|e| fail(e.to_string()))?;
             let r = &created.record;
             println!("id: {}", r.id);
             println!("client ids: {}", r.clients.join(", "));
@@ -159,10 +159,9 @@ fn run(cmd: &KeysCommand) -> Result<(), (u8, String)> {
             Ok(())
         }
         KeysCommand::Revoke { store, id } => {
-            let (store, reg) = open(store).map_err(fail)?;
-            match reg.revoke(id).map_err(|e| fail(e.to_string()))? {
+            let (_store, reg) = open(store).map_err(fail)?;
+            match reg.revoke(id).await.map_err(|e| fail(e.to_string()))? {
                 Some(_) => {
-                    store.flush().map_err(|e| fail(e.to_string()))?;
                     println!("revoked {id}");
                     Ok(())
                 }
@@ -174,7 +173,12 @@ fn run(cmd: &KeysCommand) -> Result<(), (u8, String)> {
 
 /// Runs `agent-bridge keys ...`: exit 0 on success, 1 on failure, 2 on bad arguments.
 pub fn keys(args: &KeysArgs) -> ExitCode {
-    match run(&args.command) {
+    // Key writes wait for the store's flusher thread; a small runtime drives that wait.
+    let ran = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(rt) => rt.block_on(run(&args.command)),
+        Err(e) => Err((1, format!("starting the async runtime: {e}"))),
+    };
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, e)) => {
             eprintln!("agent-bridge keys: {e}");

@@ -91,8 +91,12 @@ fn serve_inner(config: Config) -> anyhow::Result<i32> {
     // The one line a script (or a test) reads to find the port when binding port 0.
     println!("agent-bridge listening on {scheme}://{local}");
     let code = system.run_with_code().context("running the actor system")?;
-    if let Err(e) = state.auth.keys.persist_usage() {
-        tracing::error!(error = %e, "saving API key usage at shutdown");
+    // The actor system is gone: wait for the last usage write on a runtime of its own.
+    let usage = tokio::runtime::Builder::new_current_thread().build().map(|rt| rt.block_on(state.auth.keys.persist_usage()));
+    match usage {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "saving API key usage at shutdown"),
+        Err(e) => tracing::error!(error = %e, "saving API key usage at shutdown: no runtime"),
     }
     if let Err(e) = state.broker.store.flush() {
         tracing::error!(error = %e, "flushing the store at shutdown");

@@ -69,10 +69,6 @@ pub struct KeyUsage {
     pub last_used: Option<String>,
 }
 
-fn blocking(e: actix_web::error::BlockingError) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
-}
-
 fn time(ms: i64) -> String {
     Timestamp(ms).to_rfc3339()
 }
@@ -121,9 +117,8 @@ pub async fn create(_admin: Admin, payload: web::Payload, state: web::Data<AppSt
         rooms: req.rooms,
         label: req.label,
     };
-    // Creating writes and flushes the keys tree: off the event loop.
-    let auth = state.auth.clone();
-    let created = web::block(move || auth.keys.create(new)).await.map_err(blocking)??;
+    // The record's flush runs on the store's flusher thread; this only awaits it.
+    let created = state.auth.keys.create(new).await?;
     tracing::info!(key_id = %created.record.id, clients = ?created.record.clients, permissions = ?created.record.permissions, "API key created");
     let mut view = serde_json::to_value(KeyView::from(created.record)).unwrap_or_default();
     view["key"] = json!(created.key);
@@ -133,8 +128,7 @@ pub async fn create(_admin: Admin, payload: web::Payload, state: web::Data<AppSt
 
 /// `GET /admin/keys`: every key with its usage.
 pub async fn list(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let auth = state.auth.clone();
-    if let Err(e) = web::block(move || auth.keys.persist_usage()).await.map_err(blocking)? {
+    if let Err(e) = state.auth.keys.persist_usage().await {
         tracing::warn!(error = %e, "saving API key usage");
     }
     let keys: Vec<KeyView> = state.auth.keys.list().into_iter().map(KeyView::from).collect();
@@ -144,8 +138,7 @@ pub async fn list(_admin: Admin, state: web::Data<AppState>) -> Result<HttpRespo
 /// `DELETE /admin/keys/{id}`: revokes at once; open sessions using the key are closed (1008).
 pub async fn revoke(_admin: Admin, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let (auth, key_id) = (state.auth.clone(), id.clone());
-    match web::block(move || auth.keys.revoke(&key_id)).await.map_err(blocking)?? {
+    match state.auth.keys.revoke(&id).await? {
         Some(closed) => {
             tracing::info!(key_id = %id, sessions_closed = closed, "API key revoked");
             Ok(HttpResponse::Ok().json(json!({ "id": id, "revoked": true, "sessions_closed": closed })))

@@ -10,6 +10,11 @@
 //! Records are cached in memory. Usage counters (requests, messages, last used) are counted in
 //! memory and written back by [`KeyRegistry::persist_usage`], which `GET /admin/keys` and a timer
 //! call: the request path never writes to the store.
+//!
+//! Writes (create, revoke, usage) go into the store's page cache and then wait, asynchronously,
+//! for the store's group commit ([`Store::commit`]): the `fsync` happens on the store's flusher
+//! thread, never on the caller's (an actix event loop). The command line, which has no event loop,
+//! runs these futures on a small runtime of its own.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -19,10 +24,11 @@ use agent_bridge_protocol::Timestamp;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::limits::{Revocations, TokenBucket};
 use super::{AuthError, ClientPattern, Permissions};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Stored};
 
 /// The prefix every API key starts with (recognisable in logs and secret scanners).
 pub const KEY_PREFIX: &str = "abk_";
@@ -55,6 +61,10 @@ pub struct ApiKeyRecord {
     pub requests: u64,
     pub messages: u64,
     pub last_used_ms: Option<i64>,
+}
+
+impl Stored for ApiKeyRecord {
+    const WHAT: &'static str = "API key";
 }
 
 /// What a new key is for.
@@ -219,39 +229,29 @@ fn hash_secret(secret: &str) -> String {
     let mut h = Sha256::new();
     h.update(HASH_DOMAIN);
     h.update(secret.as_bytes());
-    to_hex(&h.finalize())
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    s
-}
-
-/// Compares without an early exit, so timing does not tell how much of a hash matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    hex::encode(h.finalize())
 }
 
 fn random_hex(bytes: usize) -> Result<String, AuthError> {
     let mut buf = vec![0u8; bytes];
     getrandom::getrandom(&mut buf).map_err(|e| AuthError::Internal(format!("no randomness available: {e}")))?;
-    Ok(to_hex(&buf))
+    Ok(hex::encode(buf))
 }
 
 fn store_err(e: StoreError) -> AuthError {
     AuthError::Internal(e.to_string())
 }
 
+/// Waits for the store's next group commit: the flush runs on the store's flusher thread.
+async fn committed(store: &Store) -> Result<(), AuthError> {
+    store.commit().await.map_err(|_| AuthError::Internal("the API key could not be written to disk (store flush failed)".into()))
+}
+
 impl KeyRegistry {
     /// Loads every key from the store.
     pub fn open(store: Store, defaults: KeyDefaults) -> Result<Self, AuthError> {
         let mut keys = HashMap::new();
-        for record in store.api_keys().map_err(store_err)? {
+        for record in store.api_keys::<ApiKeyRecord>().map_err(store_err)? {
             let id = record.id.clone();
             match KeyState::new(record, defaults) {
                 Ok(state) => {
@@ -269,8 +269,9 @@ impl KeyRegistry {
         !self.keys.read().is_empty()
     }
 
-    /// Creates a key; the returned full key is not stored anywhere.
-    pub fn create(&self, new: NewKey) -> Result<CreatedKey, AuthError> {
+    /// Creates a key and waits until its record is on disk; the returned full key is not stored
+    /// anywhere.
+    pub async fn create(&self, new: NewKey) -> Result<CreatedKey, AuthError> {
         let mut clients = vec![new.client_id.clone()];
         clients.extend(new.allowed_clients.iter().cloned());
         for c in &clients {
@@ -291,6 +292,13 @@ impl KeyRegistry {
         if new.label.len() > 256 {
             return Err(AuthError::BadRequest("label: at most 256 bytes".into()));
         }
+        let created = self.insert_new(new, clients, now, expires_at_ms)?;
+        committed(&self.store).await?;
+        Ok(created)
+    }
+
+    /// Picks an unused id and a secret, and writes the record to the cache and the store.
+    fn insert_new(&self, new: NewKey, clients: Vec<String>, now: i64, expires_at_ms: Option<i64>) -> Result<CreatedKey, AuthError> {
         let mut keys = self.keys.write();
         let id = loop {
             let id = random_hex(ID_HEX / 2)?;
@@ -327,16 +335,18 @@ impl KeyRegistry {
         let (id, secret) = split_key(key).ok_or_else(invalid)?;
         let state = self.keys.read().get(id).cloned().ok_or_else(invalid)?;
         let expected = state.record.read().hash.clone();
-        if !constant_time_eq(hash_secret(secret).as_bytes(), expected.as_bytes()) {
+        // No early exit: timing does not tell how much of the hash matched.
+        if !bool::from(hash_secret(secret).as_bytes().ct_eq(expected.as_bytes())) {
             return Err(invalid());
         }
         state.check_valid(Timestamp::now().millis())?;
         Ok(state)
     }
 
-    /// Revokes a key at once: later requests are refused and its open sessions are closed.
-    /// Returns the number of sessions closed; `None` for an unknown id.
-    pub fn revoke(&self, id: &str) -> Result<Option<usize>, AuthError> {
+    /// Revokes a key at once: later requests are refused and its open sessions are closed; then
+    /// waits until the revocation is on disk. Returns the number of sessions closed; `None` for an
+    /// unknown id.
+    pub async fn revoke(&self, id: &str) -> Result<Option<usize>, AuthError> {
         let Some(state) = self.keys.read().get(id).cloned() else { return Ok(None) };
         state.revoked.store(true, Ordering::Release);
         let closed = self.revocations.revoke(id, "this API key has been revoked");
@@ -348,6 +358,7 @@ impl KeyRegistry {
         }
         self.store.put_api_key(id, &state.snapshot()).map_err(store_err)?;
         state.dirty.store(false, Ordering::Release);
+        committed(&self.store).await?;
         Ok(Some(closed))
     }
 
@@ -358,12 +369,15 @@ impl KeyRegistry {
         v
     }
 
-    /// Writes changed usage counters to the store.
-    pub fn persist_usage(&self) -> Result<usize, AuthError> {
+    /// Writes changed usage counters to the store and waits until they are on disk.
+    pub async fn persist_usage(&self) -> Result<usize, AuthError> {
         let dirty: Vec<Arc<KeyState>> = self.keys.read().values().filter(|k| k.dirty.swap(false, Ordering::AcqRel)).cloned().collect();
         for k in &dirty {
             let snap = k.snapshot();
             self.store.put_api_key(&snap.id, &snap).map_err(store_err)?;
+        }
+        if !dirty.is_empty() {
+            committed(&self.store).await?;
         }
         Ok(dirty.len())
     }
@@ -384,11 +398,11 @@ mod tests {
         NewKey { client_id: pattern.into(), permissions: Permissions::of(perms), ..NewKey::default() }
     }
 
-    #[test]
-    fn create_verify_revoke() {
+    #[actix::test]
+    async fn create_verify_revoke() {
         let (_dir, reg) = registry();
         assert!(!reg.any());
-        let created = reg.create(new_key("browser-*", &[Permission::Read])).expect("create");
+        let created = reg.create(new_key("browser-*", &[Permission::Read])).await.expect("create");
         assert!(reg.any());
         assert!(created.key.starts_with("abk_"));
         assert!(!created.record.hash.contains(created.key.rsplit('_').next().unwrap_or("x")));
@@ -397,27 +411,27 @@ mod tests {
         let mut wrong = created.key.clone();
         wrong.pop();
         wrong.push(if created.key.ends_with('0') { '1' } else { '0' });
-        assert_eq!(reg.verify(&wrong).map(|_| ()).unwrap_err().code(), "unauthorized");
+        assert_eq!(reg.verify(&wrong).map(|_| ()).expect_err("a wrong secret").code(), "unauthorized");
         assert!(reg.verify("abk_nope").is_err());
-        assert_eq!(reg.revoke(&created.record.id).expect("revoke"), Some(0));
-        assert!(reg.verify(&created.key).unwrap_err().to_string().contains("revoked"));
-        assert_eq!(reg.revoke("000000000000").expect("revoke"), None);
+        assert_eq!(reg.revoke(&created.record.id).await.expect("revoke"), Some(0));
+        assert!(reg.verify(&created.key).expect_err("revoked").to_string().contains("revoked"));
+        assert_eq!(reg.revoke("000000000000").await.expect("revoke"), None);
     }
 
-    #[test]
-    fn usage_is_persisted_and_reloaded() {
+    /// Create and persist wait for the store's group commit themselves: nothing flushes here.
+    #[actix::test]
+    async fn usage_is_persisted_and_reloaded() {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = {
             let store = Store::open(Some(dir.path()), None).expect("store");
-            let reg = KeyRegistry::open(store.clone(), KeyDefaults::default()).expect("registry");
-            let created = reg.create(new_key("code", &[Permission::Read, Permission::Write])).expect("create");
+            let reg = KeyRegistry::open(store, KeyDefaults::default()).expect("registry");
+            let created = reg.create(new_key("code", &[Permission::Read, Permission::Write])).await.expect("create");
             let state = reg.verify(&created.key).expect("verify");
             state.used_request();
             state.used_message();
             state.used_message();
-            assert_eq!(reg.persist_usage().expect("persist"), 1);
-            assert_eq!(reg.persist_usage().expect("persist"), 0, "nothing changed since");
-            store.flush().expect("flush");
+            assert_eq!(reg.persist_usage().await.expect("persist"), 1);
+            assert_eq!(reg.persist_usage().await.expect("persist"), 0, "nothing changed since");
             created.key
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -435,15 +449,15 @@ mod tests {
         assert!(reg.verify(&key).is_ok());
     }
 
-    #[test]
-    fn bad_keys_are_refused_at_creation() {
+    #[actix::test]
+    async fn bad_keys_are_refused_at_creation() {
         let (_dir, reg) = registry();
-        assert!(reg.create(new_key("has space", &[Permission::Read])).is_err());
-        assert!(reg.create(new_key("a*b", &[Permission::Read])).is_err());
-        assert!(reg.create(new_key("code", &[])).is_err());
+        assert!(reg.create(new_key("has space", &[Permission::Read])).await.is_err());
+        assert!(reg.create(new_key("a*b", &[Permission::Read])).await.is_err());
+        assert!(reg.create(new_key("code", &[])).await.is_err());
         let mut k = new_key("code", &[Permission::Read]);
         k.expires_days = Some(-1.0);
-        assert!(reg.create(k).is_err());
+        assert!(reg.create(k).await.is_err());
     }
 
     #[test]

@@ -613,8 +613,8 @@ mod tests {
         assert!(may_join_room(&admin, "y", "secret", RoomAccess::Private { allow: &[] }).is_ok());
     }
 
-    #[test]
-    fn modes() {
+    #[actix::test]
+    async fn modes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(Some(dir.path()), None).expect("store");
         let auth = Authenticator::new(store, AuthConfig::default()).expect("auth");
@@ -624,12 +624,13 @@ mod tests {
         let key = auth
             .keys
             .create(keys::NewKey { client_id: "code".into(), permissions: Permissions::ALL, ..Default::default() })
+            .await
             .expect("create");
         assert!(auth.required(), "a key turns auth on");
         assert_eq!(auth.authenticate(None, None).unwrap_err().code(), "unauthorized");
         let id = auth.authenticate(Some(&key.key), None).expect("key");
         assert_eq!(id.sole_client(), Some("code"));
-        auth.keys.revoke(&key.record.id).expect("revoke");
+        auth.keys.revoke(&key.record.id).await.expect("revoke");
         assert!(auth.required(), "auth stays on once a key existed");
     }
 }

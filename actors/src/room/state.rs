@@ -170,6 +170,11 @@ pub struct RoomState {
     pub allow: Vec<String>,
 }
 
+/// Stored in the `rooms` tree; bump the version (with an upgrade) when a field changes.
+impl crate::store::Stored for RoomState {
+    const WHAT: &'static str = "room";
+}
+
 impl RoomState {
     /// A new room whose creator is its first member.
     pub fn new(name: &str, topic: Option<String>, creator: &str, role: String, private: bool, mut allow: Vec<String>) -> Self {

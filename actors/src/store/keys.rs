@@ -1,0 +1,188 @@
+//! Key encoding: how streams, queue entries, expiry entries, idempotency keys and delivery attempts
+//! are named in sled, and how a scanned key is read back.
+//!
+//! Every key is bytes ordered the way the store scans them: names end in a `\0` (client ids and room
+//! names never contain one) and numbers are big-endian, so sled's byte order is seq order within a
+//! stream and time order in the expiry index. The layout table is in the module docs of
+//! [`crate::store`]; this file is the only place that builds or parses these keys.
+
+use agent_bridge_protocol::Priority;
+
+use super::StoreError;
+
+/// Prefix of queue entries: `q:<client>\0<level u8><seq BE>`.
+pub(super) const QUEUE: &[u8] = b"q:";
+/// Prefix of the expiry index: `x:<expires ms BE><stream key><seq BE>`.
+pub(super) const EXPIRY: &[u8] = b"x:";
+/// Prefix of idempotency records: `k:<from>\0<to>\0<key>`.
+pub(super) const IDEMPOTENCY: &[u8] = b"k:";
+
+/// A message stream: a client's inbox or a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream<'a> {
+    Inbox(&'a str),
+    Room(&'a str),
+}
+
+impl Stream<'_> {
+    /// `i:<client>\0` or `r:<room>\0`: the stream's counter, and the prefix of its messages.
+    pub(super) fn key(self) -> Vec<u8> {
+        let (tag, name) = match self {
+            Stream::Inbox(c) => (b"i:", c),
+            Stream::Room(r) => (b"r:", r),
+        };
+        let mut k = Vec::with_capacity(name.len() + 11);
+        k.extend_from_slice(tag);
+        k.extend_from_slice(name.as_bytes());
+        k.push(0);
+        k
+    }
+}
+
+/// An owned stream name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StreamName {
+    Inbox(String),
+    Room(String),
+}
+
+impl StreamName {
+    pub fn as_stream(&self) -> Stream<'_> {
+        match self {
+            StreamName::Inbox(c) => Stream::Inbox(c),
+            StreamName::Room(r) => Stream::Room(r),
+        }
+    }
+
+    /// Reads back what [`Stream::key`] wrote.
+    fn from_key(key: &[u8]) -> Option<Self> {
+        let (tag, rest) = key.split_at_checked(2)?;
+        let name = String::from_utf8_lossy(rest.strip_suffix(&[0])?).into_owned();
+        match tag {
+            b"i:" => Some(StreamName::Inbox(name)),
+            b"r:" => Some(StreamName::Room(name)),
+            _ => None,
+        }
+    }
+}
+
+/// `prefix` followed by `seq`, big-endian.
+pub(super) fn with_seq(prefix: &[u8], seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 8);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Reads a big-endian u64 (a counter, a seq, an expiry time).
+pub(super) fn be_u64(bytes: &[u8]) -> Result<u64, StoreError> {
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt("counter is not 8 bytes".into()))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+/// `q:<client>\0`: every queue entry of a client.
+pub(super) fn queue_prefix(client: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(client.len() + 3);
+    k.extend_from_slice(QUEUE);
+    k.extend_from_slice(client.as_bytes());
+    k.push(0);
+    k
+}
+
+/// `q:<client>\0<level>`: the queue entries of one priority level.
+pub(super) fn queue_level_prefix(client: &str, priority: Priority) -> Vec<u8> {
+    let mut k = queue_prefix(client);
+    k.push(priority.index() as u8);
+    k
+}
+
+pub(super) fn queue_key(client: &str, priority: Priority, seq: u64) -> Vec<u8> {
+    with_seq(&queue_level_prefix(client, priority), seq)
+}
+
+/// Reads back what [`queue_key`] wrote: client, priority, seq.
+pub(super) fn parse_queue_key(key: &[u8]) -> Result<(String, Priority, u64), StoreError> {
+    let body = key.strip_prefix(QUEUE).ok_or_else(|| StoreError::Corrupt("queue key".into()))?;
+    let nul = body.iter().position(|b| *b == 0).ok_or_else(|| StoreError::Corrupt("queue key".into()))?;
+    let client = String::from_utf8_lossy(&body[..nul]).into_owned();
+    let rest = &body[nul + 1..];
+    if rest.len() != 9 {
+        return Err(StoreError::Corrupt("queue key length".into()));
+    }
+    let priority = Priority::ALL.get(usize::from(rest[0])).copied().unwrap_or_default();
+    Ok((client, priority, be_u64(&rest[1..])?))
+}
+
+pub(super) fn expiry_key(at_ms: i64, stream: Stream<'_>, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(40);
+    k.extend_from_slice(EXPIRY);
+    k.extend_from_slice(&(at_ms.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(&stream.key());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The first expiry key after every entry due at or before `now_ms`.
+pub(super) fn expiry_end(now_ms: i64) -> Vec<u8> {
+    with_seq(EXPIRY, now_ms.max(0) as u64 + 1)
+}
+
+/// Reads back what [`expiry_key`] wrote: due time, stream, first seq.
+pub(super) fn parse_expiry_key(key: &[u8]) -> Result<(i64, StreamName, u64), StoreError> {
+    let corrupt = || StoreError::Corrupt("expiry key".into());
+    let body = key.strip_prefix(EXPIRY).ok_or_else(corrupt)?;
+    if body.len() < 8 + 3 + 8 {
+        return Err(corrupt());
+    }
+    let at_ms = be_u64(&body[..8])? as i64;
+    let stream = StreamName::from_key(&body[8..body.len() - 8]).ok_or_else(corrupt)?;
+    Ok((at_ms, stream, be_u64(&body[body.len() - 8..])?))
+}
+
+pub(super) fn idempotency_key(from: &str, to: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(from.len() + to.len() + key.len() + 4);
+    k.extend_from_slice(IDEMPOTENCY);
+    k.extend_from_slice(from.as_bytes());
+    k.push(0);
+    k.extend_from_slice(to.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// `<client>\0<seq BE>` in the `acks` tree.
+pub(super) fn ack_key(client: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(client.len() + 9);
+    k.extend_from_slice(client.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scanned_keys_read_back() {
+        let k = queue_key("browser-1", Priority::High, 42);
+        assert_eq!(parse_queue_key(&k).expect("queue key"), ("browser-1".into(), Priority::High, 42));
+        assert!(k.starts_with(&queue_prefix("browser-1")));
+        assert!(!k.starts_with(&queue_prefix("browser")), "a client's prefix never covers a longer id");
+        let k = expiry_key(1_700_000_000_000, Stream::Room("ops"), 7);
+        assert_eq!(parse_expiry_key(&k).expect("expiry key"), (1_700_000_000_000, StreamName::Room("ops".into()), 7));
+        assert!(k < expiry_end(1_700_000_000_000) && k >= expiry_end(1_699_999_999_999));
+        assert!(parse_queue_key(b"q:x").is_err());
+        assert!(parse_expiry_key(b"x:short").is_err());
+        let mut odd = expiry_key(5, Stream::Inbox("a"), 1);
+        odd[10] = b'z';
+        assert!(parse_expiry_key(&odd).is_err(), "an unknown stream tag is corrupt, not guessed");
+    }
+
+    #[test]
+    fn seqs_sort_in_byte_order() {
+        let prefix = Stream::Inbox("a").key();
+        assert!(with_seq(&prefix, 255) < with_seq(&prefix, 256));
+        assert!(expiry_key(1, Stream::Inbox("z"), 9) < expiry_key(2, Stream::Inbox("a"), 1), "time first");
+    }
+}

@@ -1,0 +1,68 @@
+//! What becomes of messages that are not simply delivered: delivery attempts (`acks` tree,
+//! `<client>\0<seq BE>` → `u32` BE), dead letters (`dead` tree, message id → [`DeadLetter`]) and
+//! expired messages archived in the store (`archive` tree, message id → `Message`).
+
+use agent_bridge_protocol::Message;
+use serde::{Deserialize, Serialize};
+
+use super::format::{decode, encode, Stored};
+use super::keys::ack_key;
+use super::{Store, StoreError};
+
+/// A message that exhausted its delivery attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub message: Message,
+    pub recipient: String,
+    pub attempts: u32,
+    pub reason: String,
+    pub at_ms: i64,
+}
+
+impl Stored for DeadLetter {
+    const WHAT: &'static str = "dead letter";
+}
+
+impl Store {
+    /// Delivery attempts recorded for an inbox message.
+    pub fn attempts(&self, client: &str, seq: u64) -> Result<u32, StoreError> {
+        Ok(match self.acks.get(ack_key(client, seq))? {
+            Some(v) => u32::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt("attempts".into()))?),
+            None => 0,
+        })
+    }
+
+    /// Records delivery attempts.
+    pub fn set_attempts(&self, client: &str, seq: u64, attempts: u32) -> Result<(), StoreError> {
+        self.acks.insert(ack_key(client, seq), &attempts.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Forgets delivery attempts.
+    pub fn clear_attempts(&self, client: &str, seq: u64) -> Result<(), StoreError> {
+        self.acks.remove(ack_key(client, seq))?;
+        Ok(())
+    }
+
+    /// Stores a dead letter.
+    pub fn put_dead(&self, dead: &DeadLetter) -> Result<(), StoreError> {
+        self.dead.insert(dead.message.id.as_bytes(), encode(dead)?)?;
+        Ok(())
+    }
+
+    /// Up to `limit` dead letters.
+    pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        self.dead.iter().take(limit).map(|item| decode(&item?.1)).collect()
+    }
+
+    /// Archives an expired message in the store.
+    pub fn archive(&self, msg: &Message) -> Result<(), StoreError> {
+        self.archive.insert(msg.id.as_bytes(), encode(msg)?)?;
+        Ok(())
+    }
+
+    /// Number of archived messages.
+    pub fn archived(&self) -> usize {
+        self.archive.len()
+    }
+}
