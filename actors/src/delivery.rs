@@ -260,6 +260,10 @@ impl Backlog {
 
     /// The drops not reported yet, as a `dropped` frame (taken once: whoever takes it writes it).
     pub fn take_dropped(&self) -> Option<ServerFrame> {
+        // A plain load first: this runs for every delivery, drops are rare.
+        if self.dropped.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let since_ms = self.dropped_since_ms.load(Ordering::Acquire);
         let count = self.dropped.swap(0, Ordering::AcqRel);
         (count > 0).then(|| {
@@ -333,4 +337,33 @@ pub fn new_message_id() -> String {
     s.push_str("msg-");
     s.push_str(uuid::Uuid::now_v7().simple().encode_lower(&mut uuid::Uuid::encode_buffer()));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sized_backlog_bounds_bytes_but_always_takes_one() {
+        let b = Backlog::sized(1000, 1000);
+        assert!(b.has_room(5000), "an empty queue takes even an oversized frame");
+        b.add_sized(1, 5000);
+        assert!(!b.has_room(1));
+        assert!(!b.delivered_sized(5000));
+        b.add_sized(1, 600);
+        assert!(b.has_room(400) && !b.has_room(401));
+    }
+
+    #[test]
+    fn drops_are_reported_once() {
+        let b = Backlog::sized(10, 10);
+        assert!(b.take_dropped().is_none());
+        b.note_dropped(Timestamp(1_000));
+        b.note_dropped(Timestamp(2_000));
+        match b.take_dropped() {
+            Some(ServerFrame::Dropped(d)) => assert_eq!((d.count, d.since), (2, Timestamp(1_000))),
+            other => panic!("expected a dropped frame, got {other:?}"),
+        }
+        assert!(b.take_dropped().is_none());
+    }
 }

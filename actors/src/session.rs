@@ -732,3 +732,50 @@ impl Handler<CredentialsRevoked> for Session {
         self.close_policy(&msg.reason, ctx);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::FrameScan;
+
+    /// A masked client frame header for a payload of `len` bytes (RFC 6455 §5.2).
+    fn header(len: u64) -> Vec<u8> {
+        let mut h = vec![0x82];
+        match len {
+            0..=125 => h.push(0x80 | len as u8),
+            126..=0xFFFF => {
+                h.push(0x80 | 126);
+                h.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                h.push(0x80 | 127);
+                h.extend_from_slice(&len.to_be_bytes());
+            }
+        }
+        h.extend_from_slice(&[1, 2, 3, 4]);
+        h
+    }
+
+    #[test]
+    fn counts_frames_split_anywhere() {
+        let mut bytes = Vec::new();
+        for len in [0u64, 5, 125, 126, 70_000] {
+            bytes.extend(header(len));
+            bytes.extend(std::iter::repeat(7u8).take(len as usize));
+        }
+        for step in [1, 3, 13, 4096, bytes.len()] {
+            let mut scan = FrameScan::default();
+            let frames: u64 = bytes.chunks(step).map(|c| scan.feed(c, 1 << 20).expect("within the limit")).sum();
+            assert_eq!(frames, 5, "chunks of {step}");
+        }
+    }
+
+    #[test]
+    fn refuses_by_the_declared_length_at_the_header() {
+        let mut scan = FrameScan::default();
+        assert_eq!(scan.feed(&header(1 << 40), 4 << 20), Err(1 << 40));
+        let mut scan = FrameScan::default();
+        let h = header((4 << 20) + 1);
+        assert_eq!(scan.feed(&h[..5], 4 << 20), Ok(0), "header incomplete: nothing decided yet");
+        assert_eq!(scan.feed(&h[5..], 4 << 20), Err((4 << 20) + 1));
+    }
+}
