@@ -353,6 +353,7 @@ async fn invalid_utf8_text_closes_with_1007() {
     first[0] &= 0x7F; // not FIN
     wr.write_all(&first).await.expect("write");
     wr.write_all(&client_frame(0x0, b"\"}")).await.expect("write");
+    // (Whether the TCP connection ends after this close: see the ignored test below.)
     let (frames, _) = server_frames(rd, Duration::from_secs(5)).await;
     assert_eq!(close_code(&frames), Some(1007), "fragmented: frames {:?}", frames.iter().map(|f| f.0).collect::<Vec<_>>());
 }
@@ -386,4 +387,34 @@ async fn library_close_handshake_closes_the_tcp_connection() {
     let mut rest = [0u8; 64];
     let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut rest)).await;
     assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "the TCP connection is closed within 5 s: {n:?}");
+}
+
+/// A client that half-closes its side after its close frame (shutdown(SHUT_WR)) still sees the
+/// server end the connection, rather than it waiting as a keep-alive HTTP connection.
+#[tokio::test]
+async fn close_then_half_close_ends_the_tcp_connection() {
+    let server = Server::start(&[]);
+    let (rd, mut wr) = raw_ws(&server, "half").await;
+    wr.write_all(&client_frame(0x8, &1000u16.to_be_bytes())).await.expect("write close");
+    wr.shutdown().await.expect("shutdown write half");
+    let (frames, eof) = server_frames(rd, Duration::from_secs(5)).await;
+    assert_eq!(close_code(&frames), Some(1000), "the close is echoed");
+    assert!(eof, "the TCP connection is closed within 5 s");
+}
+
+/// Known open problem (found while writing the tests above): after the broker itself closes a
+/// session (here 1007), the TCP connection sometimes stays open — on a server that has already
+/// served a connection, in most runs for longer than the 3 s this waits. Client-initiated close
+/// handshakes always ended within ~200 ms in these tests. Run with `--ignored` to reproduce.
+#[tokio::test]
+#[ignore = "known problem: the TCP connection can outlive a server-initiated close"]
+async fn server_initiated_close_ends_the_tcp_connection() {
+    let server = Server::start(&[]);
+    for n in 0..4 {
+        let (rd, mut wr) = raw_ws(&server, &format!("srv-close-{n}")).await;
+        wr.write_all(&client_frame(0x1, b"\xff")).await.expect("write");
+        let (frames, eof) = server_frames(rd, Duration::from_secs(3)).await;
+        assert_eq!(close_code(&frames), Some(1007));
+        assert!(eof, "connection {n}: the TCP connection is still open 3 s after the server's close");
+    }
 }
