@@ -58,6 +58,8 @@ pub struct Config {
     pub max_file_bytes: usize,
     pub max_rooms_per_client: usize,
     pub session_queue: usize,
+    pub session_queue_bytes: usize,
+    pub client_queue_bytes: usize,
     pub max_in_flight: usize,
     pub heartbeat_interval_s: f64,
     pub heartbeat_timeout_s: f64,
@@ -219,6 +221,14 @@ pub struct ServeArgs {
     #[arg(long, env = "BRIDGE_SESSION_QUEUE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_queue: Option<usize>,
+    /// Bytes queued per session before it is fed from the store (persist:false: dropped).
+    #[arg(long, env = "BRIDGE_SESSION_QUEUE_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_queue_bytes: Option<usize>,
+    /// Bytes queued per client across its sessions before they are fed from the store.
+    #[arg(long, env = "BRIDGE_CLIENT_QUEUE_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_queue_bytes: Option<usize>,
     /// Sends awaiting their reply per session.
     #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -392,6 +402,9 @@ impl Config {
         if self.session_queue == 0 || self.max_in_flight == 0 {
             return bad("session_queue and max_in_flight must be at least 1".into());
         }
+        if self.session_queue_bytes < 65536 || self.client_queue_bytes < self.session_queue_bytes {
+            return bad("session_queue_bytes must be at least 65536 and client_queue_bytes at least session_queue_bytes".into());
+        }
         if !(self.heartbeat_interval_s > 0.0 && self.heartbeat_interval_s.is_finite())
             || !(self.heartbeat_timeout_s > 0.0 && self.heartbeat_timeout_s.is_finite())
         {
@@ -563,6 +576,7 @@ impl Config {
                 retention: self.retention().expect("validated"),
                 idempotency_window: Duration::from_secs(self.idempotency_window_s),
                 durability: if self.durability == "async" { Durability::Async } else { Durability::Sync },
+                client_queue_bytes: self.client_queue_bytes,
             },
             ack: AckConfig {
                 timeout: Duration::from_secs_f64(self.ack_timeout_s),
@@ -588,6 +602,7 @@ impl Config {
                 heartbeat_interval: Duration::from_secs_f64(self.heartbeat_interval_s),
                 heartbeat_timeout: Duration::from_secs_f64(self.heartbeat_timeout_s),
                 queue_limit: self.session_queue,
+                queue_bytes: self.session_queue_bytes,
                 max_in_flight: self.max_in_flight,
                 ..SessionConfig::default()
             },

@@ -245,7 +245,7 @@ async fn websocket_control_pings_are_answered() {
 #[tokio::test]
 async fn a_slow_reader_never_stalls_others_and_catches_up_without_gaps() {
     const N: u64 = 3000;
-    let server = Server::start(&["--session-queue", "64"]);
+    let server = Server::start(&["--session-queue", "64", "--session-queue-bytes", "65536"]);
     let slow = Ws::connect(&server, "slow").await;
     let mut a = Ws::connect(&server, "a").await;
     let mut b = Ws::connect(&server, "b").await;

@@ -813,7 +813,7 @@ async fn persist_false_reaches_only_online_sessions() {
 
     sender.send(json!({"type": "send", "to": "offline", "msg_type": "blip", "payload": "lost", "persist": false, "ref": "p2"})).await;
     let sent = sender.recv_type("sent").await;
-    assert_eq!((sent["status"].clone(), sent["recipients"].clone()), (json!("delivered"), json!(0)), "nobody got it: {sent}");
+    assert_eq!((sent["status"].clone(), sent["recipients"].clone()), (json!("dropped"), json!(0)), "nobody got it: {sent}");
     let text = reqwest::get(server.http("/metrics")).await.expect("GET").text().await.expect("text");
     assert!(
         text.contains("bridge_messages_dropped_total{reason=\"no_recipient_online\"} 1"),

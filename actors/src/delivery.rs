@@ -2,11 +2,12 @@
 //! outgoing frames, and the bounded backlog each session shares with its router shard.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
 use agent_bridge_protocol::ids::{BROADCAST, POOL_PREFIX};
+use agent_bridge_protocol::frames::Dropped;
 use agent_bridge_protocol::{Message as Msg, Payload, Priority, ServerFrame, Timestamp};
 use bytestring::ByteString;
 use parking_lot::RwLock;
@@ -109,7 +110,16 @@ impl Outgoing {
         json.push('}');
         Arc::new(Outgoing { message, json: ByteString::from(json) })
     }
+
+    /// What holding this frame for a session costs, as counted in its [`Backlog`]: the encoded
+    /// frame plus the mailbox envelope and bookkeeping around it.
+    pub fn cost(&self) -> usize {
+        self.json.len() + FRAME_OVERHEAD
+    }
 }
+
+/// Bytes counted per queued frame beyond its encoding (mailbox envelope, Arc, allocator slack).
+pub const FRAME_OVERHEAD: usize = 128;
 
 /// A message for a session, counted in its [`Backlog`]. Sent by the router.
 #[derive(Message, Clone)]
@@ -141,10 +151,24 @@ impl Note {
 /// the "lagging" flag. Exactly one side sees the moment a lagging session has drained: the session
 /// when its decrement reaches `LAG | 0`, or the router when it sets the flag on an already empty
 /// queue. That side triggers the catch-up from the store, so it happens once and never stalls.
+///
+/// WebSocket and SSE sessions also count the bytes they hold ([`Backlog::sized`], [`Outgoing::cost`]):
+/// the router hands a message over only while it fits in `limit_bytes`, so what a slow reader makes
+/// the broker hold is bounded in bytes, not only in frames. What does not fit is fed from the store
+/// later (persisted) or dropped and counted ([`Backlog::note_dropped`]), and the session is told
+/// with a `dropped` frame.
 #[derive(Debug)]
 pub struct Backlog {
     state: AtomicUsize,
     pub(crate) limit: usize,
+    /// Bytes handed over and not yet written (only for sized backlogs).
+    bytes: AtomicUsize,
+    /// `usize::MAX` for a backlog bounded in frames only.
+    pub(crate) limit_bytes: usize,
+    /// `persist: false` messages dropped for this session since it was last told.
+    dropped: AtomicU64,
+    /// When the first of them was dropped (ms since the epoch).
+    dropped_since_ms: AtomicI64,
 }
 
 const LAG: usize = 1 << (usize::BITS - 1);
@@ -152,7 +176,19 @@ const LAG: usize = 1 << (usize::BITS - 1);
 impl Backlog {
     /// A backlog that holds at most `limit` undelivered frames.
     pub fn new(limit: usize) -> Arc<Self> {
-        Arc::new(Backlog { state: AtomicUsize::new(0), limit: limit.max(1) })
+        Backlog::sized(limit, usize::MAX)
+    }
+
+    /// A backlog that holds at most `limit` undelivered frames and `limit_bytes` of them.
+    pub fn sized(limit: usize, limit_bytes: usize) -> Arc<Self> {
+        Arc::new(Backlog {
+            state: AtomicUsize::new(0),
+            limit: limit.max(1),
+            bytes: AtomicUsize::new(0),
+            limit_bytes: limit_bytes.max(1),
+            dropped: AtomicU64::new(0),
+            dropped_since_ms: AtomicI64::new(0),
+        })
     }
 
     /// Called by the session after writing a delivered frame. True when the session has drained
@@ -161,9 +197,27 @@ impl Backlog {
         self.state.fetch_sub(1, Ordering::AcqRel) == LAG | 1
     }
 
+    /// [`Backlog::delivered`] for a frame counted with its cost.
+    pub fn delivered_sized(&self, cost: usize) -> bool {
+        self.bytes.fetch_sub(cost, Ordering::AcqRel);
+        self.delivered()
+    }
+
     /// Frames queued for the session and not yet written.
     pub fn pending(&self) -> usize {
         self.state.load(Ordering::Acquire) & !LAG
+    }
+
+    /// Bytes queued for the session and not yet written.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    /// Whether one more frame of `cost` bytes fits (a frame larger than the whole budget still
+    /// goes to an empty queue, so that no message is too big to ever be delivered).
+    pub(crate) fn has_room(&self, cost: usize) -> bool {
+        let (pending, bytes) = (self.pending(), self.bytes());
+        pending < self.limit && (bytes == 0 || bytes.saturating_add(cost) <= self.limit_bytes)
     }
 
     /// Whether the session is behind and being fed from the store.
@@ -173,6 +227,12 @@ impl Backlog {
 
     pub(crate) fn add(&self, n: usize) {
         self.state.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Counts `n` frames of `cost` bytes in all.
+    pub(crate) fn add_sized(&self, n: usize, cost: usize) {
+        self.bytes.fetch_add(cost, Ordering::AcqRel);
+        self.add(n);
     }
 
     /// Sets the lagging flag; true if the queue was already empty (the router must feed it now).
@@ -188,6 +248,31 @@ impl Backlog {
         if self.state.fetch_and(!LAG, Ordering::AcqRel) & LAG != 0 {
             metrics().lagging_sessions.dec();
         }
+    }
+
+    /// A `persist: false` message did not fit and was dropped for this session.
+    pub(crate) fn note_dropped(&self, at: Timestamp) {
+        if self.dropped.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.dropped_since_ms.store(at.millis(), Ordering::Release);
+        }
+        metrics().dropped.with_label_values(&["slow_consumer"]).inc();
+    }
+
+    /// The drops not reported yet, as a `dropped` frame (taken once: whoever takes it writes it).
+    pub fn take_dropped(&self) -> Option<ServerFrame> {
+        // A plain load first: this runs for every delivery, drops are rare.
+        if self.dropped.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let since_ms = self.dropped_since_ms.load(Ordering::Acquire);
+        let count = self.dropped.swap(0, Ordering::AcqRel);
+        (count > 0).then(|| {
+            ServerFrame::Dropped(Dropped {
+                count,
+                since: Timestamp(since_ms),
+                reason: "slow_consumer".into(),
+            })
+        })
     }
 }
 
@@ -252,4 +337,33 @@ pub fn new_message_id() -> String {
     s.push_str("msg-");
     s.push_str(uuid::Uuid::now_v7().simple().encode_lower(&mut uuid::Uuid::encode_buffer()));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sized_backlog_bounds_bytes_but_always_takes_one() {
+        let b = Backlog::sized(1000, 1000);
+        assert!(b.has_room(5000), "an empty queue takes even an oversized frame");
+        b.add_sized(1, 5000);
+        assert!(!b.has_room(1));
+        assert!(!b.delivered_sized(5000));
+        b.add_sized(1, 600);
+        assert!(b.has_room(400) && !b.has_room(401));
+    }
+
+    #[test]
+    fn drops_are_reported_once() {
+        let b = Backlog::sized(10, 10);
+        assert!(b.take_dropped().is_none());
+        b.note_dropped(Timestamp(1_000));
+        b.note_dropped(Timestamp(2_000));
+        match b.take_dropped() {
+            Some(ServerFrame::Dropped(d)) => assert_eq!((d.count, d.since), (2, Timestamp(1_000))),
+            other => panic!("expected a dropped frame, got {other:?}"),
+        }
+        assert!(b.take_dropped().is_none());
+    }
 }

@@ -9,12 +9,18 @@
 //! uses it, so moving is local.
 
 use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_http::error::PayloadError;
 use actix_http::ws::Item;
+use actix_web::web::Bytes;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::task::AtomicWaker;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use agent_bridge_protocol::frames::{ConnectionConfirmed, ErrorFrame, Sent, ServerInfo};
 use agent_bridge_protocol::{ClientFrame, ProtocolError, ServerFrame, Timestamp};
@@ -41,9 +47,14 @@ pub struct SessionConfig {
     pub heartbeat_interval: Duration,
     /// Silence allowed after a missed ping before the session is closed.
     pub heartbeat_timeout: Duration,
-    /// Frames queued for one session before it is fed from the store instead.
+    /// Frames queued for one session before it is fed from the store instead (WebSocket and SSE
+    /// sessions allow at least `queue_bytes / 256`, so the byte budget is what binds).
     pub queue_limit: usize,
-    /// Sends awaiting their `sent` reply before the session answers `rate_limited`.
+    /// Bytes queued for one session (encoded frames plus [`crate::delivery::FRAME_OVERHEAD`] each)
+    /// before it is fed from the store, or `persist: false` messages are dropped for it.
+    pub queue_bytes: usize,
+    /// Sends awaiting their `sent` reply before the session stops reading its socket; it reads
+    /// again once half of them are answered (TCP pushes back on the client meanwhile).
     pub max_in_flight: usize,
     pub server_name: String,
     pub version: String,
@@ -57,6 +68,7 @@ impl Default for SessionConfig {
             heartbeat_interval: Duration::from_secs(30),
             heartbeat_timeout: Duration::from_secs(10),
             queue_limit: 4096,
+            queue_bytes: 64 << 20,
             max_in_flight: 10_000,
             server_name: "agent-bridge".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -94,10 +106,176 @@ pub struct SessionDeps {
 /// The name of the supervision group sessions belong to.
 pub const SESSIONS_GROUP: &str = "sessions";
 
-/// Upgrades the request and starts a session actor on the current worker.
+/// Upgrades the request and starts a session actor on the current worker, reading the socket
+/// through a [`GatedPayload`].
 pub fn start(req: &HttpRequest, stream: web::Payload, params: SessionParams, deps: &SessionDeps) -> Result<HttpResponse, actix_web::Error> {
-    let session = Session::new(params, deps);
-    ws::WsResponseBuilder::new(session, req, stream).frame_size(deps.config.hard_frame_bytes).start()
+    let gate = Arc::new(Gate::default());
+    let session = Session::new(params, deps, Arc::clone(&gate));
+    let payload = GatedPayload::new(stream, gate, deps.config.hard_frame_bytes);
+    ws::WsResponseBuilder::new(session, req, payload).frame_size(deps.config.hard_frame_bytes).start()
+}
+
+/// What a session and the reader of its socket share.
+///
+/// actix-web-actors decodes frames from a stream of request-body chunks ([`GatedPayload`]) and
+/// hands them to the session in the same task. Holding that stream back (`Poll::Pending`) stops
+/// reading the socket: actix-http pauses its read once the payload buffer passes its high-water
+/// mark, the kernel buffers fill and TCP pushes back on the client. The session's mailbox keeps
+/// being handled meanwhile (the `sent` replies that reopen the gate arrive there), which
+/// `ctx.wait` would not allow.
+#[derive(Default)]
+pub struct Gate {
+    /// Set while the session has too many sends awaiting their reply.
+    paused: AtomicBool,
+    /// The reader's task, woken when the gate opens.
+    waker: AtomicWaker,
+    /// Frames the session has been handed (one per decoded frame or error).
+    handled: AtomicU64,
+    /// A frame header declared more than the hard frame limit.
+    overflow: AtomicBool,
+}
+
+impl Gate {
+    fn pause(&self) {
+        self.paused.store(true, Ordering::Release);
+    }
+
+    fn resume(&self) {
+        if self.paused.swap(false, Ordering::AcqRel) {
+            self.waker.wake();
+        }
+    }
+}
+
+/// The request body of a WebSocket session, read only as fast as the session can take it.
+///
+/// Besides the pause above, it yields no new bytes while a complete frame it has already passed
+/// on waits to be decoded, and it reads each frame header as it goes by: a header declaring more
+/// than the hard limit ends the stream at once (the session closes with 1009). actix-web-actors
+/// reads everything available into its buffer before decoding, and the codec checks a frame's
+/// length only once the whole frame is buffered, so without this a header declaring 2^40 bytes
+/// would make the broker buffer whatever follows it.
+pub struct GatedPayload<S> {
+    inner: S,
+    gate: Arc<Gate>,
+    scan: FrameScan,
+    /// Complete frames passed on to the decoder.
+    passed: u64,
+    max_frame: u64,
+}
+
+impl<S> GatedPayload<S> {
+    pub fn new(inner: S, gate: Arc<Gate>, max_frame: usize) -> Self {
+        GatedPayload { inner, gate, scan: FrameScan::default(), passed: 0, max_frame: max_frame as u64 }
+    }
+}
+
+impl<S> futures_util::Stream for GatedPayload<S>
+where
+    S: futures_util::Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.gate.overflow.load(Ordering::Acquire) {
+            return Poll::Ready(None);
+        }
+        // A decoded frame is handled before the decoder asks for more, so this only holds while
+        // the decoder's buffer still has a whole frame for it: it takes that without us.
+        if this.passed > this.gate.handled.load(Ordering::Acquire) {
+            return Poll::Pending;
+        }
+        if this.gate.paused.load(Ordering::Acquire) {
+            this.gate.waker.register(cx.waker());
+            // Re-check: a reply may have opened the gate between the load and the register.
+            if this.gate.paused.load(Ordering::Acquire) {
+                return Poll::Pending;
+            }
+        }
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => match this.scan.feed(&chunk, this.max_frame) {
+                Ok(frames) => {
+                    this.passed += frames;
+                    Poll::Ready(Some(Ok(chunk)))
+                }
+                Err(declared) => {
+                    debug!(declared, limit = this.max_frame, "frame header over the hard limit");
+                    this.gate.overflow.store(true, Ordering::Release);
+                    Poll::Ready(Some(Err(PayloadError::Overflow)))
+                }
+            },
+            other => other,
+        }
+    }
+}
+
+/// Follows WebSocket frame boundaries in the client's byte stream (RFC 6455 §5.2) without
+/// buffering payloads: collects each header, then skips the payload it declares.
+#[derive(Default)]
+struct FrameScan {
+    head: [u8; 14],
+    have: usize,
+    /// Payload bytes of the current frame still to come.
+    skip: u64,
+}
+
+impl FrameScan {
+    /// Feeds bytes; returns how many frames they completed, or the declared length of a frame
+    /// above `max`.
+    fn feed(&mut self, mut data: &[u8], max: u64) -> Result<u64, u64> {
+        let mut frames = 0;
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = usize::try_from(self.skip).unwrap_or(usize::MAX).min(data.len());
+                self.skip -= n as u64;
+                data = &data[n..];
+                if self.skip == 0 {
+                    frames += 1;
+                }
+                continue;
+            }
+            let need = if self.have < 2 { 2 } else { header_len(&self.head) };
+            let n = (need - self.have).min(data.len());
+            self.head[self.have..self.have + n].copy_from_slice(&data[..n]);
+            self.have += n;
+            data = &data[n..];
+            if self.have < 2 || self.have < header_len(&self.head) {
+                continue;
+            }
+            let len = match self.head[1] & 0x7F {
+                126 => u64::from(u16::from_be_bytes([self.head[2], self.head[3]])),
+                127 => u64::from_be_bytes(self.head[2..10].try_into().unwrap_or([0xFF; 8])),
+                n => u64::from(n),
+            };
+            if len > max {
+                return Err(len);
+            }
+            self.have = 0;
+            self.skip = len;
+            if len == 0 {
+                frames += 1;
+            }
+        }
+        Ok(frames)
+    }
+}
+
+/// The length of a frame header given its first two bytes.
+fn header_len(head: &[u8; 14]) -> usize {
+    let ext = match head[1] & 0x7F {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let mask = if head[1] & 0x80 != 0 { 4 } else { 0 };
+    2 + ext + mask
+}
+
+/// The backlog of a WebSocket or SSE session: bounded by `queue_bytes`, with room for at least as
+/// many frames as fit in it at 256 bytes each.
+pub(crate) fn session_backlog(config: &SessionConfig) -> Arc<Backlog> {
+    Backlog::sized(config.queue_limit.max(config.queue_bytes / 256), config.queue_bytes)
 }
 
 /// A fragmented message being reassembled.
@@ -137,6 +315,8 @@ pub struct Session {
     fragments: Option<Fragments>,
     /// Sends routed but not yet answered.
     in_flight: usize,
+    /// Shared with the reader of the socket: paused while `in_flight` is over the limit.
+    gate: Arc<Gate>,
     /// The connection's tracing span.
     span: Span,
     /// Who this session is (its identity, permissions, rate limits and connection slot). Room
@@ -147,7 +327,7 @@ pub struct Session {
 impl Session {
     pub const NAME: &'static str = "session";
 
-    fn new(params: SessionParams, deps: &SessionDeps) -> Self {
+    fn new(params: SessionParams, deps: &SessionDeps, gate: Arc<Gate>) -> Self {
         let session_id = uuid::Uuid::now_v7().simple().to_string();
         let child = deps.tree.register(ChildSpec {
             name: format!("session:{}:{}", params.client_id, session_id),
@@ -164,7 +344,7 @@ impl Session {
             session_id,
             router: deps.router.clone(),
             child,
-            backlog: Backlog::new(deps.config.queue_limit),
+            backlog: session_backlog(&deps.config),
             config: Arc::clone(&deps.config),
             filter: TypeFilter::new(params.types),
             tracker: deps.tracker.clone(),
@@ -174,6 +354,7 @@ impl Session {
             encoding: params.encoding,
             fragments: None,
             in_flight: 0,
+            gate,
             span,
             auth: params.auth,
         }
@@ -210,7 +391,9 @@ impl Session {
         let decoded = if text {
             match std::str::from_utf8(bytes) {
                 Ok(s) => ClientFrame::from_json(s, limit).map_err(|e| (e, agent_bridge_protocol::frames::extract_ref(s))),
-                Err(e) => Err((ProtocolError::Malformed { detail: e.to_string() }, None)),
+                // Only a reassembled fragmented text can get here (actix checks whole frames):
+                // the same close as for a single frame, 1007 (RFC 6455 §8.1).
+                Err(_) => return self.close_invalid_utf8(ctx),
             }
         } else if self.encoding == Encoding::Bincode {
             ClientFrame::from_bincode(bytes, limit).map_err(|e| (e, None))
@@ -267,12 +450,11 @@ impl Session {
     }
 
     fn route(&mut self, env: Envelope, r#ref: Option<String>, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.in_flight >= self.config.max_in_flight {
-            metrics().rejected.with_label_values(&["rate_limited"]).inc();
-            let err = format!("more than {} sends awaiting their reply; wait for `sent` replies", self.config.max_in_flight);
-            return self.write(&ServerFrame::error("rate_limited", err, r#ref), ctx);
-        }
         self.in_flight += 1;
+        if self.in_flight >= self.config.max_in_flight {
+            // Backpressure, not refusal: stop reading the socket until replies drain.
+            self.gate.pause();
+        }
         // The shard answers with a `Replied` message once the message is durable.
         self.router.route_to(env, ReplyTo::Session { to: ctx.address().recipient(), r#ref });
     }
@@ -289,11 +471,20 @@ impl Session {
 
     fn on_deliver(&mut self, msg: Deliver, ctx: &mut ws::WebsocketContext<Self>) {
         let out = msg.0;
-        let wake = self.backlog.delivered();
+        let wake = self.backlog.delivered_sized(out.cost());
         self.write_message(&out, ctx);
+        if let Some(frame) = self.backlog.take_dropped() {
+            self.write(&frame, ctx);
+        }
         if wake {
             self.shard.do_send(CatchUp { client_id: self.client_id.clone(), session_id: self.session_id.clone() });
         }
+    }
+
+    fn close_invalid_utf8(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        metrics().rejected.with_label_values(&["malformed"]).inc();
+        ctx.close(Some(CloseReason { code: CloseCode::Invalid, description: Some("text frame is not valid UTF-8".into()) }));
+        ctx.stop();
     }
 
     fn heartbeat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
@@ -366,6 +557,7 @@ impl Actor for Session {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        self.gate.handled.fetch_add(1, Ordering::AcqRel);
         let child = self.child.clone();
         let outcome = contain(&child, || match item {
             Ok(ws::Message::Text(text)) => self.on_data(true, text.as_bytes(), ctx),
@@ -380,7 +572,13 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
             Ok(ws::Message::Nop) => {}
             Err(e) => {
                 let (code, text, label) = match e {
+                    _ if self.gate.overflow.load(Ordering::Acquire) => (CloseCode::Size, "frame exceeds the hard size limit", "too_large"),
                     ws::ProtocolError::Overflow => (CloseCode::Size, "frame exceeds the hard size limit", "too_large"),
+                    // actix-web-actors reports a text frame that is not UTF-8 as an I/O error
+                    // carrying the Utf8Error's text; RFC 6455 §7.4.1 asks for 1007.
+                    ws::ProtocolError::Io(ref io) if io.to_string().contains("utf-8") => {
+                        (CloseCode::Invalid, "text frame is not valid UTF-8", "malformed")
+                    }
                     _ => (CloseCode::Protocol, "websocket protocol error", "protocol_error"),
                 };
                 metrics().rejected.with_label_values(&[label]).inc();
@@ -452,6 +650,9 @@ impl Handler<Replied> for Session {
     type Result = ();
     fn handle(&mut self, msg: Replied, ctx: &mut Self::Context) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        if self.in_flight <= self.config.max_in_flight / 2 {
+            self.gate.resume();
+        }
         let frame = match msg.result {
             Ok(r) => ServerFrame::Sent(Sent {
                 r#ref: msg.r#ref,
@@ -529,5 +730,52 @@ impl Handler<CredentialsRevoked> for Session {
     type Result = ();
     fn handle(&mut self, msg: CredentialsRevoked, ctx: &mut Self::Context) {
         self.close_policy(&msg.reason, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FrameScan;
+
+    /// A masked client frame header for a payload of `len` bytes (RFC 6455 §5.2).
+    fn header(len: u64) -> Vec<u8> {
+        let mut h = vec![0x82];
+        match len {
+            0..=125 => h.push(0x80 | len as u8),
+            126..=0xFFFF => {
+                h.push(0x80 | 126);
+                h.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                h.push(0x80 | 127);
+                h.extend_from_slice(&len.to_be_bytes());
+            }
+        }
+        h.extend_from_slice(&[1, 2, 3, 4]);
+        h
+    }
+
+    #[test]
+    fn counts_frames_split_anywhere() {
+        let mut bytes = Vec::new();
+        for len in [0u64, 5, 125, 126, 70_000] {
+            bytes.extend(header(len));
+            bytes.extend(std::iter::repeat(7u8).take(len as usize));
+        }
+        for step in [1, 3, 13, 4096, bytes.len()] {
+            let mut scan = FrameScan::default();
+            let frames: u64 = bytes.chunks(step).map(|c| scan.feed(c, 1 << 20).expect("within the limit")).sum();
+            assert_eq!(frames, 5, "chunks of {step}");
+        }
+    }
+
+    #[test]
+    fn refuses_by_the_declared_length_at_the_header() {
+        let mut scan = FrameScan::default();
+        assert_eq!(scan.feed(&header(1 << 40), 4 << 20), Err(1 << 40));
+        let mut scan = FrameScan::default();
+        let h = header((4 << 20) + 1);
+        assert_eq!(scan.feed(&h[..5], 4 << 20), Ok(0), "header incomplete: nothing decided yet");
+        assert_eq!(scan.feed(&h[5..], 4 << 20), Err((4 << 20) + 1));
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! Registers with the client's router shard like a WebSocket session and writes each delivery as
 //! an event whose `id:` is the message's seq, so a browser's `EventSource` resumes with
-//! `Last-Event-ID` by itself. The response body is a bounded channel: when the client reads slowly
-//! the actor waits for room, its mailbox fills, and the router moves it to the store-fed catch-up
-//! path — the same backpressure as WebSocket sessions. A comment line every `heartbeat` keeps
+//! `Last-Event-ID` by itself. The response body is a channel read by [`SseBody`]: a delivery
+//! leaves the session's backlog only when the HTTP layer takes its bytes for the socket, so a
+//! client that reads slowly fills the backlog's byte budget and the router moves it to the
+//! store-fed catch-up path — the same bound as WebSocket sessions, and nothing counts as handed
+//! over beyond that budget while the client reads nothing. A comment line every `heartbeat` keeps
 //! proxies from closing the stream and detects a gone client. Supervised as a temporary child of
 //! the `sessions` group.
 
@@ -22,7 +24,7 @@ use crate::auth::limits::{until_ms, CredentialsRevoked};
 use crate::auth::SessionAuth;
 use crate::delivery::{Backlog, Deliver, Notify, SessionLink, Transport, TypeFilter};
 use crate::router::{CatchUp, Connect, Disconnect, Router};
-use crate::session::{SessionDeps, SESSIONS_GROUP};
+use crate::session::{session_backlog, SessionDeps, SESSIONS_GROUP};
 use crate::supervisor::{contain, ChildHandle, ChildSpec, Fault, Intensity, RestartPolicy};
 
 /// Heartbeat comment interval.
@@ -37,8 +39,8 @@ pub struct SseSession {
     backlog: Arc<Backlog>,
     filter: Arc<TypeFilter>,
     since: Option<u64>,
-    /// The response body.
-    tx: mpsc::Sender<Bytes>,
+    /// The response body: each event, with its backlog cost if it is a delivery.
+    tx: mpsc::Sender<(Bytes, Option<usize>)>,
     /// Identity, connection slot and revocation registration (crate::auth).
     auth: SessionAuth,
 }
@@ -53,7 +55,7 @@ impl SseSession {
         types: Option<HashSet<String>>,
         deps: &SessionDeps,
         auth: SessionAuth,
-    ) -> mpsc::Receiver<Bytes> {
+    ) -> SseBody {
         let (tx, rx) = mpsc::channel(deps.config.queue_limit.clamp(16, 1024));
         let session_id = uuid::Uuid::now_v7().simple().to_string();
         let child = deps.tree.register(ChildSpec {
@@ -64,31 +66,28 @@ impl SseSession {
             intensity: Intensity::default(),
             critical: false,
         });
-        SseSession {
-            shard: deps.router.shard(&client_id).clone(),
-            client_id,
-            session_id,
-            child,
-            backlog: Backlog::new(deps.config.queue_limit),
-            filter: TypeFilter::new(types),
-            since,
-            tx,
-            auth,
-        }
-        .start();
-        rx
+        let backlog = session_backlog(&deps.config);
+        let shard = deps.router.shard(&client_id).clone();
+        let body = SseBody {
+            rx,
+            backlog: Arc::clone(&backlog),
+            shard: shard.clone(),
+            client_id: client_id.clone(),
+            session_id: session_id.clone(),
+        };
+        SseSession { shard, client_id, session_id, child, backlog, filter: TypeFilter::new(types), since, tx, auth }.start();
+        body
     }
 
-    /// Queues bytes for the body; while the client is slow the actor waits (backpressure).
-    fn push(&mut self, bytes: Bytes, counted: bool, ctx: &mut Context<Self>) {
-        match self.tx.try_send(bytes) {
-            Ok(()) => self.written(counted),
-            Err(mpsc::error::TrySendError::Full(bytes)) => {
+    /// Queues an event for the body (`cost`: a delivery counted in the backlog); while the
+    /// channel is full the actor waits.
+    fn push(&mut self, bytes: Bytes, cost: Option<usize>, ctx: &mut Context<Self>) {
+        match self.tx.try_send((bytes, cost)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(item)) => {
                 let tx = self.tx.clone();
-                ctx.wait(async move { tx.send(bytes).await.is_ok() }.into_actor(self).map(move |ok, act, ctx| {
-                    if ok {
-                        act.written(counted);
-                    } else {
+                ctx.wait(async move { tx.send(item).await.is_ok() }.into_actor(self).map(|ok, _, ctx| {
+                    if !ok {
                         ctx.stop();
                     }
                 }));
@@ -96,11 +95,40 @@ impl SseSession {
             Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
         }
     }
+}
 
-    fn written(&mut self, counted: bool) {
-        if counted && self.backlog.delivered() {
-            self.shard.do_send(CatchUp { client_id: self.client_id.clone(), session_id: self.session_id.clone() });
-        }
+/// The body of an SSE response. A delivery leaves the session's backlog when the HTTP layer takes
+/// it from here to write it (actix-http asks for more only while its write buffer is under its
+/// high-water mark); a lagging session that drains asks its shard for the next batch.
+pub struct SseBody {
+    rx: mpsc::Receiver<(Bytes, Option<usize>)>,
+    backlog: Arc<Backlog>,
+    shard: Addr<Router>,
+    client_id: String,
+    session_id: String,
+}
+
+impl futures_util::Stream for SseBody {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        this.rx.poll_recv(cx).map(|item| {
+            item.map(|(bytes, cost)| {
+                if let Some(cost) = cost {
+                    if this.backlog.delivered_sized(cost) {
+                        this.shard.do_send(CatchUp { client_id: this.client_id.clone(), session_id: this.session_id.clone() });
+                    }
+                    if let Some(frame) = this.backlog.take_dropped() {
+                        // Rare: a `dropped` notice rides along with the delivery that follows it.
+                        let mut both = bytes.to_vec();
+                        both.extend_from_slice(&event(None, frame.frame_type(), &frame.to_json()));
+                        return Ok(Bytes::from(both));
+                    }
+                }
+                Ok(bytes)
+            })
+        })
     }
 }
 
@@ -146,18 +174,18 @@ impl Actor for SseSession {
                     "client_id": act.client_id, "session_id": act.session_id, "resumed_from": c.resumed_from,
                     "heartbeat_s": SSE_HEARTBEAT.as_secs(),
                 });
-                act.push(event(None, "connection_confirmed", &data.to_string()), false, ctx);
+                act.push(event(None, "connection_confirmed", &data.to_string()), None, ctx);
             }
             _ => {
                 let frame = ServerFrame::error("unavailable", "the router could not register this stream", None);
-                act.push(event(None, "error", &frame.to_json()), false, ctx);
+                act.push(event(None, "error", &frame.to_json()), None, ctx);
                 ctx.stop();
             }
         }));
         ctx.run_interval(SSE_HEARTBEAT, |act, ctx| {
             if act.tx.is_closed() {
                 ctx.stop();
-            } else if act.tx.try_send(Bytes::from_static(b": ping\n\n")).is_err() && act.tx.is_closed() {
+            } else if act.tx.try_send((Bytes::from_static(b": ping\n\n"), None)).is_err() && act.tx.is_closed() {
                 ctx.stop();
             }
         });
@@ -176,7 +204,8 @@ impl Handler<Deliver> for SseSession {
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         let child = self.child.clone();
         let bytes = event(Some(msg.0.message.seq), "message", &msg.0.json);
-        if contain(&child, || self.push(bytes, true, ctx)).is_err() {
+        let cost = msg.0.cost();
+        if contain(&child, || self.push(bytes, Some(cost), ctx)).is_err() {
             ctx.stop();
         }
     }
@@ -186,7 +215,7 @@ impl Handler<Notify> for SseSession {
     type Result = ();
     fn handle(&mut self, msg: Notify, ctx: &mut Self::Context) {
         let bytes = event(None, msg.0.frame.frame_type(), &msg.0.json);
-        self.push(bytes, false, ctx);
+        self.push(bytes, None, ctx);
     }
 }
 
@@ -205,7 +234,7 @@ impl SseSession {
     /// Ends the stream with an `error` event (`unauthorized`).
     fn close_unauthorized(&mut self, why: &str, ctx: &mut Context<Self>) {
         let frame = ServerFrame::error("unauthorized", why, None);
-        let _ = self.tx.try_send(event(None, "error", &frame.to_json()));
+        let _ = self.tx.try_send((event(None, "error", &frame.to_json()), None));
         ctx.stop();
     }
 }

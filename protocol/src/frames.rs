@@ -136,6 +136,9 @@ pub enum SentStatus {
     Delivered,
     /// An `idempotency_key` matched an earlier send; nothing new was routed.
     Duplicate,
+    /// Extension: `persist: false` and no session of the recipient could take it (none online, or
+    /// every one over its outbound budget); nothing was stored. `recipients` is 0.
+    Dropped,
 }
 
 /// `sent`: the broker has taken responsibility for the message.
@@ -158,6 +161,19 @@ pub enum ReceiptStatus {
     Acked,
     Expired,
     Dead,
+}
+
+/// `dropped` (extension): `persist: false` messages this session did not get because it read too
+/// slowly (its outbound budget in bytes was full). Persisted messages are never dropped: a slow
+/// session is fed them from the store once it catches up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dropped {
+    /// How many messages were dropped since the last `dropped` frame.
+    pub count: u64,
+    /// When the first of them was dropped.
+    pub since: Timestamp,
+    /// Why: `slow_consumer`.
+    pub reason: String,
 }
 
 /// `receipt`: what happened to a message this client sent.
@@ -443,6 +459,7 @@ frame_enum! {
         "ping" => Ping(Beat),
         "pong" => Pong(Beat),
         "error" => Error(ErrorFrame),
+        "dropped" => Dropped(Dropped),
     }
 }
 

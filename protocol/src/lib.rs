@@ -3,7 +3,7 @@
 //! - [`Message`]: the routed unit (PROTOCOL.md section 1).
 //! - [`ClientFrame`] / [`ServerFrame`]: WebSocket frames, discriminated by `"type"` (section 2):
 //!   client `send`, `ack`, `nack`, `ping`, `pong`, `subscribe`, `join`, `leave`, `call`; server
-//!   `connection_confirmed`, `message`, `sent`, `receipt`, `result`, `event`, `ping`, `pong`, `error`.
+//!   `connection_confirmed`, `message`, `sent`, `receipt`, `result`, `event`, `ping`, `pong`, `error`, and (extension) `dropped`.
 //! - [`http`]: the HTTP bodies (section 3).
 //! - [`ProtocolError`]: every decoding and validation failure, each with a stable [`ProtocolError::code`].
 //!

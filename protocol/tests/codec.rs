@@ -114,7 +114,7 @@ fn status_values_are_snake_case_strings() {
         .to_json()
     };
     for (status, text) in
-        [(SentStatus::Queued, "queued"), (SentStatus::Delivered, "delivered"), (SentStatus::Duplicate, "duplicate")]
+        [(SentStatus::Queued, "queued"), (SentStatus::Delivered, "delivered"), (SentStatus::Duplicate, "duplicate"), (SentStatus::Dropped, "dropped")]
     {
         assert!(sent(status).contains(&format!(r#""status":"{text}""#)), "{}", sent(status));
     }

@@ -325,6 +325,9 @@ fn on_text(shared: &Shared, text: &str) {
             let _ = shared.notices.send(Notice::Event(e));
         }
         ServerFrame::Ping(_) => shared.push(Outbound::Frame(ClientFrame::Pong(Beat::default()).to_json())),
+        ServerFrame::Dropped(d) => {
+            warn!(client_id = %shared.config.client_id, count = d.count, since = %d.since.to_rfc3339(), "broker dropped persist:false messages: reading too slowly");
+        }
         ServerFrame::Pong(_) | ServerFrame::ConnectionConfirmed(_) => {}
     }
 }

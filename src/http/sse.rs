@@ -38,10 +38,7 @@ pub async fn events(req: HttpRequest, query: web::Query<SseQuery>, state: web::D
     let since = parse_since(header.or(q.since).as_deref(), "Last-Event-ID")?;
     let types = parse_types(q.types.as_deref());
     let auth = session_auth(&state, &caller, &client_id)?;
-    let rx = SseSession::start(client_id, since, types, &state.broker.sessions, auth);
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
-    });
+    let body = SseSession::start(client_id, since, types, &state.broker.sessions, auth);
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))

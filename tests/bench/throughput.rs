@@ -15,6 +15,16 @@
 //! - `nopersist-latency`: like `latency` with `persist: false`, to separate the cost of the store
 //!   from the cost of the transport and the actors.
 //!
+//! Flat-out scenarios send the way a naive client or a script in a loop does: no window, every
+//! frame written as fast as the socket takes it, replies read concurrently (issue 9). They report
+//! delivered/sent and errors beside the rate; the broker must slow the sender down (TCP) rather than
+//! refuse or drop anything:
+//! - `flat-memory`: persist=true, in memory, 1→1.
+//! - `flat-disk`: persist=true, sled on disk with `durability = "sync"`, 1→1.
+//! - `flat-ack`: on disk, `require_ack`, the receiver acks every message; counts `acked` receipts.
+//! - `flat-nopersist`: persist=false, 1→1 (drops, if any, are answered `dropped` and counted).
+//! - `flat-4pairs`: persist=true, in memory, 4 sender→receiver pairs at once.
+//!
 //! Usage: `cargo bench --bench throughput [-- [--quick] [SCENARIO...]]`; `BENCH_QUICK=1` = `--quick`,
 //! `BENCH_THREADS` sets the client runtime's worker threads (default 2), `BENCH_SERVER_BIN` runs
 //! another server binary, `BENCH_SERVER_ARGS` appends flags to `serve`, `BENCH_SERVER_ADDR=host:port`
@@ -36,7 +46,7 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// Sends awaiting their `sent` reply at most (keeps client and server memory bounded);
+/// Sends awaiting their `sent` reply at most in the windowed scenarios;
 /// `BENCH_WINDOW` overrides it.
 const WINDOW: usize = 5_000;
 /// Payload JSON size in bytes.
@@ -111,13 +121,17 @@ struct Server {
 }
 
 impl Server {
-    fn start(opts: &Opts) -> Server {
+    fn start(opts: &Opts, disk: Option<&std::path::Path>) -> Server {
         if let Some(addr) = &opts.external {
             return Server { child: None, addr: addr.clone(), logs: Arc::default() };
         }
         let mut cmd = Command::new(&opts.server_bin);
-        cmd.args(["serve", "--in-memory", "--bind", "127.0.0.1:0", "--log-level", "warn"])
-            .args(&opts.server_args)
+        cmd.args(["serve", "--bind", "127.0.0.1:0", "--log-level", "warn"]);
+        match disk {
+            Some(dir) => cmd.arg(format!("--data-dir={}", dir.display())).arg("--durability=sync"),
+            None => cmd.arg("--in-memory"),
+        };
+        cmd.args(&opts.server_args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -323,6 +337,26 @@ struct Scenario {
     pace: Pace,
     /// Hard bound on the whole scenario.
     limit: Duration,
+    /// At most `WINDOW` sends awaiting their reply; `false`: flat out, no window at all.
+    windowed: bool,
+    /// sled on disk (durability sync) instead of `--in-memory`.
+    disk: bool,
+    /// `require_ack`; the receiver acks every message.
+    ack: bool,
+    /// Sender→receiver pairs running at once.
+    pairs: usize,
+}
+
+impl Scenario {
+    /// A windowed, in-memory, 1→1 scenario.
+    fn windowed(name: &'static str, title: &'static str, persist: bool, pace: Pace, limit: Duration) -> Scenario {
+        Scenario { name, title, persist, pace, limit, windowed: true, disk: false, ack: false, pairs: 1 }
+    }
+
+    /// A flat-out scenario: no window.
+    fn flat(name: &'static str, title: &'static str, count: u64, limit: Duration) -> Scenario {
+        Scenario { name, title, persist: true, pace: Pace::Flat { count }, limit, windowed: false, disk: false, ack: false, pairs: 1 }
+    }
 }
 
 /// Shared between the sender's two halves and the receiver.
@@ -336,6 +370,14 @@ struct Shared {
     acked: AtomicU64,
     /// `error` replies.
     errors: AtomicU64,
+    /// `sent` replies with status `dropped` (persist=false nobody took).
+    dropped: AtomicU64,
+    /// `receipt` frames with status `acked` (require_ack scenarios).
+    receipts: AtomicU64,
+    /// Whether sends wait for a window slot.
+    windowed: bool,
+    /// Whether `acked` receipts are expected.
+    ack: bool,
     /// ns of the first write and of the last `sent` reply.
     first_send_ns: AtomicU64,
     last_ack_ns: AtomicU64,
@@ -368,8 +410,8 @@ async fn writer(
     match pace {
         Pace::Flat { count } => {
             while i < count && Instant::now() < sh.deadline {
-                match sh.window.try_acquire() {
-                    Ok(p) => p.forget(),
+                match if sh.windowed { sh.window.try_acquire().map(|p| p.forget()) } else { Ok(()) } {
+                    Ok(()) => {}
                     Err(_) => {
                         stats.window_waits += 1;
                         if sink.flush().await.is_err() {
@@ -411,8 +453,8 @@ async fn writer(
                     stats.max_lag = stats.max_lag.max(elapsed.saturating_sub(sched));
                 }
                 while i < due {
-                    match sh.window.try_acquire() {
-                        Ok(p) => p.forget(),
+                    match if sh.windowed { sh.window.try_acquire().map(|p| p.forget()) } else { Ok(()) } {
+                        Ok(()) => {}
                         Err(_) => {
                             stats.window_waits += 1;
                             if sink.flush().await.is_err() {
@@ -467,6 +509,9 @@ async fn reply_reader(mut stream: SplitStream<Ws>, sh: Arc<Shared>) -> SplitStre
         let WsMessage::Text(text) = next else { continue };
         match frame_type(&text) {
             "sent" => {
+                if text.contains(r#""status":"dropped""#) {
+                    sh.dropped.fetch_add(1, Ordering::AcqRel);
+                }
                 sh.acked.fetch_add(1, Ordering::AcqRel);
                 sh.last_ack_ns.store(sh.clock.now_ns(), Ordering::Relaxed);
                 sh.window.add_permits(1);
@@ -479,6 +524,19 @@ async fn reply_reader(mut stream: SplitStream<Ws>, sh: Arc<Shared>) -> SplitStre
                     *first = Some(text.chars().take(300).collect());
                 }
             }
+            "receipt" if text.contains(r#""status":"acked""#) => {
+                sh.receipts.fetch_add(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+    }
+    // With require_ack, stay until every message's `acked` receipt is in (or the deadline).
+    while sh.ack && sh.receipts.load(Ordering::Acquire) < sh.acked.load(Ordering::Acquire) && Instant::now() < sh.deadline {
+        match tokio::time::timeout(Duration::from_millis(100), stream.next()).await {
+            Ok(Some(Ok(WsMessage::Text(text)))) if frame_type(&text) == "receipt" && text.contains(r#""status":"acked""#) => {
+                sh.receipts.fetch_add(1, Ordering::AcqRel);
+            }
+            Ok(None) | Ok(Some(Err(_))) => break,
             _ => {}
         }
     }
@@ -504,6 +562,7 @@ async fn receiver(mut ws: Ws, sh: Arc<Shared>, capacity: u64) -> Received {
     let (mut first_ns, mut last_ns) = (0u64, 0u64);
     let mut last_i: Option<u64> = None;
     let mut last_activity = Instant::now();
+    let mut unflushed_acks = 0u64;
     loop {
         let total = sh.total.load(Ordering::Acquire);
         if total != NOT_DONE {
@@ -515,8 +574,16 @@ async fn receiver(mut ws: Ws, sh: Arc<Shared>, capacity: u64) -> Received {
         if Instant::now() >= sh.deadline {
             break;
         }
-        let next = match tokio::time::timeout(Duration::from_millis(100), ws.next()).await {
-            Err(_) => continue,
+        // With acks waiting in the client's buffer, wait briefly and flush them when idle.
+        let wait = if unflushed_acks > 0 { Duration::from_millis(1) } else { Duration::from_millis(100) };
+        let next = match tokio::time::timeout(wait, ws.next()).await {
+            Err(_) => {
+                if unflushed_acks > 0 {
+                    let _ = ws.flush().await;
+                    unflushed_acks = 0;
+                }
+                continue;
+            }
             Ok(None) | Ok(Some(Err(_))) => break,
             Ok(Some(Ok(m))) => m,
         };
@@ -524,6 +591,19 @@ async fn receiver(mut ws: Ws, sh: Arc<Shared>, capacity: u64) -> Received {
         let now = sh.clock.now_ns();
         if frame_type(&text) != "message" {
             continue;
+        }
+        if sh.ack {
+            if let Some(id) = text.split(r#""id":""#).nth(1).and_then(|r| r.split('"').next()) {
+                let ack = format!(r#"{{"type":"ack","message_id":"{id}"}}"#);
+                if ws.feed(WsMessage::Text(ack)).await.is_err() {
+                    break;
+                }
+                unflushed_acks += 1;
+                if unflushed_acks >= FLUSH_EVERY {
+                    let _ = ws.flush().await;
+                    unflushed_acks = 0;
+                }
+            }
         }
         last_activity = Instant::now();
         delivered += 1;
@@ -548,6 +628,7 @@ async fn receiver(mut ws: Ws, sh: Arc<Shared>, capacity: u64) -> Received {
         }
         last_i = Some(i);
     }
+    let _ = ws.flush().await;
     Received { hist, delivered, unique, out_of_order, unparsable, first_ns, last_ns, ws: Some(ws) }
 }
 
@@ -557,6 +638,11 @@ struct Outcome {
     written: u64,
     acked: u64,
     errors: u64,
+    /// `sent` replies saying `dropped`.
+    dropped: u64,
+    /// `acked` receipts (require_ack scenarios).
+    receipts: u64,
+    ack: bool,
     first_error: Option<String>,
     rx: Received,
     send_rate: f64,
@@ -570,7 +656,8 @@ struct Outcome {
 }
 
 async fn run_scenario(opts: &Opts, sc: &Scenario) -> Outcome {
-    let server = Server::start(opts);
+    let dir = sc.disk.then(|| tempfile::tempdir().expect("temp dir for the store"));
+    let server = Server::start(opts, dir.as_ref().map(tempfile::TempDir::path));
     // Fresh ids per run, so that a shared (external) server never replays an earlier inbox.
     let tag = format!(
         "{}-{}-{}",
@@ -578,43 +665,60 @@ async fn run_scenario(opts: &Opts, sc: &Scenario) -> Outcome {
         std::process::id(),
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
     );
-    let (rx_id, tx_id) = (format!("bench-rx-{tag}"), format!("bench-tx-{tag}"));
-    let rx_ws = connect(&server.ws_url(&rx_id)).await;
-    let tx_ws = connect(&server.ws_url(&tx_id)).await;
     let deadline = Instant::now() + sc.limit;
-    let sh = Arc::new(Shared {
-        clock: Clock(Instant::now()),
-        written: AtomicU64::new(0),
-        total: AtomicU64::new(NOT_DONE),
-        acked: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-        first_send_ns: AtomicU64::new(0),
-        last_ack_ns: AtomicU64::new(0),
-        window: Semaphore::new(opts.window),
-        deadline,
-        first_error: Mutex::new(None),
-    });
+    let clock = Clock(Instant::now());
     let capacity = match sc.pace {
         Pace::Flat { count } => count,
         Pace::Fixed { rate, secs } => (rate as f64 * secs) as u64,
     };
-    let prefix = format!(r#"{{"type":"send","to":"{rx_id}","msg_type":"bench","persist":{},"payload":"#, sc.persist);
-    // Sanity check of the frame size once.
-    debug_assert_eq!(send_frame(&prefix, 1, 1).len(), prefix.len() + PAYLOAD_BYTES + 1);
+    let mut pairs = Vec::new();
+    for p in 0..sc.pairs.max(1) {
+        let (rx_id, tx_id) = (format!("bench-rx{p}-{tag}"), format!("bench-tx{p}-{tag}"));
+        let rx_ws = connect(&server.ws_url(&rx_id)).await;
+        let tx_ws = connect(&server.ws_url(&tx_id)).await;
+        let sh = Arc::new(Shared {
+            clock,
+            written: AtomicU64::new(0),
+            total: AtomicU64::new(NOT_DONE),
+            acked: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            receipts: AtomicU64::new(0),
+            windowed: sc.windowed,
+            ack: sc.ack,
+            first_send_ns: AtomicU64::new(0),
+            last_ack_ns: AtomicU64::new(0),
+            window: Semaphore::new(opts.window),
+            deadline,
+            first_error: Mutex::new(None),
+        });
+        let prefix = format!(
+            r#"{{"type":"send","to":"{rx_id}","msg_type":"bench","persist":{},"require_ack":{},"payload":"#,
+            sc.persist, sc.ack
+        );
+        // Sanity check of the frame size once.
+        debug_assert_eq!(send_frame(&prefix, 1, 1).len(), prefix.len() + PAYLOAD_BYTES + 1);
+        pairs.push((sh, rx_ws, tx_ws, prefix));
+    }
 
     let server_cpu0 = server.cpu();
     let client_cpu0 = process_cpu("/proc/self");
     let wall0 = Instant::now();
-    let recv_task = tokio::spawn(receiver(rx_ws, Arc::clone(&sh), capacity));
-    // Let the receiver task start polling before the first send.
-    tokio::task::yield_now().await;
-    let (sink, stream) = tx_ws.split();
-    let reader_task = tokio::spawn(reply_reader(stream, Arc::clone(&sh)));
-    let writer_task = tokio::spawn(writer(sink, Arc::clone(&sh), prefix, sc.pace));
-
-    let (writer, sink) = writer_task.await.expect("writer task");
-    let stream = reader_task.await.expect("reply reader task");
-    let mut rx = recv_task.await.expect("receiver task");
+    let mut tasks = Vec::new();
+    for (sh, rx_ws, tx_ws, prefix) in pairs {
+        let recv_task = tokio::spawn(receiver(rx_ws, Arc::clone(&sh), capacity));
+        let (sink, stream) = tx_ws.split();
+        let reader_task = tokio::spawn(reply_reader(stream, Arc::clone(&sh)));
+        let writer_task = tokio::spawn(writer(sink, Arc::clone(&sh), prefix, sc.pace));
+        tasks.push((sh, recv_task, reader_task, writer_task));
+    }
+    let mut joined = Vec::new();
+    for (sh, recv_task, reader_task, writer_task) in tasks {
+        let (writer, sink) = writer_task.await.expect("writer task");
+        let stream = reader_task.await.expect("reply reader task");
+        let rx = recv_task.await.expect("receiver task");
+        joined.push((sh, writer, sink, stream, rx));
+    }
     let wall = wall0.elapsed();
     let server_cpu = match (server_cpu0, server.cpu()) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
@@ -624,13 +728,45 @@ async fn run_scenario(opts: &Opts, sc: &Scenario) -> Outcome {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
     };
-    // Clean closes: send Close, then read until the server's Close and EOF (dropping the socket
-    // early shows up as a protocol error in the server's log and metrics).
-    for ws in [rx.ws.take(), sink.reunite(stream).ok()].into_iter().flatten() {
-        let mut ws = ws;
-        let _ = ws.close(None).await;
-        let _ =
-            tokio::time::timeout(Duration::from_secs(1), async { while let Some(Ok(_)) = ws.next().await {} }).await;
+    let (mut written, mut acked, mut errors, mut dropped, mut receipts) = (0, 0, 0, 0, 0);
+    let (mut first_send, mut last_ack) = (u64::MAX, 0);
+    let mut first_error = None;
+    let mut writer_stats = WriterStats::default();
+    let mut total_rx: Option<Received> = None;
+    for (sh, writer, sink, stream, mut rx) in joined {
+        // Clean closes: send Close, then read until the server's Close and EOF (dropping the socket
+        // early shows up as a protocol error in the server's log and metrics).
+        for ws in [rx.ws.take(), sink.reunite(stream).ok()].into_iter().flatten() {
+            let mut ws = ws;
+            let _ = ws.close(None).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), async { while let Some(Ok(_)) = ws.next().await {} })
+                .await;
+        }
+        written += sh.written.load(Ordering::Acquire);
+        acked += sh.acked.load(Ordering::Acquire);
+        errors += sh.errors.load(Ordering::Acquire);
+        dropped += sh.dropped.load(Ordering::Acquire);
+        receipts += sh.receipts.load(Ordering::Acquire);
+        first_send = first_send.min(sh.first_send_ns.load(Ordering::Relaxed));
+        last_ack = last_ack.max(sh.last_ack_ns.load(Ordering::Relaxed));
+        if first_error.is_none() {
+            first_error = sh.first_error.lock().expect("lock").clone();
+        }
+        writer_stats.max_lag = writer_stats.max_lag.max(writer.max_lag);
+        writer_stats.window_waits += writer.window_waits;
+        total_rx = Some(match total_rx {
+            None => rx,
+            Some(mut t) => {
+                let _ = t.hist.add(&rx.hist);
+                t.delivered += rx.delivered;
+                t.unique += rx.unique;
+                t.out_of_order += rx.out_of_order;
+                t.unparsable += rx.unparsable;
+                t.first_ns = if t.first_ns == 0 { rx.first_ns } else { t.first_ns.min(rx.first_ns.max(1)) };
+                t.last_ns = t.last_ns.max(rx.last_ns);
+                t
+            }
+        });
     }
     let metrics = server
         .metrics(&[
@@ -640,26 +776,23 @@ async fn run_scenario(opts: &Opts, sc: &Scenario) -> Outcome {
             "bridge_actor_restarts_total",
         ])
         .await;
-
-    let written = sh.written.load(Ordering::Acquire);
-    let acked = sh.acked.load(Ordering::Acquire);
-    let errors = sh.errors.load(Ordering::Acquire);
-    let first_send = sh.first_send_ns.load(Ordering::Relaxed);
-    let last_ack = sh.last_ack_ns.load(Ordering::Relaxed);
     let send_rate = if last_ack > first_send { acked as f64 / ((last_ack - first_send) as f64 / 1e9) } else { 0.0 };
-    let first_error = sh.first_error.lock().expect("lock").clone();
     let server_log = server.log_tail(8);
     drop(server);
+    drop(dir);
     Outcome {
         name: sc.name,
         title: sc.title,
         written,
         acked,
         errors,
+        dropped,
+        receipts,
+        ack: sc.ack,
         first_error,
-        rx,
+        rx: total_rx.expect("at least one pair"),
         send_rate,
-        writer,
+        writer: writer_stats,
         wall,
         server_cpu,
         client_cpu,
@@ -691,6 +824,13 @@ fn report(o: &Outcome) {
     println!();
     println!("== {} [{}] ==", o.title, o.name);
     println!("  {:<34} {} / {} / {}", "sent / `sent` acks / errors", o.written, o.acked, o.errors);
+    if o.dropped > 0 {
+        println!("  {:<34} {}", "`sent` with status dropped", o.dropped);
+    }
+    if o.ack {
+        let span_s = (o.rx.last_ns.saturating_sub(o.rx.first_ns)) as f64 / 1e9;
+        println!("  {:<34} {} ({:.0}/s over the delivery span)", "`acked` receipts", o.receipts, o.receipts as f64 / span_s.max(1e-9));
+    }
     println!(
         "  {:<34} {} ({} unique, {} out of order, {} unparsable)",
         "delivered to receiver", rx.delivered, rx.unique, rx.out_of_order, rx.unparsable
@@ -747,14 +887,14 @@ fn report(o: &Outcome) {
 
 fn summary(outcomes: &[Outcome]) {
     println!();
-    println!("Summary (200-byte payloads, one sender → one receiver, loopback WebSocket)");
+    println!("Summary (200-byte payloads, loopback WebSocket; delivered/sent counts unique messages at the receivers)");
     println!(
-        "| {:<17} | {:>7} | {:>10} | {:>10} | {:>9} | {:>8} | {:>8} | {:>9} | {:>9} | {:>9} |",
-        "scenario", "persist", "sent", "delivered", "msg/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "srv CPU"
+        "| {:<17} | {:>7} | {:>17} | {:>6} | {:>7} | {:>9} | {:>8} | {:>8} | {:>9} | {:>9} | {:>9} |",
+        "scenario", "persist", "delivered / sent", "errors", "dropped", "msg/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "srv CPU"
     );
     println!(
-        "|{:-<19}|{:-<9}|{:-<12}|{:-<12}|{:-<11}|{:-<10}|{:-<10}|{:-<11}|{:-<11}|{:-<11}|",
-        "", "", "", "", "", "", "", "", "", ""
+        "|{:-<19}|{:-<9}|{:-<19}|{:-<8}|{:-<9}|{:-<11}|{:-<10}|{:-<10}|{:-<11}|{:-<11}|{:-<11}|",
+        "", "", "", "", "", "", "", "", "", "", ""
     );
     for o in outcomes {
         let rx = &o.rx;
@@ -765,11 +905,12 @@ fn summary(outcomes: &[Outcome]) {
         let cpu =
             o.server_cpu.map_or("?".to_owned(), |d| format!("{:.0}%", 100.0 * d.as_secs_f64() / o.wall.as_secs_f64()));
         println!(
-            "| {:<17} | {:>7} | {:>10} | {:>10} | {:>9.0} | {:>8} | {:>8} | {:>9} | {:>9} | {:>9} |",
+            "| {:<17} | {:>7} | {:>17} | {:>6} | {:>7} | {:>9.0} | {:>8} | {:>8} | {:>9} | {:>9} | {:>9} |",
             o.name,
             o.persist,
-            o.written,
-            rx.delivered,
+            format!("{} / {}", rx.unique, o.written),
+            o.errors,
+            o.dropped,
             rate,
             q(0.5),
             q(0.99),
@@ -792,34 +933,54 @@ fn main() {
         assert_eq!((v["bench_i"].as_u64(), v["bench_t"].as_u64()), (Some(i), Some(t)));
     }
     let (flat, rate_secs) = if opts.quick { (20_000, 1.0) } else { (200_000, 5.0) };
+    let (flat_1, flat_many) = if opts.quick { (20_000, 20_000) } else { (100_000, 200_000) };
+    let limit = |quick: u64, full: u64| Duration::from_secs(if opts.quick { quick } else { full });
     let scenarios = [
+        Scenario::windowed(
+            "throughput",
+            "1. Throughput, persist=true, flat out (bounded window of unacknowledged sends)",
+            true,
+            Pace::Flat { count: flat },
+            limit(20, 50),
+        ),
+        Scenario::windowed(
+            "latency",
+            "2. Latency at a fixed rate, persist=true",
+            true,
+            Pace::Fixed { rate: opts.rate, secs: rate_secs },
+            limit(15, 30),
+        ),
+        Scenario::windowed(
+            "nopersist",
+            "3. Throughput, persist=false (fast path), flat out",
+            false,
+            Pace::Flat { count: flat },
+            limit(20, 50),
+        ),
+        Scenario::windowed(
+            "nopersist-latency",
+            "4. Latency at a fixed rate, persist=false (diagnostic: without the store)",
+            false,
+            Pace::Fixed { rate: opts.rate, secs: rate_secs },
+            limit(15, 30),
+        ),
+        Scenario::flat("flat-memory", "5. Flat out, no window, persist=true, in memory, 1→1", flat_1, limit(30, 90)),
+        Scenario { disk: true, ..Scenario::flat("flat-disk", "6. Flat out, no window, persist=true, sled on disk (sync), 1→1", flat_1, limit(30, 90)) },
         Scenario {
-            name: "throughput",
-            title: "1. Throughput, persist=true, flat out (bounded window of unacknowledged sends)",
-            persist: true,
-            pace: Pace::Flat { count: flat },
-            limit: Duration::from_secs(if opts.quick { 20 } else { 50 }),
+            disk: true,
+            ack: true,
+            pace: Pace::Flat { count: flat_1 / 2 },
+            ..Scenario::flat("flat-ack", "7. Flat out, no window, require_ack on disk (sync), receiver acks all, 1→1", 0, limit(30, 90))
         },
         Scenario {
-            name: "latency",
-            title: "2. Latency at a fixed rate, persist=true",
-            persist: true,
-            pace: Pace::Fixed { rate: opts.rate, secs: rate_secs },
-            limit: Duration::from_secs(if opts.quick { 15 } else { 30 }),
-        },
-        Scenario {
-            name: "nopersist",
-            title: "3. Throughput, persist=false (fast path), flat out",
             persist: false,
-            pace: Pace::Flat { count: flat },
-            limit: Duration::from_secs(if opts.quick { 20 } else { 50 }),
+            pace: Pace::Flat { count: flat_many },
+            ..Scenario::flat("flat-nopersist", "8. Flat out, no window, persist=false, 1→1", 0, limit(30, 90))
         },
         Scenario {
-            name: "nopersist-latency",
-            title: "4. Latency at a fixed rate, persist=false (diagnostic: without the store)",
-            persist: false,
-            pace: Pace::Fixed { rate: opts.rate, secs: rate_secs },
-            limit: Duration::from_secs(if opts.quick { 15 } else { 30 }),
+            pairs: 4,
+            pace: Pace::Flat { count: flat_many / 4 },
+            ..Scenario::flat("flat-4pairs", "9. Flat out, no window, persist=true, in memory, 4 pairs at once", 0, limit(30, 90))
         },
     ];
     let selected: Vec<&Scenario> = scenarios.iter().filter(|s| opts.wants(s.name)).collect();

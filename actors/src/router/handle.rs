@@ -67,7 +67,7 @@ impl RouterHandle {
     pub fn route(&self, env: Envelope) -> impl std::future::Future<Output = Result<Routed, RouteError>> + 'static {
         enum Pending {
             One(oneshot::Receiver<Result<Routed, RouteError>>),
-            All(Vec<actix::dev::Request<Router, RouteBroadcast>>, String, Transport),
+            All(Vec<actix::dev::Request<Router, RouteBroadcast>>, String, Transport, bool),
             Room(crate::rooms::Pending<Routed>),
             Failed(RouteError),
         }
@@ -76,13 +76,14 @@ impl RouterHandle {
                 let id = new_message_id();
                 let timestamp = Timestamp::now();
                 let transport = env.transport;
+                let persist = env.persist;
                 let env = Arc::new(env);
                 let parts = self
                     .shards
                     .iter()
                     .map(|s| s.send(RouteBroadcast { envelope: Arc::clone(&env), id: id.clone(), timestamp }))
                     .collect();
-                Pending::All(parts, id, transport)
+                Pending::All(parts, id, transport, persist)
             }
             Target::Client(ref c) => {
                 let (tx, rx) = oneshot::channel();
@@ -98,7 +99,7 @@ impl RouterHandle {
         async move {
             match pending {
                 Pending::One(rx) => rx.await.map_err(|_| RouteError::Unavailable)?,
-                Pending::All(parts, message_id, transport) => {
+                Pending::All(parts, message_id, transport, persist) => {
                     let mut recipients = 0u32;
                     let mut duplicate = false;
                     for part in futures_util::future::join_all(parts).await {
@@ -114,8 +115,10 @@ impl RouterHandle {
                         SentStatus::Duplicate
                     } else if recipients > 0 {
                         SentStatus::Delivered
-                    } else {
+                    } else if persist {
                         SentStatus::Queued
+                    } else {
+                        SentStatus::Dropped
                     };
                     Ok(Routed { message_id, seq: None, status, recipients })
                 }

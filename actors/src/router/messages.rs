@@ -79,6 +79,9 @@ pub struct RouterConfig {
     /// How long an idempotency key is remembered.
     pub idempotency_window: Duration,
     pub durability: Durability,
+    /// Bytes queued for one client across all its sessions before they are fed from the store
+    /// (or, for `persist: false`, before messages are dropped for them).
+    pub client_queue_bytes: usize,
 }
 
 impl Default for RouterConfig {
@@ -89,6 +92,7 @@ impl Default for RouterConfig {
             retention: Retention { default: Some(Duration::from_secs(24 * 3600)), by_type: HashMap::new() },
             idempotency_window: Duration::from_secs(24 * 3600),
             durability: Durability::Sync,
+            client_queue_bytes: 256 << 20,
         }
     }
 }

@@ -32,10 +32,13 @@ use tokio::sync::oneshot;
 use tracing::{debug, error};
 
 use crate::ack_tracker::{AckTracker, Delivered, Expired, Track};
-use crate::delivery::{new_message_id, Envelope, Notify, Outgoing, SessionLink, Target};
+use crate::delivery::{new_message_id, Envelope, Note, Notify, Outgoing, SessionLink, Target};
 use crate::metrics::metrics;
 use crate::store::{Batch, IdempotencyRecord, Queued, Skip, Store, StoreError, Stream};
 use crate::supervisor::{contain, ChildHandle, Decision, Failure, Fault};
+
+/// Most messages one feed reads from the store for a session.
+const FEED_BATCH: usize = 4096;
 
 /// How a session is fed when it is behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +146,11 @@ impl Router {
 
     /// Stores (unless `persist: false`) and hands a message to every session that keeps up, both
     /// at the next batch write. Returns (seq, delivered).
+    ///
+    /// A session keeps up while the message fits in its backlog (frames and bytes) and in the
+    /// client's budget across all its sessions. One that does not is moved to the store-fed path
+    /// (persisted messages reach it later) or, for `persist: false`, has the message counted as
+    /// dropped and is told so with a `dropped` frame.
     fn deliver_to(&mut self, client: &str, env: &Envelope, id: &str, timestamp: Timestamp, ctx: &mut Context<Self>) -> Result<(u64, bool), RouteError> {
         let last = self.last_seq(client)?;
         let seq = if env.persist { last + 1 } else { last };
@@ -150,32 +158,52 @@ impl Router {
         let now = Timestamp::now();
         // Plan the hand-overs first: whether anyone takes it decides whether it is queued.
         let state = self.clients.entry(client.to_owned()).or_default();
+        let live = !message.is_expired(now);
+        // Encode once, and only when some session may take it; the cost decides who does.
+        let encode = live && state.sessions.iter().any(|l| l.link.filter.accepts(&message.msg_type) && !l.link.backlog.is_lagging());
+        let (out, unsent) = if encode { (Some(Outgoing::new(message)), None) } else { (None, Some(message)) };
+        let message: &Msg = match (&out, &unsent) {
+            (Some(o), _) => &o.message,
+            (None, Some(m)) => m,
+            (None, None) => unreachable!("one of the two is set"),
+        };
+        let wanted = |l: &Live| l.link.filter.accepts(&message.msg_type);
+        let cost = out.as_ref().map_or(0, |o| o.cost());
+        let client_bytes: usize = state.sessions.iter().map(|l| l.link.backlog.bytes()).sum();
+        let client_full = client_bytes > 0 && client_bytes.saturating_add(cost) > self.config.client_queue_bytes;
         let mut plan = Vec::new();
         let mut drained = Vec::new();
-        if !message.is_expired(now) {
-            for (i, live) in state.sessions.iter().enumerate() {
-                let backlog = &live.link.backlog;
-                if !live.link.filter.accepts(&message.msg_type) || backlog.is_lagging() {
+        if live {
+            for (i, l) in state.sessions.iter().enumerate() {
+                let backlog = &l.link.backlog;
+                if !wanted(l) {
                     continue;
                 }
-                if backlog.pending() >= backlog.limit {
-                    if backlog.start_lag() {
-                        drained.push(live.link.session_id.clone());
+                let fits = out.is_some() && !backlog.is_lagging() && !client_full && backlog.has_room(cost);
+                if fits {
+                    plan.push(i);
+                } else if !env.persist {
+                    backlog.note_dropped(now);
+                    if backlog.pending() == 0 {
+                        // Drained meanwhile: no delivery is coming to carry the notice.
+                        if let Some(frame) = backlog.take_dropped() {
+                            l.link.notify.do_send(Notify(Note::new(frame)));
+                        }
                     }
-                    continue;
+                } else if !backlog.is_lagging() && backlog.start_lag() {
+                    drained.push(l.link.session_id.clone());
                 }
-                plan.push(i);
             }
         }
         let delivered = !plan.is_empty();
         let pending = &mut self.pending;
         if env.persist {
-            pending.batch.message(Stream::Inbox(client), &message)?;
+            pending.batch.message(Stream::Inbox(client), message)?;
             if !delivered || message.requires_ack {
-                pending.batch.enqueue(client, &message)?;
+                pending.batch.enqueue(client, message)?;
             }
             let retention = self.config.retention.for_type(&message.msg_type);
-            if let Some(at) = expiry_ms(&message, retention) {
+            if let Some(at) = expiry_ms(message, retention) {
                 // One index entry per inbox and second of expiry per batch, not one per message.
                 let bucket = at.div_euclid(1000).saturating_add(1).saturating_mul(1000);
                 pending
@@ -199,16 +227,15 @@ impl Router {
                     from: env.from.clone(),
                 });
             }
-        } else if !delivered {
+        } else if state.sessions.is_empty() {
             metrics().dropped.with_label_values(&["no_recipient_online"]).inc();
         }
         let state = self.clients.get_mut(client).expect("entry created above");
         pending.wake.append(&mut state.waiters);
-        if delivered {
-            let out = Outgoing::new(message);
+        if let (true, Some(out)) = (delivered, out) {
             for i in plan {
                 let link = &state.sessions[i].link;
-                link.backlog.add(1);
+                link.backlog.add_sized(1, cost);
                 pending.handovers.push((link.clone(), Arc::clone(&out)));
             }
             if out.message.requires_ack && env.persist {
@@ -322,8 +349,12 @@ impl Router {
         let (seq, delivered) = self.deliver_to(&client, &env, &id, Timestamp::now(), ctx)?;
         metrics().messages_routed.with_label_values(&[env.transport.label()]).inc();
         debug!(actor = Router::NAME, msg_id = %id, client_id = %client, seq, "routed");
-        // A fire-and-forget message nobody was online for was not queued either: `delivered` to nobody.
-        let status = if delivered || !env.persist { SentStatus::Delivered } else { SentStatus::Queued };
+        // A fire-and-forget message no session took was not queued either: nobody has it.
+        let status = match (delivered, env.persist) {
+            (true, _) => SentStatus::Delivered,
+            (false, true) => SentStatus::Queued,
+            (false, false) => SentStatus::Dropped,
+        };
         let recipients = u32::from(delivered || env.persist);
         Ok((Routed { message_id: id, seq: Some(seq), status, recipients }, self.needs_flush(env.persist)))
     }
@@ -349,8 +380,11 @@ impl Router {
             .collect();
         let mut env = (*msg.envelope).clone();
         let key = env.idempotency_key.take();
+        let mut recipients = 0u32;
         for client in &targets {
-            self.deliver_to(client, &env, &msg.id, msg.timestamp, ctx)?;
+            let (_, delivered) = self.deliver_to(client, &env, &msg.id, msg.timestamp, ctx)?;
+            // A `persist: false` copy no session took reached nobody.
+            recipients = recipients.saturating_add(u32::from(delivered || env.persist));
         }
         if let Some(key) = key {
             let rec = IdempotencyRecord { message_id: msg.id.clone(), seq: None, at_ms: msg.timestamp.millis() };
@@ -366,7 +400,7 @@ impl Router {
         } else {
             None
         };
-        Ok(BroadcastPart { recipients: u32::try_from(targets.len()).unwrap_or(u32::MAX), duplicate: false, durable })
+        Ok(BroadcastPart { recipients, duplicate: false, durable })
     }
 
     fn connect(&mut self, msg: Connect, ctx: &mut Context<Self>) -> Result<Connected, RouteError> {
@@ -453,17 +487,16 @@ impl Router {
                 return Ok(total);
             };
             let (link, feed) = (live.link.clone(), live.feed);
-            let limit = link.backlog.limit;
+            let limit = link.backlog.limit.min(FEED_BATCH);
             let now = Timestamp::now();
             let mut batch = Batch::default();
             let mut out = Vec::new();
-            let (next_feed, exhausted) = match feed {
+            let (stream_end, exhausted) = match feed {
                 Feed::Stream { after } => {
                     let msgs = self.store.range(Stream::Inbox(client), after, limit)?;
-                    let exhausted = msgs.len() < limit;
-                    let next_after = msgs.last().map_or(after, |m| m.seq);
+                    let end = (msgs.len() < limit, msgs.last().map_or(after, |m| m.seq));
                     out.extend(msgs.into_iter().filter(|m| link.filter.accepts(&m.msg_type) && !m.is_expired(now)));
-                    (if exhausted { Feed::Queue } else { Feed::Stream { after: next_after } }, false)
+                    (Some(end), false)
                 }
                 Feed::Queue => {
                     let (queued, exhausted) = self.queue_batch(client, limit, |t| link.filter.accepts(t))?;
@@ -478,21 +511,46 @@ impl Router {
                             }
                         }
                     }
-                    (Feed::Queue, exhausted)
+                    (None, exhausted)
                 }
             };
-            let n = out.len();
-            total += n;
-            link.backlog.add(n);
-            let state = self.clients.get_mut(client).expect("checked above");
+            // Hand over what fits in the session's and the client's byte budgets (at least one
+            // message, so that none is too big to ever arrive); the rest waits for the next feed.
+            let client_bytes = self.clients.get(client).map_or(0, |s| s.sessions.iter().map(|l| l.link.backlog.bytes()).sum::<usize>());
+            let mut room = link.backlog.limit_bytes.saturating_sub(link.backlog.bytes()).min(self.config.client_queue_bytes.saturating_sub(client_bytes));
+            let mut taken = Vec::with_capacity(out.len());
+            let mut cut = false;
             for m in out {
+                let o = Outgoing::new(m);
+                let cost = o.cost();
+                if !taken.is_empty() && cost > room {
+                    cut = true;
+                    break;
+                }
+                room = room.saturating_sub(cost);
+                taken.push(o);
+            }
+            let (next_feed, exhausted) = match (feed, stream_end) {
+                (Feed::Stream { .. }, Some((end, last_loaded))) => match (end, cut) {
+                    (true, false) => (Feed::Queue, false),
+                    (_, true) => (Feed::Stream { after: taken.last().map_or(last_loaded, |o| o.message.seq) }, false),
+                    (false, false) => (Feed::Stream { after: last_loaded }, false),
+                },
+                _ => (Feed::Queue, exhausted && !cut),
+            };
+            let n = taken.len();
+            total += n;
+            link.backlog.add_sized(n, taken.iter().map(|o| o.cost()).sum());
+            let state = self.clients.get_mut(client).expect("checked above");
+            for o in taken {
+                let m = &o.message;
                 if m.requires_ack {
                     state.inflight.insert(m.seq);
                     self.tracker.do_send(Delivered { client_id: client.to_owned(), seq: m.seq });
                 } else {
                     batch.dequeue(client, m.priority, m.seq);
                 }
-                link.hand_over(Outgoing::new(m));
+                link.hand_over(o);
             }
             self.store.apply(batch)?;
             if let Some(live) = state.sessions.iter_mut().find(|l| l.link.session_id == session_id) {
@@ -527,7 +585,7 @@ impl Router {
             if link.backlog.is_lagging() || !link.filter.accepts(&out.message.msg_type) {
                 continue;
             }
-            link.backlog.add(1);
+            link.backlog.add_sized(1, out.cost());
             link.hand_over(Arc::clone(&out));
             delivered = true;
         }

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 use agent_bridge_protocol::frames::{
-    Ack, Beat, Call, CallResult, ConnectionConfirmed, Delivery, ErrorBody, ErrorFrame, Event, Join, Leave, Nack,
+    Ack, Beat, Call, CallResult, ConnectionConfirmed, Delivery, Dropped, ErrorBody, ErrorFrame, Event, Join, Leave, Nack,
     Receipt, ReceiptStatus, Send, Sent, SentStatus, ServerInfo, Subscribe,
 };
 use agent_bridge_protocol::{ClientFrame, Message, Payload, Priority, ServerFrame, Timestamp};
@@ -151,6 +151,7 @@ pub fn server_samples() -> Vec<(ServerFrame, &'static [&'static str])> {
         (sent(SentStatus::Queued, Some(4711), Some("r-1")), SENT),
         (sent(SentStatus::Delivered, None, None), SENT),
         (sent(SentStatus::Duplicate, Some(1), Some("r-2")), SENT),
+        (sent(SentStatus::Dropped, Some(4), Some("r-5")), SENT),
         (
             ServerFrame::Result(CallResult {
                 r#ref: "c-7".into(),
@@ -191,6 +192,10 @@ pub fn server_samples() -> Vec<(ServerFrame, &'static [&'static str])> {
         (
             ServerFrame::rate_limited("slow down", Some("r-4".into()), 3),
             &["type", "code", "error", "ref", "retry_after"],
+        ),
+        (
+            ServerFrame::Dropped(Dropped { count: 42, since: time(EXAMPLE_TIME), reason: "slow_consumer".into() }),
+            &["type", "count", "since", "reason"],
         ),
     ];
     for status in [ReceiptStatus::Delivered, ReceiptStatus::Acked, ReceiptStatus::Expired, ReceiptStatus::Dead] {
