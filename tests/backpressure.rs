@@ -402,16 +402,11 @@ async fn close_then_half_close_ends_the_tcp_connection() {
     assert!(eof, "the TCP connection is closed within 5 s");
 }
 
-/// Known open problem (found while writing the tests above): after the broker itself closes a
-/// session (here 1007), the TCP connection sometimes stays open — on a server that has already
-/// served a connection, in most runs for longer than the 3 s this waits. Client-initiated close
-/// handshakes always ended within ~200 ms in these tests. What is known: the session actor does
-/// stop (its `stopped` runs) and its close frame is written, so the response body ends; it is the
-/// HTTP/1 dispatcher that keeps the socket. It happens the same with `web::Payload` handed to
-/// actix-web-actors directly (not caused by the read gate) and on main before this branch.
-/// Run with `--ignored` to reproduce.
+/// After the broker itself closes a session (here 1007), the TCP connection ends too. actix-http's
+/// HTTP/1 dispatcher can keep the socket after a server-started close (the session stops and its
+/// close frame is written, yet the connection stays), so the WebSocket route shuts the socket down
+/// through the edge's connection handle a second after the session stopped (`CLOSE_GRACE`).
 #[tokio::test]
-#[ignore = "known problem: the TCP connection can outlive a server-initiated close"]
 async fn server_initiated_close_ends_the_tcp_connection() {
     let server = Server::start(&[]);
     for n in 0..4 {

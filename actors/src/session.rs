@@ -91,6 +91,9 @@ pub struct SessionParams {
     pub encoding: Encoding,
     /// The authenticated identity and its limits (crate::auth).
     pub auth: SessionAuth,
+    /// Run when the session stops: the HTTP layer ends the TCP connection if it outlives the
+    /// close (actix-http can keep it open after a close the server starts).
+    pub on_stop: Option<Box<dyn FnOnce()>>,
 }
 
 /// Shared dependencies of all sessions.
@@ -322,6 +325,8 @@ pub struct Session {
     /// Who this session is (its identity, permissions, rate limits and connection slot). Room
     /// code checks private rooms with `crate::auth::may_join_room(&self.auth.identity, ...)`.
     auth: SessionAuth,
+    /// See [`SessionParams::on_stop`].
+    on_stop: Option<Box<dyn FnOnce()>>,
 }
 
 impl Session {
@@ -357,6 +362,7 @@ impl Session {
             gate,
             span,
             auth: params.auth,
+            on_stop: params.on_stop,
         }
     }
 
@@ -549,6 +555,9 @@ impl Actor for Session {
         self.shard.do_send(Disconnect { client_id: self.client_id.clone(), session_id: self.session_id.clone() });
         self.rooms.session_closed(&self.session_id);
         self.child.stopped();
+        if let Some(on_stop) = self.on_stop.take() {
+            on_stop();
+        }
         let _enter = self.span.enter();
         debug!("session closed");
     }

@@ -115,6 +115,24 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// A function that, `grace` after it is called, shuts the request's connection down if it is
+    /// still open (a weak handle: a connection that closed by itself is left alone). `None` when
+    /// the connection has no handle.
+    pub fn closer(req: &HttpRequest, grace: Duration) -> Option<Box<dyn FnOnce()>> {
+        let conn = std::sync::Arc::downgrade(&req.conn_data::<Connection>()?.0);
+        Some(Box::new(move || {
+            actix_web::rt::spawn(async move {
+                tokio::time::sleep(grace).await;
+                if let Some(socket) = conn.upgrade() {
+                    tracing::debug!("shutting down a connection that outlived its WebSocket close");
+                    let _ = socket.shutdown(std::net::Shutdown::Both);
+                }
+            });
+        }))
+    }
+}
+
 /// A request body that fails with `TimedOut` once its deadline passes.
 struct Deadline {
     inner: actix_web::dev::Payload,

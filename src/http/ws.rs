@@ -11,6 +11,10 @@ use super::auth::{session_auth, Caller};
 use super::{parse_since, parse_types, ApiError, AppState};
 use agent_bridge_actors::auth::Permission;
 
+/// How long a connection may outlive its session's close before the edge shuts its socket: the
+/// close frame and the peer's answer go out well within it.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Query options of the upgrade request.
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
@@ -43,6 +47,7 @@ pub async fn connect(
         }
     };
     let auth = session_auth(&state, &caller, &client_id)?;
-    let params = SessionParams { client_id, since, types, encoding, auth };
+    let on_stop = super::edge::Connection::closer(&req, CLOSE_GRACE);
+    let params = SessionParams { client_id, since, types, encoding, auth, on_stop };
     session::start(&req, stream, params, &state.broker.sessions)
 }
