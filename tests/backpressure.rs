@@ -417,3 +417,51 @@ async fn server_initiated_close_ends_the_tcp_connection() {
         assert!(eof, "connection {n}: the TCP connection is still open 3 s after the server's close");
     }
 }
+
+/// `bridge_deliveries_total{transport="websocket"}`: frames handed to WebSocket sessions.
+async fn ws_deliveries(server: &Server) -> u64 {
+    let text = reqwest::get(server.http("/metrics")).await.expect("metrics").text().await.expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("bridge_deliveries_total{transport=\"websocket\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A room member that reads nothing is handed only its byte budget of room messages (the rest
+/// waits in the room's stream), and gets every one, in order, once it reads.
+#[tokio::test]
+async fn slow_room_member_is_handed_only_its_byte_budget() {
+    const N: u64 = 60;
+    let server = Server::start(&["--session-queue-bytes", "4194304"]);
+    let mut slow = Ws::connect(&server, "slow-member").await;
+    let mut talker = Ws::connect(&server, "talker").await;
+    talker.send(json!({"type": "call", "ref": "c", "method": "room.create", "params": {"name": "big"}})).await;
+    assert_eq!(talker.recv_type("result").await["ok"], true);
+    for ws in [&mut slow, &mut talker] {
+        ws.send(json!({"type": "join", "room": "big"})).await;
+        loop {
+            let f = ws.recv().await;
+            assert_ne!(f["type"], "error", "{f}");
+            if f["type"] == "event" && f["event"] == "joined" {
+                break;
+            }
+        }
+    }
+    let before = ws_deliveries(&server).await;
+    let big = "z".repeat(800_000);
+    for n in 0..N {
+        talker.send(json!({"type": "send", "room": "big", "msg_type": "t", "payload": {"n": n, "pad": big}, "ref": n.to_string()})).await;
+        let f = talker.recv_type("sent").await;
+        assert_ne!(f["status"], "dropped", "{f}");
+    }
+    let handed = ws_deliveries(&server).await - before;
+    assert!(handed < 15, "{handed} of {N} 800 KB room messages handed to a member that reads nothing (4 MiB budget)");
+    let mut got = 0;
+    while got < N {
+        let f = slow.try_recv(WAIT).await.expect("the room messages arrive once the member reads");
+        if f["type"] == "message" {
+            assert_eq!(f["message"]["payload"]["n"], got, "in order");
+            got += 1;
+        }
+    }
+}

@@ -159,6 +159,7 @@ impl Broker {
                 retention: config.router.retention.clone(),
                 idempotency_window: config.router.idempotency_window,
                 queue_limit: config.session.queue_limit,
+                queue_bytes: config.session.queue_bytes,
                 intensity: config.intensity,
                 ..config.rooms.clone()
             };

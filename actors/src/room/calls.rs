@@ -220,7 +220,7 @@ impl Room {
             let first = !self.present(stream, caller);
             self.unlink(stream, |l| l.session_id == link.session_id);
             let shared = Arc::new(LinkShared {
-                backlog: Backlog::new(self.config.queue_limit),
+                backlog: Backlog::sized(self.config.queue_limit, self.config.queue_bytes),
                 room: ctx.address().recipient(),
                 stream: stream.to_owned(),
                 session_id: link.session_id.clone(),

@@ -119,6 +119,9 @@ pub struct RoomsConfig {
     pub idempotency_window: Duration,
     /// Room frames queued per joined session before it is fed from the stream instead.
     pub queue_limit: usize,
+    /// Bytes of room frames queued per joined session (each frame's [`Outgoing::cost`]) before it
+    /// is fed from the stream instead: what a slow member makes the broker hold is bounded in bytes.
+    pub queue_bytes: usize,
     /// Restart intensity of each room.
     pub intensity: Intensity,
     /// Rooms one client id may create (0: no limit).
@@ -133,6 +136,7 @@ impl Default for RoomsConfig {
             retention: Retention::default(),
             idempotency_window: Duration::from_secs(24 * 3600),
             queue_limit: 4096,
+            queue_bytes: 64 << 20,
             intensity: Intensity::default(),
             max_rooms_per_client: 100,
         }
@@ -246,7 +250,7 @@ pub struct RoomDeliver {
 impl RoomDeliver {
     /// The session wrote the frame: count it, and ask for more when a lagging backlog drained.
     pub fn written(&self) {
-        if self.link.backlog.delivered() {
+        if self.link.backlog.delivered_sized(self.out.cost()) {
             self.link.room.do_send(RoomCatchUp { stream: self.link.stream.clone(), session_id: self.link.session_id.clone() });
         }
     }
@@ -473,13 +477,13 @@ impl Room {
             if backlog.is_lagging() {
                 continue; // its feed reads this message from the stream
             }
-            if backlog.pending() >= backlog.limit {
+            if !backlog.has_room(out.cost()) {
                 if backlog.start_lag() {
                     drained.push(link.session_id.clone());
                 }
                 continue;
             }
-            backlog.add(1);
+            backlog.add_sized(1, out.cost());
             link.deliver.do_send(RoomDeliver { out: Arc::clone(&out), link: Arc::clone(&link.shared) });
             link.after = seq;
             n += 1;
@@ -502,15 +506,25 @@ impl Room {
                 (link.after, Arc::clone(&link.shared), link.deliver.clone(), link.client_id.clone(), Arc::clone(&link.filter));
             let limit = shared.backlog.limit;
             let msgs = self.store.range(Stream::Room(stream), after, limit)?;
-            let exhausted = msgs.len() < limit;
-            let next = msgs.last().map_or(after, |m| m.seq);
+            let mut exhausted = msgs.len() < limit;
+            let mut next = after;
             let t = now();
-            let out: Vec<Msg> =
-                msgs.into_iter().filter(|m| m.from != client && !m.is_expired(t) && filter.accepts(&m.msg_type)).collect();
-            let n = out.len();
-            shared.backlog.add(n);
-            for m in out {
-                deliver.do_send(RoomDeliver { out: Outgoing::new(m), link: Arc::clone(&shared) });
+            let mut n = 0;
+            for m in msgs {
+                if m.from != client && !m.is_expired(t) && filter.accepts(&m.msg_type) {
+                    let out = Outgoing::new(m);
+                    // Within the byte budget too: the rest comes with the next batch.
+                    if !shared.backlog.has_room(out.cost()) {
+                        exhausted = false;
+                        break;
+                    }
+                    shared.backlog.add_sized(1, out.cost());
+                    next = out.message.seq;
+                    deliver.do_send(RoomDeliver { out, link: Arc::clone(&shared) });
+                    n += 1;
+                } else {
+                    next = m.seq;
+                }
             }
             metrics().deliveries.with_label_values(&["websocket"]).inc_by(n as u64);
             if let Some(link) = self.streams.get_mut(stream).and_then(|l| l.links.iter_mut().find(|k| k.session_id == session_id)) {
@@ -520,7 +534,7 @@ impl Room {
                 shared.backlog.stop_lag();
                 return Ok(());
             }
-            if n > 0 {
+            if n > 0 || shared.backlog.pending() > 0 {
                 return Ok(()); // the session asks for the next batch (RoomCatchUp) once it wrote this one
             }
         }
