@@ -465,3 +465,58 @@ async fn slow_room_member_is_handed_only_its_byte_budget() {
         }
     }
 }
+
+/// `persist: false` in a room is never silently lost: a member over its byte budget is told with a
+/// `dropped` frame naming the room, and a message nobody took answers `dropped`.
+#[tokio::test]
+async fn persist_false_room_messages_are_dropped_truthfully() {
+    const N: u64 = 40;
+    let server = Server::start(&["--session-queue-bytes", "1048576"]);
+    let mut talker = Ws::connect(&server, "talker").await;
+    talker.send(json!({"type": "call", "ref": "c", "method": "room.create", "params": {"name": "live"}})).await;
+    assert_eq!(talker.recv_type("result").await["ok"], true);
+    // Nobody else is present: the message reached nobody.
+    talker.send(json!({"type": "send", "room": "live", "msg_type": "t", "payload": 0, "persist": false, "ref": "alone"})).await;
+    let f = talker.recv_type("sent").await;
+    assert_eq!((f["status"].as_str(), f["recipients"].as_u64()), (Some("dropped"), Some(0)), "{f}");
+
+    let mut slow = Ws::connect(&server, "stalled").await;
+    slow.send(json!({"type": "join", "room": "live"})).await;
+    loop {
+        let f = slow.recv().await;
+        if f["type"] == "event" && f["event"] == "joined" {
+            break;
+        }
+    }
+    let pad = "p".repeat(200_000);
+    let mut delivered = 0u64;
+    for n in 0..N {
+        talker.send(json!({"type": "send", "room": "live", "msg_type": "t", "payload": {"n": n, "pad": pad}, "persist": false, "ref": n.to_string()})).await;
+        let f = loop {
+            let f = talker.recv().await;
+            if f["type"] == "sent" {
+                break f;
+            }
+        };
+        match f["status"].as_str() {
+            Some("delivered") => delivered += 1,
+            Some("dropped") => {}
+            other => panic!("a persist:false room send answers delivered or dropped, got {other:?}: {f}"),
+        }
+    }
+    assert!(delivered < N, "a 1 MiB budget cannot take {N} × 200 KB");
+    let (mut got, mut dropped) = (0u64, 0u64);
+    while got + dropped < N {
+        let f = slow.try_recv(WAIT).await.unwrap_or_else(|| panic!("got {got} and {dropped} dropped of {N}"));
+        match f["type"].as_str() {
+            Some("message") => got += 1,
+            Some("dropped") => {
+                assert_eq!(f["room"], "live", "{f}");
+                dropped += f["count"].as_u64().expect("count");
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(got + dropped, N, "every message is either received or counted as dropped");
+    assert!(dropped > 0);
+}

@@ -271,6 +271,7 @@ impl Backlog {
                 count,
                 since: Timestamp(since_ms),
                 reason: "slow_consumer".into(),
+                room: None,
             })
         })
     }

@@ -651,6 +651,9 @@ impl Handler<RoomDeliver> for Session {
     type Result = ();
     fn handle(&mut self, msg: RoomDeliver, ctx: &mut Self::Context) {
         self.write_message(&msg.out, ctx);
+        if let Some(frame) = msg.take_dropped() {
+            self.write(&frame, ctx);
+        }
         msg.written();
     }
 }

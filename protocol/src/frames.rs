@@ -174,6 +174,9 @@ pub struct Dropped {
     pub since: Timestamp,
     /// Why: `slow_consumer`.
     pub reason: String,
+    /// The room (or `room/channel`) the messages were sent to; absent for the inbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
 }
 
 /// `receipt`: what happened to a message this client sent.

@@ -254,6 +254,24 @@ impl RoomDeliver {
             self.link.room.do_send(RoomCatchUp { stream: self.link.stream.clone(), session_id: self.link.session_id.clone() });
         }
     }
+
+    /// The `persist: false` room messages this session missed since it was last told, as a
+    /// `dropped` frame naming the room (written after the message by whoever takes it).
+    pub fn take_dropped(&self) -> Option<ServerFrame> {
+        self.link.take_dropped()
+    }
+}
+
+impl LinkShared {
+    fn take_dropped(&self) -> Option<ServerFrame> {
+        match self.backlog.take_dropped()? {
+            ServerFrame::Dropped(mut d) => {
+                d.room = Some(self.stream.clone());
+                Some(ServerFrame::Dropped(d))
+            }
+            other => Some(other),
+        }
+    }
 }
 
 /// What a room and one joined session share.
@@ -442,18 +460,24 @@ impl Room {
             self.store.apply(batch)?;
             self.streams.entry(stream.clone()).or_default().seq = Some(seq);
         }
-        let delivered = self.fan_out(&stream, message)?;
+        let delivered = self.fan_out(&stream, message, env.persist)?;
         metrics().messages_routed.with_label_values(&[env.transport.label()]).inc();
         debug!(actor = Room::NAME, room = %stream, msg_id = %id, seq, delivered, "room message");
         let others = self.state.members.len().saturating_sub(1);
-        let status = if delivered > 0 { SentStatus::Delivered } else { SentStatus::Queued };
-        let routed = Routed { message_id: id, seq: Some(seq), status, recipients: u32::try_from(others).unwrap_or(u32::MAX) };
+        // A `persist: false` message reached exactly the sessions that took it; none took it: dropped.
+        let (status, recipients) = match (delivered, env.persist) {
+            (0, false) => (SentStatus::Dropped, 0),
+            (n, false) => (SentStatus::Delivered, n),
+            (0, true) => (SentStatus::Queued, others),
+            (_, true) => (SentStatus::Delivered, others),
+        };
+        let routed = Routed { message_id: id, seq: Some(seq), status, recipients: u32::try_from(recipients).unwrap_or(u32::MAX) };
         Ok(Accepted { routed, durable: if env.persist { self.commit() } else { None } })
     }
 
     /// Hands a stored (or `persist: false`) message to every joined session that keeps up, except
     /// the sender's. Returns how many sessions got it.
-    fn fan_out(&mut self, stream: &str, message: Msg) -> Result<usize, RoomError> {
+    fn fan_out(&mut self, stream: &str, message: Msg, persist: bool) -> Result<usize, RoomError> {
         if message.is_expired(now()) {
             return Ok(0);
         }
@@ -474,10 +498,21 @@ impl Room {
                 link.after = seq; // not wanted: passed over, as its feed would
                 continue;
             }
+            let fits = !backlog.is_lagging() && backlog.has_room(out.cost());
+            if !fits && !persist {
+                // Not in the stream, so no feed brings it: counted, and the session is told.
+                backlog.note_dropped(out.message.timestamp);
+                if backlog.pending() == 0 {
+                    if let Some(frame) = link.shared.take_dropped() {
+                        link.notify.do_send(Notify(Note::new(frame)));
+                    }
+                }
+                continue;
+            }
             if backlog.is_lagging() {
                 continue; // its feed reads this message from the stream
             }
-            if !backlog.has_room(out.cost()) {
+            if !fits {
                 if backlog.start_lag() {
                     drained.push(link.session_id.clone());
                 }
