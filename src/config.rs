@@ -158,7 +158,7 @@ pub struct Config {
     /// Exit (code 70) when a critical actor escalates.
     #[arg(long, env = "BRIDGE_EXIT_ON_ESCALATION", num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     pub exit_on_escalation: bool,
-    /// When `sent` is answered: after the flush to disk, or at once.
+    /// When `sent` is answered: sync after the flush to disk (group commit), async at once.
     #[arg(long, env = "BRIDGE_DURABILITY")]
     pub durability: Durability,
     /// Background flush interval with async durability.
@@ -194,7 +194,7 @@ pub struct Config {
     /// Archive expired messages: "", "store" or "file:PATH".
     #[arg(long, env = "BRIDGE_ARCHIVE")]
     pub archive: ArchiveTarget,
-    /// Log format.
+    /// Log format: text for people, json for machines.
     #[arg(long, env = "BRIDGE_LOG_FORMAT")]
     pub log_format: LogFormat,
     /// Log filter (RUST_LOG syntax; RUST_LOG itself wins when set).

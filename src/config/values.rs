@@ -33,9 +33,8 @@ macro_rules! serde_via_str {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
-    /// After the message is flushed to disk (group commit).
+    // Variants carry no doc comments: clap would print them as a second list in --help.
     Sync,
-    /// At once; the store is flushed every flush_interval_ms.
     Async,
 }
 
@@ -52,9 +51,7 @@ impl From<Durability> for router::Durability {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// Human-readable lines.
     Text,
-    /// One JSON object per line.
     Json,
 }
 
