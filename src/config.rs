@@ -548,6 +548,20 @@ mod tests {
     }
 
     #[test]
+    fn every_key_is_a_flag_and_a_variable_of_its_name() {
+        let cmd = <Serve as clap::CommandFactory>::command();
+        let defaults: toml::Table = toml::from_str(DEFAULT_CONFIG).expect("defaults");
+        for key in defaults.keys() {
+            let arg = cmd.get_arguments().find(|a| a.get_id() == key.as_str()).unwrap_or_else(|| panic!("{key}: no flag"));
+            assert_eq!(arg.get_long(), Some(key.replace('_', "-").as_str()), "{key}");
+            let env = format!("BRIDGE_{}", key.to_ascii_uppercase());
+            assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new(&env)), "{key}");
+            assert!(!arg.is_required_set(), "{key}: the file's default makes the flag optional");
+        }
+        assert_eq!(cmd.get_arguments().count(), defaults.len() + 1, "every flag but --config is a key of the file");
+    }
+
+    #[test]
     fn flags_override_file() {
         let (_dir, path) = file("bind = \"127.0.0.1:7000\"\nsession_queue = 7\ndurability = \"async\"\n");
         let c = load(&["--config", &path, "--session-queue", "9", "--in-memory"]).expect("load");
