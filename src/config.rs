@@ -331,9 +331,8 @@ impl Config {
         if self.session_queue == 0 || self.max_in_flight == 0 {
             return bad("session_queue and max_in_flight must be at least 1".into());
         }
-        if !(self.heartbeat_interval_s > 0.0 && self.heartbeat_interval_s.is_finite())
-            || !(self.heartbeat_timeout_s > 0.0 && self.heartbeat_timeout_s.is_finite())
-        {
+        let positive = |v: f64| v > 0.0 && v.is_finite();
+        if !positive(self.heartbeat_interval_s) || !positive(self.heartbeat_timeout_s) {
             return bad("heartbeat_interval_s and heartbeat_timeout_s must be positive".into());
         }
         if self.max_restarts == 0 || self.restart_window_s == 0 {
@@ -519,7 +518,7 @@ mod tests {
 
     /// `serve`'s arguments as clap parses them (the process's own BRIDGE_* variables apply too;
     /// the test runner sets none).
-    #[derive(Parser)]
+    #[derive(Debug, Parser)]
     struct Serve {
         #[command(flatten)]
         args: ServeArgs,
@@ -577,40 +576,40 @@ mod tests {
     #[test]
     fn a_bad_value_names_its_key() {
         let (_dir, path) = file("durability = \"fast\"\n");
-        let err = load(&["--config", &path]).unwrap_err().to_string();
+        let err = load(&["--config", &path]).expect_err("refused").to_string();
         assert!(err.contains(&path) && err.contains("durability: unknown variant `fast`") && err.contains("`sync`"), "{err}");
         let (_dir, path) = file("retention_types = \"log\"\n");
-        let err = load(&["--config", &path]).unwrap_err().to_string();
+        let err = load(&["--config", &path]).expect_err("refused").to_string();
         assert!(err.contains("retention_types: \"log\" is not type=preset"), "{err}");
         let (_dir, path) = file("session_queue = \"many\"\n");
-        let err = load(&["--config", &path]).unwrap_err().to_string();
+        let err = load(&["--config", &path]).expect_err("refused").to_string();
         assert!(err.contains("session_queue: invalid type"), "{err}");
-        let err = Serve::try_parse_from(["serve", "--log-format", "xml"]).err().expect("refused").to_string();
+        let err = Serve::try_parse_from(["serve", "--log-format", "xml"]).expect_err("refused").to_string();
         assert!(err.contains("--log-format") && err.contains("text, json"), "{err}");
-        let err = Serve::try_parse_from(["serve", "--bind", "nowhere"]).err().expect("refused").to_string();
+        let err = Serve::try_parse_from(["serve", "--bind", "nowhere"]).expect_err("refused").to_string();
         assert!(err.contains("--bind"), "{err}");
     }
 
     #[test]
     fn clear_errors() {
         let (_dir, path) = file("bnid = \"x\"\n");
-        let err = load(&["--config", &path]).unwrap_err().to_string();
+        let err = load(&["--config", &path]).expect_err("refused").to_string();
         assert!(err.contains("unknown key \"bnid\""), "{err}");
         let open = load(&["--bind", "0.0.0.0:5001"]).expect("load");
-        let err = open.check_exposure(false).unwrap_err().to_string();
+        let err = open.check_exposure(false).expect_err("refused").to_string();
         assert!(err.contains("--insecure") && err.contains("without authentication"), "{err}");
         assert!(open.check_exposure(true).is_ok(), "with auth on, any bind is fine");
         assert!(load(&["--bind", "0.0.0.0:5001", "--insecure"]).expect("load").check_exposure(false).is_ok());
         assert!(load(&[]).expect("load").check_exposure(false).is_ok());
-        let err = load(&["--jwt-secret", "short"]).unwrap_err().to_string();
+        let err = load(&["--jwt-secret", "short"]).expect_err("refused").to_string();
         assert!(err.contains("32 bytes"), "{err}");
-        let err = load(&["--guest-permissions", "read,fly"]).unwrap_err().to_string();
+        let err = load(&["--guest-permissions", "read,fly"]).expect_err("refused").to_string();
         assert!(err.contains("guest_permissions"), "{err}");
-        let err = load(&["--cors-origins", "claude.ai"]).unwrap_err().to_string();
+        let err = load(&["--cors-origins", "claude.ai"]).expect_err("refused").to_string();
         assert!(err.contains("cors_origins"), "{err}");
         let secret = "s".repeat(40);
         assert!(!format!("{:?}", load(&["--jwt-secret", &secret]).expect("load").redacted()).contains(&secret));
-        let err = load(&["--max-frame-bytes", "3"]).unwrap_err().to_string();
+        let err = load(&["--max-frame-bytes", "3"]).expect_err("refused").to_string();
         assert!(err.contains("max_frame_bytes"), "{err}");
     }
 }

@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(period("90"), Ok(Some(Duration::from_secs(90))));
         assert_eq!(period("2h"), Ok(Some(Duration::from_secs(7200))));
         assert_eq!(period("3d"), Ok(Some(Duration::from_secs(3 * 86400))));
-        assert!(period("soon").unwrap_err().contains("immediate, short"));
+        assert!(period("soon").expect_err("refused").contains("immediate, short"));
         assert!("log".parse::<RetentionTypes>().is_err());
     }
 
