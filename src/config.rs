@@ -1,7 +1,13 @@
 //! Layered configuration: embedded defaults (`deploy/agent-bridge.toml`), then the `--config` TOML
 //! file, then `BRIDGE_*` environment variables, then command-line flags.
+//!
+//! [`Config`] is the one declaration of every setting: its serde derive reads the TOML layers, its
+//! clap derive the environment and the flags (each field is the flag `--field-name` and the
+//! variable `BRIDGE_FIELD_NAME`). Adding a setting is one field here plus its default in
+//! `deploy/agent-bridge.toml`. Typed values ([`values`]) are parsed once, wherever they come from.
 
-use std::collections::HashMap;
+mod values;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,316 +17,244 @@ use agent_bridge_actors::auth::jwt::JwtConfig;
 use agent_bridge_actors::auth::keys::KeyDefaults;
 use agent_bridge_actors::auth::{AuthConfig, ClientPattern, Permissions};
 use agent_bridge_actors::room::RoomsConfig;
-use agent_bridge_actors::router::{Durability, Retention, RouterConfig};
-use agent_bridge_actors::ttl_sweeper::{Archive, SweepConfig};
+use agent_bridge_actors::router::{Retention, RouterConfig};
+use agent_bridge_actors::ttl_sweeper::SweepConfig;
 use agent_bridge_actors::session::SessionConfig;
 use agent_bridge_actors::supervisor::Intensity;
 use agent_bridge_actors::BrokerConfig;
-use clap::Args;
+use clap::{ArgAction, ArgMatches, Args, FromArgMatches};
 use serde::{Deserialize, Serialize};
+
+pub use values::{ArchiveTarget, Durability, LogFormat, RetentionPeriod, RetentionTypes};
 
 /// The defaults, embedded so that the binary needs no file.
 pub const DEFAULT_CONFIG: &str = include_str!("../deploy/agent-bridge.toml");
 
-/// Every setting of `agent-bridge serve`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Every setting of `agent-bridge serve`: a key of the TOML file, a flag and a `BRIDGE_*` variable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Args)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    pub bind: String,
-    pub data_dir: String,
-    pub in_memory: bool,
-    pub insecure: bool,
-    pub require_auth: bool,
-    pub guest_permissions: String,
-    pub guest_clients: String,
-    pub jwt_secret: String,
-    pub jwt_public_key_file: String,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
-    pub jwt_leeway_s: u64,
-    pub jwt_default_permissions: String,
-    pub key_rate_limit_per_hour: u64,
-    pub key_burst: u64,
-    pub message_rate_per_s: f64,
-    pub message_burst: u64,
-    pub auth_failures_per_minute: u32,
-    pub max_connections: usize,
-    pub max_connections_per_client: usize,
-    pub cors_origins: String,
-    pub allowed_hosts: String,
-    pub body_timeout_s: f64,
-    pub tls_cert_file: String,
-    pub tls_key_file: String,
-    pub long_poll_max_s: f64,
-    pub enable_fault_injection: bool,
-    pub cluster_nats: String,
-    pub max_frame_bytes: usize,
-    pub max_file_bytes: usize,
-    pub max_rooms_per_client: usize,
-    pub session_queue: usize,
-    pub session_queue_bytes: usize,
-    pub client_queue_bytes: usize,
-    pub max_in_flight: usize,
-    pub heartbeat_interval_s: f64,
-    pub heartbeat_timeout_s: f64,
-    pub seen_window_s: u64,
-    pub shards: usize,
-    pub workers: usize,
-    pub max_restarts: u32,
-    pub restart_window_s: u64,
-    pub exit_on_escalation: bool,
-    pub durability: String,
-    pub flush_interval_ms: u64,
-    pub ack_timeout_s: f64,
-    pub ack_backoff_max_s: f64,
-    pub ack_max_attempts: u32,
-    pub aging_s: f64,
-    pub retention_default: String,
-    pub retention_types: String,
-    pub idempotency_window_s: u64,
-    pub sweep_interval_ms: u64,
-    pub sweep_max_per_pass: usize,
-    pub archive: String,
-    pub log_format: String,
-    pub log_level: String,
-}
-
-/// The same settings as optional flags (each also read from `BRIDGE_<NAME>`).
-#[derive(Debug, Clone, Default, Args, Serialize)]
-pub struct ServeArgs {
-    /// TOML configuration file.
-    #[arg(long, env = "BRIDGE_CONFIG")]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
     /// Address to listen on (default 127.0.0.1:5001; port 0 picks a free port).
     #[arg(long, env = "BRIDGE_BIND")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bind: Option<String>,
+    pub bind: SocketAddr,
     /// Directory of the sled store.
     #[arg(long, env = "BRIDGE_DATA_DIR")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data_dir: Option<String>,
+    pub data_dir: String,
     /// Keep everything in memory; nothing survives a restart.
-    #[arg(long, env = "BRIDGE_IN_MEMORY", num_args = 0..=1, default_missing_value = "true")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub in_memory: Option<bool>,
+    #[arg(long, env = "BRIDGE_IN_MEMORY", num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub in_memory: bool,
     /// Allow binding beyond loopback without authentication.
-    #[arg(long, env = "BRIDGE_INSECURE", num_args = 0..=1, default_missing_value = "true")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub insecure: Option<bool>,
+    #[arg(long, env = "BRIDGE_INSECURE", num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub insecure: bool,
     /// Require authentication on every request.
-    #[arg(long, env = "BRIDGE_REQUIRE_AUTH", num_args = 0..=1, default_missing_value = "true")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub require_auth: Option<bool>,
+    #[arg(long, env = "BRIDGE_REQUIRE_AUTH", num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub require_auth: bool,
     /// Guest mode: permissions of callers without credentials while auth is required (e.g. "read,write"; empty: off).
     #[arg(long, env = "BRIDGE_GUEST_PERMISSIONS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub guest_permissions: Option<String>,
+    pub guest_permissions: String,
     /// Client id patterns guests may act as (comma-separated, `*` suffix wildcard).
     #[arg(long, env = "BRIDGE_GUEST_CLIENTS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub guest_clients: Option<String>,
+    pub guest_clients: String,
     /// HS256 secret for JWT authentication (at least 32 bytes; empty: off).
-    #[arg(long, env = "BRIDGE_JWT_SECRET")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jwt_secret: Option<String>,
+    #[arg(long, env = "BRIDGE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
     /// RS256 public key (PEM file) for JWT authentication (empty: off).
     #[arg(long, env = "BRIDGE_JWT_PUBLIC_KEY_FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jwt_public_key_file: Option<String>,
+    pub jwt_public_key_file: String,
     /// Required JWT `iss` (empty: not checked).
     #[arg(long, env = "BRIDGE_JWT_ISSUER")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jwt_issuer: Option<String>,
+    pub jwt_issuer: String,
     /// Required JWT `aud` (empty: not checked).
     #[arg(long, env = "BRIDGE_JWT_AUDIENCE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jwt_audience: Option<String>,
+    pub jwt_audience: String,
     /// Clock skew allowed on JWT `exp`/`nbf`, in seconds.
     #[arg(long, env = "BRIDGE_JWT_LEEWAY_S")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jwt_leeway_s: Option<u64>,
+    pub jwt_leeway_s: u64,
     /// Permissions of a JWT without a `permissions` claim.
     #[arg(long, env = "BRIDGE_JWT_DEFAULT_PERMISSIONS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jwt_default_permissions: Option<String>,
+    pub jwt_default_permissions: String,
     /// Requests per hour of API keys that set no limit of their own (0: unlimited).
     #[arg(long, env = "BRIDGE_KEY_RATE_LIMIT_PER_HOUR")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_rate_limit_per_hour: Option<u64>,
+    pub key_rate_limit_per_hour: u64,
     /// Burst of API keys that set none of their own.
     #[arg(long, env = "BRIDGE_KEY_BURST")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_burst: Option<u64>,
+    pub key_burst: u64,
     /// Messages per second one connection may send (0: unlimited).
     #[arg(long, env = "BRIDGE_MESSAGE_RATE_PER_S")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message_rate_per_s: Option<f64>,
+    pub message_rate_per_s: f64,
     /// Burst of the per-connection message limit (0: one second's worth).
     #[arg(long, env = "BRIDGE_MESSAGE_BURST")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message_burst: Option<u64>,
+    pub message_burst: u64,
     /// Failed authentications per minute per remote address before it is refused (0: unlimited).
     #[arg(long, env = "BRIDGE_AUTH_FAILURES_PER_MINUTE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth_failures_per_minute: Option<u32>,
+    pub auth_failures_per_minute: u32,
     /// Open WebSocket and SSE connections in all (0: unlimited).
     #[arg(long, env = "BRIDGE_MAX_CONNECTIONS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_connections: Option<usize>,
+    pub max_connections: usize,
     /// Open WebSocket and SSE connections per client id (0: unlimited).
     #[arg(long, env = "BRIDGE_MAX_CONNECTIONS_PER_CLIENT")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_connections_per_client: Option<usize>,
+    pub max_connections_per_client: usize,
     /// Origins allowed for browser requests (comma-separated, `*` for any, empty: none).
     #[arg(long, env = "BRIDGE_CORS_ORIGINS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cors_origins: Option<String>,
+    pub cors_origins: String,
     /// Host names the broker answers to besides loopback names and addresses (comma-separated,
     /// `*` for any): the DNS-rebinding defence. Beyond loopback, empty means no check.
     #[arg(long, env = "BRIDGE_ALLOWED_HOSTS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed_hosts: Option<String>,
+    pub allowed_hosts: String,
     /// Longest time a request body may take to arrive, in seconds (then 408 and the connection closes).
     #[arg(long, env = "BRIDGE_BODY_TIMEOUT_S")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub body_timeout_s: Option<f64>,
+    pub body_timeout_s: f64,
     /// Serve HTTPS/WSS with this PEM certificate chain (with tls_key_file).
     #[arg(long, env = "BRIDGE_TLS_CERT_FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_cert_file: Option<String>,
+    pub tls_cert_file: String,
     /// The PEM private key of tls_cert_file.
     #[arg(long, env = "BRIDGE_TLS_KEY_FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_key_file: Option<String>,
+    pub tls_key_file: String,
     /// Longest `wait` of GET /api/messages, in seconds.
     #[arg(long, env = "BRIDGE_LONG_POLL_MAX_S")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub long_poll_max_s: Option<f64>,
+    pub long_poll_max_s: f64,
     /// Expose POST /admin/fault for recovery tests.
-    #[arg(long, env = "BRIDGE_ENABLE_FAULT_INJECTION", num_args = 0..=1, default_missing_value = "true")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enable_fault_injection: Option<bool>,
+    #[arg(long, env = "BRIDGE_ENABLE_FAULT_INJECTION", num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub enable_fault_injection: bool,
     /// NATS URL for clustering.
     #[arg(long, env = "BRIDGE_CLUSTER_NATS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster_nats: Option<String>,
+    pub cluster_nats: String,
     /// Largest accepted frame or HTTP body in bytes.
     #[arg(long, env = "BRIDGE_MAX_FRAME_BYTES")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_frame_bytes: Option<usize>,
+    pub max_frame_bytes: usize,
     /// Largest file shared in a room, in bytes.
     #[arg(long, env = "BRIDGE_MAX_FILE_BYTES")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_file_bytes: Option<usize>,
+    pub max_file_bytes: usize,
     /// Rooms one client id may create (0: no limit).
     #[arg(long, env = "BRIDGE_MAX_ROOMS_PER_CLIENT")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_rooms_per_client: Option<usize>,
+    pub max_rooms_per_client: usize,
     /// Frames queued per session before it is fed from the store.
     #[arg(long, env = "BRIDGE_SESSION_QUEUE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session_queue: Option<usize>,
+    pub session_queue: usize,
     /// Bytes queued per session before it is fed from the store (persist:false: dropped).
     #[arg(long, env = "BRIDGE_SESSION_QUEUE_BYTES")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session_queue_bytes: Option<usize>,
+    pub session_queue_bytes: usize,
     /// Bytes queued per client across its sessions before they are fed from the store.
     #[arg(long, env = "BRIDGE_CLIENT_QUEUE_BYTES")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_queue_bytes: Option<usize>,
-    /// Sends awaiting their reply per session.
+    pub client_queue_bytes: usize,
+    /// Sends awaiting their `sent` per WebSocket session before the broker stops reading it.
     #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_in_flight: Option<usize>,
+    pub max_in_flight: usize,
     /// Server ping interval in seconds.
     #[arg(long, env = "BRIDGE_HEARTBEAT_INTERVAL_S")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub heartbeat_interval_s: Option<f64>,
+    pub heartbeat_interval_s: f64,
     /// Silence allowed after a ping before closing, in seconds.
     #[arg(long, env = "BRIDGE_HEARTBEAT_TIMEOUT_S")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub heartbeat_timeout_s: Option<f64>,
+    pub heartbeat_timeout_s: f64,
     /// How long a disconnected client still receives `all`, in seconds.
     #[arg(long, env = "BRIDGE_SEEN_WINDOW_S")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seen_window_s: Option<u64>,
+    pub seen_window_s: u64,
     /// Router shards (0: one per CPU).
     #[arg(long, env = "BRIDGE_SHARDS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shards: Option<usize>,
+    pub shards: usize,
     /// HTTP workers (0: one per CPU).
     #[arg(long, env = "BRIDGE_WORKERS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub workers: Option<usize>,
+    pub workers: usize,
     /// Restarts allowed within the window before escalating.
     #[arg(long, env = "BRIDGE_MAX_RESTARTS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_restarts: Option<u32>,
+    pub max_restarts: u32,
     /// The restart-intensity window in seconds.
     #[arg(long, env = "BRIDGE_RESTART_WINDOW_S")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub restart_window_s: Option<u64>,
+    pub restart_window_s: u64,
     /// Exit (code 70) when a critical actor escalates.
-    #[arg(long, env = "BRIDGE_EXIT_ON_ESCALATION", num_args = 0..=1, default_missing_value = "true")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit_on_escalation: Option<bool>,
-    /// "sync" (flush before `sent`) or "async".
+    #[arg(long, env = "BRIDGE_EXIT_ON_ESCALATION", num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub exit_on_escalation: bool,
+    /// When `sent` is answered: sync after the flush to disk (group commit), async at once.
     #[arg(long, env = "BRIDGE_DURABILITY")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub durability: Option<String>,
+    pub durability: Durability,
     /// Background flush interval with async durability.
     #[arg(long, env = "BRIDGE_FLUSH_INTERVAL_MS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub flush_interval_ms: Option<u64>,
+    pub flush_interval_ms: u64,
     /// First redelivery of an unacked message after this many seconds.
     #[arg(long, env = "BRIDGE_ACK_TIMEOUT_S")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ack_timeout_s: Option<f64>,
+    pub ack_timeout_s: f64,
     /// Longest wait between redeliveries.
     #[arg(long, env = "BRIDGE_ACK_BACKOFF_MAX_S")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ack_backoff_max_s: Option<f64>,
+    pub ack_backoff_max_s: f64,
     /// Deliveries before dead-lettering.
     #[arg(long, env = "BRIDGE_ACK_MAX_ATTEMPTS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ack_max_attempts: Option<u32>,
+    pub ack_max_attempts: u32,
     /// A queued message moves up one priority level per this many seconds.
     #[arg(long, env = "BRIDGE_AGING_S")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub aging_s: Option<f64>,
+    pub aging_s: f64,
     /// Default retention: immediate, short, medium, long, permanent or a duration.
     #[arg(long, env = "BRIDGE_RETENTION_DEFAULT")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retention_default: Option<String>,
+    pub retention_default: RetentionPeriod,
     /// Per-type retention: "type=preset,type2=90s".
     #[arg(long, env = "BRIDGE_RETENTION_TYPES")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retention_types: Option<String>,
+    pub retention_types: RetentionTypes,
     /// How long idempotency keys are remembered.
     #[arg(long, env = "BRIDGE_IDEMPOTENCY_WINDOW_S")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub idempotency_window_s: Option<u64>,
+    pub idempotency_window_s: u64,
     /// TTL sweeper pass interval.
     #[arg(long, env = "BRIDGE_SWEEP_INTERVAL_MS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sweep_interval_ms: Option<u64>,
+    pub sweep_interval_ms: u64,
     /// Most messages one sweep pass removes.
     #[arg(long, env = "BRIDGE_SWEEP_MAX_PER_PASS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sweep_max_per_pass: Option<usize>,
+    pub sweep_max_per_pass: usize,
     /// Archive expired messages: "", "store" or "file:PATH".
     #[arg(long, env = "BRIDGE_ARCHIVE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub archive: Option<String>,
-    /// Log format: text or json.
+    pub archive: ArchiveTarget,
+    /// Log format: text for people, json for machines.
     #[arg(long, env = "BRIDGE_LOG_FORMAT")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_format: Option<String>,
+    pub log_format: LogFormat,
     /// Log filter (RUST_LOG syntax; RUST_LOG itself wins when set).
     #[arg(long, env = "BRIDGE_LOG_LEVEL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_level: Option<String>,
+    pub log_level: String,
+}
+
+/// The arguments of `agent-bridge serve` (and `config print`): `--config FILE` and every field of
+/// [`Config`] as an optional flag, kept as clap parsed them to be laid over the file in
+/// [`Config::load`].
+#[derive(Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// The TOML file between the defaults and the environment.
+    pub config: Option<PathBuf>,
+    /// The environment variables and flags given; `None`: none.
+    given: Option<ArgMatches>,
+}
+
+impl ServeArgs {
+    /// Defaults and `file` only: no environment, no flags.
+    pub fn file(file: Option<PathBuf>) -> ServeArgs {
+        ServeArgs { config: file, given: None }
+    }
+}
+
+impl Args for ServeArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let cmd = cmd.arg(
+            clap::Arg::new("config")
+                .long("config")
+                .env("BRIDGE_CONFIG")
+                .value_name("CONFIG")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("TOML configuration file"),
+        );
+        let before: Vec<clap::Id> = cmd.get_arguments().map(|a| a.get_id().clone()).collect();
+        // Every setting has a default, in the embedded file: none is required on the command line.
+        Config::augment_args(cmd).mut_args(|a| if before.contains(a.get_id()) { a } else { a.required(false) })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for ServeArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(ServeArgs { config: matches.get_one::<PathBuf>("config").cloned(), given: Some(matches.clone()) })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
 /// A configuration problem, said plainly.
@@ -334,40 +268,41 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-fn merge(base: &mut toml::Table, over: toml::Table) {
-    for (k, v) in over {
-        base.insert(k, v);
-    }
-}
-
 impl Config {
-    /// Defaults, then the file, then environment and flags (clap has already merged those two).
+    /// Defaults, then the file, then environment and flags (clap has already merged those two,
+    /// a flag winning over its variable); validated.
     pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
-        let mut table: toml::Table = toml::from_str(DEFAULT_CONFIG).expect("embedded defaults are valid TOML");
-        if let Some(path) = &args.config {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-            let file: toml::Table =
-                toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.clone(), source: Box::new(e) })?;
-            for key in file.keys() {
-                if !table.contains_key(key) {
-                    return Err(ConfigError::Invalid(format!("{}: unknown key {key:?}", path.display())));
-                }
-            }
-            merge(&mut table, file);
+        let mut config = Self::from_files(args.config.as_deref())?;
+        if let Some(given) = &args.given {
+            config.update_from_arg_matches(given).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
-        let flags = toml::Table::try_from(args).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        merge(&mut table, flags);
-        let config: Config = table.try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The embedded defaults with `file` over them, not yet validated. A key the defaults do not
+    /// have is refused, and so is a value of the wrong type, naming the key (and the file).
+    pub fn from_files(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = toml::from_str(DEFAULT_CONFIG).expect("embedded defaults are valid TOML");
+        let mut from_file = toml::Table::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            from_file = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), source: Box::new(e) })?;
+            if let Some(key) = from_file.keys().find(|k| !table.contains_key(*k)) {
+                return Err(ConfigError::Invalid(format!("{}: unknown key {key:?}", path.display())));
+            }
+            table.extend(from_file.clone());
+        }
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            let origin = file.filter(|_| from_file.contains_key(&key)).map(|p| format!("{}: ", p.display()));
+            ConfigError::Invalid(format!("{}{key}: {}", origin.unwrap_or_default(), e.inner()))
+        })
     }
 
     /// Checks values and combinations.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if self.bind.parse::<SocketAddr>().is_err() {
-            return bad(format!("bind = {:?} is not an address like 127.0.0.1:5001", self.bind));
-        }
         // Whether a non-loopback bind is allowed depends on the keys in the store too: see
         // `check_exposure`, called once the store is open.
         self.auth_config()?;
@@ -405,16 +340,12 @@ impl Config {
         if self.session_queue_bytes < 65536 || self.client_queue_bytes < self.session_queue_bytes {
             return bad("session_queue_bytes must be at least 65536 and client_queue_bytes at least session_queue_bytes".into());
         }
-        if !(self.heartbeat_interval_s > 0.0 && self.heartbeat_interval_s.is_finite())
-            || !(self.heartbeat_timeout_s > 0.0 && self.heartbeat_timeout_s.is_finite())
-        {
+        let positive = |v: f64| v > 0.0 && v.is_finite();
+        if !positive(self.heartbeat_interval_s) || !positive(self.heartbeat_timeout_s) {
             return bad("heartbeat_interval_s and heartbeat_timeout_s must be positive".into());
         }
         if self.max_restarts == 0 || self.restart_window_s == 0 {
             return bad("max_restarts and restart_window_s must be at least 1".into());
-        }
-        if !matches!(self.durability.as_str(), "sync" | "async") {
-            return bad(format!("durability = {:?}: use \"sync\" or \"async\"", self.durability));
         }
         for (name, v) in [("ack_timeout_s", self.ack_timeout_s), ("ack_backoff_max_s", self.ack_backoff_max_s), ("aging_s", self.aging_s)] {
             if !(v > 0.0 && v.is_finite()) {
@@ -424,18 +355,13 @@ impl Config {
         if self.ack_max_attempts == 0 || self.sweep_max_per_pass == 0 || self.sweep_interval_ms == 0 || self.flush_interval_ms == 0 {
             return bad("ack_max_attempts, sweep_max_per_pass, sweep_interval_ms and flush_interval_ms must be at least 1".into());
         }
-        self.retention()?;
-        self.archive_target()?;
-        if !matches!(self.log_format.as_str(), "text" | "json") {
-            return bad(format!("log_format = {:?}: use \"text\" or \"json\"", self.log_format));
-        }
         Ok(())
     }
 
     /// Refuses to expose an unauthenticated broker beyond loopback unless `insecure` is set.
     /// `auth_required` says whether auth is on (require_auth, JWT, or keys in the store).
     pub fn check_exposure(&self, auth_required: bool) -> Result<(), ConfigError> {
-        let addr = self.bind_addr();
+        let addr = self.bind;
         if addr.ip().is_loopback() || auth_required || self.insecure {
             return Ok(());
         }
@@ -509,36 +435,9 @@ impl Config {
         c
     }
 
-    /// The retention policy (validated).
-    pub fn retention(&self) -> Result<Retention, ConfigError> {
-        let default = parse_retention(&self.retention_default)
-            .map_err(|e| ConfigError::Invalid(format!("retention_default = {:?}: {e}", self.retention_default)))?;
-        let mut by_type = HashMap::new();
-        for pair in self.retention_types.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (t, v) = pair
-                .split_once('=')
-                .ok_or_else(|| ConfigError::Invalid(format!("retention_types: {pair:?} is not type=preset")))?;
-            let d = parse_retention(v.trim()).map_err(|e| ConfigError::Invalid(format!("retention_types: {pair:?}: {e}")))?;
-            by_type.insert(t.trim().to_owned(), d);
-        }
-        Ok(Retention { default, by_type })
-    }
-
-    /// Where expired messages are archived (validated).
-    pub fn archive_target(&self) -> Result<Archive, ConfigError> {
-        match self.archive.as_str() {
-            "" | "none" => Ok(Archive::None),
-            "store" => Ok(Archive::Store),
-            other => match other.strip_prefix("file:") {
-                Some(path) if !path.is_empty() => Ok(Archive::File(PathBuf::from(path))),
-                _ => Err(ConfigError::Invalid(format!("archive = {other:?}: use \"\", \"store\" or \"file:PATH\""))),
-            },
-        }
-    }
-
-    /// The listen address (validated).
-    pub fn bind_addr(&self) -> SocketAddr {
-        self.bind.parse().expect("validated")
+    /// The retention policy.
+    pub fn retention(&self) -> Retention {
+        values::retention(self.retention_default, &self.retention_types)
     }
 
     /// The store directory, or `None` for an in-memory store.
@@ -573,9 +472,9 @@ impl Config {
             router: RouterConfig {
                 seen_window: Duration::from_secs(self.seen_window_s),
                 aging: Duration::from_secs_f64(self.aging_s),
-                retention: self.retention().expect("validated"),
+                retention: self.retention(),
                 idempotency_window: Duration::from_secs(self.idempotency_window_s),
-                durability: if self.durability == "async" { Durability::Async } else { Durability::Sync },
+                durability: self.durability.into(),
                 client_queue_bytes: self.client_queue_bytes,
             },
             ack: AckConfig {
@@ -586,9 +485,9 @@ impl Config {
             sweep: SweepConfig {
                 interval: Duration::from_millis(self.sweep_interval_ms),
                 max_per_pass: self.sweep_max_per_pass,
-                archive: self.archive_target().expect("validated"),
+                archive: self.archive.0.clone(),
                 idempotency_window: Duration::from_secs(self.idempotency_window_s),
-                retention: self.retention().expect("validated"),
+                retention: self.retention(),
             },
             flush_interval: Duration::from_millis(self.flush_interval_ms),
             rooms: RoomsConfig {
@@ -623,92 +522,105 @@ fn is_origin(o: &str) -> bool {
     scheme_ok && !rest.trim_end_matches('/').is_empty() && !rest.trim_end_matches('/').contains(['/', ' ', '?', '#'])
 }
 
-/// A retention preset or duration: `None` is permanent.
-fn parse_retention(v: &str) -> Result<Option<Duration>, String> {
-    let preset = match v {
-        "immediate" => Some(60),
-        "short" => Some(3600),
-        "medium" => Some(24 * 3600),
-        "long" => Some(7 * 24 * 3600),
-        "permanent" => return Ok(None),
-        _ => None,
-    };
-    if let Some(s) = preset {
-        return Ok(Some(Duration::from_secs(s)));
-    }
-    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
-    let n: u64 = num.parse().map_err(|_| "use immediate, short, medium, long, permanent or a duration like 90s".to_owned())?;
-    let mult = match unit {
-        "s" | "" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => return Err(format!("unknown unit {unit:?}: use s, m, h or d")),
-    };
-    Ok(Some(Duration::from_secs(n.saturating_mul(mult).max(1))))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    #[test]
-    fn retention_presets_and_durations() {
-        assert_eq!(parse_retention("short"), Ok(Some(Duration::from_secs(3600))));
-        assert_eq!(parse_retention("permanent"), Ok(None));
-        assert_eq!(parse_retention("90s"), Ok(Some(Duration::from_secs(90))));
-        assert_eq!(parse_retention("2h"), Ok(Some(Duration::from_secs(7200))));
-        assert!(parse_retention("soon").is_err());
-        let args = ServeArgs { retention_types: Some("log=short, audit=permanent".into()), ..ServeArgs::default() };
-        let r = Config::load(&args).expect("load").retention().expect("retention");
-        assert_eq!(r.for_type("log"), Some(Duration::from_secs(3600)));
-        assert_eq!(r.for_type("audit"), None);
-        assert_eq!(r.for_type("other"), Some(Duration::from_secs(86400)));
-        let bad = ServeArgs { retention_types: Some("log".into()), ..ServeArgs::default() };
-        assert!(Config::load(&bad).is_err());
+    /// `serve`'s arguments as clap parses them (the process's own BRIDGE_* variables apply too;
+    /// the test runner sets none).
+    #[derive(Debug, Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn load(argv: &[&str]) -> Result<Config, ConfigError> {
+        let serve = Serve::try_parse_from(std::iter::once("serve").chain(argv.iter().copied())).expect("arguments");
+        Config::load(&serve.args)
+    }
+
+    fn file(text: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write");
+        (dir, path.display().to_string())
     }
 
     #[test]
     fn defaults_load_and_validate() {
-        let c = Config::load(&ServeArgs::default()).expect("defaults");
-        assert_eq!(c.bind, "127.0.0.1:5001");
+        let c = load(&[]).expect("defaults");
+        assert_eq!(c, Config::load(&ServeArgs::default()).expect("defaults"));
+        assert_eq!(c.bind, "127.0.0.1:5001".parse().expect("addr"));
         assert_eq!(c.max_frame_bytes, 1024 * 1024);
+        assert_eq!((c.durability, c.log_format), (Durability::Sync, LogFormat::Text));
+        assert_eq!(c.retention().for_type("any"), Some(Duration::from_secs(86400)));
+    }
+
+    #[test]
+    fn every_key_is_a_flag_and_a_variable_of_its_name() {
+        let cmd = <Serve as clap::CommandFactory>::command();
+        let defaults: toml::Table = toml::from_str(DEFAULT_CONFIG).expect("defaults");
+        for key in defaults.keys() {
+            let arg = cmd.get_arguments().find(|a| a.get_id() == key.as_str()).unwrap_or_else(|| panic!("{key}: no flag"));
+            assert_eq!(arg.get_long(), Some(key.replace('_', "-").as_str()), "{key}");
+            let env = format!("BRIDGE_{}", key.to_ascii_uppercase());
+            assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new(&env)), "{key}");
+            assert!(!arg.is_required_set(), "{key}: the file's default makes the flag optional");
+        }
+        assert_eq!(cmd.get_arguments().count(), defaults.len() + 1, "every flag but --config is a key of the file");
     }
 
     #[test]
     fn flags_override_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "bind = \"127.0.0.1:7000\"\nsession_queue = 7\n").expect("write");
-        let args = ServeArgs { config: Some(path), session_queue: Some(9), ..ServeArgs::default() };
-        let c = Config::load(&args).expect("load");
-        assert_eq!((c.bind.as_str(), c.session_queue), ("127.0.0.1:7000", 9));
+        let (_dir, path) = file("bind = \"127.0.0.1:7000\"\nsession_queue = 7\ndurability = \"async\"\n");
+        let c = load(&["--config", &path, "--session-queue", "9", "--in-memory"]).expect("load");
+        assert_eq!((c.bind.port(), c.session_queue, c.durability, c.in_memory), (7000, 9, Durability::Async, true));
+        let c = load(&["--config", &path, "--durability", "sync", "--in-memory", "false"]).expect("load");
+        assert_eq!((c.session_queue, c.durability, c.in_memory), (7, Durability::Sync, false));
+        let c = load(&["--retention-types", "log=short, audit=permanent", "--archive", "file:/tmp/x"]).expect("load");
+        assert_eq!(c.retention().for_type("log"), Some(Duration::from_secs(3600)));
+        assert_eq!(c.retention().for_type("audit"), None);
+        assert_eq!(c.archive.to_string(), "file:/tmp/x");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let (_dir, path) = file("durability = \"fast\"\n");
+        let err = load(&["--config", &path]).expect_err("refused").to_string();
+        assert!(err.contains(&path) && err.contains("durability: unknown variant `fast`") && err.contains("`sync`"), "{err}");
+        let (_dir, path) = file("retention_types = \"log\"\n");
+        let err = load(&["--config", &path]).expect_err("refused").to_string();
+        assert!(err.contains("retention_types: \"log\" is not type=preset"), "{err}");
+        let (_dir, path) = file("session_queue = \"many\"\n");
+        let err = load(&["--config", &path]).expect_err("refused").to_string();
+        assert!(err.contains("session_queue: invalid type"), "{err}");
+        let err = Serve::try_parse_from(["serve", "--log-format", "xml"]).expect_err("refused").to_string();
+        assert!(err.contains("--log-format") && err.contains("text, json"), "{err}");
+        let err = Serve::try_parse_from(["serve", "--bind", "nowhere"]).expect_err("refused").to_string();
+        assert!(err.contains("--bind"), "{err}");
     }
 
     #[test]
     fn clear_errors() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "bnid = \"x\"\n").expect("write");
-        let err = Config::load(&ServeArgs { config: Some(path), ..ServeArgs::default() }).unwrap_err().to_string();
+        let (_dir, path) = file("bnid = \"x\"\n");
+        let err = load(&["--config", &path]).expect_err("refused").to_string();
         assert!(err.contains("unknown key \"bnid\""), "{err}");
-        let open = Config::load(&ServeArgs { bind: Some("0.0.0.0:5001".into()), ..ServeArgs::default() }).expect("load");
-        let err = open.check_exposure(false).unwrap_err().to_string();
+        let open = load(&["--bind", "0.0.0.0:5001"]).expect("load");
+        let err = open.check_exposure(false).expect_err("refused").to_string();
         assert!(err.contains("--insecure") && err.contains("without authentication"), "{err}");
         assert!(open.check_exposure(true).is_ok(), "with auth on, any bind is fine");
-        let ok = ServeArgs { bind: Some("0.0.0.0:5001".into()), insecure: Some(true), ..ServeArgs::default() };
-        assert!(Config::load(&ok).expect("load").check_exposure(false).is_ok());
-        let loopback = Config::load(&ServeArgs::default()).expect("load");
-        assert!(loopback.check_exposure(false).is_ok());
-        let err = Config::load(&ServeArgs { jwt_secret: Some("short".into()), ..ServeArgs::default() }).unwrap_err().to_string();
+        assert!(load(&["--bind", "0.0.0.0:5001", "--insecure"]).expect("load").check_exposure(false).is_ok());
+        assert!(load(&[]).expect("load").check_exposure(false).is_ok());
+        let err = load(&["--jwt-secret", "short"]).expect_err("refused").to_string();
         assert!(err.contains("32 bytes"), "{err}");
-        let err = Config::load(&ServeArgs { guest_permissions: Some("read,fly".into()), ..ServeArgs::default() }).unwrap_err().to_string();
+        let err = load(&["--guest-permissions", "read,fly"]).expect_err("refused").to_string();
         assert!(err.contains("guest_permissions"), "{err}");
-        let err = Config::load(&ServeArgs { cors_origins: Some("claude.ai".into()), ..ServeArgs::default() }).unwrap_err().to_string();
+        let err = load(&["--cors-origins", "claude.ai"]).expect_err("refused").to_string();
         assert!(err.contains("cors_origins"), "{err}");
-        let secret = ServeArgs { jwt_secret: Some("s".repeat(40)), ..ServeArgs::default() };
-        assert!(!format!("{:?}", Config::load(&secret).expect("load").redacted()).contains(&"s".repeat(40)));
-        let err = Config::load(&ServeArgs { max_frame_bytes: Some(3), ..ServeArgs::default() }).unwrap_err().to_string();
+        let secret = "s".repeat(40);
+        assert!(!format!("{:?}", load(&["--jwt-secret", &secret]).expect("load").redacted()).contains(&secret));
+        let err = load(&["--max-frame-bytes", "3"]).expect_err("refused").to_string();
         assert!(err.contains("max_frame_bytes"), "{err}");
     }
 }

@@ -88,7 +88,7 @@ fn start_auth(config: &Config, broker: &Broker) -> anyhow::Result<Arc<Authentica
     let auth_config = config.auth_config()?;
     let auth = Arc::new(Authenticator::new(broker.store.clone(), auth_config).map_err(|e| anyhow::anyhow!("{e}"))?);
     config.check_exposure(auth.required())?;
-    let addr = config.bind_addr();
+    let addr = config.bind;
     if !auth.required() && !addr.ip().is_loopback() {
         tracing::warn!(
             %addr,

@@ -528,6 +528,60 @@ fn config_token_and_version_commands() {
     assert_eq!((v["name"].clone(), v["version"].clone(), v["protocol"].clone()), (json!("agent-bridge"), json!(env!("CARGO_PKG_VERSION")), json!(1)));
 }
 
+/// `config print` with `args` and `env`: the effective configuration as a TOML table.
+fn printed(args: &[&str], env: &[(&str, &str)]) -> toml::Table {
+    let mut cmd = cli(&[&["config", "print"], args].concat());
+    cmd.envs(env.iter().copied());
+    toml::from_str(&run(cmd, None).ok().stdout).expect("TOML")
+}
+
+/// Each layer wins over the one before: defaults < --config file < BRIDGE_* variable < flag, for a
+/// number, an enum, a retention duration and a switch alike.
+#[test]
+fn each_configuration_layer_wins_over_the_one_before() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("layer.toml");
+    std::fs::write(&file, "session_queue = 11\ndurability = \"async\"\nretention_default = \"2h\"\nin_memory = true\n")
+        .expect("write");
+    let file = file.display().to_string();
+    let keys = ["session_queue", "durability", "retention_default", "in_memory"];
+    let values = |t: &toml::Table| keys.map(|k| t[k].to_string());
+    let defaults = printed(&[], &[]);
+    assert_eq!(values(&defaults), ["4096", "\"sync\"", "\"medium\"", "false"].map(String::from), "the built-in defaults");
+    let from_file = printed(&["--config", &file], &[]);
+    assert_eq!(values(&from_file), ["11", "\"async\"", "\"2h\"", "true"].map(String::from), "the file over the defaults");
+    assert_eq!(from_file["max_in_flight"], defaults["max_in_flight"], "keys the file leaves out keep their default");
+    let env = [("BRIDGE_CONFIG", file.as_str()), ("BRIDGE_SESSION_QUEUE", "22"), ("BRIDGE_DURABILITY", "sync"), ("BRIDGE_RETENTION_DEFAULT", "90m"), ("BRIDGE_IN_MEMORY", "false")];
+    let from_env = printed(&[], &env);
+    assert_eq!(values(&from_env), ["22", "\"sync\"", "\"1h 30m\"", "false"].map(String::from), "the environment over the file");
+    let from_flags = printed(&["--session-queue", "33", "--durability", "async", "--retention-default", "permanent", "--in-memory"], &env);
+    assert_eq!(values(&from_flags), ["33", "\"async\"", "\"permanent\"", "true"].map(String::from), "flags over the environment");
+}
+
+/// A bad enum value is refused with exit 2 wherever it comes from, naming the key and the choices.
+#[test]
+fn a_bad_enum_value_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "durability = \"fast\"\n").expect("write");
+    let file = file.display().to_string();
+    let expect_refusal = |cmd: Command, needles: &[&str]| {
+        let done = run(cmd, None);
+        assert_eq!(done.code, Some(2), "{done:?}");
+        for needle in needles {
+            assert!(done.stderr.contains(needle), "{needle}: {done:?}");
+        }
+    };
+    let from_file = [file.as_str(), "durability: unknown variant `fast`, expected `sync` or `async`"];
+    expect_refusal(cli(&["config", "check", &file]), &from_file);
+    expect_refusal(cli(&["serve", "--in-memory", "--bind", "127.0.0.1:0", "--config", &file]), &from_file);
+    let mut env = cli(&["config", "print"]);
+    env.env("BRIDGE_LOG_FORMAT", "xml");
+    expect_refusal(env, &["'xml'", "--log-format", "text, json"]);
+    expect_refusal(cli(&["serve", "--in-memory", "--archive", "disk"]), &["'disk'", "--archive", "file:PATH"]);
+    expect_refusal(cli(&["config", "print", "--retention-types", "log=soon"]), &["--retention-types", "\"log=soon\""]);
+}
+
 /// Every subcommand's --help has examples, and every argument has help text.
 #[test]
 fn help_has_examples_and_every_argument_is_explained() {

@@ -64,8 +64,7 @@ pub fn config(args: &ConfigArgs) -> ExitCode {
 }
 
 fn check(file: &std::path::Path) -> Result<(), Failure> {
-    let args = ServeArgs { config: Some(file.to_owned()), ..ServeArgs::default() };
-    let c = Config::load(&args).map_err(|e| {
+    let c = Config::load(&ServeArgs::file(Some(file.to_owned()))).map_err(|e| {
         let text = e.to_string();
         let path = file.display().to_string();
         Failure::usage(if text.contains(&path) { text } else { format!("{path}: {text}") })
@@ -120,8 +119,12 @@ fn mint(a: &TokenArgs) -> Result<String, Failure> {
     for p in &a.clients {
         ClientPattern::parse(p).map_err(|e| Failure::usage(e.to_string()))?;
     }
-    let serve = ServeArgs { config: a.config.clone(), jwt_secret: a.jwt_secret.clone(), ..ServeArgs::default() };
-    let c = Config::load(&serve).map_err(|e| Failure::usage(format!("configuration error: {e}")))?;
+    let usage = |e: crate::config::ConfigError| Failure::usage(format!("configuration error: {e}"));
+    let mut c = Config::from_files(a.config.as_deref()).map_err(usage)?;
+    if let Some(secret) = &a.jwt_secret {
+        c.jwt_secret.clone_from(secret);
+    }
+    c.validate().map_err(usage)?;
     if c.jwt_secret.is_empty() {
         return Err(Failure::usage(
             "no jwt_secret: set it in the broker's configuration (--config FILE) or pass --jwt-secret / BRIDGE_JWT_SECRET \

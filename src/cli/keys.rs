@@ -13,7 +13,7 @@ use agent_bridge_actors::auth::Permissions;
 use agent_bridge_actors::store::Store;
 use clap::{Args, Subcommand};
 
-use crate::config::{Config, ServeArgs};
+use crate::config::Config;
 use crate::http::keys::KeyView;
 
 /// `agent-bridge keys ...`.
@@ -86,8 +86,11 @@ pub struct CreateArgs {
 }
 
 fn open(args: &StoreArgs) -> Result<(Store, KeyRegistry), String> {
-    let serve = ServeArgs { config: args.config.clone(), data_dir: args.data_dir.clone(), ..ServeArgs::default() };
-    let config = Config::load(&serve).map_err(|e| e.to_string())?;
+    let mut config = Config::from_files(args.config.as_deref()).map_err(|e| e.to_string())?;
+    if let Some(dir) = &args.data_dir {
+        config.data_dir.clone_from(dir);
+    }
+    config.validate().map_err(|e| e.to_string())?;
     let dir = config.store_dir().ok_or("keys need a data directory, not an in-memory store")?;
     let store = Store::open(Some(&dir), None).map_err(|e| {
         let text = e.to_string();

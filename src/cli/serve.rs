@@ -8,13 +8,13 @@ use agent_bridge_actors::store::Store;
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, ServeArgs};
+use crate::config::{Config, LogFormat, ServeArgs};
 
 fn init_tracing(config: &Config) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    if config.log_format == "json" {
+    if config.log_format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();
@@ -53,7 +53,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
 /// the store can make it acceptable (`Config::check_exposure`).
 fn exposed(config: &Config) -> bool {
     let auth_configured = config.require_auth || !config.jwt_secret.is_empty() || !config.jwt_public_key_file.is_empty();
-    !(config.bind_addr().ip().is_loopback() || config.insecure || auth_configured)
+    !(config.bind.ip().is_loopback() || config.insecure || auth_configured)
 }
 
 /// True when the store holds API keys. Opens the store, and sled keeps it locked for the rest of
@@ -74,7 +74,7 @@ fn serve_inner(config: Config) -> anyhow::Result<i32> {
     if exposed && config.store_dir().is_none_or(|d| !d.exists()) {
         config.check_exposure(false)?;
     }
-    let addr = config.bind_addr();
+    let addr = config.bind;
     let listener = match TcpListener::bind(addr) {
         Ok(l) => l,
         Err(e) => {

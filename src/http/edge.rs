@@ -40,7 +40,7 @@ pub struct HostPolicy {
 impl HostPolicy {
     pub fn new(config: &Config) -> HostPolicy {
         let names = config.allowed_host_list();
-        let open_bind = !config.bind_addr().ip().is_loopback() && names.is_empty();
+        let open_bind = !config.bind.ip().is_loopback() && names.is_empty();
         HostPolicy { any: open_bind || names.iter().any(|n| n == "*"), names }
     }
 
@@ -208,7 +208,7 @@ mod tests {
     use super::*;
 
     fn policy(bind: &str, hosts: &str) -> HostPolicy {
-        let config = Config { bind: bind.into(), allowed_hosts: hosts.into(), ..Config::load(&Default::default()).expect("defaults") };
+        let config = Config { bind: bind.parse().expect("address"), allowed_hosts: hosts.into(), ..Config::load(&Default::default()).expect("defaults") };
         HostPolicy::new(&config)
     }
 

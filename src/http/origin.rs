@@ -201,8 +201,8 @@ mod tests {
     use super::*;
 
     fn policy(list: &str) -> OriginPolicy {
-        let args = crate::config::ServeArgs { cors_origins: Some(list.into()), ..Default::default() };
-        OriginPolicy::new(&Config::load(&args).expect("config"))
+        let config = Config { cors_origins: list.into(), ..Config::from_files(None).expect("defaults") };
+        OriginPolicy::new(&config)
     }
 
     #[test]
