@@ -285,8 +285,10 @@ async fn slow_sse_reader_gets_only_its_budget_handed_over() {
     let grown_mib = rss_kib(server.pid()).saturating_sub(before) / 1024;
     eprintln!("slow SSE reader: {delivered}/{N} delivered, RSS +{grown_mib} MiB");
     assert!(delivered < 25, "{delivered} of {N} counted delivered to a stream that read nothing");
-    // The messages are in the in-memory store (48 MB); the queue in front of the reader is not.
-    assert!(grown_mib < 48 + 72, "RSS grew by {grown_mib} MiB");
+    // The messages are in the in-memory store (48 MB, which sled's log and cache hold about twice);
+    // the queue in front of the reader is not. `delivered` above is the exact check; this one is
+    // a gross bound, as RSS moves with the allocator and the tests running beside this one.
+    assert!(grown_mib < 160, "RSS grew by {grown_mib} MiB");
     // Reading now brings every message, the queued ones fed from the store.
     let mut buf = Vec::new();
     let mut seen = 0;
@@ -335,7 +337,9 @@ async fn huge_frame_header_is_refused_by_its_declared_length() {
     eprintln!("2^40 header: {written} MiB written, RSS +{grown_kib} KiB");
     assert_eq!(close_code(&frames), Some(1009), "close frame; {written} MiB written; frames {:?}", frames.iter().map(|f| f.0).collect::<Vec<_>>());
     assert!(eof, "the connection is closed");
-    assert!(grown_kib < 8 * 1024, "RSS grew by {grown_kib} KiB while {written} MiB were written");
+    // Before the fix the whole 64 MiB was buffered (+118 MB); allocator arenas and the other tests
+    // of this binary running beside it make a few MiB of noise.
+    assert!(grown_kib < 16 * 1024, "RSS grew by {grown_kib} KiB while {written} MiB were written");
 }
 
 /// A text frame that is not UTF-8 closes with 1007 (RFC 6455 §7.4.1), not 1002.
