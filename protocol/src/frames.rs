@@ -174,8 +174,8 @@ pub struct Dropped {
     pub since: Timestamp,
     /// Why: `slow_consumer`.
     pub reason: String,
-    /// The room (or `room/channel`) the messages were sent to; absent for the inbox.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The room (or `room/channel`) the messages were sent to; `null` for the inbox.
+    #[serde(default)]
     pub room: Option<String>,
 }
 

@@ -194,8 +194,12 @@ pub fn server_samples() -> Vec<(ServerFrame, &'static [&'static str])> {
             &["type", "code", "error", "ref", "retry_after"],
         ),
         (
-            ServerFrame::Dropped(Dropped { count: 42, since: time(EXAMPLE_TIME), reason: "slow_consumer".into() }),
-            &["type", "count", "since", "reason"],
+            ServerFrame::Dropped(Dropped { count: 42, since: time(EXAMPLE_TIME), reason: "slow_consumer".into(), room: None }),
+            &["type", "count", "since", "reason", "room"],
+        ),
+        (
+            ServerFrame::Dropped(Dropped { count: 1, since: time(EXAMPLE_TIME), reason: "slow_consumer".into(), room: Some("lab".into()) }),
+            &["type", "count", "since", "reason", "room"],
         ),
     ];
     for status in [ReceiptStatus::Delivered, ReceiptStatus::Acked, ReceiptStatus::Expired, ReceiptStatus::Dead] {
