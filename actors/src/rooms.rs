@@ -15,19 +15,18 @@
 //!
 //! Sent by: sessions and HTTP handlers (through the handle). Supervised by the root.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use agent_bridge_protocol::frames::{CallResult, ErrorBody, Event};
-use agent_bridge_protocol::ids::{validate_room, MAX_ID_LEN};
+use agent_bridge_protocol::ids::validate_room;
 use agent_bridge_protocol::{ClientFrame, Payload, ServerFrame};
 use base64::Engine as _;
 use parking_lot::{Mutex, RwLock};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tracing::info;
@@ -35,12 +34,16 @@ use tracing::info;
 use crate::auth::{may_join_room, Identity, Permission, RoomAccess};
 use crate::delivery::{Envelope, Target};
 use crate::room::{
-    CallReply, Column, JoinLink, Presence, Room, RoomCall, RoomError, RoomOp, RoomSend, RoomState, RoomsConfig, Rule,
+    CallReply, JoinLink, Presence, Room, RoomCall, RoomError, RoomOp, RoomSend, RoomState, RoomsConfig, Rule,
     SessionClosed, Vote,
 };
 use crate::router::Routed;
 use crate::store::Store;
 use crate::supervisor::{contain, ChildHandle, ChildSpec, Decision, Fault, RestartPolicy, Tree};
+
+pub mod calls;
+
+use calls::{Cx, Parsed};
 
 /// Longest question, answer or proposal text, in characters.
 const MAX_TEXT: usize = 64 * 1024;
@@ -398,45 +401,27 @@ fn file_name(name: String) -> Result<String, RoomError> {
     Ok(name)
 }
 
-/// Calls that change nothing (with authentication they need `read`; the others need `write`,
-/// except joining and leaving, which `crate::auth::may_join_room` decides with `read`).
-const READ_ONLY: [&str; 10] = [
-    "room.list",
-    "room.members",
-    "room.history",
-    "question.list",
-    "proposal.get",
-    "proposal.list",
-    "board.list",
-    "file.list",
-    "file.download",
-    "room.join",
-];
-
-/// Refuses a call the credentials do not allow (`forbidden`).
+/// Refuses a call the credentials do not allow (`forbidden`): the permission the table of calls
+/// gives it ([`calls::Access`]); a name not in the table needs `write` (and is then unknown).
 fn permitted(identity: Option<&Identity>, method: &str) -> Result<(), RoomError> {
     let Some(identity) = identity else { return Ok(()) };
-    let needed = if READ_ONLY.contains(&method) || method == "room.leave" { Permission::Read } else { Permission::Write };
+    let needed = calls::find(method).map_or(Permission::Write, |s| s.access.permission());
     identity.require(needed).map_err(|e| RoomError::Forbidden(e.to_string()))
 }
 
-/// Whether a call only reads (so it may be made with `GET /api/call`): the read-only calls but
-/// `room.join`, which changes membership.
+/// Whether a call only reads (so it may be made with `GET /api/call`).
 pub fn changes_nothing(method: &str) -> bool {
-    READ_ONLY.contains(&method) && method != "room.join"
+    calls::find(method).is_some_and(calls::Spec::changes_nothing)
 }
 
-/// What a parsed call does.
-enum Parsed {
-    Create(CreateRoom),
-    List { limit: Option<usize>, cursor: Option<String> },
-    /// A room operation; `download` adds the file's contents to the metadata.
-    Room { stream: String, op: RoomOp, download: bool },
-}
-
-#[derive(Deserialize)]
-struct RoomOnly {
-    room: String,
+/// Builds the operation of a file upload: checks the name and size and hashes the contents.
+fn upload_op(max_file_bytes: usize, name: String, bytes: Vec<u8>) -> Result<RoomOp, RoomError> {
+    let name = file_name(name)?;
+    if bytes.len() > max_file_bytes {
+        return Err(RoomError::TooLarge { size: bytes.len(), limit: max_file_bytes });
+    }
+    let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    Ok(RoomOp::FileUpload { name, sha256, bytes })
 }
 
 impl RoomsHandle {
@@ -479,12 +464,12 @@ impl RoomsHandle {
         })
     }
 
-    /// Runs a room operation and waits for its commit.
-    fn submit(&self, caller: &str, stream: String, op: RoomOp) -> Pending<Value> {
+    /// Runs a room operation of the call `method` and waits for its commit.
+    fn submit(&self, caller: &str, method: &str, stream: String, op: RoomOp) -> Pending<Value> {
         if let RoomOp::Join { link: Some(link), .. } = &op {
             self.joined.lock().entry(link.session_id.clone()).or_default().insert(top(&stream).to_owned());
         }
-        let req = self.dispatch(&stream, RoomCall { caller: caller.to_owned(), stream: stream.clone(), op });
+        let req = self.dispatch(&stream, RoomCall { caller: caller.to_owned(), stream: stream.clone(), op, on_channels: calls::find(method).is_some_and(|s| s.on_channels) });
         Box::pin(async move {
             let reply = req.await?;
             if let Some(durable) = reply.durable {
@@ -499,7 +484,7 @@ impl RoomsHandle {
     /// `identity`: the caller's credentials when authentication is on (checked per method, and
     /// against a private room's allow-list on `room.join` and `room.history`).
     pub fn call(&self, caller: &str, identity: Option<Arc<Identity>>, method: &str, params: &Payload, link: Option<JoinLink>) -> Pending<Value> {
-        let parsed = match permitted(identity.as_deref(), method).and_then(|()| self.parse_call(method, params, link, identity.clone())) {
+        let parsed = match permitted(identity.as_deref(), method).and_then(|()| calls::parse_call(method, params, Cx { config: &self.config, link, identity: identity.clone() })) {
             Ok(p) => p,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
@@ -516,9 +501,9 @@ impl RoomsHandle {
                 })
             }
             Parsed::List { limit, cursor } => self.list(Some(caller.to_owned()), identity, limit, cursor),
-            Parsed::Room { stream, op, download: false } => self.submit(caller, stream, op),
+            Parsed::Room { stream, op, download: false } => self.submit(caller, method, stream, op),
             Parsed::Room { stream, op, download: true } => {
-                let meta = self.submit(caller, stream, op);
+                let meta = self.submit(caller, method, stream, op);
                 let store = self.store.clone();
                 Box::pin(async move {
                     let mut meta = meta.await?;
@@ -548,16 +533,16 @@ impl RoomsHandle {
     /// `room.history` for HTTP clients.
     pub fn history(&self, caller: &str, identity: Option<Arc<Identity>>, room: &str, since: u64, limit: usize) -> Pending<Value> {
         match permitted(identity.as_deref(), "room.history").and_then(|()| stream_name(room)) {
-            Ok(stream) => self.submit(caller, stream, RoomOp::History { since, limit: limit.clamp(1, MAX_HISTORY), identity }),
+            Ok(stream) => self.submit(caller, "room.history", stream, RoomOp::History { since, limit: limit.clamp(1, MAX_HISTORY), identity }),
             Err(e) => Box::pin(async move { Err(e) }),
         }
     }
 
     /// Shares a file given as raw bytes (`PUT /api/rooms/{room}/files/{name}`).
     pub fn upload(&self, caller: &str, identity: Option<Arc<Identity>>, room: &str, name: String, bytes: Vec<u8>) -> Pending<Value> {
-        let op = permitted(identity.as_deref(), "file.upload").and_then(|()| self.upload_op(name, bytes));
+        let op = permitted(identity.as_deref(), "file.upload").and_then(|()| upload_op(self.config.max_file_bytes, name, bytes));
         match op.and_then(|op| Ok((stream_name(room)?, op))) {
-            Ok((stream, op)) => self.submit(caller, stream, op),
+            Ok((stream, op)) => self.submit(caller, "file.upload", stream, op),
             Err(e) => Box::pin(async move { Err(e) }),
         }
     }
@@ -565,7 +550,7 @@ impl RoomsHandle {
     /// A file's metadata and contents by id or name (`GET /api/rooms/{room}/files/{name}`).
     pub fn download(&self, caller: &str, identity: Option<Arc<Identity>>, room: &str, file: String) -> Pending<(Value, Vec<u8>)> {
         let meta = match permitted(identity.as_deref(), "file.download").and_then(|()| stream_name(room)) {
-            Ok(stream) => self.submit(caller, stream, RoomOp::FileMeta { file }),
+            Ok(stream) => self.submit(caller, "file.download", stream, RoomOp::FileMeta { file }),
             Err(e) => return Box::pin(async move { Err(e) }),
         };
         let store = self.store.clone();
@@ -597,14 +582,14 @@ impl RoomsHandle {
                     Ok((stream_name(&j.room)?, RoomOp::Join { role, since: j.since, link: Some(link), identity }))
                 });
                 let fut = match op {
-                    Ok((stream, op)) => self.submit(client_id, stream, op),
+                    Ok((stream, op)) => self.submit(client_id, "room.join", stream, op),
                     Err(e) => return Box::pin(async move { error(e) }),
                 };
                 Box::pin(async move { fut.await.err().and_then(error) })
             }
             ClientFrame::Leave(l) => {
                 let fut = match permitted(identity.as_deref(), "room.leave").and_then(|()| stream_name(&l.room)) {
-                    Ok(stream) => self.submit(client_id, stream, RoomOp::Leave),
+                    Ok(stream) => self.submit(client_id, "room.leave", stream, RoomOp::Leave),
                     Err(e) => return Box::pin(async move { error(e) }),
                 };
                 Box::pin(async move {
@@ -634,205 +619,6 @@ impl RoomsHandle {
             if let Some(addr) = started.get(&room) {
                 addr.do_send(SessionClosed { session_id: session_id.to_owned() });
             }
-        }
-    }
-
-    fn upload_op(&self, name: String, bytes: Vec<u8>) -> Result<RoomOp, RoomError> {
-        let name = file_name(name)?;
-        if bytes.len() > self.config.max_file_bytes {
-            return Err(RoomError::TooLarge { size: bytes.len(), limit: self.config.max_file_bytes });
-        }
-        let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-        Ok(RoomOp::FileUpload { name, sha256, bytes })
-    }
-
-    fn parse_call(&self, method: &str, params: &Payload, link: Option<JoinLink>, identity: Option<Arc<Identity>>) -> Result<Parsed, RoomError> {
-        let room = |p: &Payload| -> Result<String, RoomError> { stream_name(&parse::<RoomOnly>(p)?.room) };
-        let plain = |op: RoomOp| -> Result<Parsed, RoomError> { Ok(Parsed::Room { stream: room(params)?, op, download: false }) };
-        match method {
-            "room.create" => {
-                #[derive(Deserialize)]
-                struct P {
-                    name: String,
-                    topic: Option<String>,
-                    role: Option<String>,
-                    #[serde(default)]
-                    private: bool,
-                    #[serde(default)]
-                    allow: Vec<String>,
-                }
-                let p: P = parse(params)?;
-                if p.name.contains('/') {
-                    return Err(RoomError::InvalidParams("a room name has no '/'; use channel.create for sub-channels".into()));
-                }
-                Ok(Parsed::Create(CreateRoom {
-                    name: stream_name(&p.name)?,
-                    topic: p.topic.map(|t| text("topic", t, MAX_SHORT)).transpose()?,
-                    role: text("role", p.role.unwrap_or_else(|| "coordinator".into()), 64)?,
-                    private: p.private,
-                    allow: p.allow.into_iter().map(|a| text("allow", a, MAX_ID_LEN)).collect::<Result<_, _>>()?,
-                    caller: String::new(), // set by `call`
-                }))
-            }
-            "room.list" => {
-                #[derive(Deserialize)]
-                struct P {
-                    limit: Option<usize>,
-                    cursor: Option<String>,
-                }
-                let p: P = parse(params)?;
-                Ok(Parsed::List { limit: p.limit, cursor: p.cursor })
-            }
-            "room.join" => {
-                #[derive(Deserialize)]
-                struct P {
-                    role: Option<String>,
-                    since: Option<u64>,
-                }
-                let p: P = parse(params)?;
-                plain(RoomOp::Join { role: p.role.map(|r| text("role", r, 64)).transpose()?, since: p.since, link, identity })
-            }
-            "room.leave" => plain(RoomOp::Leave),
-            "room.members" => plain(RoomOp::Members),
-            "room.history" => {
-                #[derive(Deserialize)]
-                struct P {
-                    since: Option<u64>,
-                    limit: Option<usize>,
-                }
-                let p: P = parse(params)?;
-                plain(RoomOp::History { since: p.since.unwrap_or(0), limit: p.limit.unwrap_or(100).clamp(1, MAX_HISTORY), identity })
-            }
-            "channel.create" => {
-                #[derive(Deserialize)]
-                struct P {
-                    name: String,
-                }
-                let p: P = parse(params)?;
-                let parent = room(params)?;
-                if parent.contains('/') {
-                    return Err(RoomError::InvalidParams("channels are created in a room, not in a channel".into()));
-                }
-                stream_name(&format!("{parent}/{}", p.name))?;
-                plain(RoomOp::ChannelCreate { name: p.name })
-            }
-            "question.ask" => {
-                #[derive(Deserialize)]
-                struct P {
-                    text: String,
-                }
-                plain(RoomOp::Ask { text: text("text", parse::<P>(params)?.text, MAX_TEXT)? })
-            }
-            "question.answer" => {
-                #[derive(Deserialize)]
-                struct P {
-                    question_id: String,
-                    text: String,
-                }
-                let p: P = parse(params)?;
-                plain(RoomOp::Answer { question_id: p.question_id, text: text("text", p.text, MAX_TEXT)? })
-            }
-            "question.list" => {
-                #[derive(Deserialize)]
-                struct P {
-                    open: Option<bool>,
-                }
-                plain(RoomOp::Questions { open_only: parse::<P>(params)?.open.unwrap_or(false) })
-            }
-            "proposal.create" => {
-                #[derive(Deserialize)]
-                struct P {
-                    text: String,
-                    rule: String,
-                    quorum: Option<u32>,
-                    weights: Option<BTreeMap<String, f64>>,
-                    deadline_s: Option<f64>,
-                }
-                let p: P = parse(params)?;
-                let rule = rule(&p.rule)?;
-                if rule == Rule::Quorum && p.quorum.is_none_or(|q| q < 1) {
-                    return Err(RoomError::InvalidParams("rule quorum needs quorum: the number of votes (at least 1)".into()));
-                }
-                let weights = p.weights.unwrap_or_default();
-                if weights.values().any(|w| !w.is_finite() || *w < 0.0) {
-                    return Err(RoomError::InvalidParams("weights are finite numbers ≥ 0".into()));
-                }
-                if p.deadline_s.is_some_and(|d| !(d > 0.0 && d <= MAX_DEADLINE_S)) {
-                    return Err(RoomError::InvalidParams("deadline_s is a number of seconds, above 0 and at most 30 days".into()));
-                }
-                plain(RoomOp::Propose { text: text("text", p.text, MAX_TEXT)?, rule, quorum: p.quorum, weights, deadline_s: p.deadline_s })
-            }
-            "proposal.vote" => {
-                #[derive(Deserialize)]
-                struct P {
-                    proposal_id: String,
-                    vote: String,
-                }
-                let p: P = parse(params)?;
-                plain(RoomOp::Vote { proposal_id: p.proposal_id, vote: vote(&p.vote)? })
-            }
-            "proposal.get" | "proposal.list" => {
-                #[derive(Deserialize)]
-                struct P {
-                    proposal_id: Option<String>,
-                }
-                plain(RoomOp::ProposalGet { proposal_id: parse::<P>(params)?.proposal_id })
-            }
-            "board.add" => {
-                #[derive(Deserialize)]
-                struct P {
-                    title: String,
-                    description: Option<String>,
-                    assignee: Option<String>,
-                    column: Option<String>,
-                }
-                let p: P = parse(params)?;
-                plain(RoomOp::BoardAdd {
-                    title: text("title", p.title, MAX_SHORT)?,
-                    description: p.description.map(|d| text("description", d, MAX_TEXT)).transpose()?,
-                    assignee: p.assignee.map(|a| text("assignee", a, MAX_SHORT)).transpose()?,
-                    column: p.column.as_deref().map_or(Ok(Column::Todo), Column::parse)?,
-                })
-            }
-            "board.move" => {
-                #[derive(Deserialize)]
-                struct P {
-                    card_id: String,
-                    column: String,
-                }
-                let p: P = parse(params)?;
-                plain(RoomOp::BoardMove { card_id: p.card_id, column: Column::parse(&p.column)? })
-            }
-            "board.list" => plain(RoomOp::BoardList),
-            "file.upload" => {
-                #[derive(Deserialize)]
-                struct P {
-                    name: String,
-                    content_base64: String,
-                }
-                let p: P = parse(params)?;
-                // The decoded size is known before decoding: refuse oversized files without the work.
-                let approx = p.content_base64.len() / 4 * 3;
-                if approx > self.config.max_file_bytes.saturating_add(3) {
-                    return Err(RoomError::TooLarge { size: approx, limit: self.config.max_file_bytes });
-                }
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(p.content_base64.trim())
-                    .map_err(|e| RoomError::InvalidParams(format!("content_base64: {e}")))?;
-                plain(self.upload_op(p.name, bytes)?)
-            }
-            "file.download" => {
-                #[derive(Deserialize)]
-                struct P {
-                    file_id: Option<String>,
-                    name: Option<String>,
-                }
-                let p: P = parse(params)?;
-                let file = p.file_id.or(p.name).ok_or_else(|| RoomError::InvalidParams("file_id (or name) is required".into()))?;
-                Ok(Parsed::Room { stream: room(params)?, op: RoomOp::FileMeta { file }, download: true })
-            }
-            "file.list" => plain(RoomOp::FileList),
-            other => Err(RoomError::UnknownMethod(other.chars().take(64).collect())),
         }
     }
 }
@@ -886,7 +672,7 @@ mod tests {
     }
 
     fn code(h: &RoomsHandle, method: &str, params: Value) -> &'static str {
-        match h.parse_call(method, &Payload::from_serialize(&params), None, None) {
+        match calls::parse_call(method, &Payload::from_serialize(&params), Cx { config: &h.config, link: None, identity: None }) {
             Ok(_) => "ok",
             Err(e) => e.code(),
         }
@@ -916,7 +702,7 @@ mod tests {
     #[test]
     fn uploads_are_hashed_with_sha256() {
         let h = handle(1 << 20);
-        let Ok(RoomOp::FileUpload { sha256, bytes, .. }) = h.upload_op("a".into(), b"abc".to_vec()) else { panic!("upload op") };
+        let Ok(RoomOp::FileUpload { sha256, bytes, .. }) = upload_op(h.config.max_file_bytes, "a".into(), b"abc".to_vec()) else { panic!("upload op") };
         assert_eq!(sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(bytes, b"abc");
     }
