@@ -696,6 +696,10 @@ mod tests {
         assert_eq!(code(&h, "file.upload", json!({"room": "lab", "name": "../a", "content_base64": "AA=="})), "invalid_params");
         assert_eq!(code(&h, "file.upload", json!({"room": "lab", "name": "a.txt", "content_base64": "AA=="})), "ok");
         assert_eq!(code(&h, "channel.create", json!({"room": "lab/x", "name": "y"})), "invalid_params");
+        assert_eq!(code(&h, "room.topic", json!({"room": "lab", "topic": "t"})), "ok");
+        assert_eq!(code(&h, "room.topic", json!({"room": "lab"})), "ok");
+        assert_eq!(code(&h, "room.topic", json!({"room": "lab", "topic": ""})), "invalid_params");
+        assert_eq!(code(&h, "room.topic", json!({"room": "lab", "topic": "a\nb"})), "invalid_params");
         assert_eq!(code(&h, "agent.spawn", json!({})), "unknown_method");
     }
 
