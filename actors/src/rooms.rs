@@ -22,37 +22,28 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use agent_bridge_protocol::frames::{CallResult, ErrorBody, Event};
-use agent_bridge_protocol::ids::validate_room;
 use agent_bridge_protocol::{ClientFrame, Payload, ServerFrame};
 use base64::Engine as _;
 use parking_lot::{Mutex, RwLock};
-use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tracing::info;
 
 use crate::auth::{may_join_room, Identity, Permission, RoomAccess};
 use crate::delivery::{Envelope, Target};
 use crate::room::{
-    CallReply, JoinLink, Presence, Room, RoomCall, RoomError, RoomOp, RoomSend, RoomState, RoomsConfig, Rule,
-    SessionClosed, Vote,
+    CallReply, JoinLink, Presence, Room, RoomCall, RoomError, RoomOp, RoomSend, RoomState, RoomsConfig,
+    SessionClosed,
 };
 use crate::router::Routed;
 use crate::store::Store;
 use crate::supervisor::{contain, ChildHandle, ChildSpec, Decision, Fault, RestartPolicy, Tree};
 
 pub mod calls;
+mod checks;
 
 use calls::{Cx, Parsed};
+use checks::{stream_name, text, upload_op, MAX_HISTORY};
 
-/// Longest question, answer or proposal text, in characters.
-const MAX_TEXT: usize = 64 * 1024;
-/// Longest title, role, topic or file name, in characters.
-const MAX_SHORT: usize = 1024;
-/// The longest deadline a proposal may have: 30 days.
-const MAX_DEADLINE_S: f64 = 30.0 * 24.0 * 3600.0;
-/// Largest `room.history` page.
-const MAX_HISTORY: usize = 1000;
 /// Rooms per `room.list` page when the caller does not say.
 pub const DEFAULT_ROOM_PAGE: usize = 100;
 /// Largest `room.list` page.
@@ -365,42 +356,6 @@ fn top(stream: &str) -> &str {
     stream.split('/').next().unwrap_or(stream)
 }
 
-fn parse<T: DeserializeOwned>(params: &Payload) -> Result<T, RoomError> {
-    let text = params.json();
-    let text = if text.trim() == "null" { "{}" } else { text };
-    serde_json::from_str(text).map_err(|e| RoomError::InvalidParams(e.to_string()))
-}
-
-fn text(field: &str, value: String, max: usize) -> Result<String, RoomError> {
-    let n = value.chars().count();
-    if n == 0 || n > max || (max == MAX_SHORT && value.chars().any(char::is_control)) {
-        return Err(RoomError::InvalidParams(format!("{field} must be 1 to {max} characters")));
-    }
-    Ok(value)
-}
-
-fn stream_name(room: &str) -> Result<String, RoomError> {
-    validate_room(room).map_err(|e| RoomError::InvalidParams(e.to_string()))?;
-    Ok(room.to_owned())
-}
-
-fn rule(s: &str) -> Result<Rule, RoomError> {
-    serde_json::from_value(json!(s))
-        .map_err(|_| RoomError::InvalidParams(format!("rule {s:?}: use majority, consensus, veto, weighted or quorum")))
-}
-
-fn vote(s: &str) -> Result<Vote, RoomError> {
-    serde_json::from_value(json!(s)).map_err(|_| RoomError::InvalidParams(format!("vote {s:?}: use yes, no, abstain or veto")))
-}
-
-fn file_name(name: String) -> Result<String, RoomError> {
-    let name = text("name", name, 255)?;
-    if name.contains('/') || name.contains('\\') || name.chars().any(char::is_control) || name == "." || name == ".." {
-        return Err(RoomError::InvalidParams("a file name has no slashes or control characters".into()));
-    }
-    Ok(name)
-}
-
 /// Refuses a call the credentials do not allow (`forbidden`): the permission the table of calls
 /// gives it ([`calls::Access`]); a name not in the table needs `write` (and is then unknown).
 fn permitted(identity: Option<&Identity>, method: &str) -> Result<(), RoomError> {
@@ -412,16 +367,6 @@ fn permitted(identity: Option<&Identity>, method: &str) -> Result<(), RoomError>
 /// Whether a call only reads (so it may be made with `GET /api/call`).
 pub fn changes_nothing(method: &str) -> bool {
     calls::find(method).is_some_and(calls::Spec::changes_nothing)
-}
-
-/// Builds the operation of a file upload: checks the name and size and hashes the contents.
-fn upload_op(max_file_bytes: usize, name: String, bytes: Vec<u8>) -> Result<RoomOp, RoomError> {
-    let name = file_name(name)?;
-    if bytes.len() > max_file_bytes {
-        return Err(RoomError::TooLarge { size: bytes.len(), limit: max_file_bytes });
-    }
-    let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-    Ok(RoomOp::FileUpload { name, sha256, bytes })
 }
 
 impl RoomsHandle {
@@ -635,79 +580,4 @@ pub fn result_frame(r#ref: String, res: Result<Value, RoomError>) -> ServerFrame
         Ok(v) => CallResult { r#ref, ok: true, result: Some(Payload::from_serialize(&v)), error: None },
         Err(e) => CallResult { r#ref, ok: false, result: None, error: Some(ErrorBody { code: e.code().into(), error: e.to_string() }) },
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn handle(max_file_bytes: usize) -> RoomsHandle {
-        let store = Store::open(None, None).expect("store");
-        let config = Arc::new(RoomsConfig { max_file_bytes, ..RoomsConfig::default() });
-        // The registry address is never used by `parse_call`; any started actor will do.
-        let sys = actix::System::new();
-        let registry = sys.block_on(async {
-            let tree = Tree::new();
-            let child = tree.register(ChildSpec {
-                name: Rooms::NAME.into(),
-                kind: Rooms::NAME,
-                parent: Tree::ROOT.into(),
-                policy: RestartPolicy::Permanent,
-                intensity: crate::supervisor::Intensity::default(),
-                critical: false,
-            });
-            Rooms {
-                child,
-                tree,
-                store: store.clone(),
-                config: Arc::clone(&config),
-                rooms: HashMap::new(),
-                published: Arc::default(),
-                created: None,
-                failed: false,
-            }
-                .start()
-        });
-        RoomsHandle { registry, started: Arc::default(), joined: Arc::default(), store, config }
-    }
-
-    fn code(h: &RoomsHandle, method: &str, params: Value) -> &'static str {
-        match calls::parse_call(method, &Payload::from_serialize(&params), Cx { config: &h.config, link: None, identity: None }) {
-            Ok(_) => "ok",
-            Err(e) => e.code(),
-        }
-    }
-
-    #[test]
-    fn params_are_checked_before_any_room_sees_them() {
-        let h = handle(10);
-        assert_eq!(code(&h, "room.create", json!({"name": "lab"})), "ok");
-        assert_eq!(code(&h, "room.create", json!({"name": "lab/x"})), "invalid_params");
-        assert_eq!(code(&h, "room.create", json!({"name": "bad name"})), "invalid_params");
-        assert_eq!(code(&h, "room.list", Value::Null), "ok");
-        assert_eq!(code(&h, "board.move", json!({"room": "lab", "card_id": "card-1", "column": "doing"})), "bad_column");
-        assert_eq!(code(&h, "board.add", json!({"room": "lab", "title": ""})), "invalid_params");
-        assert_eq!(code(&h, "proposal.create", json!({"room": "lab", "text": "t", "rule": "quorum", "quorum": 0})), "invalid_params");
-        assert_eq!(code(&h, "proposal.create", json!({"room": "lab", "text": "t", "rule": "weighted", "weights": {"a": -1}})), "invalid_params");
-        assert_eq!(code(&h, "proposal.create", json!({"room": "lab", "text": "t", "rule": "veto", "deadline_s": 0})), "invalid_params");
-        assert_eq!(code(&h, "proposal.vote", json!({"room": "lab", "proposal_id": "p-1", "vote": "maybe"})), "invalid_params");
-        assert_eq!(code(&h, "file.upload", json!({"room": "lab", "name": "a", "content_base64": "AAAAAAAAAAAAAAAA"})), "too_large");
-        assert_eq!(code(&h, "file.upload", json!({"room": "lab", "name": "a", "content_base64": "!!"})), "invalid_params");
-        assert_eq!(code(&h, "file.upload", json!({"room": "lab", "name": "../a", "content_base64": "AA=="})), "invalid_params");
-        assert_eq!(code(&h, "file.upload", json!({"room": "lab", "name": "a.txt", "content_base64": "AA=="})), "ok");
-        assert_eq!(code(&h, "channel.create", json!({"room": "lab/x", "name": "y"})), "invalid_params");
-        assert_eq!(code(&h, "room.topic", json!({"room": "lab", "topic": "t"})), "ok");
-        assert_eq!(code(&h, "room.topic", json!({"room": "lab"})), "ok");
-        assert_eq!(code(&h, "room.topic", json!({"room": "lab", "topic": ""})), "invalid_params");
-        assert_eq!(code(&h, "room.topic", json!({"room": "lab", "topic": "a\nb"})), "invalid_params");
-        assert_eq!(code(&h, "agent.spawn", json!({})), "unknown_method");
-    }
-
-    #[test]
-    fn uploads_are_hashed_with_sha256() {
-        let h = handle(1 << 20);
-        let Ok(RoomOp::FileUpload { sha256, bytes, .. }) = upload_op(h.config.max_file_bytes, "a".into(), b"abc".to_vec()) else { panic!("upload op") };
-        assert_eq!(sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert_eq!(bytes, b"abc");
-    }
 }
