@@ -364,6 +364,7 @@ fn channel(p: ChannelParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
 /// `question.ask`.
 #[derive(Deserialize, ToSchema)]
 pub struct AskParams {
+    /// The room (not a channel).
     pub room: String,
     /// The question (at most 64 KiB of text).
     pub text: String,
@@ -376,7 +377,9 @@ fn ask(p: AskParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
 /// `question.answer`.
 #[derive(Deserialize, ToSchema)]
 pub struct AnswerParams {
+    /// The room (not a channel).
     pub room: String,
+    /// The question (q-1, q-2 …).
     pub question_id: String,
     /// The answer (at most 64 KiB of text).
     pub text: String,
@@ -389,6 +392,7 @@ fn answer(p: AnswerParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
 /// `question.list`.
 #[derive(Deserialize, ToSchema)]
 pub struct QuestionsParams {
+    /// The room (not a channel).
     pub room: String,
     /// Only the questions without an answer.
     pub open: Option<bool>,
@@ -401,6 +405,7 @@ fn questions(p: QuestionsParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
 /// `proposal.create`.
 #[derive(Deserialize, ToSchema)]
 pub struct ProposeParams {
+    /// The room (not a channel).
     pub room: String,
     /// What is proposed.
     pub text: String,
@@ -433,7 +438,9 @@ fn propose(p: ProposeParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
 /// `proposal.vote`.
 #[derive(Deserialize, ToSchema)]
 pub struct VoteParams {
+    /// The room (not a channel).
     pub room: String,
+    /// The proposal (p-1, p-2 …).
     pub proposal_id: String,
     /// yes, no, abstain or veto.
     pub vote: String,
@@ -446,6 +453,7 @@ fn vote_on(p: VoteParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
 /// `proposal.get` and `proposal.list`.
 #[derive(Deserialize, ToSchema)]
 pub struct ProposalParams {
+    /// The room (not a channel).
     pub room: String,
     /// One proposal; without it, all of them.
     pub proposal_id: Option<String>,
@@ -458,9 +466,13 @@ fn proposal(p: ProposalParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
 /// `board.add`.
 #[derive(Deserialize, ToSchema)]
 pub struct CardParams {
+    /// The room (not a channel).
     pub room: String,
+    /// The card's title (1 to 1024 characters).
     pub title: String,
+    /// Details (at most 64 KiB of text).
     pub description: Option<String>,
+    /// Who does it.
     pub assignee: Option<String>,
     /// todo (default), in_progress, review or done.
     pub column: Option<String>,
@@ -479,7 +491,9 @@ fn board_add(p: CardParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
 /// `board.move`.
 #[derive(Deserialize, ToSchema)]
 pub struct MoveParams {
+    /// The room (not a channel).
     pub room: String,
+    /// The card (card-1, card-2 …).
     pub card_id: String,
     /// todo, in_progress, review or done.
     pub column: String,
@@ -496,6 +510,7 @@ fn board_list(p: RoomParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
 /// `file.upload`.
 #[derive(Deserialize, ToSchema)]
 pub struct UploadParams {
+    /// The room (not a channel).
     pub room: String,
     /// The file's name (no slashes).
     pub name: String,
@@ -519,6 +534,7 @@ fn upload(p: UploadParams, cx: Cx<'_>) -> Result<Parsed, RoomError> {
 /// `file.download`.
 #[derive(Deserialize, ToSchema)]
 pub struct DownloadParams {
+    /// The room (not a channel).
     pub room: String,
     /// The file's id (or give name).
     pub file_id: Option<String>,
