@@ -411,6 +411,7 @@ impl RoomsHandle {
 
     /// Runs a room operation of the call `method` and waits for its commit.
     fn submit(&self, caller: &str, method: &str, stream: String, op: RoomOp) -> Pending<Value> {
+        debug_assert!(calls::find(method).is_some(), "{method} is in the table of calls");
         if let RoomOp::Join { link: Some(link), .. } = &op {
             self.joined.lock().entry(link.session_id.clone()).or_default().insert(top(&stream).to_owned());
         }
