@@ -583,10 +583,48 @@ fn a_bad_enum_value_is_refused_naming_the_key() {
 }
 
 /// Every subcommand's --help has examples, and every argument has help text.
+/// `agent-bridge call`: every call of the table from the command line, `room.topic` included
+/// (declared once in the table, with no CLI code of its own), and `--list` prints the table.
+#[test]
+fn the_call_command_makes_the_calls_of_the_table() {
+    let server = Server::start(&[]);
+    let u = url(&server);
+    let listed = run(cli(&["call", "--list", "--json"]), None).ok().json();
+    let topic = listed.as_array().and_then(|l| l.iter().find(|c| c["method"] == "room.topic")).cloned().expect("room.topic listed");
+    assert_eq!((topic["permission"].as_str(), topic["tool"].as_str()), (Some("write"), Some("room_topic")), "{topic}");
+    assert_eq!(topic["params"]["required"], json!(["room"]));
+    let table = run(cli(&["call", "--list"]), None).ok().stdout;
+    assert!(table.contains("room.topic") && table.contains("board.move"), "{table}");
+
+    let call = |args: &[&str]| {
+        let mut all = vec!["call", "--url", &u, "--client-id", "me"];
+        all.extend_from_slice(args);
+        run(cli(&all), None)
+    };
+    call(&["room.create", r#"{"name": "lab", "topic": "release 1.2"}"#]).ok();
+    let set = call(&["room.topic", r#"{"room": "lab", "topic": "release 1.3"}"#, "--json"]).ok().json();
+    assert_eq!(set, json!({"room": "lab", "topic": "release 1.3", "changed": true}));
+    let read = call(&["room.topic", r#"{"room": "lab"}"#, "--json"]).ok().json();
+    assert_eq!(read["topic"], "release 1.3");
+    let listing = call(&["room.list", "--json"]).ok().json();
+    assert_eq!(listing["rooms"][0]["topic"], "release 1.3");
+
+    // A broker refusal names the call (exit 1); a call not in the table or params that are not an
+    // object are usage errors (exit 2) that never reach the broker.
+    let refused = run(cli(&["call", "--url", &u, "--client-id", "stranger", "room.topic", r#"{"room": "lab", "topic": "x"}"#]), None);
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(refused.stderr.contains("room.topic failed") && refused.stderr.contains("not a member"), "{refused:?}");
+    let unknown = call(&["room.rename", "{}"]);
+    assert_eq!(unknown.code, Some(2), "{unknown:?}");
+    assert!(unknown.stderr.contains("call --list"), "{unknown:?}");
+    let not_object = call(&["room.topic", "[1]"]);
+    assert_eq!(not_object.code, Some(2), "{not_object:?}");
+}
+
 #[test]
 fn help_has_examples_and_every_argument_is_explained() {
     let commands: &[&[&str]] = &[
-        &[], &["serve"], &["send"], &["listen"], &["ask"], &["room"], &["status"], &["mcp"], &["keys"], &["token"],
+        &[], &["serve"], &["send"], &["listen"], &["ask"], &["room"], &["call"], &["status"], &["mcp"], &["keys"], &["token"],
         &["version"], &["config", "check"], &["config", "print"], &["config", "generate"],
     ];
     // Nested commands: every argument explained (the examples are on their parent's help).

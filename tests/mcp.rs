@@ -135,6 +135,11 @@ async fn an_mcp_host_session_initialize_list_and_errors() {
     for name in ["send_message", "ask", "broadcast", "read_messages", "join_room", "room_history", "room_members", "status"] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
     }
+    // The room tools come from the table of calls, their schemas from the params' types.
+    let topic = tools.iter().find(|t| t["name"] == "room_topic").expect("room_topic is listed");
+    assert_eq!(topic["inputSchema"]["required"], json!(["room"]), "{topic}");
+    assert!(topic["inputSchema"]["properties"]["topic"]["description"].as_str().is_some_and(|d| d.contains("leave it out")), "{topic}");
+    assert!(names.contains(&"create_room") && names.contains(&"add_card") && names.contains(&"vote"), "{names:?}");
     for t in &tools {
         assert_eq!(t["inputSchema"]["type"], "object", "{t}");
         assert!(t["description"].as_str().is_some_and(|d| !d.is_empty()), "{t}");
@@ -255,6 +260,14 @@ async fn two_mcp_instances_message_each_other_and_ask_gets_its_reply() {
     assert!(members.to_string().contains("agent-b"), "{members}");
     let history = a.tool_ok("room_history", json!({"room": "lab"})).await;
     assert!(history.to_string().contains("hello room"), "{history}");
+    // A tool from the table of calls: room.topic is room_topic, with no MCP code of its own.
+    let set = a.tool_ok("room_topic", json!({"room": "lab", "topic": "shipping"})).await;
+    assert_eq!((set["topic"].as_str(), set["changed"].as_bool()), (Some("shipping"), Some(true)), "{set}");
+    let read = b.tool_ok("room_topic", json!({"room": "lab"})).await;
+    assert_eq!(read["topic"], "shipping");
+    let bad = b.tool("room_topic", json!({"room": "lab", "topic": ""})).await;
+    assert_eq!(bad["isError"], true, "{bad}");
+    assert!(text(&bad).contains("room.topic") && text(&bad).contains("topic must be"), "{bad}");
 }
 
 /// The text of a tool result.

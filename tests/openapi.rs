@@ -47,6 +47,21 @@ async fn every_route_is_described() {
     assert_eq!(wait["schema"]["maximum"], 7.0, "the long-poll limit is this server's");
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["paths"]["/health/live"]["get"]["security"] == serde_json::json!([{}]), "probes are public");
+
+    // The calls of /api/call come from the table of calls: every name, and each params schema.
+    let schemas = &doc["components"]["schemas"];
+    let methods = schemas["CallBody"]["properties"]["method"]["enum"].as_array().expect("the call names");
+    assert!(methods.iter().any(|m| m == "room.topic") && methods.iter().any(|m| m == "file.upload"), "{methods:?}");
+    assert_eq!(schemas["room.topic.params"]["required"], serde_json::json!(["room"]));
+    assert!(schemas["room.topic.params"]["properties"]["topic"].is_object());
+    let get_method = doc["paths"]["/api/call"]["get"]["parameters"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "method"))
+        .expect("method parameter");
+    let read_only = get_method["schema"]["enum"].as_array().expect("the read-only calls");
+    assert!(read_only.iter().any(|m| m == "board.list"), "{read_only:?}");
+    assert!(!read_only.iter().any(|m| m == "room.topic" || m == "room.join"), "GET offers only calls that change nothing: {read_only:?}");
+    assert!(doc["paths"]["/api/call"]["post"]["description"].as_str().is_some_and(|d| d.contains("| `room.topic` | write |")));
 }
 
 #[test]

@@ -79,8 +79,10 @@ const BLOCKS: &[(&str, How)] = &[
          agent-bridge listen --client-id browser --json --auto-ack --cursor-file browser.cursor --count 1   # JSON lines, resumable\n\
          agent-bridge ask --client-id code --to reviewer --timeout 60 'Is this diff ok?'          # prints the reply\n\
          agent-bridge room create lab --client-id me --topic \"release 1.2\"; agent-bridge room join lab --client-id me; agent-bridge room say lab --client-id me hi\n\
-         agent-bridge room history lab --client-id me --json; agent-bridge room members lab --client-id me; agent-bridge status\n",
-        How::Run(&["to browser (queued", "\"type\":\"command\"", "looks good", "created room lab", "room lab as", "to room lab", "MEMBER", "uptime"]),
+         agent-bridge room history lab --client-id me --json; agent-bridge room members lab --client-id me; agent-bridge status\n\
+         agent-bridge call room.topic --client-id me '{\"room\": \"lab\", \"topic\": \"release 1.3\"}'   # any call; agent-bridge call --list lists them\n",
+        How::Run(&["to browser (queued", "\"type\":\"command\"", "looks good", "created room lab", "room lab as", "to room lab", "MEMBER", "uptime",
+                   "\"topic\": \"release 1.3\""]),
     ),
     (
         "agent-bridge listen --client-id reviewer --json --types question | while read -r m; do\n  \

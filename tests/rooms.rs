@@ -713,6 +713,7 @@ async fn private_rooms_and_permissions_follow_the_credentials() {
     reader.ok("room.history", json!({"room": "open"})).await;
     assert_eq!(reader.err("question.ask", json!({"room": "open", "text": "?"})).await, "forbidden");
     assert_eq!(reader.err("room.create", json!({"name": "mine"})).await, "forbidden");
+    assert_eq!(reader.err("room.topic", json!({"room": "open"})).await, "forbidden", "room.topic needs write");
 
     // Over HTTP the credentials decide the same way.
     let post = |token: String, body: Value| {
@@ -870,4 +871,51 @@ async fn room_listings_are_paged() {
     assert_eq!((one["count"].as_u64(), one["next_cursor"].as_str()), (Some(1), Some("r000")));
     let (_, admin) = server.get("/admin/rooms?limit=10&cursor=r125").await;
     assert_eq!(names(&admin), ["r126", "r127", "r128", "r129"]);
+}
+
+/// `room.topic`, the call added to show the table of calls: declared once, it is reachable over
+/// WebSocket and `POST /api/call`, needs `write` (so `GET /api/call` refuses it), belongs to the
+/// room (not its channels), tells the members, and lasts.
+#[tokio::test]
+async fn room_topic_is_one_call_over_websocket_and_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_on(&dir, &[]);
+    let mut lead = Agent::connect(&server, "lead").await;
+    let mut dev = Agent::connect(&server, "dev").await;
+    lead.ok("room.create", json!({"name": "lab", "topic": "release 1.2"})).await;
+    lead.ok("channel.create", json!({"room": "lab", "name": "night"})).await;
+    lead.join("lab", None, None).await;
+    assert_eq!(dev.err("room.topic", json!({"room": "lab"})).await, "not_member");
+    dev.join("lab", None, None).await;
+
+    let read = dev.ok("room.topic", json!({"room": "lab"})).await;
+    assert_eq!(read, json!({"room": "lab", "topic": "release 1.2", "changed": false}));
+    let set = dev.ok("room.topic", json!({"room": "lab", "topic": "release 1.3"})).await;
+    assert_eq!((set["topic"].as_str(), set["changed"].as_bool()), (Some("release 1.3"), Some(true)));
+    let told = lead.event("topic_changed").await;
+    assert_eq!(told, json!({"room": "lab", "topic": "release 1.3", "by": "dev"}));
+    assert_eq!(dev.ok("room.topic", json!({"room": "lab", "topic": "release 1.3"})).await["changed"], false);
+    assert_eq!(dev.err("room.topic", json!({"room": "lab", "topic": ""})).await, "invalid_params");
+    assert_eq!(dev.err("room.topic", json!({"room": "lab", "topic": 7})).await, "invalid_params");
+    assert_eq!(dev.err("room.topic", json!({"topic": "x"})).await, "invalid_params");
+    assert_eq!(dev.err("room.topic", json!({"room": "lab/night", "topic": "x"})).await, "invalid_params");
+    assert_eq!(dev.err("room.topic", json!({"room": "nowhere", "topic": "x"})).await, "unknown_room");
+
+    // Over HTTP: POST sets and reads; GET is refused, as for every call that changes state.
+    let (s, v) = server.post("/api/call", &json!({"method": "room.topic", "from": "lead", "params": {"room": "lab", "topic": "frozen"}})).await;
+    assert_eq!((s, v["ok"].as_bool(), v["result"]["topic"].as_str()), (200, Some(true), Some("frozen")), "{v}");
+    assert_eq!(dev.event_where("topic_changed", |d| d["by"] == "lead").await["topic"], "frozen");
+    let (s, v) = server.post("/api/call", &json!({"method": "room.topic", "from": "stranger", "params": {"room": "lab", "topic": "mine"}})).await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("not_member")), "{v}");
+    let (s, v) = server.get("/api/call?method=room.topic&from=lead&params=%7B%22room%22%3A%22lab%22%7D").await;
+    assert_eq!((s, v["code"].as_str()), (405, Some("method_not_allowed")), "{v}");
+
+    // The topic is the room's: listed, and kept across a restart.
+    let (_, rooms) = server.get("/admin/rooms").await;
+    assert_eq!(rooms["rooms"][0]["topic"], "frozen");
+    drop((lead, dev));
+    drop(server);
+    let server = start_on(&dir, &[]);
+    let (s, v) = server.post("/api/call", &json!({"method": "room.topic", "from": "dev", "params": {"room": "lab"}})).await;
+    assert_eq!((s, v["result"]["topic"].as_str()), (200, Some("frozen")), "{v}");
 }

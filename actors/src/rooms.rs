@@ -15,41 +15,35 @@
 //!
 //! Sent by: sessions and HTTP handlers (through the handle). Supervised by the root.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use agent_bridge_protocol::frames::{CallResult, ErrorBody, Event};
-use agent_bridge_protocol::ids::{validate_room, MAX_ID_LEN};
 use agent_bridge_protocol::{ClientFrame, Payload, ServerFrame};
 use base64::Engine as _;
 use parking_lot::{Mutex, RwLock};
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tracing::info;
 
 use crate::auth::{may_join_room, Identity, Permission, RoomAccess};
 use crate::delivery::{Envelope, Target};
 use crate::room::{
-    CallReply, Column, JoinLink, Presence, Room, RoomCall, RoomError, RoomOp, RoomSend, RoomState, RoomsConfig, Rule,
-    SessionClosed, Vote,
+    CallReply, JoinLink, Presence, Room, RoomCall, RoomError, RoomOp, RoomSend, RoomState, RoomsConfig,
+    SessionClosed,
 };
 use crate::router::Routed;
 use crate::store::Store;
 use crate::supervisor::{contain, ChildHandle, ChildSpec, Decision, Fault, RestartPolicy, Tree};
 
-/// Longest question, answer or proposal text, in characters.
-const MAX_TEXT: usize = 64 * 1024;
-/// Longest title, role, topic or file name, in characters.
-const MAX_SHORT: usize = 1024;
-/// The longest deadline a proposal may have: 30 days.
-const MAX_DEADLINE_S: f64 = 30.0 * 24.0 * 3600.0;
-/// Largest `room.history` page.
-const MAX_HISTORY: usize = 1000;
+pub mod calls;
+mod checks;
+
+use calls::{Cx, Parsed};
+use checks::{stream_name, text, upload_op, MAX_HISTORY};
+
 /// Rooms per `room.list` page when the caller does not say.
 pub const DEFAULT_ROOM_PAGE: usize = 100;
 /// Largest `room.list` page.
@@ -362,81 +356,17 @@ fn top(stream: &str) -> &str {
     stream.split('/').next().unwrap_or(stream)
 }
 
-fn parse<T: DeserializeOwned>(params: &Payload) -> Result<T, RoomError> {
-    let text = params.json();
-    let text = if text.trim() == "null" { "{}" } else { text };
-    serde_json::from_str(text).map_err(|e| RoomError::InvalidParams(e.to_string()))
-}
-
-fn text(field: &str, value: String, max: usize) -> Result<String, RoomError> {
-    let n = value.chars().count();
-    if n == 0 || n > max || (max == MAX_SHORT && value.chars().any(char::is_control)) {
-        return Err(RoomError::InvalidParams(format!("{field} must be 1 to {max} characters")));
-    }
-    Ok(value)
-}
-
-fn stream_name(room: &str) -> Result<String, RoomError> {
-    validate_room(room).map_err(|e| RoomError::InvalidParams(e.to_string()))?;
-    Ok(room.to_owned())
-}
-
-fn rule(s: &str) -> Result<Rule, RoomError> {
-    serde_json::from_value(json!(s))
-        .map_err(|_| RoomError::InvalidParams(format!("rule {s:?}: use majority, consensus, veto, weighted or quorum")))
-}
-
-fn vote(s: &str) -> Result<Vote, RoomError> {
-    serde_json::from_value(json!(s)).map_err(|_| RoomError::InvalidParams(format!("vote {s:?}: use yes, no, abstain or veto")))
-}
-
-fn file_name(name: String) -> Result<String, RoomError> {
-    let name = text("name", name, 255)?;
-    if name.contains('/') || name.contains('\\') || name.chars().any(char::is_control) || name == "." || name == ".." {
-        return Err(RoomError::InvalidParams("a file name has no slashes or control characters".into()));
-    }
-    Ok(name)
-}
-
-/// Calls that change nothing (with authentication they need `read`; the others need `write`,
-/// except joining and leaving, which `crate::auth::may_join_room` decides with `read`).
-const READ_ONLY: [&str; 10] = [
-    "room.list",
-    "room.members",
-    "room.history",
-    "question.list",
-    "proposal.get",
-    "proposal.list",
-    "board.list",
-    "file.list",
-    "file.download",
-    "room.join",
-];
-
-/// Refuses a call the credentials do not allow (`forbidden`).
+/// Refuses a call the credentials do not allow (`forbidden`): the permission the table of calls
+/// gives it ([`calls::Access`]); a name not in the table needs `write` (and is then unknown).
 fn permitted(identity: Option<&Identity>, method: &str) -> Result<(), RoomError> {
     let Some(identity) = identity else { return Ok(()) };
-    let needed = if READ_ONLY.contains(&method) || method == "room.leave" { Permission::Read } else { Permission::Write };
+    let needed = calls::find(method).map_or(Permission::Write, |s| s.access.permission());
     identity.require(needed).map_err(|e| RoomError::Forbidden(e.to_string()))
 }
 
-/// Whether a call only reads (so it may be made with `GET /api/call`): the read-only calls but
-/// `room.join`, which changes membership.
+/// Whether a call only reads (so it may be made with `GET /api/call`).
 pub fn changes_nothing(method: &str) -> bool {
-    READ_ONLY.contains(&method) && method != "room.join"
-}
-
-/// What a parsed call does.
-enum Parsed {
-    Create(CreateRoom),
-    List { limit: Option<usize>, cursor: Option<String> },
-    /// A room operation; `download` adds the file's contents to the metadata.
-    Room { stream: String, op: RoomOp, download: bool },
-}
-
-#[derive(Deserialize)]
-struct RoomOnly {
-    room: String,
+    calls::find(method).is_some_and(calls::Spec::changes_nothing)
 }
 
 impl RoomsHandle {
@@ -479,12 +409,13 @@ impl RoomsHandle {
         })
     }
 
-    /// Runs a room operation and waits for its commit.
-    fn submit(&self, caller: &str, stream: String, op: RoomOp) -> Pending<Value> {
+    /// Runs a room operation of the call `method` and waits for its commit.
+    fn submit(&self, caller: &str, method: &str, stream: String, op: RoomOp) -> Pending<Value> {
+        debug_assert!(calls::find(method).is_some(), "{method} is in the table of calls");
         if let RoomOp::Join { link: Some(link), .. } = &op {
             self.joined.lock().entry(link.session_id.clone()).or_default().insert(top(&stream).to_owned());
         }
-        let req = self.dispatch(&stream, RoomCall { caller: caller.to_owned(), stream: stream.clone(), op });
+        let req = self.dispatch(&stream, RoomCall { caller: caller.to_owned(), stream: stream.clone(), op, on_channels: calls::find(method).is_some_and(|s| s.on_channels) });
         Box::pin(async move {
             let reply = req.await?;
             if let Some(durable) = reply.durable {
@@ -499,7 +430,7 @@ impl RoomsHandle {
     /// `identity`: the caller's credentials when authentication is on (checked per method, and
     /// against a private room's allow-list on `room.join` and `room.history`).
     pub fn call(&self, caller: &str, identity: Option<Arc<Identity>>, method: &str, params: &Payload, link: Option<JoinLink>) -> Pending<Value> {
-        let parsed = match permitted(identity.as_deref(), method).and_then(|()| self.parse_call(method, params, link, identity.clone())) {
+        let parsed = match permitted(identity.as_deref(), method).and_then(|()| calls::parse_call(method, params, Cx { config: &self.config, link, identity: identity.clone() })) {
             Ok(p) => p,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
@@ -516,9 +447,9 @@ impl RoomsHandle {
                 })
             }
             Parsed::List { limit, cursor } => self.list(Some(caller.to_owned()), identity, limit, cursor),
-            Parsed::Room { stream, op, download: false } => self.submit(caller, stream, op),
+            Parsed::Room { stream, op, download: false } => self.submit(caller, method, stream, op),
             Parsed::Room { stream, op, download: true } => {
-                let meta = self.submit(caller, stream, op);
+                let meta = self.submit(caller, method, stream, op);
                 let store = self.store.clone();
                 Box::pin(async move {
                     let mut meta = meta.await?;
@@ -548,16 +479,16 @@ impl RoomsHandle {
     /// `room.history` for HTTP clients.
     pub fn history(&self, caller: &str, identity: Option<Arc<Identity>>, room: &str, since: u64, limit: usize) -> Pending<Value> {
         match permitted(identity.as_deref(), "room.history").and_then(|()| stream_name(room)) {
-            Ok(stream) => self.submit(caller, stream, RoomOp::History { since, limit: limit.clamp(1, MAX_HISTORY), identity }),
+            Ok(stream) => self.submit(caller, "room.history", stream, RoomOp::History { since, limit: limit.clamp(1, MAX_HISTORY), identity }),
             Err(e) => Box::pin(async move { Err(e) }),
         }
     }
 
     /// Shares a file given as raw bytes (`PUT /api/rooms/{room}/files/{name}`).
     pub fn upload(&self, caller: &str, identity: Option<Arc<Identity>>, room: &str, name: String, bytes: Vec<u8>) -> Pending<Value> {
-        let op = permitted(identity.as_deref(), "file.upload").and_then(|()| self.upload_op(name, bytes));
+        let op = permitted(identity.as_deref(), "file.upload").and_then(|()| upload_op(self.config.max_file_bytes, name, bytes));
         match op.and_then(|op| Ok((stream_name(room)?, op))) {
-            Ok((stream, op)) => self.submit(caller, stream, op),
+            Ok((stream, op)) => self.submit(caller, "file.upload", stream, op),
             Err(e) => Box::pin(async move { Err(e) }),
         }
     }
@@ -565,7 +496,7 @@ impl RoomsHandle {
     /// A file's metadata and contents by id or name (`GET /api/rooms/{room}/files/{name}`).
     pub fn download(&self, caller: &str, identity: Option<Arc<Identity>>, room: &str, file: String) -> Pending<(Value, Vec<u8>)> {
         let meta = match permitted(identity.as_deref(), "file.download").and_then(|()| stream_name(room)) {
-            Ok(stream) => self.submit(caller, stream, RoomOp::FileMeta { file }),
+            Ok(stream) => self.submit(caller, "file.download", stream, RoomOp::FileMeta { file }),
             Err(e) => return Box::pin(async move { Err(e) }),
         };
         let store = self.store.clone();
@@ -597,14 +528,14 @@ impl RoomsHandle {
                     Ok((stream_name(&j.room)?, RoomOp::Join { role, since: j.since, link: Some(link), identity }))
                 });
                 let fut = match op {
-                    Ok((stream, op)) => self.submit(client_id, stream, op),
+                    Ok((stream, op)) => self.submit(client_id, "room.join", stream, op),
                     Err(e) => return Box::pin(async move { error(e) }),
                 };
                 Box::pin(async move { fut.await.err().and_then(error) })
             }
             ClientFrame::Leave(l) => {
                 let fut = match permitted(identity.as_deref(), "room.leave").and_then(|()| stream_name(&l.room)) {
-                    Ok(stream) => self.submit(client_id, stream, RoomOp::Leave),
+                    Ok(stream) => self.submit(client_id, "room.leave", stream, RoomOp::Leave),
                     Err(e) => return Box::pin(async move { error(e) }),
                 };
                 Box::pin(async move {
@@ -636,205 +567,6 @@ impl RoomsHandle {
             }
         }
     }
-
-    fn upload_op(&self, name: String, bytes: Vec<u8>) -> Result<RoomOp, RoomError> {
-        let name = file_name(name)?;
-        if bytes.len() > self.config.max_file_bytes {
-            return Err(RoomError::TooLarge { size: bytes.len(), limit: self.config.max_file_bytes });
-        }
-        let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-        Ok(RoomOp::FileUpload { name, sha256, bytes })
-    }
-
-    fn parse_call(&self, method: &str, params: &Payload, link: Option<JoinLink>, identity: Option<Arc<Identity>>) -> Result<Parsed, RoomError> {
-        let room = |p: &Payload| -> Result<String, RoomError> { stream_name(&parse::<RoomOnly>(p)?.room) };
-        let plain = |op: RoomOp| -> Result<Parsed, RoomError> { Ok(Parsed::Room { stream: room(params)?, op, download: false }) };
-        match method {
-            "room.create" => {
-                #[derive(Deserialize)]
-                struct P {
-                    name: String,
-                    topic: Option<String>,
-                    role: Option<String>,
-                    #[serde(default)]
-                    private: bool,
-                    #[serde(default)]
-                    allow: Vec<String>,
-                }
-                let p: P = parse(params)?;
-                if p.name.contains('/') {
-                    return Err(RoomError::InvalidParams("a room name has no '/'; use channel.create for sub-channels".into()));
-                }
-                Ok(Parsed::Create(CreateRoom {
-                    name: stream_name(&p.name)?,
-                    topic: p.topic.map(|t| text("topic", t, MAX_SHORT)).transpose()?,
-                    role: text("role", p.role.unwrap_or_else(|| "coordinator".into()), 64)?,
-                    private: p.private,
-                    allow: p.allow.into_iter().map(|a| text("allow", a, MAX_ID_LEN)).collect::<Result<_, _>>()?,
-                    caller: String::new(), // set by `call`
-                }))
-            }
-            "room.list" => {
-                #[derive(Deserialize)]
-                struct P {
-                    limit: Option<usize>,
-                    cursor: Option<String>,
-                }
-                let p: P = parse(params)?;
-                Ok(Parsed::List { limit: p.limit, cursor: p.cursor })
-            }
-            "room.join" => {
-                #[derive(Deserialize)]
-                struct P {
-                    role: Option<String>,
-                    since: Option<u64>,
-                }
-                let p: P = parse(params)?;
-                plain(RoomOp::Join { role: p.role.map(|r| text("role", r, 64)).transpose()?, since: p.since, link, identity })
-            }
-            "room.leave" => plain(RoomOp::Leave),
-            "room.members" => plain(RoomOp::Members),
-            "room.history" => {
-                #[derive(Deserialize)]
-                struct P {
-                    since: Option<u64>,
-                    limit: Option<usize>,
-                }
-                let p: P = parse(params)?;
-                plain(RoomOp::History { since: p.since.unwrap_or(0), limit: p.limit.unwrap_or(100).clamp(1, MAX_HISTORY), identity })
-            }
-            "channel.create" => {
-                #[derive(Deserialize)]
-                struct P {
-                    name: String,
-                }
-                let p: P = parse(params)?;
-                let parent = room(params)?;
-                if parent.contains('/') {
-                    return Err(RoomError::InvalidParams("channels are created in a room, not in a channel".into()));
-                }
-                stream_name(&format!("{parent}/{}", p.name))?;
-                plain(RoomOp::ChannelCreate { name: p.name })
-            }
-            "question.ask" => {
-                #[derive(Deserialize)]
-                struct P {
-                    text: String,
-                }
-                plain(RoomOp::Ask { text: text("text", parse::<P>(params)?.text, MAX_TEXT)? })
-            }
-            "question.answer" => {
-                #[derive(Deserialize)]
-                struct P {
-                    question_id: String,
-                    text: String,
-                }
-                let p: P = parse(params)?;
-                plain(RoomOp::Answer { question_id: p.question_id, text: text("text", p.text, MAX_TEXT)? })
-            }
-            "question.list" => {
-                #[derive(Deserialize)]
-                struct P {
-                    open: Option<bool>,
-                }
-                plain(RoomOp::Questions { open_only: parse::<P>(params)?.open.unwrap_or(false) })
-            }
-            "proposal.create" => {
-                #[derive(Deserialize)]
-                struct P {
-                    text: String,
-                    rule: String,
-                    quorum: Option<u32>,
-                    weights: Option<BTreeMap<String, f64>>,
-                    deadline_s: Option<f64>,
-                }
-                let p: P = parse(params)?;
-                let rule = rule(&p.rule)?;
-                if rule == Rule::Quorum && p.quorum.is_none_or(|q| q < 1) {
-                    return Err(RoomError::InvalidParams("rule quorum needs quorum: the number of votes (at least 1)".into()));
-                }
-                let weights = p.weights.unwrap_or_default();
-                if weights.values().any(|w| !w.is_finite() || *w < 0.0) {
-                    return Err(RoomError::InvalidParams("weights are finite numbers ≥ 0".into()));
-                }
-                if p.deadline_s.is_some_and(|d| !(d > 0.0 && d <= MAX_DEADLINE_S)) {
-                    return Err(RoomError::InvalidParams("deadline_s is a number of seconds, above 0 and at most 30 days".into()));
-                }
-                plain(RoomOp::Propose { text: text("text", p.text, MAX_TEXT)?, rule, quorum: p.quorum, weights, deadline_s: p.deadline_s })
-            }
-            "proposal.vote" => {
-                #[derive(Deserialize)]
-                struct P {
-                    proposal_id: String,
-                    vote: String,
-                }
-                let p: P = parse(params)?;
-                plain(RoomOp::Vote { proposal_id: p.proposal_id, vote: vote(&p.vote)? })
-            }
-            "proposal.get" | "proposal.list" => {
-                #[derive(Deserialize)]
-                struct P {
-                    proposal_id: Option<String>,
-                }
-                plain(RoomOp::ProposalGet { proposal_id: parse::<P>(params)?.proposal_id })
-            }
-            "board.add" => {
-                #[derive(Deserialize)]
-                struct P {
-                    title: String,
-                    description: Option<String>,
-                    assignee: Option<String>,
-                    column: Option<String>,
-                }
-                let p: P = parse(params)?;
-                plain(RoomOp::BoardAdd {
-                    title: text("title", p.title, MAX_SHORT)?,
-                    description: p.description.map(|d| text("description", d, MAX_TEXT)).transpose()?,
-                    assignee: p.assignee.map(|a| text("assignee", a, MAX_SHORT)).transpose()?,
-                    column: p.column.as_deref().map_or(Ok(Column::Todo), Column::parse)?,
-                })
-            }
-            "board.move" => {
-                #[derive(Deserialize)]
-                struct P {
-                    card_id: String,
-                    column: String,
-                }
-                let p: P = parse(params)?;
-                plain(RoomOp::BoardMove { card_id: p.card_id, column: Column::parse(&p.column)? })
-            }
-            "board.list" => plain(RoomOp::BoardList),
-            "file.upload" => {
-                #[derive(Deserialize)]
-                struct P {
-                    name: String,
-                    content_base64: String,
-                }
-                let p: P = parse(params)?;
-                // The decoded size is known before decoding: refuse oversized files without the work.
-                let approx = p.content_base64.len() / 4 * 3;
-                if approx > self.config.max_file_bytes.saturating_add(3) {
-                    return Err(RoomError::TooLarge { size: approx, limit: self.config.max_file_bytes });
-                }
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(p.content_base64.trim())
-                    .map_err(|e| RoomError::InvalidParams(format!("content_base64: {e}")))?;
-                plain(self.upload_op(p.name, bytes)?)
-            }
-            "file.download" => {
-                #[derive(Deserialize)]
-                struct P {
-                    file_id: Option<String>,
-                    name: Option<String>,
-                }
-                let p: P = parse(params)?;
-                let file = p.file_id.or(p.name).ok_or_else(|| RoomError::InvalidParams("file_id (or name) is required".into()))?;
-                Ok(Parsed::Room { stream: room(params)?, op: RoomOp::FileMeta { file }, download: true })
-            }
-            "file.list" => plain(RoomOp::FileList),
-            other => Err(RoomError::UnknownMethod(other.chars().take(64).collect())),
-        }
-    }
 }
 
 /// The contents of a file whose metadata a room returned.
@@ -849,75 +581,4 @@ pub fn result_frame(r#ref: String, res: Result<Value, RoomError>) -> ServerFrame
         Ok(v) => CallResult { r#ref, ok: true, result: Some(Payload::from_serialize(&v)), error: None },
         Err(e) => CallResult { r#ref, ok: false, result: None, error: Some(ErrorBody { code: e.code().into(), error: e.to_string() }) },
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn handle(max_file_bytes: usize) -> RoomsHandle {
-        let store = Store::open(None, None).expect("store");
-        let config = Arc::new(RoomsConfig { max_file_bytes, ..RoomsConfig::default() });
-        // The registry address is never used by `parse_call`; any started actor will do.
-        let sys = actix::System::new();
-        let registry = sys.block_on(async {
-            let tree = Tree::new();
-            let child = tree.register(ChildSpec {
-                name: Rooms::NAME.into(),
-                kind: Rooms::NAME,
-                parent: Tree::ROOT.into(),
-                policy: RestartPolicy::Permanent,
-                intensity: crate::supervisor::Intensity::default(),
-                critical: false,
-            });
-            Rooms {
-                child,
-                tree,
-                store: store.clone(),
-                config: Arc::clone(&config),
-                rooms: HashMap::new(),
-                published: Arc::default(),
-                created: None,
-                failed: false,
-            }
-                .start()
-        });
-        RoomsHandle { registry, started: Arc::default(), joined: Arc::default(), store, config }
-    }
-
-    fn code(h: &RoomsHandle, method: &str, params: Value) -> &'static str {
-        match h.parse_call(method, &Payload::from_serialize(&params), None, None) {
-            Ok(_) => "ok",
-            Err(e) => e.code(),
-        }
-    }
-
-    #[test]
-    fn params_are_checked_before_any_room_sees_them() {
-        let h = handle(10);
-        assert_eq!(code(&h, "room.create", json!({"name": "lab"})), "ok");
-        assert_eq!(code(&h, "room.create", json!({"name": "lab/x"})), "invalid_params");
-        assert_eq!(code(&h, "room.create", json!({"name": "bad name"})), "invalid_params");
-        assert_eq!(code(&h, "room.list", Value::Null), "ok");
-        assert_eq!(code(&h, "board.move", json!({"room": "lab", "card_id": "card-1", "column": "doing"})), "bad_column");
-        assert_eq!(code(&h, "board.add", json!({"room": "lab", "title": ""})), "invalid_params");
-        assert_eq!(code(&h, "proposal.create", json!({"room": "lab", "text": "t", "rule": "quorum", "quorum": 0})), "invalid_params");
-        assert_eq!(code(&h, "proposal.create", json!({"room": "lab", "text": "t", "rule": "weighted", "weights": {"a": -1}})), "invalid_params");
-        assert_eq!(code(&h, "proposal.create", json!({"room": "lab", "text": "t", "rule": "veto", "deadline_s": 0})), "invalid_params");
-        assert_eq!(code(&h, "proposal.vote", json!({"room": "lab", "proposal_id": "p-1", "vote": "maybe"})), "invalid_params");
-        assert_eq!(code(&h, "file.upload", json!({"room": "lab", "name": "a", "content_base64": "AAAAAAAAAAAAAAAA"})), "too_large");
-        assert_eq!(code(&h, "file.upload", json!({"room": "lab", "name": "a", "content_base64": "!!"})), "invalid_params");
-        assert_eq!(code(&h, "file.upload", json!({"room": "lab", "name": "../a", "content_base64": "AA=="})), "invalid_params");
-        assert_eq!(code(&h, "file.upload", json!({"room": "lab", "name": "a.txt", "content_base64": "AA=="})), "ok");
-        assert_eq!(code(&h, "channel.create", json!({"room": "lab/x", "name": "y"})), "invalid_params");
-        assert_eq!(code(&h, "agent.spawn", json!({})), "unknown_method");
-    }
-
-    #[test]
-    fn uploads_are_hashed_with_sha256() {
-        let h = handle(1 << 20);
-        let Ok(RoomOp::FileUpload { sha256, bytes, .. }) = h.upload_op("a".into(), b"abc".to_vec()) else { panic!("upload op") };
-        assert_eq!(sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert_eq!(bytes, b"abc");
-    }
 }

@@ -1,4 +1,4 @@
-//! The command line: `agent-bridge serve` runs the broker; `send`, `listen`, `ask`, `room`,
+//! The command line: `agent-bridge serve` runs the broker; `send`, `listen`, `ask`, `room`, `call`,
 //! `status` and `mcp` are clients of it, built on [`crate::client`].
 //!
 //! Client subcommands share `--url`, `--token`, `--client-id`, `--config` and `--json` (see
@@ -6,6 +6,7 @@
 //! 1 on a failure, 2 on bad usage and 3 when an answer did not come in time.
 
 pub mod ask;
+pub mod call;
 pub mod common;
 pub mod config;
 pub mod keys;
@@ -53,6 +54,8 @@ pub enum Command {
     Ask(ask::AskArgs),
     /// Create, join, read and talk in rooms.
     Room(room::RoomArgs),
+    /// Make any room, proposal, board or file call (`--list` lists them) and print its result.
+    Call(call::CallArgs),
     /// Show the broker's status.
     #[command(after_help = "Examples:\n  agent-bridge status\n  agent-bridge status --url ws://10.0.0.5:5001 --token \"$KEY\" --json")]
     Status(status::StatusArgs),

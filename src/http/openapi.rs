@@ -13,7 +13,8 @@
 use std::sync::OnceLock;
 
 use actix_web::{web, HttpResponse};
-use serde_json::Value;
+use agent_bridge_actors::rooms::calls::CALLS;
+use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -304,7 +305,13 @@ struct ApiDoc;
 /// The document for this server (its long-poll limit patched in).
 pub fn document(long_poll_max_s: f64) -> Value {
     static BASE: OnceLock<Value> = OnceLock::new();
-    let mut doc = BASE.get_or_init(|| serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()).clone();
+    let mut doc = BASE
+        .get_or_init(|| {
+            let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+            describe_calls(&mut doc);
+            doc
+        })
+        .clone();
     doc["info"]["version"] = Value::from(env!("CARGO_PKG_VERSION"));
     if let Some(params) = doc["paths"]["/api/messages"]["get"]["parameters"].as_array_mut() {
         for p in params.iter_mut().filter(|p| p["name"] == "wait") {
@@ -312,6 +319,30 @@ pub fn document(long_poll_max_s: f64) -> Value {
         }
     }
     doc
+}
+
+/// The calls of `/api/call`, from the table of calls: their names (all for `POST`, the read-only
+/// ones for `GET`), a table of what each does and needs, and each one's params schema
+/// (`components.schemas["<method>.params"]`, derived from the params' type).
+fn describe_calls(doc: &mut Value) {
+    let names: Vec<&str> = CALLS.iter().map(|c| c.name).collect();
+    let read_only: Vec<&str> = CALLS.iter().filter(|c| c.changes_nothing()).map(|c| c.name).collect();
+    let mut table = String::from("| call | permission | what it does |\n|---|---|---|\n");
+    for c in CALLS {
+        table.push_str(&format!("| `{}` | {} | {} |\n", c.name, c.access.label(), c.doc));
+        doc["components"]["schemas"][format!("{}.params", c.name)] = c.params_schema();
+    }
+    let refs: Vec<Value> = CALLS.iter().map(|c| json!({"$ref": format!("#/components/schemas/{}.params", c.name)})).collect();
+    let body = &mut doc["components"]["schemas"]["CallBody"]["properties"];
+    body["method"]["enum"] = json!(names);
+    body["params"] = json!({"anyOf": refs, "description": "The params of `method` (its `<method>.params` schema)."});
+    doc["paths"]["/api/call"]["post"]["description"] = Value::from(table);
+    if let Some(params) = doc["paths"]["/api/call"]["get"]["parameters"].as_array_mut() {
+        for p in params.iter_mut().filter(|p| p["name"] == "method") {
+            p["schema"]["enum"] = json!(read_only);
+            p["description"] = Value::from("A call that changes nothing; the others are POST only");
+        }
+    }
 }
 
 /// `GET /openapi.json`.

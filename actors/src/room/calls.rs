@@ -15,11 +15,20 @@ use crate::store::Stream;
 
 use super::*;
 
+/// The result of `room.topic`.
+#[derive(serde::Serialize)]
+struct TopicView {
+    room: String,
+    topic: Option<String>,
+    /// Whether this call changed it.
+    changed: bool,
+}
+
 impl Room {
     pub(super) fn call(&mut self, msg: RoomCall, ctx: &mut Context<Self>) -> Result<CallReply, RoomError> {
-        let RoomCall { caller, stream, op } = msg;
+        let RoomCall { caller, stream, op, on_channels } = msg;
         let channel = self.channel_of(&stream)?.is_some();
-        if channel && !op.on_channels() {
+        if channel && !on_channels {
             return Err(RoomError::InvalidParams(format!("{stream:?} is a sub-channel: it carries messages; use the room {:?}", self.name())));
         }
         let reply = |value: Value| Ok(CallReply { value, durable: None });
@@ -42,6 +51,20 @@ impl Room {
                 let next_since = msgs.last().map_or(since.min(last), |m| m.seq);
                 let msgs: Vec<Msg> = msgs.into_iter().filter(|m| !m.is_expired(t)).collect();
                 reply(json!({ "room": stream, "count": msgs.len(), "messages": msgs, "next_since": next_since, "last_seq": last }))
+            }
+            RoomOp::Topic { topic: None } => {
+                self.require_member(&caller)?;
+                reply(json!(TopicView { room: stream, topic: self.state.topic.clone(), changed: false }))
+            }
+            RoomOp::Topic { topic: Some(topic) } => {
+                self.require_member(&caller)?;
+                if self.state.topic.as_deref() == Some(topic.as_str()) {
+                    return reply(json!(TopicView { room: stream, topic: Some(topic), changed: false }));
+                }
+                self.state.topic = Some(topic.clone());
+                let durable = self.persist()?;
+                self.event(&stream, "topic_changed", &json!({ "room": stream, "topic": topic, "by": caller }), None);
+                Ok(CallReply { value: json!(TopicView { room: stream, topic: Some(topic), changed: true }), durable })
             }
             RoomOp::ChannelCreate { name } => {
                 self.require_member(&caller)?;

@@ -169,6 +169,8 @@ pub struct RoomCall {
     pub caller: String,
     pub stream: String,
     pub op: RoomOp,
+    /// Whether the call also works on a sub-channel (from the table of calls).
+    pub on_channels: bool,
 }
 
 /// The answer to [`RoomCall`]: the result, and the commit to await before showing it.
@@ -185,6 +187,8 @@ pub enum RoomOp {
     Leave,
     Members,
     History { since: u64, limit: usize, identity: Option<Arc<Identity>> },
+    /// Read the topic, or (with `topic`) set it.
+    Topic { topic: Option<String> },
     ChannelCreate { name: String },
     Ask { text: String },
     Answer { question_id: String, text: String },
@@ -199,13 +203,6 @@ pub enum RoomOp {
     /// A file's metadata by id or name (the newest of that name); the caller reads the contents.
     FileMeta { file: String },
     FileList,
-}
-
-impl RoomOp {
-    /// Whether the operation also works on a sub-channel (the others belong to the room).
-    fn on_channels(&self) -> bool {
-        matches!(self, RoomOp::Join { .. } | RoomOp::Leave | RoomOp::Members | RoomOp::History { .. })
-    }
 }
 
 /// How a room reaches one session.

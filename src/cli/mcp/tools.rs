@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_bridge_actors::rooms::calls::{self, Spec, CALLS};
 use agent_bridge_protocol::{Message, Priority};
 use serde_json::{json, Map, Value};
 
@@ -37,7 +38,7 @@ pub fn definitions() -> Value {
     let text = json!({"type": "string", "description": "Shorthand for a plain-text body: sent as {\"text\": TEXT}. Give text or payload."});
     let priority = json!({"type": "string", "enum": ["critical", "high", "normal", "low", "bulk"], "description": "Delivery priority (default normal)."});
     let room = json!({"type": "string", "description": "Room name: \"name\" or \"name/channel\"."});
-    json!([
+    let mut tools = json!([
         {
             "name": "send_message",
             "title": "Send a message",
@@ -115,56 +116,17 @@ pub fn definitions() -> Value {
             }
         },
         {
-            "name": "create_room",
-            "title": "Create a room",
-            "description": "Create a room where several agents talk together.",
-            "inputSchema": {
-                "type": "object",
-                "properties": {"name": room, "topic": {"type": "string", "description": "What the room is for."}},
-                "required": ["name"]
-            }
-        },
-        {
-            "name": "join_room",
-            "title": "Join a room",
-            "description": "Join a room: its messages then arrive in read_messages, and send_message with room reaches its members. Rejoined automatically after a reconnect.",
-            "inputSchema": {
-                "type": "object",
-                "properties": {
-                    "room": room,
-                    "role": {"type": "string", "description": "Your role in the room (optional)."},
-                    "since": {"type": "integer", "minimum": 0, "description": "Replay the room's messages after this room seq."}
-                },
-                "required": ["room"]
-            }
-        },
-        {
-            "name": "room_history",
-            "title": "Room history",
-            "description": "The messages of a room, oldest first.",
-            "inputSchema": {
-                "type": "object",
-                "properties": {
-                    "room": room,
-                    "since": {"type": "integer", "minimum": 0, "description": "Only messages after this room seq."},
-                    "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "At most this many messages."}
-                },
-                "required": ["room"]
-            }
-        },
-        {
-            "name": "room_members",
-            "title": "Room members",
-            "description": "Who is in a room, with their roles and presence.",
-            "inputSchema": {"type": "object", "properties": {"room": room}, "required": ["room"]}
-        },
-        {
             "name": "status",
             "title": "Bridge status",
             "description": "Your client id (what other agents send to), the broker's address and status, whether you are connected, and how many messages are unread.",
             "inputSchema": {"type": "object", "properties": {}}
         }
-    ])
+    ]);
+    // The room tools: one per call of the table, their schemas derived from the params' types.
+    if let Value::Array(list) = &mut tools {
+        list.extend(CALLS.iter().map(|c| json!({"name": c.tool, "title": c.title, "description": c.doc, "inputSchema": c.params_schema()})));
+    }
+    tools
 }
 
 /// True for the names [`definitions`] lists.
@@ -184,30 +146,26 @@ pub async fn call(bridge: &Bridge, name: &str, args: &Map<String, Value>) -> Too
         }
         "read_messages" => read_messages(bridge, &a).await,
         "reply" => reply(bridge, &a).await,
-        "create_room" => {
-            let name = a.required_string("name")?;
-            let topic = a.string("topic")?;
-            connected(bridge).await?;
-            bridge.client.create_room(&name, topic.as_deref()).await.map_err(|e| failure(bridge, &e, "room.create"))
-        }
-        "join_room" => {
-            let (room, role, since) = (a.required_string("room")?, a.string("role")?, a.u64("since")?);
-            connected(bridge).await?;
-            bridge.client.join_room(&room, role.as_deref(), since).await.map_err(|e| failure(bridge, &e, "room.join"))
-        }
-        "room_history" => {
-            let (room, since, limit) = (a.required_string("room")?, a.u64("since")?, a.u64("limit")?);
-            let limit = limit.map(|l| u32::try_from(l).unwrap_or(u32::MAX));
-            connected(bridge).await?;
-            bridge.client.room_history(&room, since, limit).await.map_err(|e| failure(bridge, &e, "room.history"))
-        }
-        "room_members" => {
-            let room = a.required_string("room")?;
-            connected(bridge).await?;
-            bridge.client.room_members(&room).await.map_err(|e| failure(bridge, &e, "room.members"))
-        }
         "status" => Ok(status(bridge).await),
-        other => Err(format!("unknown tool {other:?}")),
+        other => match calls::by_tool(other) {
+            Some(spec) => room_call(bridge, spec, &a).await,
+            None => Err(format!("unknown tool {other:?}")),
+        },
+    }
+}
+
+/// A tool of the table of calls: the arguments are the call's params, checked by the broker.
+async fn room_call(bridge: &Bridge, spec: &Spec, a: &Args<'_>) -> ToolResult {
+    connected(bridge).await?;
+    let fail = |e: ClientError| failure(bridge, &e, spec.name);
+    match spec.name {
+        // Through the client's own join and leave, which keep the room joined across reconnects.
+        "room.join" => {
+            let (room, role, since) = (a.required_string("room")?, a.string("role")?, a.u64("since")?);
+            bridge.client.join_room(&room, role.as_deref(), since).await.map_err(fail)
+        }
+        "room.leave" => bridge.client.leave_room(&a.required_string("room")?).await.map_err(fail),
+        method => bridge.client.call(method, Value::Object(a.map.clone())).await.map_err(fail),
     }
 }
 
