@@ -68,9 +68,13 @@ const BLOCKS: &[(&str, How)] = &[
         How::Security,
     ),
     (
-        "cargo bench --bench throughput     # issue 2: one sender → one receiver over WebSocket (tests/bench/README.md)\n\
+        "cargo bench --bench throughput     # issue 2 and 9: sender → receiver over WebSocket, windowed and flat out (tests/bench/README.md)\n\
          cargo bench --bench durable        # issue 3: require_ack on disk, 1→1 and 100→100, latency, soak\n\
          cargo bench --bench rooms          # rooms: one room, 100 members, fan-out\n",
+        How::Elsewhere("benchmarks need a release build and a quiet machine; they are run by hand, not by tests"),
+    ),
+    (
+        "cargo bench --bench throughput -- flat-memory flat-disk flat-ack flat-nopersist flat-4pairs\n",
         How::Elsewhere("benchmarks need a release build and a quiet machine; they are run by hand, not by tests"),
     ),
     (

@@ -156,7 +156,11 @@ impl Rooms {
             critical: false,
         });
         let (store, config) = (self.store.clone(), Arc::clone(&self.config));
+        let handle = child.clone();
         let addr = Supervisor::start(move |_| Room::new(child, store, config, state));
+        // Reachable by fault injection from the moment the room exists, not only once it ran
+        // `started` (which a call answered right after creation could otherwise overtake).
+        handle.set_fault_target(addr.clone().recipient());
         self.rooms.insert(name, addr.clone());
         addr
     }
