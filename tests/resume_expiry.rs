@@ -822,7 +822,7 @@ async fn persist_false_reaches_only_online_sessions() {
     let (_, r) = server
         .post("/api/send", &json!({"from": "h", "to": "offline", "type": "blip", "payload": "lost too", "persist": false}))
         .await;
-    assert_eq!((r["status"].clone(), r["recipients"].clone()), (json!("delivered"), json!(0)), "as over WebSocket: {r}");
+    assert_eq!((r["status"].clone(), r["recipients"].clone()), (json!("dropped"), json!(0)), "as over WebSocket: {r}");
 
     // Nothing was stored: not in the stream, not in the queue, not for a later session.
     assert_eq!(poll(&server, "to=offline&since=0").await["count"], 0);

@@ -63,7 +63,7 @@ pub struct SendBody {
 /// Answer of `POST /api/send`.
 #[derive(ToSchema)]
 pub struct SendAnswer {
-    /// As in the WebSocket `sent` frame: `queued`, `delivered` or `duplicate`.
+    /// As in the WebSocket `sent` frame: `queued`, `delivered`, `duplicate` or `dropped` (`persist: false` nobody took).
     status: String,
     message_id: String,
     seq: Option<u64>,
