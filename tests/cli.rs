@@ -56,15 +56,7 @@ fn run(mut cmd: Command, stdin: Option<&str>) -> Done {
     if let Some(mut pipe) = child.stdin.take() {
         pipe.write_all(stdin.unwrap_or_default().as_bytes()).expect("writing stdin");
     }
-    let deadline = Instant::now() + WAIT * 2;
-    while child.try_wait().expect("waiting").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("command did not finish in time: {cmd:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
+    let out = common::wait_output(child, WAIT * 2, &format!("{cmd:?}"));
     Done {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

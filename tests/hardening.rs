@@ -4,24 +4,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{raw_http, raw_request, Server};
+use common::{create_key, raw_http, raw_request, Server};
 use serde_json::{json, Value};
 
-fn create_key(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_agent-bridge"))
-        .args(["keys", "create", "--data-dir"])
-        .arg(dir)
-        .args(args)
-        .env_remove("BRIDGE_DATA_DIR")
-        .output()
-        .expect("running keys create");
-    assert!(out.status.success(), "keys create: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().last().expect("key line").trim().to_owned()
-}
 
 /// The ways a path can be written so that a router (or a proxy) may still take it for `path`.
 fn variants(path: &str) -> Vec<String> {

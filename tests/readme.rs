@@ -14,7 +14,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{Server, WAIT};
 use serde_json::{json, Value};
@@ -186,16 +186,8 @@ impl Shell {
 
     /// Runs to completion within 3 × WAIT; (exit code, stdout + stderr).
     fn run(&self, script: &str) -> (Option<i32>, String) {
-        let mut child = self.command(script).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("bash");
-        let deadline = Instant::now() + WAIT * 3;
-        while child.try_wait().expect("wait").is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("did not finish in time:\n{script}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().expect("output");
+        let child = self.command(script).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("bash");
+        let out = common::wait_output(child, WAIT * 3, script);
         (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, Ws, WAIT};
+use common::{create_key, Server, Ws, WAIT};
 use futures_util::StreamExt;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -24,21 +24,6 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_agent-bridge")
 }
 
-/// `agent-bridge keys create --data-dir DIR ARGS...`: the key (the last line of its output).
-fn create_key(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin())
-        .args(["keys", "create", "--data-dir"])
-        .arg(dir)
-        .args(args)
-        .env_remove("BRIDGE_DATA_DIR")
-        .output()
-        .expect("running keys create");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "keys create failed: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
-    let key = stdout.lines().last().expect("a last line").trim().to_owned();
-    assert!(key.starts_with("abk_"), "the last line is the key: {stdout}");
-    key
-}
 
 fn start_with_dir(dir: &Path, extra: &[&str]) -> Server {
     let d = dir.to_str().expect("utf-8 path");

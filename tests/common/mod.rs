@@ -336,6 +336,36 @@ pub fn raw_request(method: &str, path: &str, headers: &[(&str, &str)], body: &st
 }
 pub mod python;
 
+/// `agent-bridge keys create --data-dir DIR ARGS...` on a stopped broker's data dir: the key (the
+/// last line of its output).
+pub fn create_key(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_agent-bridge"))
+        .args(["keys", "create", "--data-dir"])
+        .arg(dir)
+        .args(args)
+        .env_remove("BRIDGE_DATA_DIR")
+        .output()
+        .expect("running keys create");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "keys create failed: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
+    let key = stdout.lines().last().expect("a last line").trim().to_owned();
+    assert!(key.starts_with("abk_"), "the last line is the key: {stdout}");
+    key
+}
+
+/// Waits for `child` at most `within` (killing it and panicking with `what` past that); its output.
+pub fn wait_output(mut child: Child, within: Duration, what: &str) -> std::process::Output {
+    let deadline = Instant::now() + within;
+    while child.try_wait().expect("waiting").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not finish in time: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
 /// Runs `agent-bridge mcp` as an MCP host does: writes `initialize`, then `tools/call` of `tool`
 /// with `arguments`, and returns the tool call's JSON-RPC answer and, once stdin is closed and the
 /// server has exited, its stderr (when `cmd` pipes it).
