@@ -28,13 +28,13 @@ use tracing::{debug, info_span, warn, Span};
 
 use crate::auth::limits::{until_ms, CredentialsRevoked};
 use crate::auth::{AuthError, SessionAuth};
-use crate::metrics::metrics;
-use crate::ack_tracker::{AckTracker, Acknowledge, NegativeAck};
 use crate::delivery::{Backlog, Deliver, Envelope, Notify, Outgoing, SessionLink, Transport, TypeFilter};
+use crate::messages::{Acknowledge, CatchUp, Connect, Disconnect, NegativeAck, Replied, ReplyTo, RouteError, TrackerLink};
+use crate::metrics::metrics;
 use crate::room::{JoinLink, RoomDeliver};
 use crate::rooms::RoomsHandle;
-use crate::router::{CatchUp, Connect, Disconnect, Replied, ReplyTo, RouteError, Router, RouterHandle};
-use crate::supervisor::{contain, ChildHandle, ChildSpec, Failure, Fault, Intensity, RestartPolicy, Tree};
+use crate::router::{Router, RouterHandle};
+use crate::supervisor::{fault_handler, ChildHandle, ChildSpec, Failure, Intensity, RestartPolicy, Supervisee, Tree};
 
 /// Session settings, shared by all sessions.
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ pub struct SessionParams {
 #[derive(Clone)]
 pub struct SessionDeps {
     pub router: RouterHandle,
-    pub tracker: Addr<AckTracker>,
+    pub tracker: TrackerLink,
     pub rooms: RoomsHandle,
     pub tree: Arc<Tree>,
     pub config: Arc<SessionConfig>,
@@ -306,7 +306,7 @@ pub struct Session {
     /// Message types this session wants (shared with the router).
     filter: Arc<TypeFilter>,
     /// Acks and nacks go here.
-    tracker: Addr<AckTracker>,
+    tracker: TrackerLink,
     /// `join`, `leave` and `call` frames go here.
     rooms: RoomsHandle,
     /// Last time anything arrived from the client.
@@ -381,7 +381,6 @@ impl Session {
     }
 
     fn fail(&mut self, failure: &Failure, ctx: &mut ws::WebsocketContext<Self>) {
-        self.child.failed(failure);
         self.write(&ServerFrame::error("internal", format!("session failed: {}; reconnect and resume", failure.reason), None), ctx);
         ctx.close(Some(CloseReason { code: CloseCode::Error, description: Some("internal error".into()) }));
         ctx.stop();
@@ -425,12 +424,12 @@ impl Session {
                 }
             }
             ClientFrame::Ack(ack) => {
-                self.tracker.do_send(Acknowledge { client_id: self.client_id.clone(), message_id: ack.message_id })
+                self.tracker.acknowledge.do_send(Acknowledge { client_id: self.client_id.clone(), message_id: ack.message_id })
             }
             ClientFrame::Nack(nack) => {
                 let _enter = self.span.enter();
                 debug!(msg_id = %nack.message_id, reason = ?nack.reason, "nack");
-                self.tracker.do_send(NegativeAck { client_id: self.client_id.clone(), message_id: nack.message_id });
+                self.tracker.negative_ack.do_send(NegativeAck { client_id: self.client_id.clone(), message_id: nack.message_id });
             }
             ClientFrame::Ping(_) => self.write(&ServerFrame::pong(), ctx),
             ClientFrame::Pong(_) => {}
@@ -567,8 +566,29 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
         self.gate.handled.fetch_add(1, Ordering::AcqRel);
-        let child = self.child.clone();
-        let outcome = contain(&child, || match item {
+        let _ = self.guard(ctx, |this, ctx| {
+            this.on_item(item, ctx);
+            Ok(())
+        });
+    }
+}
+
+impl Supervisee for Session {
+    type Error = ();
+
+    fn child(&self) -> &ChildHandle {
+        &self.child
+    }
+
+    /// A temporary child: tell the client, close with 1011; it reconnects and resumes by `seq`.
+    fn on_failure(&mut self, failure: &Failure, ctx: &mut Self::Context) {
+        self.fail(failure, ctx);
+    }
+}
+
+impl Session {
+    fn on_item(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut ws::WebsocketContext<Self>) {
+        match item {
             Ok(ws::Message::Text(text)) => self.on_data(true, text.as_bytes(), ctx),
             Ok(ws::Message::Binary(bin)) => self.on_data(false, &bin, ctx),
             Ok(ws::Message::Ping(p)) => ctx.pong(&p),
@@ -596,9 +616,6 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
                 ctx.close(Some(CloseReason { code, description: Some(text.into()) }));
                 ctx.stop();
             }
-        });
-        if let Err(f) = outcome {
-            self.fail(&f, ctx);
         }
     }
 }
@@ -640,10 +657,10 @@ impl Session {
 impl Handler<Deliver> for Session {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        let child = self.child.clone();
-        if let Err(f) = contain(&child, || self.on_deliver(msg, ctx)) {
-            self.fail(&f, ctx);
-        }
+        let _ = self.guard(ctx, |this, ctx| {
+            this.on_deliver(msg, ctx);
+            Ok(())
+        });
     }
 }
 
@@ -689,15 +706,7 @@ impl Handler<Notify> for Session {
     }
 }
 
-impl Handler<Fault> for Session {
-    type Result = ();
-    fn handle(&mut self, _: Fault, ctx: &mut Self::Context) {
-        let child = self.child.clone();
-        if let Err(f) = contain(&child, || panic!("fault injected by /admin/fault")) {
-            self.fail(&f, ctx);
-        }
-    }
-}
+fault_handler!(Session);
 
 /// Credentials: revocation and expiry close the session with 1008 (policy violation).
 impl Session {

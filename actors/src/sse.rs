@@ -23,9 +23,10 @@ use tracing::debug;
 use crate::auth::limits::{until_ms, CredentialsRevoked};
 use crate::auth::SessionAuth;
 use crate::delivery::{Backlog, Deliver, Notify, SessionLink, Transport, TypeFilter};
-use crate::router::{CatchUp, Connect, Disconnect, Router};
+use crate::messages::{CatchUp, Connect, Disconnect};
+use crate::router::Router;
 use crate::session::{session_backlog, SessionDeps, SESSIONS_GROUP};
-use crate::supervisor::{contain, ChildHandle, ChildSpec, Fault, Intensity, RestartPolicy};
+use crate::supervisor::{fault_handler, ChildHandle, ChildSpec, Intensity, RestartPolicy, Supervisee};
 
 /// Heartbeat comment interval.
 pub const SSE_HEARTBEAT: Duration = Duration::from_secs(15);
@@ -202,12 +203,12 @@ impl Actor for SseSession {
 impl Handler<Deliver> for SseSession {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        let child = self.child.clone();
         let bytes = event(Some(msg.0.message.seq), "message", &msg.0.json);
         let cost = msg.0.cost();
-        if contain(&child, || self.push(bytes, Some(cost), ctx)).is_err() {
-            ctx.stop();
-        }
+        let _ = self.guard(ctx, |this, ctx| {
+            this.push(bytes, Some(cost), ctx);
+            Ok(())
+        });
     }
 }
 
@@ -219,16 +220,16 @@ impl Handler<Notify> for SseSession {
     }
 }
 
-impl Handler<Fault> for SseSession {
-    type Result = ();
-    fn handle(&mut self, _: Fault, ctx: &mut Self::Context) {
-        let child = self.child.clone();
-        if let Err(f) = contain(&child, || panic!("fault injected by /admin/fault")) {
-            self.child.failed(&f);
-            ctx.stop();
-        }
+/// A temporary child: a failure ends the stream; the client reconnects with `Last-Event-ID`.
+impl Supervisee for SseSession {
+    type Error = ();
+
+    fn child(&self) -> &ChildHandle {
+        &self.child
     }
 }
+
+fault_handler!(SseSession);
 
 impl SseSession {
     /// Ends the stream with an `error` event (`unauthorized`).

@@ -1,9 +1,17 @@
-//! Supervision: restart policy, restart intensity, escalation and panic containment.
+//! Supervision: restart policy, restart intensity, escalation and panic containment — the one
+//! mechanism every actor uses.
 //!
-//! actix restarts an actor whose context stops when it runs under `actix::Supervisor`, calling
+//! actix restarts an actor whose context stops when its future is driven by a restart loop, calling
 //! `Supervised::restarting` on the same struct. It does not catch panics, count restarts, bound them
 //! or escalate. This module adds those parts, in the OTP manner:
 //!
+//! - [`Mailbox`] is an actor's mailbox created before the actor: its address can be handed to the
+//!   actors it depends on first (no late-bound cells), then [`Mailbox::supervise_in`] starts the
+//!   actor on it under the restart loop, which also does the restart bookkeeping.
+//! - [`Supervisee`] is what an actor implements to be supervised: its [`ChildHandle`] and what a
+//!   refused request answers. Its provided [`Supervisee::guard`] runs every handler body:
+//!   containment, failure report, decision, the failed flag (kept by the `ChildHandle`), and
+//!   `fault_handler!` gives it the `/admin/fault` handler.
 //! - [`Tree`] holds one [`Node`] per supervised actor: name, kind, parent, state, restart count, last
 //!   restart time and reason. `/admin/supervisors` shows it.
 //! - [`contain`] runs a handler body inside `catch_unwind`; a panic becomes a [`Failure`] that the
@@ -18,10 +26,16 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, OnceLock};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{self as std_task, Poll};
 use std::time::{Duration, Instant};
 
+use actix::dev::channel::{self, AddressReceiver};
+use actix::dev::ContextFut;
 use actix::prelude::*;
 use agent_bridge_protocol::Timestamp;
 use parking_lot::Mutex;
@@ -127,16 +141,17 @@ pub struct Tree {
     nodes: Mutex<BTreeMap<String, Node>>,
     /// Where `/admin/fault` sends [`Fault`] for each actor that accepts it.
     faults: Mutex<HashMap<String, Recipient<Fault>>>,
-    root: OnceLock<Recipient<Escalated>>,
+    /// Told about every escalation (the [`Root`], or a probe in a test).
+    root: Recipient<Escalated>,
 }
 
 impl Tree {
     /// The name of the root node.
     pub const ROOT: &'static str = "root";
 
-    /// A tree with only the root node.
-    pub fn new() -> Arc<Self> {
-        let tree = Arc::new(Tree { nodes: Mutex::new(BTreeMap::new()), faults: Mutex::new(HashMap::new()), root: OnceLock::new() });
+    /// A tree with only the root node; escalations go to `root` (see [`Root::new`]).
+    pub fn new(root: Recipient<Escalated>) -> Arc<Self> {
+        let tree = Arc::new(Tree { nodes: Mutex::new(BTreeMap::new()), faults: Mutex::new(HashMap::new()), root });
         tree.insert(&ChildSpec {
             name: Tree::ROOT.into(),
             kind: "supervisor",
@@ -172,7 +187,7 @@ impl Tree {
         if spec.policy == RestartPolicy::Permanent {
             info!(actor = %spec.name, kind = spec.kind, parent = %spec.parent, "actor started");
         }
-        ChildHandle { tree: Arc::clone(self), name: Arc::from(spec.name.as_str()), kind: spec.kind }
+        ChildHandle { tree: Arc::clone(self), name: Arc::from(spec.name.as_str()), kind: spec.kind, failed: Arc::default() }
     }
 
     /// Whether no node is failed (drives `/health/ready`). A failed non-critical child (a room
@@ -226,10 +241,6 @@ impl Tree {
         recipient.do_send(Fault);
         Some(name)
     }
-
-    fn set_root(&self, root: Recipient<Escalated>) {
-        let _ = self.root.set(root);
-    }
 }
 
 /// An actor's link to its node in the [`Tree`].
@@ -238,6 +249,9 @@ pub struct ChildHandle {
     tree: Arc<Tree>,
     name: Arc<str>,
     kind: &'static str,
+    /// Set once the child escalated: it answers `unavailable` from then on (read on every
+    /// request, so kept here rather than behind the tree's lock).
+    failed: Arc<AtomicBool>,
 }
 
 impl ChildHandle {
@@ -285,9 +299,8 @@ impl ChildHandle {
                    within_s = node.intensity.within.as_secs_f64(), "restart intensity exceeded; escalating");
             let msg = Escalated { actor: node.name.clone(), critical: node.critical, reason: failure.reason.clone() };
             drop(nodes);
-            if let Some(root) = self.tree.root.get() {
-                root.do_send(msg);
-            }
+            self.failed.store(true, Ordering::Release);
+            self.tree.root.do_send(msg);
             return Decision::Escalate;
         }
         node.recent.push_back(now);
@@ -311,7 +324,7 @@ impl ChildHandle {
 
     /// True once the child has escalated; a failed actor answers `unavailable`.
     pub fn is_failed(&self) -> bool {
-        self.tree.nodes.lock().get(&*self.name).is_some_and(|n| n.state == NodeState::Failed)
+        self.failed.load(Ordering::Acquire)
     }
 
     /// A temporary child ended: remove it from the tree.
@@ -325,6 +338,211 @@ impl ChildHandle {
         self.tree.faults.lock().insert(self.name.to_string(), target);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Starting actors: the mailbox first, the actor later, under the restart loop
+// ---------------------------------------------------------------------------------------------
+
+/// An actor's mailbox, created before the actor. Its [`Mailbox::address`] can be handed to the
+/// actors this one depends on (which may need its address in turn) before it starts; messages
+/// sent meanwhile wait in it. This is what `actix::Supervisor::start_in_arbiter` does inside:
+/// a channel, `Context::with_receiver`, `Addr::new`.
+pub struct Mailbox<A: Actor<Context = Context<A>>> {
+    rx: AddressReceiver<A>,
+    addr: Addr<A>,
+}
+
+impl<A> Default for Mailbox<A>
+where
+    A: Supervised + Actor<Context = Context<A>>,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A> Mailbox<A>
+where
+    A: Supervised + Actor<Context = Context<A>>,
+{
+    /// An empty mailbox (no actor system needed yet).
+    pub fn new() -> Self {
+        let (tx, rx) = channel::channel(16);
+        Mailbox { rx, addr: Addr::new(tx) }
+    }
+
+    /// The address of the actor that will run on this mailbox.
+    pub fn address(&self) -> Addr<A> {
+        self.addr.clone()
+    }
+
+    /// Starts `actor` on the current arbiter, restarted whenever its context stops (the root).
+    pub fn start(self, actor: A) -> Addr<A> {
+        actix::spawn(Restarts { fut: Context::with_receiver(self.rx).into_future(actor), child: None });
+        self.addr
+    }
+
+    /// Starts the supervised child `child` on the current arbiter (see [`Mailbox::supervise_in`]).
+    pub fn supervise(self, child: &ChildHandle, actor: A) -> Addr<A>
+    where
+        A: Handler<Fault>,
+    {
+        child.set_fault_target(self.addr.clone().recipient());
+        actix::spawn(Restarts { fut: Context::with_receiver(self.rx).into_future(actor), child: Some(child.clone()) });
+        self.addr
+    }
+
+    /// Starts the actor `make` builds on `arbiter`, as the child `child`: reachable by fault
+    /// injection at once, and restarted whenever its context stops (a contained failure stops
+    /// it); after each restart the child's node is marked running again.
+    pub fn supervise_in(self, child: &ChildHandle, arbiter: &ArbiterHandle, make: impl FnOnce() -> A + Send + 'static) -> Addr<A>
+    where
+        A: Handler<Fault>,
+    {
+        child.set_fault_target(self.addr.clone().recipient());
+        let (rx, child) = (self.rx, child.clone());
+        arbiter.spawn_fn(move || {
+            actix::spawn(Restarts { fut: Context::with_receiver(rx).into_future(make()), child: Some(child) });
+        });
+        self.addr
+    }
+}
+
+/// The restart loop (actix's `Supervisor` future): polls the actor's context; when it stops and
+/// its mailbox still has senders, `restart()` runs `Supervised::restarting` and the actor goes on.
+struct Restarts<A: Supervised + Actor<Context = Context<A>>> {
+    fut: ContextFut<A, Context<A>>,
+    child: Option<ChildHandle>,
+}
+
+impl<A> Future for Restarts<A>
+where
+    A: Supervised + Actor<Context = Context<A>>,
+{
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std_task::Context<'_>) -> Poll<()> {
+        loop {
+            match Pin::new(&mut self.fut).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) => {
+                    if !self.fut.restart() {
+                        return Poll::Ready(());
+                    }
+                    if let Some(child) = &self.child {
+                        child.running();
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers: containment, report, decision
+// ---------------------------------------------------------------------------------------------
+
+/// An actor under supervision. Every handler body runs through [`Supervisee::guard`]; the
+/// `fault_handler!` macro gives it the [`Fault`] handler.
+pub trait Supervisee: Actor {
+    /// What a refused request answers.
+    type Error: Refusal;
+
+    /// The actor's link to its node.
+    fn child(&self) -> &ChildHandle;
+
+    /// After a failure was reported: stop the context, which the restart loop restarts (a
+    /// permanent child) or ends (a temporary one). Sessions also tell their client first.
+    fn on_failure(&mut self, _failure: &Failure, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+
+    /// A handler answered an error (no panic): a room reloads its state after a store error.
+    fn on_error(&mut self, _error: &Self::Error) {}
+
+    /// Runs a handler body: refused with [`Supervisee::unavailable`] once the child has
+    /// escalated; a panic is contained, reported ([`ChildHandle::failed`] decides), handled by
+    /// [`Supervisee::on_failure`] and answered with [`Refusal::internal`].
+    fn guard<R>(
+        &mut self,
+        ctx: &mut Self::Context,
+        f: impl FnOnce(&mut Self, &mut Self::Context) -> Result<R, Self::Error>,
+    ) -> Result<R, Self::Error> {
+        let child = self.child().clone();
+        if child.is_failed() {
+            return Err(Self::Error::unavailable());
+        }
+        match contain(&child, || f(self, ctx)) {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
+                self.on_error(&e);
+                Err(e)
+            }
+            Err(failure) => {
+                child.failed(&failure);
+                self.on_failure(&failure, ctx);
+                Err(Self::Error::internal(&failure))
+            }
+        }
+    }
+}
+
+/// How an actor's error type answers a refused request.
+pub trait Refusal {
+    /// The answer of the request whose handler panicked (code `internal`).
+    fn internal(failure: &Failure) -> Self;
+    /// The answer of every request once the child has escalated (code `unavailable`).
+    fn unavailable() -> Self;
+}
+
+/// Sessions answer nothing: their failure closes the connection.
+impl Refusal for () {
+    fn internal(_: &Failure) {}
+    fn unavailable() {}
+}
+
+impl<E> Refusal for Refused<E> {
+    fn internal(failure: &Failure) -> Self {
+        Refused::Internal(failure.reason.clone())
+    }
+    fn unavailable() -> Self {
+        Refused::Unavailable
+    }
+}
+
+/// The error of a contained handler of an actor that answers no client (the AckTracker, the
+/// TtlSweeper): its own work's error, or what supervision decided.
+#[derive(Debug)]
+pub enum Refused<E> {
+    /// The work failed (logged by the actor).
+    Error(E),
+    /// The handler panicked; the actor is restarted.
+    Internal(String),
+    /// The child escalated.
+    Unavailable,
+}
+
+impl<E> From<E> for Refused<E> {
+    fn from(e: E) -> Self {
+        Refused::Error(e)
+    }
+}
+
+/// `impl Handler<Fault>` for a [`Supervisee`]: the handler panics inside [`Supervisee::guard`],
+/// the path a real bug takes.
+macro_rules! fault_handler {
+    ($actor:ty) => {
+        impl actix::Handler<$crate::supervisor::Fault> for $actor {
+            type Result = ();
+            fn handle(&mut self, _: $crate::supervisor::Fault, ctx: &mut Self::Context) {
+                let _ = $crate::supervisor::Supervisee::guard(self, ctx, |_, _| -> Result<(), <$actor as $crate::supervisor::Supervisee>::Error> {
+                    panic!("fault injected by /admin/fault")
+                });
+            }
+        }
+    };
+}
+pub(crate) use fault_handler;
 
 thread_local! {
     static CURRENT_ACTOR: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
@@ -395,17 +613,17 @@ pub struct Root {
 impl Root {
     pub const NAME: &'static str = Tree::ROOT;
 
-    /// Starts the root on the current arbiter and links the tree to it.
-    pub fn start(tree: Arc<Tree>, exit_on_escalation: bool) -> Addr<Root> {
-        let addr = Root { tree: Arc::clone(&tree), exit_on_escalation }.start();
-        tree.set_root(addr.clone().recipient());
-        addr
+    /// The root of `tree`. Its [`Mailbox`] comes first: the tree is built with its address.
+    pub fn new(tree: Arc<Tree>, exit_on_escalation: bool) -> Root {
+        Root { tree, exit_on_escalation }
     }
 }
 
 impl Actor for Root {
     type Context = Context<Self>;
 }
+
+impl Supervised for Root {}
 
 impl Handler<Escalated> for Root {
     type Result = ();
@@ -446,9 +664,14 @@ mod tests {
         }
     }
 
+    /// A tree whose escalations wait in a root mailbox that never runs.
+    fn tree() -> Arc<Tree> {
+        Tree::new(Mailbox::<Root>::new().address().recipient())
+    }
+
     #[test]
     fn contain_catches_panics_with_their_message() {
-        let tree = Tree::new();
+        let tree = tree();
         let child = tree.register(spec("c", 3));
         let out = contain(&child, || -> u32 { panic!("boom {}", 7) });
         assert_eq!(out, Err(Failure { reason: "boom 7".into() }));
@@ -457,7 +680,7 @@ mod tests {
 
     #[test]
     fn intensity_bounds_restarts_then_escalates() {
-        let tree = Tree::new();
+        let tree = tree();
         let child = tree.register(spec("c", 2));
         let f = Failure { reason: "x".into() };
         assert_eq!(child.failed(&f), Decision::Restart);
@@ -473,7 +696,7 @@ mod tests {
 
     #[test]
     fn view_nests_children() {
-        let tree = Tree::new();
+        let tree = tree();
         let _a = tree.register(spec("a", 1));
         let v = tree.view();
         assert_eq!(v.node.name, "root");

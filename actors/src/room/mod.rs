@@ -32,79 +32,16 @@ use actix::prelude::*;
 use agent_bridge_protocol::frames::{Event, SentStatus};
 use agent_bridge_protocol::{Message as Msg, Payload, ServerFrame, Timestamp};
 use serde_json::{json, Value};
-use thiserror::Error;
 use tokio::sync::oneshot;
 use tracing::{debug, error};
 
 use crate::auth::{may_join_room, Identity, RoomAccess};
 use crate::delivery::{new_message_id, Backlog, Envelope, Note, Notify, Outgoing, Target, TypeFilter};
+pub use crate::messages::room::RoomError;
+use crate::messages::{Accepted, Durability, Retention, Routed};
 use crate::metrics::metrics;
-use crate::router::{Durability, Retention, Routed};
-use crate::store::{Batch, IdempotencyRecord, Store, StoreError, Stream};
-use crate::supervisor::{contain, ChildHandle, Decision, Failure, Fault, Intensity};
-
-/// Errors of room operations; each has a stable client-facing code.
-#[derive(Debug, Error)]
-pub enum RoomError {
-    #[error("no room named {0:?}")]
-    UnknownRoom(String),
-    #[error("{client:?} is not a member of room {room:?}")]
-    NotMember { room: String, client: String },
-    #[error("{0} already exists")]
-    AlreadyExists(String),
-    #[error("proposal {0} is closed")]
-    ProposalClosed(String),
-    #[error("file of {size} bytes exceeds the limit of {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
-    #[error("bad column {0:?}: use todo, in_progress, review or done")]
-    BadColumn(String),
-    #[error("invalid params: {0}")]
-    InvalidParams(String),
-    #[error("unknown method {0:?}")]
-    UnknownMethod(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    NotSupported(String),
-    /// `room.create` beyond `max_rooms_per_client`.
-    #[error("{client:?} has created {limit} rooms, the most one client id may create")]
-    QuotaExceeded { client: String, limit: usize },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the change could not be made durable (store flush failed)")]
-    NotDurable,
-    #[error("the room failed while handling this request ({0}); it has been restarted, try again")]
-    Internal(String),
-    #[error("the room is down after repeated failures")]
-    Unavailable,
-    #[error("room mailbox: {0}")]
-    Mailbox(#[from] MailboxError),
-}
-
-impl RoomError {
-    /// The machine-readable code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            RoomError::UnknownRoom(_) => "unknown_room",
-            RoomError::NotMember { .. } => "not_member",
-            RoomError::AlreadyExists(_) => "already_exists",
-            RoomError::ProposalClosed(_) => "proposal_closed",
-            RoomError::TooLarge { .. } => "too_large",
-            RoomError::BadColumn(_) => "bad_column",
-            RoomError::InvalidParams(_) => "invalid_params",
-            RoomError::UnknownMethod(_) => "unknown_method",
-            RoomError::Forbidden(_) => "forbidden",
-            RoomError::NotFound(_) => "not_found",
-            RoomError::NotSupported(_) => "not_supported",
-            RoomError::QuotaExceeded { .. } => "quota_exceeded",
-            RoomError::Store(_) | RoomError::NotDurable => "storage_error",
-            RoomError::Internal(_) => "internal",
-            RoomError::Unavailable | RoomError::Mailbox(_) => "unavailable",
-        }
-    }
-}
+use crate::store::{Batch, IdempotencyRecord, Store, Stream};
+use crate::supervisor::{fault_handler, ChildHandle, Intensity, Supervisee};
 
 /// Settings of every room.
 #[derive(Debug, Clone)]
@@ -154,12 +91,6 @@ pub use state::*;
 #[derive(Message)]
 #[rtype(result = "Result<Accepted, RoomError>")]
 pub struct RoomSend(pub Envelope);
-
-/// The answer to [`RoomSend`]: what `sent` says, and the commit to await before saying it.
-pub struct Accepted {
-    pub routed: Routed,
-    pub durable: Option<oneshot::Receiver<()>>,
-}
 
 /// A request/response operation on this room or one of its channels (`stream`). Sent by the
 /// handle for `call`, `join` and `leave` frames and for the HTTP routes.
@@ -317,8 +248,6 @@ pub struct Room {
     state: RoomState,
     /// Per stream (`name` and `name/channel`): seq cache and joined sessions.
     streams: HashMap<String, Live>,
-    /// Set when the child escalated: every request is answered `unavailable`.
-    failed: bool,
 }
 
 fn now() -> Timestamp {
@@ -333,7 +262,7 @@ impl Room {
     pub const NAME: &'static str = "room";
 
     pub fn new(child: ChildHandle, store: Store, config: Arc<RoomsConfig>, state: RoomState) -> Self {
-        Room { child, store, config, state, streams: HashMap::new(), failed: false }
+        Room { child, store, config, state, streams: HashMap::new() }
     }
 
     fn name(&self) -> &str {
@@ -413,14 +342,6 @@ impl Room {
             .collect()
     }
 
-    fn expiry_ms(&self, msg: &Msg) -> Option<i64> {
-        let retention = self.config.retention.for_type(&msg.msg_type).map(|d| msg.timestamp.plus_secs(d.as_secs().max(1)));
-        match (msg.expires_at, retention) {
-            (Some(a), Some(b)) => Some(a.min(b).millis()),
-            (a, b) => a.or(b).map(Timestamp::millis),
-        }
-    }
-
     // -- messages -------------------------------------------------------------------------------
 
     fn send(&mut self, env: Envelope) -> Result<Accepted, RoomError> {
@@ -447,7 +368,7 @@ impl Room {
         if env.persist {
             let mut batch = Batch::default();
             batch.message(Stream::Room(&stream), &message)?;
-            if let Some(at) = self.expiry_ms(&message) {
+            if let Some(at) = self.config.retention.expiry_ms(&message) {
                 batch.expire_at(at, Stream::Room(&stream), seq);
             }
             if let Some(key) = &env.idempotency_key {
@@ -609,35 +530,6 @@ impl Room {
 
     // -- calls ----------------------------------------------------------------------------------
 
-    /// A handler failed: report, stop (actix's Supervisor restarts us) and build the client error.
-    fn fail(&mut self, failure: &Failure, ctx: &mut Context<Self>) -> RoomError {
-        if self.child.failed(failure) == Decision::Escalate {
-            self.failed = true;
-        }
-        ctx.stop();
-        RoomError::Internal(failure.reason.clone())
-    }
-
-    fn guard<R>(
-        &mut self,
-        ctx: &mut Context<Self>,
-        f: impl FnOnce(&mut Self, &mut Context<Self>) -> Result<R, RoomError>,
-    ) -> Result<R, RoomError> {
-        if self.failed {
-            return Err(RoomError::Unavailable);
-        }
-        let child = self.child.clone();
-        match contain(&child, || f(self, ctx)) {
-            Ok(Err(RoomError::Store(e))) => {
-                // The store may hold less than memory: take the store's word for it.
-                self.reload();
-                Err(RoomError::Store(e))
-            }
-            Ok(r) => r,
-            Err(failure) => Err(self.fail(&failure, ctx)),
-        }
-    }
-
     /// Rebuilds the durable state from the store.
     fn reload(&mut self) {
         match self.store.get_room::<RoomState>(&self.state.name) {
@@ -651,11 +543,25 @@ impl Room {
     }
 }
 
+impl Supervisee for Room {
+    type Error = RoomError;
+
+    fn child(&self) -> &ChildHandle {
+        &self.child
+    }
+
+    /// The store may hold less than memory after a store error: take the store's word for it.
+    fn on_error(&mut self, error: &RoomError) {
+        if matches!(error, RoomError::Store(_)) {
+            self.reload();
+        }
+    }
+}
+
 impl Actor for Room {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.child.set_fault_target(ctx.address().recipient());
         // Sends must never park a sender; memory is bounded by the sessions' own limits.
         ctx.set_mailbox_capacity(1 << 20);
         // Deadlines survive restarts of the actor and of the process: re-arm them from the state.
@@ -690,8 +596,6 @@ impl Supervised for Room {
         for live in self.streams.values_mut() {
             live.links.retain(|l| l.deliver.connected());
         }
-        self.failed = self.child.is_failed();
-        self.child.running();
     }
 }
 
@@ -739,12 +643,7 @@ impl Handler<Presence> for Room {
     }
 }
 
-impl Handler<Fault> for Room {
-    type Result = ();
-    fn handle(&mut self, _: Fault, ctx: &mut Self::Context) {
-        let _ = self.guard(ctx, |_, _| -> Result<(), RoomError> { panic!("fault injected by /admin/fault") });
-    }
-}
+fault_handler!(Room);
 
 #[cfg(test)]
 mod tests {

@@ -16,10 +16,9 @@
 //! mailbox has closed; the registry of live sessions survives.
 
 mod handle;
-mod messages;
 
+pub use crate::messages::router::*;
 pub use handle::RouterHandle;
-pub use messages::*;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -31,11 +30,11 @@ use agent_bridge_protocol::{Message as Msg, Priority, Timestamp};
 use tokio::sync::oneshot;
 use tracing::{debug, error};
 
-use crate::ack_tracker::{AckTracker, Delivered, Expired, Track};
 use crate::delivery::{new_message_id, Envelope, Note, Notify, Outgoing, SessionLink, Target};
+use crate::messages::{Delivered, Expired, Owed, Track, TrackerLink};
 use crate::metrics::metrics;
 use crate::store::{Batch, IdempotencyRecord, Queued, Skip, Store, StoreError, Stream};
-use crate::supervisor::{contain, ChildHandle, Decision, Failure, Fault};
+use crate::supervisor::{fault_handler, ChildHandle, Supervisee};
 
 /// Most messages one feed reads from the store for a session.
 const FEED_BATCH: usize = 4096;
@@ -103,13 +102,11 @@ pub struct Router {
     /// Settings.
     config: RouterConfig,
     /// Told about every require-ack message and each of its deliveries.
-    tracker: Addr<AckTracker>,
+    tracker: TrackerLink,
     /// Clients of this shard: sessions, waiters, presence.
     clients: HashMap<String, ClientState>,
     /// Last assigned inbox seq per client (cache of the store's counters; cleared on restart).
     seqs: HashMap<String, u64>,
-    /// Set when the child escalated: every request is answered `unavailable`.
-    failed: bool,
     /// Writes and effects waiting for the next batch.
     pending: PendingWrites,
 }
@@ -118,7 +115,7 @@ impl Router {
     pub const NAME: &'static str = "router";
 
     /// A shard over `store`.
-    pub fn new(child: ChildHandle, store: Store, config: RouterConfig, tracker: Addr<AckTracker>) -> Self {
+    pub fn new(child: ChildHandle, store: Store, config: RouterConfig, tracker: TrackerLink) -> Self {
         Router {
             child,
             store,
@@ -126,7 +123,6 @@ impl Router {
             tracker,
             clients: HashMap::new(),
             seqs: HashMap::new(),
-            failed: false,
             pending: PendingWrites::default(),
         }
     }
@@ -202,8 +198,7 @@ impl Router {
             if !delivered || message.requires_ack {
                 pending.batch.enqueue(client, message)?;
             }
-            let retention = self.config.retention.for_type(&message.msg_type);
-            if let Some(at) = expiry_ms(message, retention) {
+            if let Some(at) = self.config.retention.expiry_ms(message) {
                 // One index entry per inbox and second of expiry per batch, not one per message.
                 let bucket = at.div_euclid(1000).saturating_add(1).saturating_mul(1000);
                 pending
@@ -273,10 +268,10 @@ impl Router {
         // The tracker hears of a message before any session can see it, so an ack can never
         // overtake its `Track` in the tracker's mailbox.
         for t in pending.track {
-            self.tracker.do_send(t);
+            self.tracker.track.do_send(t);
         }
         for d in pending.delivered {
-            self.tracker.do_send(d);
+            self.tracker.delivered.do_send(d);
         }
         for (link, out) in pending.handovers {
             link.hand_over(out);
@@ -506,7 +501,7 @@ impl Router {
                             found => {
                                 batch.dequeue(client, q.priority, q.seq);
                                 if q.entry.requires_ack {
-                                    self.tracker.do_send(Expired { client_id: client.to_owned(), seq: q.seq, gone: found.is_none() });
+                                    self.tracker.expired.do_send(Expired { client_id: client.to_owned(), seq: q.seq, gone: found.is_none() });
                                 }
                             }
                         }
@@ -546,7 +541,7 @@ impl Router {
                 let m = &o.message;
                 if m.requires_ack {
                     state.inflight.insert(m.seq);
-                    self.tracker.do_send(Delivered { client_id: client.to_owned(), seq: m.seq });
+                    self.tracker.delivered.do_send(Delivered { client_id: client.to_owned(), seq: m.seq });
                 } else {
                     batch.dequeue(client, m.priority, m.seq);
                 }
@@ -591,7 +586,7 @@ impl Router {
         }
         if delivered {
             state.inflight.insert(msg.seq);
-            self.tracker.do_send(Delivered { client_id: msg.client_id.clone(), seq: msg.seq });
+            self.tracker.delivered.do_send(Delivered { client_id: msg.client_id.clone(), seq: msg.seq });
         } else if state.inflight.remove(&msg.seq) {
             // Back in the queue for the next feed: scans must not start past it.
             let level = &mut state.scan_from[out.message.priority.index()];
@@ -654,7 +649,7 @@ impl Router {
             let mut batch = Batch::default();
             for m in &messages {
                 if m.requires_ack {
-                    self.tracker.do_send(Delivered { client_id: msg.client_id.clone(), seq: m.seq });
+                    self.tracker.delivered.do_send(Delivered { client_id: msg.client_id.clone(), seq: m.seq });
                 } else {
                     batch.dequeue(&msg.client_id, m.priority, m.seq);
                 }
@@ -675,38 +670,13 @@ impl Router {
         }
         Ok(Polled::Page { messages, next_since: base })
     }
-
-    /// A handler failed: report, stop (actix's Supervisor restarts us) and build the client error.
-    fn fail(&mut self, failure: &Failure, ctx: &mut Context<Self>) -> RouteError {
-        if self.child.failed(failure) == Decision::Escalate {
-            self.failed = true;
-        }
-        ctx.stop();
-        RouteError::Internal(failure.reason.clone())
-    }
-
-    fn guard<R>(
-        &mut self,
-        ctx: &mut Context<Self>,
-        f: impl FnOnce(&mut Self, &mut Context<Self>) -> Result<R, RouteError>,
-    ) -> Result<R, RouteError> {
-        if self.failed {
-            return Err(RouteError::Unavailable);
-        }
-        let child = self.child.clone();
-        match contain(&child, || f(self, ctx)) {
-            Ok(r) => r,
-            Err(failure) => Err(self.fail(&failure, ctx)),
-        }
-    }
 }
 
-/// When a stored message leaves the store: its ttl or its type's retention, whichever is first.
-pub(crate) fn expiry_ms(msg: &Msg, retention: Option<Duration>) -> Option<i64> {
-    let retention = retention.map(|d| msg.timestamp.plus_secs(d.as_secs().max(1)));
-    match (msg.expires_at, retention) {
-        (Some(a), Some(b)) => Some(a.min(b).millis()),
-        (a, b) => a.or(b).map(Timestamp::millis),
+impl Supervisee for Router {
+    type Error = RouteError;
+
+    fn child(&self) -> &ChildHandle {
+        &self.child
     }
 }
 
@@ -714,7 +684,6 @@ impl Actor for Router {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.child.set_fault_target(ctx.address().recipient());
         // Routing must never park a sender; memory is bounded by the sessions' own limits.
         ctx.set_mailbox_capacity(1 << 20);
         ctx.run_interval(Duration::from_secs(5), |act, _| {
@@ -739,8 +708,6 @@ impl Supervised for Router {
             state.inflight.clear();
             state.scan_from = [0; 5];
         }
-        self.failed = self.child.is_failed();
-        self.child.running();
     }
 }
 
@@ -879,9 +846,4 @@ impl Handler<ListClients> for Router {
     }
 }
 
-impl Handler<Fault> for Router {
-    type Result = ();
-    fn handle(&mut self, _: Fault, ctx: &mut Self::Context) {
-        let _ = self.guard(ctx, |_, _| -> Result<(), RouteError> { panic!("fault injected by /admin/fault") });
-    }
-}
+fault_handler!(Router);
