@@ -12,11 +12,14 @@
 //! root (permanent, critical), on its own arbiter.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use agent_bridge_protocol::frames::{Receipt, ReceiptStatus};
 use agent_bridge_protocol::{Priority, ServerFrame, Timestamp};
+// tokio's clock (the same as std's unless a test pauses time): the timers are testable with
+// `tokio::time::pause()`, like the `run_interval` that fires them.
+use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
 pub use crate::messages::tracker::*;

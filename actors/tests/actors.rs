@@ -7,4 +7,9 @@ mod actors {
 
     mod room;
     mod rooms;
+    mod router;
+    mod session;
+    mod supervision;
+    mod sweeper;
+    mod tracker;
 }

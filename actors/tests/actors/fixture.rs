@@ -6,17 +6,25 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use agent_bridge_actors::delivery::{Backlog, Deliver, Envelope, Notify, SessionLink, Target, Transport, TypeFilter};
+use agent_bridge_actors::messages::{Acknowledge, Delivered, Expired, NegativeAck, Track, TrackerLink};
 use agent_bridge_actors::room::{JoinLink, RoomDeliver};
 use agent_bridge_actors::store::Store;
-use agent_bridge_actors::supervisor::{ChildHandle, ChildSpec, Intensity, RestartPolicy, Tree};
-use agent_bridge_protocol::{Payload, Priority, ServerFrame};
+use agent_bridge_actors::store::{Batch, Stream};
+use agent_bridge_actors::supervisor::{ChildHandle, ChildSpec, Escalated, Intensity, RestartPolicy, Tree};
+use agent_bridge_protocol::{Message as Msg, Payload, Priority, ServerFrame, Timestamp};
 use serde_json::{json, Value};
 
-use super::probe::{probe, Seen};
+use super::probe::{probe, probe_with, Seen};
 
 /// A temporary store: in memory, gone with the test; commits answer at once.
 pub fn store() -> Store {
     Store::open(None, None).expect("a temporary store opens")
+}
+
+/// A supervision tree whose root is a probe: escalations arrive there.
+pub fn tree() -> (Arc<Tree>, Seen<Escalated>) {
+    let (root, escalations) = probe::<Escalated>();
+    (Tree::new(root), escalations)
 }
 
 /// A permanent child of the root, restarted at most `max_restarts` times a minute.
@@ -53,9 +61,57 @@ pub fn to(from: &str, client: &str, n: u64) -> Envelope {
     send(from, Target::Client(client.into()), n)
 }
 
+/// Writes message `seq` of `client`'s inbox as a router shard does: in the stream, and in the
+/// queue (where it waits for delivery or, with `require_ack`, for its ack); `expires_at` given,
+/// also in the expiry index.
+pub fn stored(store: &Store, client: &str, seq: u64, require_ack: bool, expires_at: Option<Timestamp>) -> Msg {
+    let mut env = to("alice", client, seq);
+    env.require_ack = require_ack;
+    let mut msg = env.to_message(&format!("msg-{client}-{seq}"), seq, Timestamp::now());
+    msg.expires_at = expires_at;
+    let mut batch = Batch::default();
+    batch.message(Stream::Inbox(client), &msg).expect("message");
+    batch.enqueue(client, &msg).expect("queue entry");
+    if let Some(at) = expires_at {
+        batch.expire_at(at.millis(), Stream::Inbox(client), seq);
+    }
+    store.apply(batch).expect("written");
+    msg
+}
+
+/// `secs` seconds ago, as an expiry.
+pub fn ago(secs: u64) -> Option<Timestamp> {
+    Some(Timestamp(Timestamp::now().millis() - i64::try_from(secs * 1000).unwrap_or(0)))
+}
+
+/// `secs` seconds from now, as an expiry.
+pub fn hence(secs: u64) -> Option<Timestamp> {
+    Some(Timestamp::now().plus_secs(secs))
+}
+
 /// The `n` of a payload made by [`send`].
 pub fn n_of(payload: &Payload) -> u64 {
     payload.to_value()["n"].as_u64().expect("a payload made by send()")
+}
+
+/// What router shards and sessions tell the AckTracker, recorded.
+pub struct TrackerProbes {
+    pub track: Seen<Track>,
+    pub delivered: Seen<Delivered>,
+    pub expired: Seen<Expired>,
+    /// Answered `true` (it was waiting for this ack).
+    pub acknowledge: Seen<Acknowledge>,
+}
+
+/// A [`TrackerLink`] to probes.
+pub fn tracker_probes() -> (TrackerLink, TrackerProbes) {
+    let (track, track_seen) = probe::<Track>();
+    let (delivered, delivered_seen) = probe::<Delivered>();
+    let (expired, expired_seen) = probe::<Expired>();
+    let (acknowledge, acknowledge_seen) = probe_with::<Acknowledge>(|_| true);
+    let (negative_ack, _) = probe_with::<NegativeAck>(|_| true);
+    let link = TrackerLink { track, delivered, expired, acknowledge, negative_ack };
+    (link, TrackerProbes { track: track_seen, delivered: delivered_seen, expired: expired_seen, acknowledge: acknowledge_seen })
 }
 
 /// A session as its router shard sees it: the link, and probes for what the shard hands it.
@@ -84,9 +140,16 @@ impl FakeSession {
     /// The next delivery, written (its backlog slot freed, as the session does once it wrote the
     /// frame). Returns the message's `n` and seq.
     pub async fn take(&mut self) -> (u64, u64) {
+        let (n, seq, _) = self.take_noting_drain().await;
+        (n, seq)
+    }
+
+    /// [`FakeSession::take`], and whether the session must now ask its shard for a catch-up
+    /// (its lag drained).
+    pub async fn take_noting_drain(&mut self) -> (u64, u64, bool) {
         let Deliver(out) = self.deliveries.next().await;
-        self.link.backlog.delivered_sized(out.cost());
-        (n_of(&out.message.payload), out.message.seq)
+        let drained = self.link.backlog.delivered_sized(out.cost());
+        (n_of(&out.message.payload), out.message.seq, drained)
     }
 }
 

@@ -2,7 +2,6 @@
 //! it receives into a channel; the test awaits "the next message" with a bounded wait, or checks
 //! that nothing more came once everything sent so far has been handled.
 
-use std::future::Future;
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -88,16 +87,6 @@ impl<M: Message + 'static> Seen<M> {
         }
     }
 
-    /// The next message for which `f` is true, skipping the others.
-    pub async fn next_where(&mut self, mut f: impl FnMut(&M) -> bool) -> M {
-        loop {
-            let m = self.next().await;
-            if f(&m) {
-                return m;
-            }
-        }
-    }
-
     /// Everything received so far: the probe handles what is already in its mailbox first.
     pub async fn drain(&mut self) -> Vec<M> {
         self.addr.send(Sync(PhantomData)).await.expect("the probe runs");
@@ -113,19 +102,5 @@ impl<M: Message + 'static> Seen<M> {
     pub async fn quiet(&mut self) {
         let extra = self.drain().await.len();
         assert_eq!(extra, 0, "unexpected {} message(s) for the probe of {}", extra, std::any::type_name::<M>());
-    }
-}
-
-/// Waits until `check` holds, polling on the runtime's clock; fails the test after [`WAIT`].
-/// For facts with no message to await (a restart count in the tree).
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "not within {WAIT:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -8,12 +8,12 @@ use agent_bridge_actors::delivery::Target;
 use agent_bridge_actors::room::{Room, RoomCall, RoomError, RoomOp, RoomSend, RoomState, RoomsConfig};
 use agent_bridge_actors::router::Routed;
 use agent_bridge_actors::store::Store;
-use agent_bridge_actors::supervisor::{Fault, NodeState, Tree};
+use agent_bridge_actors::supervisor::{Fault, Mailbox, NodeState, Tree};
 use agent_bridge_protocol::frames::SentStatus;
 use agent_bridge_protocol::ServerFrame;
 use serde_json::Value;
 
-use super::fixture::{child, n_of, send, store, RoomMember};
+use super::fixture::{child, n_of, send, store, tree, RoomMember};
 
 pub struct TestRoom {
     pub addr: Addr<Room>,
@@ -23,12 +23,12 @@ pub struct TestRoom {
 
 /// Room `lab`, created by `alice`, restarted at most `max_restarts` times a minute.
 pub fn start_room(config: RoomsConfig, max_restarts: u32) -> TestRoom {
-    let (store, tree) = (store(), Tree::new());
+    let (store, (tree, _root)) = (store(), tree());
     let state = RoomState::new("lab", Some("experiments".into()), "alice", "coordinator".into(), false, Vec::new());
     store.put_room("lab", &state).expect("room state stored");
     let child = child(&tree, "room:lab", Room::NAME, max_restarts);
     let (s, config) = (store.clone(), Arc::new(config));
-    let addr = Supervisor::start(move |_| Room::new(child, s, config, state));
+    let addr = Mailbox::new().supervise(&child, Room::new(child.clone(), s, config, state));
     TestRoom { addr, tree, store }
 }
 
@@ -157,8 +157,8 @@ async fn a_slow_member_is_fed_from_the_stream_in_order_within_its_frame_bound() 
 
 #[actix::test]
 async fn a_slow_member_is_bounded_in_bytes_too() {
-    // One frame costs more than half of 200 bytes (its JSON and FRAME_OVERHEAD): one at a time.
-    let (held, got) = slow_member(RoomsConfig { queue_bytes: 200, ..RoomsConfig::default() }, 3).await;
+    // A frame costs about 400 bytes (its JSON and FRAME_OVERHEAD): one fits in 600, two do not.
+    let (held, got) = slow_member(RoomsConfig { queue_bytes: 600, ..RoomsConfig::default() }, 3).await;
     assert_eq!(held, 1, "one frame fills the byte budget");
     assert_eq!(got, [1, 2, 3]);
 }

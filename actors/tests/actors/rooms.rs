@@ -12,11 +12,11 @@ use agent_bridge_actors::supervisor::Tree;
 use agent_bridge_protocol::Payload;
 use serde_json::{json, Value};
 
-use super::fixture::{child, store, RoomMember};
+use super::fixture::{child, store, tree, RoomMember};
 
 /// A registry over `store`, its rooms on the test's arbiter.
 fn registry(store: &Store) -> (RoomsHandle, Arc<Tree>) {
-    let tree = Tree::new();
+    let (tree, _root) = tree();
     let child = child(&tree, Rooms::NAME, Rooms::NAME, 3);
     let handle = Rooms::start(child, Arc::clone(&tree), store.clone(), RoomsConfig::default(), &Arbiter::current());
     (handle, tree)
