@@ -6,7 +6,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use agent_bridge_actors::delivery::{new_message_id, Envelope, Target};
 use agent_bridge_actors::messages::{
-    CatchUp, Connect, Disconnect, NotifyClient, Replied, ReplyTo, Route, RouteBroadcast, RouteError, Routed, RouterConfig,
+    CatchUp, Connect, Disconnect, NotifyClient, Poll, PollFrom, Polled, Replied, ReplyTo, Route, RouteBroadcast, RouteError,
+    Routed, RouterConfig,
 };
 use agent_bridge_actors::router::Router;
 use agent_bridge_actors::store::Store;
@@ -262,4 +263,54 @@ async fn a_note_for_a_client_reaches_each_of_its_sessions() {
         let got = s.notes.next().await;
         assert!(Arc::ptr_eq(&got.0, &note), "the same encoded frame for every session");
     }
+}
+
+#[actix::test]
+async fn a_long_poll_on_an_empty_inbox_is_parked_and_woken_by_the_next_message() {
+    let shard = start_shard(RouterConfig::default());
+    let poll = |from| Poll { client_id: "bob".into(), from, limit: 10, wait: true };
+    let polled = shard.addr.send(poll(PollFrom::Seq(0))).await.expect("answers").expect("polled");
+    let Polled::Wait { mut wake, next_since } = polled else { panic!("an empty inbox parks the poll") };
+    assert_eq!(next_since, 0);
+    assert!(wake.try_recv().is_err(), "not woken before a message arrives");
+    shard.routed(to("alice", "bob", 1), SentStatus::Queued).await;
+    tokio::time::timeout(super::probe::WAIT, wake).await.expect("woken in time").expect("woken, not dropped");
+    let Polled::Page { messages, next_since } = shard.addr.send(poll(PollFrom::Seq(0))).await.expect("answers").expect("polled") else {
+        panic!("a page now")
+    };
+    assert_eq!((messages.len(), next_since), (1, 1));
+}
+
+#[actix::test]
+async fn connecting_with_since_replays_the_stream_in_seq_order_before_live_traffic() {
+    let shard = start_shard(RouterConfig::default());
+    for n in 1..=3 {
+        shard.routed(to("alice", "bob", n), SentStatus::Queued).await;
+    }
+    let mut first = FakeSession::new("s-1", 64, 1 << 20);
+    shard.connect("bob", &first).await;
+    assert_eq!(shard.write("bob", &mut first, 3).await, [1, 2, 3]);
+    // Everything was delivered; a second session resuming after seq 1 still gets 2 and 3 again.
+    let mut resumed = FakeSession::new("s-2", 64, 1 << 20);
+    let connect = Connect { client_id: "bob".into(), link: resumed.link.clone(), since: Some(1) };
+    let connected = shard.addr.send(connect).await.expect("answers").expect("connected");
+    assert_eq!((connected.resumed_from, connected.last_seq), (Some(1), 3));
+    shard.route(to("alice", "bob", 4)).await.expect("accepted");
+    assert_eq!(shard.write("bob", &mut resumed, 3).await, [2, 3, 4], "the replay, then the live message");
+}
+
+#[actix::test]
+async fn a_repeated_idempotency_key_answers_duplicate_with_the_first_id_and_delivers_once() {
+    let (shard, mut bob) = with_bob(64, 1 << 20).await;
+    let keyed = |n| {
+        let mut env = to("alice", "bob", n);
+        env.idempotency_key = Some("k-1".into());
+        env
+    };
+    let first = shard.route(keyed(1)).await.expect("accepted");
+    let again = shard.route(keyed(2)).await.expect("accepted");
+    assert_eq!(again.status, SentStatus::Duplicate);
+    assert_eq!((again.message_id, again.seq), (first.message_id, first.seq));
+    assert_eq!(bob.take().await, (1, 1));
+    bob.deliveries.quiet().await;
 }

@@ -192,6 +192,28 @@ async fn an_ack_frame_goes_to_the_tracker_for_the_sessions_own_client_id() {
 }
 
 #[actix::test]
+async fn room_frames_are_answered_by_the_rooms_join_first_then_a_call_result_by_ref() {
+    let d = deps(SessionConfig::default());
+    let mut alice = Client::connect("alice", &d.deps).await;
+    alice.next().await;
+    alice.json(json!({ "type": "call", "ref": "c-1", "method": "room.create", "params": { "name": "lab", "topic": "t" } }));
+    let created = alice.next().await;
+    assert_eq!((created["type"].as_str(), created["ref"].as_str(), created["ok"].as_bool()), (Some("result"), Some("c-1"), Some(true)), "{created}");
+    alice.json(json!({ "type": "join", "room": "lab" }));
+    let joined = alice.next().await;
+    assert_eq!((joined["type"].as_str(), joined["event"].as_str(), joined["room"].as_str()), (Some("event"), Some("joined"), Some("lab")), "{joined}");
+    alice.json(json!({ "type": "call", "ref": "c-2", "method": "room.topic", "params": { "room": "lab", "topic": "new" } }));
+    // The member's own session hears the event and gets the result; their order is the room's.
+    let mut frames = vec![alice.next().await, alice.next().await];
+    frames.sort_by_key(|f| f["type"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(frames[0]["event"], "topic_changed", "{frames:?}");
+    assert_eq!(frames[1]["result"], json!({ "room": "lab", "topic": "new", "changed": true }), "{frames:?}");
+    alice.json(json!({ "type": "call", "ref": "c-3", "method": "room.nope", "params": {} }));
+    let unknown = alice.next().await;
+    assert_eq!((unknown["ok"].as_bool(), unknown["error"]["code"].as_str()), (Some(false), Some("unknown_method")), "{unknown}");
+}
+
+#[actix::test]
 async fn a_frame_header_over_the_hard_limit_closes_the_session_with_1009_at_once() {
     let d = deps(SessionConfig { hard_frame_bytes: 1 << 16, ..SessionConfig::default() });
     let mut alice = Client::connect("alice", &d.deps).await;

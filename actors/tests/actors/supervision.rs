@@ -4,7 +4,11 @@
 use agent_bridge_actors::supervisor::{Fault, NodeState};
 use agent_bridge_actors::ttl_sweeper::{SweepNow, TtlSweeper};
 
+use agent_bridge_actors::metrics::render;
+use agent_bridge_actors::room::RoomsConfig;
+
 use super::fixture::store;
+use super::room::start_room;
 use super::sweeper::{by_hand_config, start_sweeper};
 
 #[actix::test]
@@ -36,4 +40,15 @@ async fn beyond_its_restart_intensity_a_child_escalates_to_the_root() {
     assert!(!s.tree.healthy(), "readiness is down");
     assert_eq!(s.tree.failed(), [TtlSweeper::NAME]);
     s.root.quiet().await;
+}
+
+#[actix::test]
+async fn a_restart_is_counted_by_actor_kind_never_by_instance_name() {
+    let room = start_room(RoomsConfig::default(), 3);
+    room.addr.do_send(Fault);
+    room.say("alice", 1, true).await.expect("restarted");
+    let text = render();
+    let restarts: Vec<&str> = text.lines().filter(|l| l.starts_with("bridge_actor_restarts_total{")).collect();
+    assert!(restarts.iter().any(|l| l.contains(r#"actor="room""#)), "{restarts:?}");
+    assert!(!text.contains("room:lab"), "no instance name in /metrics: {restarts:?}");
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use agent_bridge_actors::ack_tracker::{AckConfig, AckTracker};
 use agent_bridge_actors::messages::{
-    Acknowledge, Delivered, NegativeAck, NotifyClient, PendingCount, Redeliver, Settled, ShardLink, Shards, Track,
+    Acknowledge, Delivered, Expired, NegativeAck, NotifyClient, PendingCount, Redeliver, Settled, ShardLink, Shards, Track,
 };
 use agent_bridge_actors::store::Store;
 use agent_bridge_actors::supervisor::{Fault, Mailbox};
@@ -167,4 +167,15 @@ async fn a_redelivery_nobody_takes_waits_for_the_next_delivery() {
     t.redeliver.quiet().await;
     t.addr.do_send(Delivered { client_id: "bob".into(), seq: 1 });
     t.redeliver.next().await;
+}
+
+#[actix::test]
+async fn an_expired_message_settles_with_an_expired_receipt() {
+    let mut t = start_tracker(store(), 5, true);
+    let id = t.delivered(1).await;
+    t.receipt().await;
+    t.addr.do_send(Expired { client_id: "bob".into(), seq: 1, gone: true });
+    assert_eq!(t.receipt().await, ("alice".into(), id.clone(), ReceiptStatus::Expired));
+    assert_eq!(t.settled.next().await.seq, 1);
+    assert!(!t.ack(&id).await, "nothing left to ack");
 }
