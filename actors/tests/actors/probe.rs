@@ -9,7 +9,9 @@ use actix::dev::MessageResponse;
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
-/// The longest a test waits for something it expects (virtual time under `tokio::time::pause`).
+/// The longest a test waits for something it expects. Under `tokio::time::pause` this is virtual
+/// time, which jumps to the next timer while the runtime is idle: a timer a test awaits must be due
+/// within it (ack timeouts, sweep intervals and deadlines in these tests are a few seconds).
 pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Answers a probe gives to the messages that expect one.

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use agent_bridge_actors::delivery::Target;
-use agent_bridge_actors::room::{Room, RoomCall, RoomError, RoomOp, RoomSend, RoomState, RoomsConfig};
+use std::time::Duration;
+
+use agent_bridge_actors::room::{Room, RoomCall, RoomError, RoomOp, RoomSend, RoomState, RoomsConfig, Rule};
 use agent_bridge_actors::router::Routed;
 use agent_bridge_actors::store::Store;
 use agent_bridge_actors::supervisor::{Fault, Mailbox, NodeState, Tree};
@@ -208,4 +210,40 @@ async fn beyond_its_restart_intensity_a_room_is_failed_and_answers_unavailable()
     assert_eq!(room.tree.node("room:lab").map(|n| n.state), Some(NodeState::Failed));
     assert!(!room.tree.healthy());
     let _ = &room.store;
+}
+
+#[actix::test]
+async fn a_proposal_closes_at_its_deadline_on_the_rooms_timer() {
+    tokio::time::pause();
+    let (room, mut alice, _bob) = alice_and_bob(RoomsConfig::default(), 3).await;
+    let op = RoomOp::Propose { text: "ship it".into(), rule: Rule::Majority, quorum: None, weights: Default::default(), deadline_s: Some(5.0) };
+    let proposal = room.call("alice", op).await.expect("proposed");
+    assert_eq!(proposal["status"], "open");
+    let start = tokio::time::Instant::now();
+    let closed = alice.event_named("proposal_closed").await;
+    assert!(start.elapsed() >= Duration::from_secs(5), "closed after {:?}", start.elapsed());
+    assert_eq!((closed["reason"].as_str(), closed["outcome"].as_str()), (Some("deadline"), Some("rejected")), "{closed}");
+    let stored = room.call("alice", RoomOp::ProposalGet { proposal_id: Some("p-1".into()) }).await.expect("read");
+    assert_eq!(stored["status"], "closed");
+}
+
+#[actix::test]
+async fn a_channel_carries_its_own_messages_to_the_sessions_that_joined_it() {
+    let (room, _alice, mut bob) = alice_and_bob(RoomsConfig::default(), 3).await;
+    room.call("alice", RoomOp::ChannelCreate { name: "design".into() }).await.expect("created");
+    let mut carol = RoomMember::new("s-carol");
+    room.join("carol", &carol).await;
+    let on_channel = RoomCall {
+        caller: "carol".into(),
+        stream: "lab/design".into(),
+        op: RoomOp::Join { role: None, since: None, link: Some(carol.link()), identity: None },
+        on_channels: true,
+    };
+    room.addr.send(on_channel).await.expect("answers").expect("joined the channel");
+    let mut env = send("alice", Target::Room("lab/design".into()), 5);
+    env.persist = true;
+    let routed = room.addr.send(RoomSend(env)).await.expect("answers").expect("sent").routed;
+    assert_eq!(routed.seq, Some(1), "the channel's own seq");
+    assert_eq!(carol.take().await, (5, 1));
+    bob.deliveries.quiet().await;
 }

@@ -113,3 +113,20 @@ async fn a_new_registry_over_the_same_store_restores_rooms_with_their_members_an
     assert_eq!(topic["topic"], json!("kept"));
     assert!(tree.node("room:lab").is_some(), "started by its first request");
 }
+
+#[actix::test]
+async fn a_closed_session_leaves_its_rooms_and_the_others_hear_it_disconnected() {
+    let (rooms, _tree) = registry(&store());
+    call(&rooms, "alice", "room.create", json!({ "name": "lab" })).await.expect("created");
+    let (mut alice, bob) = (RoomMember::new("s-alice"), RoomMember::new("s-bob"));
+    let params = Payload::from_serialize(&json!({ "room": "lab" }));
+    rooms.call("alice", None, "room.join", &params, Some(alice.link())).await.expect("joined");
+    rooms.call("bob", None, "room.join", &params, Some(bob.link())).await.expect("joined");
+    assert_eq!(alice.event_named("member_joined").await["client_id"], "bob");
+    rooms.session_closed("s-bob");
+    let left = alice.event_named("member_left").await;
+    assert_eq!((left["client_id"].as_str(), left["reason"].as_str()), (Some("bob"), Some("disconnected")));
+    let members = call(&rooms, "alice", "room.members", json!({ "room": "lab" })).await.expect("members");
+    let bob_row = members["members"].as_array().and_then(|m| m.iter().find(|m| m["client_id"] == "bob").cloned());
+    assert_eq!(bob_row.map(|m| m["online"].clone()), Some(json!(false)), "still a member, no longer present");
+}
