@@ -164,6 +164,26 @@ async fn a_websocket_session_confirms_then_answers_each_send_once_with_its_ref()
 }
 
 #[actix::test]
+async fn with_few_sends_allowed_in_flight_reading_resumes_as_replies_come_and_every_send_is_answered_once() {
+    let d = deps(SessionConfig { max_in_flight: 2, ..SessionConfig::default() });
+    let mut alice = Client::connect("alice", &d.deps).await;
+    alice.next().await;
+    // Twelve sends, one chunk each (as the socket would deliver them): once two wait for their
+    // reply the session reads no further chunk until the replies reopen the gate.
+    for n in 1..=12 {
+        alice.json(json!({ "type": "send", "to": "bob", "msg_type": "note", "payload": { "n": n }, "ref": format!("r-{n}") }));
+    }
+    let mut refs = Vec::new();
+    for _ in 1..=12 {
+        let sent = alice.next().await;
+        assert_eq!(sent["type"], "sent", "{sent}");
+        refs.push(sent["ref"].as_str().unwrap_or_default().to_owned());
+    }
+    let want: Vec<String> = (1..=12).map(|n| format!("r-{n}")).collect();
+    assert_eq!(refs, want, "each send answered once, in order");
+}
+
+#[actix::test]
 async fn bad_input_gets_an_error_frame_with_a_code_and_the_session_stays_open() {
     let d = deps(SessionConfig::default());
     let mut alice = Client::connect("alice", &d.deps).await;
