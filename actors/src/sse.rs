@@ -20,30 +20,23 @@ use agent_bridge_protocol::ServerFrame;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::auth::limits::{until_ms, CredentialsRevoked};
+use crate::auth::limits::CredentialsRevoked;
 use crate::auth::SessionAuth;
-use crate::delivery::{Backlog, Deliver, Notify, SessionLink, Transport, TypeFilter};
-use crate::messages::{CatchUp, Connect, Disconnect};
+use crate::delivery::{Backlog, Deliver, Notify, Transport};
+use crate::messages::CatchUp;
 use crate::router::Router;
-use crate::session::{session_backlog, SessionDeps, SESSIONS_GROUP};
-use crate::supervisor::{fault_handler, ChildHandle, ChildSpec, Intensity, RestartPolicy, Supervisee};
+use crate::session::{Registration, SessionDeps};
+use crate::supervisor::{fault_handler, ChildHandle, Supervisee};
 
 /// Heartbeat comment interval.
 pub const SSE_HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// One SSE stream.
 pub struct SseSession {
-    client_id: String,
-    session_id: String,
-    shard: Addr<Router>,
-    child: ChildHandle,
-    backlog: Arc<Backlog>,
-    filter: Arc<TypeFilter>,
-    since: Option<u64>,
+    /// Identity, shard, tree node, backlog and filter (shared with WebSocket sessions).
+    reg: Registration,
     /// The response body: each event, with its backlog cost if it is a delivery.
     tx: mpsc::Sender<(Bytes, Option<usize>)>,
-    /// Identity, connection slot and revocation registration (crate::auth).
-    auth: SessionAuth,
 }
 
 impl SseSession {
@@ -58,25 +51,9 @@ impl SseSession {
         auth: SessionAuth,
     ) -> SseBody {
         let (tx, rx) = mpsc::channel(deps.config.queue_limit.clamp(16, 1024));
-        let session_id = uuid::Uuid::now_v7().simple().to_string();
-        let child = deps.tree.register(ChildSpec {
-            name: format!("sse:{client_id}:{session_id}"),
-            kind: SseSession::NAME,
-            parent: SESSIONS_GROUP.into(),
-            policy: RestartPolicy::Temporary,
-            intensity: Intensity::default(),
-            critical: false,
-        });
-        let backlog = session_backlog(&deps.config);
-        let shard = deps.router.shard(&client_id).clone();
-        let body = SseBody {
-            rx,
-            backlog: Arc::clone(&backlog),
-            shard: shard.clone(),
-            client_id: client_id.clone(),
-            session_id: session_id.clone(),
-        };
-        SseSession { shard, client_id, session_id, child, backlog, filter: TypeFilter::new(types), since, tx, auth }.start();
+        let reg = Registration::new(deps, SseSession::NAME, "sse", client_id, since, types, auth);
+        let body = SseBody { rx, backlog: Arc::clone(&reg.backlog), shard: reg.shard.clone(), catch_up: reg.catch_up() };
+        SseSession { reg, tx }.start();
         body
     }
 
@@ -105,8 +82,8 @@ pub struct SseBody {
     rx: mpsc::Receiver<(Bytes, Option<usize>)>,
     backlog: Arc<Backlog>,
     shard: Addr<Router>,
-    client_id: String,
-    session_id: String,
+    /// Sent to the shard when a lagging backlog drained.
+    catch_up: CatchUp,
 }
 
 impl futures_util::Stream for SseBody {
@@ -118,7 +95,7 @@ impl futures_util::Stream for SseBody {
             item.map(|(bytes, cost)| {
                 if let Some(cost) = cost {
                     if this.backlog.delivered_sized(cost) {
-                        this.shard.do_send(CatchUp { client_id: this.client_id.clone(), session_id: this.session_id.clone() });
+                        this.shard.do_send(CatchUp { client_id: this.catch_up.client_id.clone(), session_id: this.catch_up.session_id.clone() });
                     }
                     if let Some(frame) = this.backlog.take_dropped() {
                         // Rare: a `dropped` notice rides along with the delivery that follows it.
@@ -160,19 +137,16 @@ impl Actor for SseSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.child.set_fault_target(ctx.address().recipient());
-        if !self.auth.register(&self.session_id, ctx.address().recipient()) {
+        let Some(connect) = self.reg.start(ctx.address(), Transport::Sse) else {
             return self.close_unauthorized("this API key has been revoked", ctx);
+        };
+        if let Some(after) = self.reg.expires_in() {
+            ctx.run_later(after, |act, ctx| act.close_unauthorized("the credentials of this stream have expired", ctx));
         }
-        if let Some(at) = self.auth.identity.expires_at_ms {
-            ctx.run_later(until_ms(at), |act, ctx| act.close_unauthorized("the credentials of this stream have expired", ctx));
-        }
-        let link = SessionLink::of(ctx.address(), &self.session_id, &self.backlog, &self.filter, Transport::Sse);
-        let connect = Connect { client_id: self.client_id.clone(), link, since: self.since };
-        ctx.wait(self.shard.send(connect).into_actor(self).map(|res, act, ctx| match res {
+        ctx.wait(self.reg.shard.send(connect).into_actor(self).map(|res, act, ctx| match res {
             Ok(Ok(c)) => {
                 let data = serde_json::json!({
-                    "client_id": act.client_id, "session_id": act.session_id, "resumed_from": c.resumed_from,
+                    "client_id": act.reg.client_id, "session_id": act.reg.session_id, "resumed_from": c.resumed_from,
                     "heartbeat_s": SSE_HEARTBEAT.as_secs(),
                 });
                 act.push(event(None, "connection_confirmed", &data.to_string()), None, ctx);
@@ -193,10 +167,8 @@ impl Actor for SseSession {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.auth.deregister(&self.session_id);
-        self.shard.do_send(Disconnect { client_id: self.client_id.clone(), session_id: self.session_id.clone() });
-        self.child.stopped();
-        debug!(client_id = %self.client_id, session_id = %self.session_id, "sse stream closed");
+        self.reg.stop();
+        debug!(client_id = %self.reg.client_id, session_id = %self.reg.session_id, "sse stream closed");
     }
 }
 
@@ -225,7 +197,7 @@ impl Supervisee for SseSession {
     type Error = ();
 
     fn child(&self) -> &ChildHandle {
-        &self.child
+        &self.reg.child
     }
 }
 

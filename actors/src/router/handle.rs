@@ -7,7 +7,7 @@ use agent_bridge_protocol::frames::SentStatus;
 use agent_bridge_protocol::Timestamp;
 use tokio::sync::oneshot;
 
-use super::Router;
+use super::shard::Router;
 use crate::delivery::{new_message_id, Envelope, Target, Transport};
 use crate::messages::{shard_index, ClientInfo, ListClients, ReplyTo, RoomError, Route, RouteBroadcast, RouteError, Routed};
 use crate::metrics::metrics;
