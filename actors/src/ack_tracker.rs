@@ -27,7 +27,7 @@ use crate::delivery::Note;
 use crate::messages::{NotifyClient, Redeliver, Settled, Shards};
 use crate::metrics::metrics;
 use crate::store::{Batch, DeadLetter, Store, StoreError, Stream};
-use crate::supervisor::{fault_handler, ChildHandle, Refused, Supervisee};
+use crate::supervisor::{supervisee, ChildHandle, Refused, Supervisee};
 
 /// Redelivery settings.
 #[derive(Debug, Clone)]
@@ -281,13 +281,7 @@ impl AckTracker {
     }
 }
 
-impl Supervisee for AckTracker {
-    type Error = Refused<StoreError>;
-
-    fn child(&self) -> &ChildHandle {
-        &self.child
-    }
-}
+supervisee!(AckTracker, Refused<StoreError>, child);
 
 /// Sends a receipt to every session of `to` (through its router shard).
 fn send_receipt(router: &Shards, to: &str, message_id: &str, status: ReceiptStatus, by: &str) {
@@ -390,7 +384,6 @@ impl Handler<PendingCount> for AckTracker {
     }
 }
 
-fault_handler!(AckTracker);
 
 #[cfg(test)]
 mod tests {

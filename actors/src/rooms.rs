@@ -36,7 +36,7 @@ use crate::room::{
 };
 use crate::messages::Routed;
 use crate::store::Store;
-use crate::supervisor::{fault_handler, ChildHandle, ChildSpec, Mailbox, RestartPolicy, Supervisee, Tree};
+use crate::supervisor::{guarded, supervisee, ChildHandle, ChildSpec, Mailbox, RestartPolicy, Supervisee, Tree};
 
 pub mod calls;
 mod checks;
@@ -176,13 +176,7 @@ impl Rooms {
     }
 }
 
-impl Supervisee for Rooms {
-    type Error = RoomError;
-
-    fn child(&self) -> &ChildHandle {
-        &self.child
-    }
-}
+supervisee!(Rooms, RoomError, child);
 
 impl Actor for Rooms {
     type Context = Context<Self>;
@@ -200,12 +194,7 @@ impl Supervised for Rooms {
     }
 }
 
-impl Handler<CreateRoom> for Rooms {
-    type Result = Result<CallReply, RoomError>;
-    fn handle(&mut self, msg: CreateRoom, ctx: &mut Self::Context) -> Self::Result {
-        self.guard(ctx, |r, _| r.create(msg))
-    }
-}
+guarded!(Rooms, CreateRoom, |r, msg, _| r.create(msg));
 
 impl Handler<ListRooms> for Rooms {
     type Result = ResponseFuture<Result<Value, RoomError>>;
@@ -256,7 +245,6 @@ where
     }
 }
 
-fault_handler!(Rooms);
 
 // ---------------------------------------------------------------------------------------------
 // The handle

@@ -23,10 +23,10 @@ use tracing::debug;
 use crate::auth::limits::CredentialsRevoked;
 use crate::auth::SessionAuth;
 use crate::delivery::{Backlog, Deliver, Notify, Transport};
-use crate::messages::CatchUp;
+use crate::messages::{CatchUp, Connected, RouteError};
 use crate::router::Router;
-use crate::session::{Registration, SessionDeps};
-use crate::supervisor::{fault_handler, ChildHandle, Supervisee};
+use crate::session::{Connection, Registration, SessionDeps};
+use crate::supervisor::{supervisee, Supervisee};
 
 /// Heartbeat comment interval.
 pub const SSE_HEARTBEAT: Duration = Duration::from_secs(15);
@@ -133,30 +133,33 @@ fn event(id: Option<u64>, name: &str, data: &str) -> Bytes {
     Bytes::from(s)
 }
 
+impl Connection for SseSession {
+    fn close_credentials(&mut self, why: &str, ctx: &mut Self::Context) {
+        self.close_unauthorized(why, ctx);
+    }
+
+    fn connected(&mut self, result: Result<Connected, RouteError>, ctx: &mut Self::Context) {
+        if let Ok(c) = result {
+            let data = serde_json::json!({
+                "client_id": self.reg.client_id, "session_id": self.reg.session_id, "resumed_from": c.resumed_from,
+                "heartbeat_s": SSE_HEARTBEAT.as_secs(),
+            });
+            self.push(event(None, "connection_confirmed", &data.to_string()), None, ctx);
+        } else {
+            let frame = ServerFrame::error("unavailable", "the router could not register this stream", None);
+            self.push(event(None, "error", &frame.to_json()), None, ctx);
+            ctx.stop();
+        }
+    }
+}
+
 impl Actor for SseSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let Some(connect) = self.reg.start(ctx.address(), Transport::Sse) else {
-            return self.close_unauthorized("this API key has been revoked", ctx);
-        };
-        if let Some(after) = self.reg.expires_in() {
-            ctx.run_later(after, |act, ctx| act.close_unauthorized("the credentials of this stream have expired", ctx));
+        if let Err(why) = self.reg.start::<Self>(ctx, Transport::Sse) {
+            return self.close_unauthorized(why, ctx);
         }
-        ctx.wait(self.reg.shard.send(connect).into_actor(self).map(|res, act, ctx| match res {
-            Ok(Ok(c)) => {
-                let data = serde_json::json!({
-                    "client_id": act.reg.client_id, "session_id": act.reg.session_id, "resumed_from": c.resumed_from,
-                    "heartbeat_s": SSE_HEARTBEAT.as_secs(),
-                });
-                act.push(event(None, "connection_confirmed", &data.to_string()), None, ctx);
-            }
-            _ => {
-                let frame = ServerFrame::error("unavailable", "the router could not register this stream", None);
-                act.push(event(None, "error", &frame.to_json()), None, ctx);
-                ctx.stop();
-            }
-        }));
         ctx.run_interval(SSE_HEARTBEAT, |act, ctx| {
             if act.tx.is_closed() {
                 ctx.stop();
@@ -192,16 +195,8 @@ impl Handler<Notify> for SseSession {
     }
 }
 
-/// A temporary child: a failure ends the stream; the client reconnects with `Last-Event-ID`.
-impl Supervisee for SseSession {
-    type Error = ();
-
-    fn child(&self) -> &ChildHandle {
-        &self.reg.child
-    }
-}
-
-fault_handler!(SseSession);
+// A temporary child: a failure ends the stream; the client reconnects with `Last-Event-ID`.
+supervisee!(SseSession, (), reg.child);
 
 impl SseSession {
     /// Ends the stream with an `error` event (`unauthorized`).

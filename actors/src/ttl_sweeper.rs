@@ -21,7 +21,7 @@ use tracing::{debug, error};
 use crate::messages::{Expired, Retention};
 use crate::metrics::metrics;
 use crate::store::{Batch, Store, StoreError, StreamName};
-use crate::supervisor::{fault_handler, ChildHandle, Refused, Supervisee};
+use crate::supervisor::{supervisee, ChildHandle, Refused, Supervisee};
 
 /// Where expired messages go before deletion.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,13 +176,7 @@ impl TtlSweeper {
     }
 }
 
-impl Supervisee for TtlSweeper {
-    type Error = Refused<StoreError>;
-
-    fn child(&self) -> &ChildHandle {
-        &self.child
-    }
-}
+supervisee!(TtlSweeper, Refused<StoreError>, child);
 
 impl Actor for TtlSweeper {
     type Context = Context<Self>;
@@ -207,4 +201,3 @@ impl Handler<SweepNow> for TtlSweeper {
     }
 }
 
-fault_handler!(TtlSweeper);

@@ -7,7 +7,6 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use agent_bridge_protocol::frames::SentStatus;
 use agent_bridge_protocol::{Message as Msg, Timestamp};
@@ -348,11 +347,7 @@ pub struct ShardLink {
 
 impl ShardLink {
     /// The link to a shard (or to a probe standing in for one).
-    pub fn of<A>(addr: &Addr<A>) -> Self
-    where
-        A: Actor + Handler<Redeliver> + Handler<Settled> + Handler<NotifyClient>,
-        A::Context: ToEnvelope<A, Redeliver> + ToEnvelope<A, Settled> + ToEnvelope<A, NotifyClient>,
-    {
+    pub fn of<A: Actor<Context = Context<A>> + Handler<Redeliver> + Handler<Settled> + Handler<NotifyClient>>(addr: &Addr<A>) -> Self {
         ShardLink { redeliver: addr.clone().recipient(), settled: addr.clone().recipient(), notify: addr.clone().recipient() }
     }
 }

@@ -1,6 +1,5 @@
 //! The AckTracker's messages, and [`TrackerLink`]: how router shards and sessions reach it.
 
-use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use agent_bridge_protocol::Priority;
 
@@ -71,15 +70,9 @@ impl TrackerLink {
     /// The link to a tracker (or to a probe standing in for one).
     pub fn of<A>(addr: &Addr<A>) -> Self
     where
-        A: Actor + Handler<Track> + Handler<Delivered> + Handler<Expired> + Handler<Acknowledge> + Handler<NegativeAck>,
-        A::Context: ToEnvelope<A, Track> + ToEnvelope<A, Delivered> + ToEnvelope<A, Expired> + ToEnvelope<A, Acknowledge> + ToEnvelope<A, NegativeAck>,
+        A: Actor<Context = Context<A>> + Handler<Track> + Handler<Delivered> + Handler<Expired> + Handler<Acknowledge> + Handler<NegativeAck>,
     {
-        TrackerLink {
-            track: addr.clone().recipient(),
-            delivered: addr.clone().recipient(),
-            expired: addr.clone().recipient(),
-            acknowledge: addr.clone().recipient(),
-            negative_ack: addr.clone().recipient(),
-        }
+        let a = addr.clone();
+        TrackerLink { track: a.clone().recipient(), delivered: a.clone().recipient(), expired: a.clone().recipient(), acknowledge: a.clone().recipient(), negative_ack: a.recipient() }
     }
 }

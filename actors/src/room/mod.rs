@@ -41,7 +41,7 @@ use crate::delivery::{Backlog, Envelope, Note, Notify, Outgoing, TypeFilter};
 pub use crate::messages::room::RoomError;
 use crate::messages::{Accepted, Durability, Retention};
 use crate::store::{Store, Stream};
-use crate::supervisor::{fault_handler, ChildHandle, Intensity, Supervisee};
+use crate::supervisor::{fault_handler, guarded, ChildHandle, Intensity, Supervisee};
 
 /// Settings of every room.
 #[derive(Debug, Clone)]
@@ -413,29 +413,9 @@ impl Supervised for Room {
     }
 }
 
-impl Handler<RoomSend> for Room {
-    type Result = Result<Accepted, RoomError>;
-    fn handle(&mut self, msg: RoomSend, ctx: &mut Self::Context) -> Self::Result {
-        self.guard(ctx, |room, _| room.send(msg.0))
-    }
-}
-
-impl Handler<RoomCall> for Room {
-    type Result = Result<CallReply, RoomError>;
-    fn handle(&mut self, msg: RoomCall, ctx: &mut Self::Context) -> Self::Result {
-        self.guard(ctx, |room, ctx| room.call(msg, ctx))
-    }
-}
-
-impl Handler<SessionClosed> for Room {
-    type Result = ();
-    fn handle(&mut self, msg: SessionClosed, ctx: &mut Self::Context) {
-        let _ = self.guard(ctx, |room, _| {
-            room.session_closed(&msg.session_id);
-            Ok(())
-        });
-    }
-}
+guarded!(Room, RoomSend, |room, msg, _| room.send(msg.0));
+guarded!(Room, RoomCall, |room, msg, ctx| room.call(msg, ctx));
+guarded!(Room, SessionClosed => (), |room, msg, _| room.session_closed(&msg.session_id));
 
 impl Handler<RoomCatchUp> for Room {
     type Result = ();

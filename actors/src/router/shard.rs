@@ -13,7 +13,7 @@ use tracing::error;
 use crate::delivery::{Notify, Outgoing, SessionLink};
 use crate::messages::*;
 use crate::store::{Batch, IdempotencyRecord, Store, StoreError, Stream};
-use crate::supervisor::{fault_handler, ChildHandle, Supervisee};
+use crate::supervisor::{guarded, supervisee, ChildHandle, Supervisee};
 
 /// Most messages one feed reads from the store for a session.
 pub(super) const FEED_BATCH: usize = 4096;
@@ -120,13 +120,7 @@ impl Router {
     }
 }
 
-impl Supervisee for Router {
-    type Error = RouteError;
-
-    fn child(&self) -> &ChildHandle {
-        &self.child
-    }
-}
+supervisee!(Router, RouteError, child);
 
 impl Actor for Router {
     type Context = Context<Self>;
@@ -159,22 +153,8 @@ impl Supervised for Router {
     }
 }
 
-impl Handler<Connect> for Router {
-    type Result = Result<Connected, RouteError>;
-    fn handle(&mut self, msg: Connect, ctx: &mut Self::Context) -> Self::Result {
-        self.guard(ctx, |r, ctx| r.connect(msg, ctx))
-    }
-}
-
-impl Handler<Disconnect> for Router {
-    type Result = ();
-    fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
-        let _ = self.guard(ctx, |r, _| {
-            r.disconnect(&msg);
-            Ok(())
-        });
-    }
-}
+guarded!(Router, Connect, |r, msg, ctx| r.connect(msg, ctx));
+guarded!(Router, Disconnect => (), |r, msg, _| r.disconnect(&msg));
 
 impl Handler<CatchUp> for Router {
     type Result = ();
@@ -213,29 +193,9 @@ impl Handler<WriteBatch> for Router {
     }
 }
 
-impl Handler<RouteBroadcast> for Router {
-    type Result = Result<BroadcastPart, RouteError>;
-    fn handle(&mut self, msg: RouteBroadcast, ctx: &mut Self::Context) -> Self::Result {
-        self.guard(ctx, |r, ctx| r.broadcast(&msg, ctx))
-    }
-}
-
-impl Handler<Poll> for Router {
-    type Result = Result<Polled, RouteError>;
-    fn handle(&mut self, msg: Poll, ctx: &mut Self::Context) -> Self::Result {
-        self.guard(ctx, |r, ctx| r.poll(msg, ctx))
-    }
-}
-
-impl Handler<Seen> for Router {
-    type Result = ();
-    fn handle(&mut self, msg: Seen, ctx: &mut Self::Context) {
-        let _ = self.guard(ctx, |r, _| {
-            r.client(&msg.0).last_seen = Some(Instant::now());
-            Ok(())
-        });
-    }
-}
+guarded!(Router, RouteBroadcast, |r, msg, ctx| r.broadcast(&msg, ctx));
+guarded!(Router, Poll, |r, msg, ctx| r.poll(msg, ctx));
+guarded!(Router, Seen => (), |r, msg, _| r.client(&msg.0).last_seen = Some(Instant::now()));
 
 impl Handler<Redeliver> for Router {
     type Result = bool;
@@ -294,4 +254,3 @@ impl Handler<ListClients> for Router {
     }
 }
 
-fault_handler!(Router);

@@ -11,7 +11,7 @@ use actix::prelude::*;
 use crate::auth::limits::{until_ms, CredentialsRevoked};
 use crate::auth::SessionAuth;
 use crate::delivery::{Backlog, Deliver, Notify, SessionLink, Transport, TypeFilter};
-use crate::messages::{CatchUp, Connect, Disconnect, TrackerLink};
+use crate::messages::{CatchUp, Connect, Connected, Disconnect, RouteError, TrackerLink};
 use crate::rooms::RoomsHandle;
 use crate::router::{Router, RouterHandle};
 use crate::supervisor::{ChildHandle, ChildSpec, Fault, Intensity, RestartPolicy, Tree};
@@ -95,6 +95,14 @@ pub(crate) fn session_backlog(config: &SessionConfig) -> Arc<Backlog> {
     Backlog::sized(config.queue_limit.max(config.queue_bytes / 256), config.queue_bytes)
 }
 
+/// A session actor (WebSocket or SSE) on a [`Registration`]: what differs between them.
+pub(crate) trait Connection: Actor {
+    /// Ends the session because its credentials are no longer valid (revoked or expired).
+    fn close_credentials(&mut self, why: &str, ctx: &mut Self::Context);
+    /// The shard answered the registration: greet the client, or tell it and close.
+    fn connected(&mut self, result: Result<Connected, RouteError>, ctx: &mut Self::Context);
+}
+
 /// What WebSocket and SSE sessions share, and their common life cycle: a temporary child of the
 /// [`SESSIONS_GROUP`] node, registered with its client's shard and for revocation of its key
 /// when it starts, and leaving all three when it stops.
@@ -143,23 +151,26 @@ impl Registration {
     }
 
     /// In `started`: makes the session reachable by fault injection and by revocation of its
-    /// key, and gives the [`Connect`] to send its shard; `None` when the key is revoked already.
-    pub(crate) fn start<A>(&self, addr: Addr<A>, transport: Transport) -> Option<Connect>
+    /// key, arms the expiry of its credentials, and registers it with its shard, handling nothing
+    /// else until the shard answers ([`Connection::connected`]): the replay the shard queues comes
+    /// before live traffic. `Err` with the reason to close at once when the key is revoked.
+    pub(crate) fn start<A>(&self, ctx: &mut A::Context, transport: Transport) -> Result<(), &'static str>
     where
-        A: Actor + Handler<Fault> + Handler<CredentialsRevoked> + Handler<Deliver> + Handler<Notify>,
-        A::Context: ToEnvelope<A, Fault> + ToEnvelope<A, CredentialsRevoked> + ToEnvelope<A, Deliver> + ToEnvelope<A, Notify>,
+        A: Connection + Handler<Fault> + Handler<CredentialsRevoked> + Handler<Deliver> + Handler<Notify>,
+        A::Context: AsyncContext<A> + ToEnvelope<A, Fault> + ToEnvelope<A, CredentialsRevoked> + ToEnvelope<A, Deliver> + ToEnvelope<A, Notify>,
     {
+        let addr = ctx.address();
         self.child.set_fault_target(addr.clone().recipient());
         if !self.auth.register(&self.session_id, addr.clone().recipient()) {
-            return None;
+            return Err("this API key has been revoked");
+        }
+        if let Some(at) = self.auth.identity.expires_at_ms {
+            ctx.run_later(until_ms(at), |act, ctx| act.close_credentials("the credentials of this session have expired", ctx));
         }
         let link = SessionLink::of(addr, &self.session_id, &self.backlog, &self.filter, transport);
-        Some(Connect { client_id: self.client_id.clone(), link, since: self.since })
-    }
-
-    /// How long until the credentials expire, if they do.
-    pub(crate) fn expires_in(&self) -> Option<Duration> {
-        self.auth.identity.expires_at_ms.map(until_ms)
+        let connect = self.shard.send(Connect { client_id: self.client_id.clone(), link, since: self.since });
+        ctx.wait(actix::fut::wrap_future::<_, A>(connect).map(|res, act, ctx| act.connected(res.map_err(RouteError::from).and_then(|r| r), ctx)));
+        Ok(())
     }
 
     /// The request for the next batch once a lagging backlog drained.

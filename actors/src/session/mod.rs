@@ -23,7 +23,7 @@ use tracing::{debug, info_span, warn, Span};
 use crate::auth::limits::CredentialsRevoked;
 use crate::auth::AuthError;
 use crate::delivery::{Deliver, Envelope, Notify, Outgoing, Transport};
-use crate::messages::{Acknowledge, NegativeAck, Replied, ReplyTo, RouteError, TrackerLink};
+use crate::messages::{Acknowledge, Connected, NegativeAck, Replied, ReplyTo, RouteError, TrackerLink};
 use crate::metrics::metrics;
 use crate::room::{JoinLink, RoomDeliver};
 use crate::rooms::RoomsHandle;
@@ -42,7 +42,7 @@ pub fn start(req: &HttpRequest, stream: web::Payload, params: SessionParams, dep
 mod common;
 mod gate;
 
-pub(crate) use common::Registration;
+pub(crate) use common::{Connection, Registration};
 pub use common::{Encoding, SessionConfig, SessionDeps, SessionParams, SESSIONS_GROUP};
 pub use gate::{Gate, GatedPayload};
 
@@ -245,43 +245,48 @@ fn route_error_frame(e: &RouteError, r#ref: Option<String>) -> ServerFrame {
     ServerFrame::error(e.code(), e.to_string(), r#ref)
 }
 
+impl Connection for Session {
+    fn close_credentials(&mut self, why: &str, ctx: &mut Self::Context) {
+        self.close_policy(why, ctx);
+    }
+
+    fn connected(&mut self, result: Result<Connected, RouteError>, ctx: &mut Self::Context) {
+        match result {
+            Ok(connected) => {
+                let confirmed = ServerFrame::ConnectionConfirmed(ConnectionConfirmed {
+                    client_id: self.reg.client_id.clone(),
+                    session_id: self.reg.session_id.clone(),
+                    server: ServerInfo { name: self.config.server_name.clone(), version: self.config.version.clone() },
+                    timestamp: Timestamp::now(),
+                    heartbeat_s: self.config.heartbeat_interval.as_secs(),
+                    resumed_from: connected.resumed_from,
+                });
+                self.write(&confirmed, ctx);
+                let _enter = self.span.enter();
+                debug!(last_seq = connected.last_seq, resumed_from = ?connected.resumed_from, "session connected");
+            }
+            Err(RouteError::Mailbox(e)) => {
+                self.write(&ServerFrame::error("unavailable", format!("router unavailable: {e}"), None), ctx);
+                ctx.close(Some(CloseReason { code: CloseCode::Again, description: Some("router unavailable".into()) }));
+                ctx.stop();
+            }
+            Err(e) => {
+                self.write(&route_error_frame(&e, None), ctx);
+                ctx.close(Some(CloseReason { code: CloseCode::Again, description: Some("registration failed".into()) }));
+                ctx.stop();
+            }
+        }
+    }
+}
+
 impl Actor for Session {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let Some(connect) = self.reg.start(ctx.address(), Transport::WebSocket) else {
-            return self.close_policy("this API key has been revoked", ctx);
-        };
-        if let Some(after) = self.reg.expires_in() {
-            ctx.run_later(after, |act, ctx| act.close_policy("the credentials of this session have expired", ctx));
+        // `connection_confirmed` is the first frame: the registration holds everything else back.
+        if let Err(why) = self.reg.start::<Self>(ctx, Transport::WebSocket) {
+            return self.close_policy(why, ctx);
         }
-        // Wait for registration (and the replay it queues) before handling anything else, so that
-        // `connection_confirmed` is the first frame and replayed messages precede live ones.
-        ctx.wait(self.reg.shard.send(connect).into_actor(self).map(|res, act, ctx| match res {
-            Ok(Ok(connected)) => {
-                let confirmed = ServerFrame::ConnectionConfirmed(ConnectionConfirmed {
-                    client_id: act.reg.client_id.clone(),
-                    session_id: act.reg.session_id.clone(),
-                    server: ServerInfo { name: act.config.server_name.clone(), version: act.config.version.clone() },
-                    timestamp: Timestamp::now(),
-                    heartbeat_s: act.config.heartbeat_interval.as_secs(),
-                    resumed_from: connected.resumed_from,
-                });
-                act.write(&confirmed, ctx);
-                let _enter = act.span.enter();
-                debug!(last_seq = connected.last_seq, resumed_from = ?connected.resumed_from, "session connected");
-            }
-            Ok(Err(e)) => {
-                act.write(&route_error_frame(&e, None), ctx);
-                ctx.close(Some(CloseReason { code: CloseCode::Again, description: Some("registration failed".into()) }));
-                ctx.stop();
-            }
-            Err(e) => {
-                act.write(&ServerFrame::error("unavailable", format!("router unavailable: {e}"), None), ctx);
-                ctx.close(Some(CloseReason { code: CloseCode::Again, description: Some("router unavailable".into()) }));
-                ctx.stop();
-            }
-        }));
         let interval = self.config.heartbeat_interval;
         ctx.run_interval(interval, |act, ctx| act.heartbeat(ctx));
     }

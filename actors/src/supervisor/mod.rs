@@ -55,6 +55,48 @@ macro_rules! fault_handler {
 }
 pub(crate) use fault_handler;
 
+/// The [`Supervisee`] impl of an actor whose link is the field `$child` and whose requests are
+/// refused with `$error`, and its [`Fault`] handler: `supervisee!(Router, RouteError, child);`.
+/// Actors that do more after a failure (sessions, rooms) write the impl out.
+macro_rules! supervisee {
+    ($actor:ty, $error:ty, $($child:ident).+) => {
+        impl $crate::supervisor::Supervisee for $actor {
+            type Error = $error;
+            fn child(&self) -> &$crate::supervisor::ChildHandle {
+                &self.$($child).+
+            }
+        }
+        $crate::supervisor::fault_handler!($actor);
+    };
+}
+pub(crate) use supervisee;
+
+/// `impl Handler<M>` whose body runs inside [`Supervisee::guard`]. `guarded!(Router, Poll, |r, msg,
+/// ctx| r.poll(msg, ctx));` answers what the body returns (the message's result type); with
+/// `Disconnect => ()` the body returns nothing and so does the handler.
+macro_rules! guarded {
+    ($actor:ty, $msg:ty => (), |$a:ident, $m:ident, $c:pat_param| $body:expr) => {
+        impl actix::Handler<$msg> for $actor {
+            type Result = ();
+            fn handle(&mut self, $m: $msg, ctx: &mut Self::Context) {
+                let _ = $crate::supervisor::Supervisee::guard(self, ctx, |$a, $c| {
+                    $body;
+                    Ok(())
+                });
+            }
+        }
+    };
+    ($actor:ty, $msg:ty, |$a:ident, $m:ident, $c:pat_param| $body:expr) => {
+        impl actix::Handler<$msg> for $actor {
+            type Result = <$msg as actix::Message>::Result;
+            fn handle(&mut self, $m: $msg, ctx: &mut Self::Context) -> Self::Result {
+                $crate::supervisor::Supervisee::guard(self, ctx, |$a, $c| $body)
+            }
+        }
+    };
+}
+pub(crate) use guarded;
+
 /// Process exit code when a critical child exceeds its restart intensity.
 pub const ESCALATION_EXIT_CODE: i32 = 70;
 
