@@ -130,3 +130,15 @@ async fn a_closed_session_leaves_its_rooms_and_the_others_hear_it_disconnected()
     let bob_row = members["members"].as_array().and_then(|m| m.iter().find(|m| m["client_id"] == "bob").cloned());
     assert_eq!(bob_row.map(|m| m["online"].clone()), Some(json!(false)), "still a member, no longer present");
 }
+
+#[actix::test]
+async fn a_fault_in_the_registry_restarts_it_and_its_started_rooms_keep_answering() {
+    let (rooms, tree) = registry(&store());
+    call(&rooms, "alice", "room.create", json!({ "name": "lab" })).await.expect("created");
+    assert_eq!(tree.inject_fault(Rooms::NAME).as_deref(), Some(Rooms::NAME));
+    call(&rooms, "alice", "room.create", json!({ "name": "lab2" })).await.expect("the restarted registry answers");
+    assert_eq!(tree.node(Rooms::NAME).map(|n| n.restarts), Some(1));
+    let members = call(&rooms, "alice", "room.members", json!({ "room": "lab" })).await.expect("members");
+    assert_eq!(members["members"].as_array().map(Vec::len), Some(1));
+    assert_eq!(tree.node("room:lab").map(|n| n.restarts), Some(0), "the room itself was not touched");
+}

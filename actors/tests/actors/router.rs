@@ -314,3 +314,16 @@ async fn a_repeated_idempotency_key_answers_duplicate_with_the_first_id_and_deli
     assert_eq!(bob.take().await, (1, 1));
     bob.deliveries.quiet().await;
 }
+
+#[actix::test]
+async fn a_session_gets_only_the_types_it_subscribed_to_and_the_rest_stays_queued() {
+    let (shard, mut bob) = with_bob(64, 1 << 20).await;
+    bob.link.filter.set(vec!["alert".into()]);
+    shard.routed(to("alice", "bob", 1), SentStatus::Queued).await;
+    let mut alert = to("alice", "bob", 2);
+    alert.msg_type = "alert".into();
+    shard.routed(alert, SentStatus::Delivered).await;
+    assert_eq!(bob.take().await, (2, 2));
+    bob.deliveries.quiet().await;
+    assert_eq!(shard.store.queue_len("bob"), 1, "the note waits for a session that wants it");
+}
