@@ -8,11 +8,12 @@
 //! - [`Mailbox`] is an actor's mailbox created before the actor: its address can be handed to the
 //!   actors it depends on first (no late-bound cells), then [`Mailbox::supervise_in`] starts the
 //!   actor on it under the restart loop, which also does the restart bookkeeping.
-//! - [`Supervisee`] is what an actor implements to be supervised: its [`ChildHandle`] and what a
-//!   refused request answers. Its provided [`Supervisee::guard`] runs every handler body:
-//!   containment, failure report, decision, the failed flag (kept by the `ChildHandle`), and
-//!   `fault_handler!` gives it the `/admin/fault` handler.
-//! - [`Tree`] holds one [`Node`] per supervised actor: name, kind, parent, state, restart count, last
+//! - [`Supervisee`] (`guard.rs`) is what an actor implements to be supervised: its [`ChildHandle`]
+//!   and what a refused request answers ([`Refusal`]). Its provided [`Supervisee::guard`] runs every
+//!   handler body: containment, failure report, decision, the failed flag (kept by the
+//!   `ChildHandle`). The macros below write the rest: `supervisee!` (the impl and the `/admin/fault`
+//!   handler, `fault_handler!`) and `guarded!` (a handler whose body runs in `guard`).
+//! - [`Tree`] (`tree.rs`) holds one [`Node`] per supervised actor: name, kind, parent, state, restart count, last
 //!   restart time and reason. `/admin/supervisors` shows it.
 //! - [`contain`] runs a handler body inside `catch_unwind`; a panic becomes a [`Failure`] that the
 //!   actor reports with [`ChildHandle::failed`], which decides between restart and escalation.
@@ -28,8 +29,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use tracing::error;
-
-
 
 mod guard;
 mod mailbox;
