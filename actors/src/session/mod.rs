@@ -8,6 +8,13 @@
 //! actix-web-actors is deprecated upstream in favour of actix-ws; this module is the only one that
 //! uses it, so moving is local.
 
+mod common;
+mod gate;
+
+pub(crate) use common::{Connection, Registration};
+pub use common::{Encoding, SessionConfig, SessionDeps, SessionParams, SESSIONS_GROUP};
+pub use gate::{Gate, GatedPayload};
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,13 +45,6 @@ pub fn start(req: &HttpRequest, stream: web::Payload, params: SessionParams, dep
     let payload = GatedPayload::new(stream, gate, deps.config.hard_frame_bytes);
     ws::WsResponseBuilder::new(session, req, payload).frame_size(deps.config.hard_frame_bytes).start()
 }
-
-mod common;
-mod gate;
-
-pub(crate) use common::{Connection, Registration};
-pub use common::{Encoding, SessionConfig, SessionDeps, SessionParams, SESSIONS_GROUP};
-pub use gate::{Gate, GatedPayload};
 
 /// A fragmented message being reassembled.
 struct Fragments {

@@ -8,11 +8,12 @@
 //! - [`Mailbox`] is an actor's mailbox created before the actor: its address can be handed to the
 //!   actors it depends on first (no late-bound cells), then [`Mailbox::supervise_in`] starts the
 //!   actor on it under the restart loop, which also does the restart bookkeeping.
-//! - [`Supervisee`] is what an actor implements to be supervised: its [`ChildHandle`] and what a
-//!   refused request answers. Its provided [`Supervisee::guard`] runs every handler body:
-//!   containment, failure report, decision, the failed flag (kept by the `ChildHandle`), and
-//!   `fault_handler!` gives it the `/admin/fault` handler.
-//! - [`Tree`] holds one [`Node`] per supervised actor: name, kind, parent, state, restart count, last
+//! - [`Supervisee`] (`guard.rs`) is what an actor implements to be supervised: its [`ChildHandle`]
+//!   and what a refused request answers ([`Refusal`]). Its provided [`Supervisee::guard`] runs every
+//!   handler body: containment, failure report, decision, the failed flag (kept by the
+//!   `ChildHandle`). The macros below write the rest: `supervisee!` (the impl and the `/admin/fault`
+//!   handler, `fault_handler!`) and `guarded!` (a handler whose body runs in `guard`).
+//! - [`Tree`] (`tree.rs`) holds one [`Node`] per supervised actor: name, kind, parent, state, restart count, last
 //!   restart time and reason. `/admin/supervisors` shows it.
 //! - [`contain`] runs a handler body inside `catch_unwind`; a panic becomes a [`Failure`] that the
 //!   actor reports with [`ChildHandle::failed`], which decides between restart and escalation.
@@ -28,8 +29,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use tracing::error;
-
-
 
 mod guard;
 mod mailbox;
@@ -200,5 +199,87 @@ mod tests {
         assert_eq!(v.node.name, "root");
         assert_eq!(v.children.len(), 1);
         assert_eq!(v.children[0].node.name, "a");
+    }
+
+    /// Counts what it handles and how often it was restarted; actix keeps the struct across a
+    /// restart, so both survive one.
+    struct Counter {
+        child: ChildHandle,
+        handled: u32,
+        restarts: u32,
+    }
+
+    impl Actor for Counter {
+        type Context = Context<Self>;
+    }
+
+    impl Supervised for Counter {
+        fn restarting(&mut self, _: &mut Context<Self>) {
+            self.restarts += 1;
+        }
+    }
+
+    supervisee!(Counter, Refused<()>, child);
+
+    /// Answers (handled, restarts) so far.
+    #[derive(Message)]
+    #[rtype(result = "Result<(u32, u32), Refused<()>>")]
+    struct Bump;
+
+    guarded!(Counter, Bump, |c, _bump, _| {
+        c.handled += 1;
+        Ok((c.handled, c.restarts))
+    });
+
+    /// Stands in for the root: records the escalations it is told about where the test sees them.
+    #[derive(Default)]
+    struct RootProbe(Arc<parking_lot::Mutex<Vec<String>>>);
+
+    impl Actor for RootProbe {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Escalated> for RootProbe {
+        type Result = ();
+        fn handle(&mut self, msg: Escalated, _: &mut Context<Self>) {
+            self.0.lock().push(msg.actor);
+        }
+    }
+
+    fn counter(child: &ChildHandle) -> Counter {
+        Counter { child: child.clone(), handled: 0, restarts: 0 }
+    }
+
+    #[actix::test]
+    async fn a_mailbox_queues_before_its_actor_starts_and_the_loop_restarts_it_in_place() {
+        let tree = Tree::new(RootProbe::default().start().recipient());
+        let child = tree.register(spec("counter", 3));
+        let mailbox = Mailbox::new();
+        let early = mailbox.address().send(Bump);
+        let addr = mailbox.supervise(&child, counter(&child));
+        assert!(matches!(early.await, Ok(Ok((1, 0)))), "a message sent before the start is handled");
+        assert_eq!(tree.inject_fault("test").as_deref(), Some("counter"), "the mailbox made it a fault target");
+        // The Fault handler panicked inside guard: reported, stopped, restarted by the loop.
+        assert!(matches!(addr.send(Bump).await, Ok(Ok((2, 1)))), "the same struct, restarted once");
+        let node = tree.node("counter").expect("node");
+        assert_eq!((node.restarts, node.state), (1, NodeState::Running), "the loop marked it running again");
+        assert!(!child.is_failed());
+    }
+
+    #[actix::test]
+    async fn beyond_its_intensity_a_child_answers_unavailable_and_the_root_is_told() {
+        let told = Arc::default();
+        let root = RootProbe(Arc::clone(&told)).start();
+        let tree = Tree::new(root.clone().recipient());
+        let child = tree.register(spec("counter", 1));
+        let addr = Mailbox::new().supervise(&child, counter(&child));
+        tree.inject_fault("counter");
+        tree.inject_fault("counter");
+        assert!(matches!(addr.send(Bump).await, Ok(Err(Refused::Unavailable))), "guard refuses once failed");
+        assert!(child.is_failed());
+        assert_eq!(tree.node("counter").expect("node").state, NodeState::Failed);
+        // The root's mailbox holds the escalation before anything sent after it.
+        root.send(Escalated { actor: "-".into(), critical: false, reason: "-".into() }).await.expect("probe");
+        assert_eq!(*told.lock(), ["counter", "-"]);
     }
 }
