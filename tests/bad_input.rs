@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Server, Ws, WAIT};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -100,19 +100,7 @@ async fn oversized_frame(server: &Server) {
 
 /// Reads until the server's close frame and returns its code.
 async fn close_code(ws: &mut Ws) -> CloseCode {
-    let close = tokio::time::timeout(WAIT, async {
-        loop {
-            match ws.stream.next().await {
-                Some(Ok(M::Close(frame))) => return Ok(frame),
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(e.to_string()),
-                None => return Err("stream ended without a close frame".to_owned()),
-            }
-        }
-    })
-    .await
-    .expect("the server closes within the wait");
-    close.expect("a close frame, not a dropped connection").expect("a close code").code
+    ws.recv_close().await.code
 }
 
 /// A frame above 4× the limit closes the socket with 1009; other sessions are unaffected.

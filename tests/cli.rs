@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
 
 use common::{Server, WAIT};
 use serde_json::{json, Value};
@@ -82,15 +82,7 @@ impl Streaming {
     fn start(cmd: Command) -> Streaming {
         let mut cmd = cmd;
         let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawning");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = common::lines_of(child.stdout.take().expect("stdout"));
         Streaming { child, lines }
     }
 
@@ -109,14 +101,8 @@ impl Streaming {
 
     /// Waits for the process to exit by itself; returns its code.
     fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting") {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "the command did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = common::wait_until(WAIT, || self.child.try_wait().expect("waiting"));
+        status.expect("the command did not exit").code()
     }
 
     fn kill(&mut self) {
@@ -204,24 +190,36 @@ fn tokio_poll(server: &Server, query: &str) -> (u16, Value) {
 
 /// Polls `f` until it is true, at most WAIT.
 fn poll_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_until(WAIT, || f().then_some(())).unwrap_or_else(|| panic!("timed out waiting for {what}"));
 }
 
 /// Waits until the cursor file says every seq up to `seq` was printed.
 fn wait_cursor(path: &Path, seq: u64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
+    let read = || std::fs::read_to_string(path).unwrap_or_default();
+    let reached = common::wait_until(WAIT, || {
+        let text = read();
         let floor = text.lines().find(|l| !l.starts_with('#')).and_then(|l| l.trim().parse::<u64>().ok());
-        if floor.is_some_and(|f| f >= seq) {
-            return;
+        floor.is_some_and(|f| f >= seq).then_some(())
+    });
+    reached.unwrap_or_else(|| panic!("cursor file never reached {seq}: {:?}", read()));
+}
+
+/// `serve` stops on SIGTERM and SIGINT with exit code 0; on SIGTERM a connected WebSocket gets a
+/// close frame (1001) first.
+#[tokio::test]
+async fn serve_stops_on_sigterm_and_sigint_with_exit_code_0() {
+    for signal in ["-TERM", "-INT"] {
+        let mut server = Server::start(&[]);
+        let mut ws = common::Ws::connect(&server, "watcher").await;
+        let killed = Command::new("kill").args([signal, &server.pid().to_string()]).status().expect("kill");
+        assert!(killed.success());
+        if signal == "-TERM" {
+            let close = ws.recv_close().await;
+            assert_eq!(u16::from(close.code), 1001);
         }
-        assert!(Instant::now() < deadline, "cursor file never reached {seq}: {text:?}");
-        std::thread::sleep(Duration::from_millis(20));
+        let status = tokio::task::spawn_blocking(move || (server.wait_exit(WAIT), server.logs())).await.expect("task");
+        assert_eq!(status.0.and_then(|s| s.code()), Some(0), "{signal}; logs:\n{}", status.1);
+        assert!(status.1.contains("agent-bridge stopped"), "{}", status.1);
     }
 }
 
