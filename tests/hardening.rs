@@ -138,16 +138,8 @@ async fn oversized_request_heads_are_refused() {
 /// Writes `chunks` (pausing between them), then reads until the server closes: the response text
 /// and whether the close came within `within`.
 async fn until_closed(port: u16, chunks: &[&[u8]], pause: Duration, within: Duration) -> (String, bool) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-    for (i, c) in chunks.iter().enumerate() {
-        if i > 0 {
-            tokio::time::sleep(pause).await;
-        }
-        if s.write_all(c).await.is_err() {
-            break;
-        }
-    }
+    use tokio::io::AsyncReadExt;
+    let mut s = common::raw_write(port, chunks, pause).await;
     let mut buf = Vec::new();
     let closed = tokio::time::timeout(within, s.read_to_end(&mut buf)).await.is_ok();
     (String::from_utf8_lossy(&buf).into_owned(), closed)

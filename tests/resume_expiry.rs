@@ -431,7 +431,8 @@ async fn http_paging_continues_from_next_since_across_a_restart() {
     // The long-poll from the end wakes for the next message (seq 9).
     let url = server.http(&format!("/api/messages?to=h&since={since}&wait=10"));
     let waiting = tokio::spawn(async move { reqwest::get(url).await.expect("GET").json::<Value>().await.expect("json") });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Parked before the send: the wake-up returns seq 9, not the poll's first read.
+    common::wait_long_polls(&server, 1).await;
     http_send(&server, json!({"from": "w", "to": "h", "type": "num", "payload": {"n": 9}})).await;
     let page = tokio::time::timeout(WAIT, waiting).await.expect("long-poll woke").expect("task");
     assert_eq!((page["count"].clone(), page["next_since"].clone()), (json!(1), json!(9)), "{page}");
@@ -579,7 +580,12 @@ async fn an_expired_message_is_never_delivered_even_before_the_sweeper_runs() {
     // WebSocket queue feed below is tested with the require_ack one, the replay with both).
     let page = poll(&server, "to=off&since=2&limit=1").await;
     assert_eq!(ids(&page), std::slice::from_ref(&third_id), "{page}");
-    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(sent_at.elapsed())).await;
+    // Until it has expired: the same read no longer returns it (it is off the queue already).
+    eventually("the third message to expire", || async {
+        poll(&server, "to=off&since=2&limit=1").await["count"].eq(&0).then_some(())
+    })
+    .await;
+    assert!(sent_at.elapsed() >= Duration::from_millis(900), "expired after {:?}, before its ttl of 1 s", sent_at.elapsed());
 
     // WebSocket, queue feed: the expired message never arrives, a later normal one does, and
     // the sender hears that its require_ack message expired.
@@ -684,6 +690,7 @@ async fn per_type_retention_removes_only_that_type() {
         page["messages"].as_array().expect("messages").iter().map(|m| m["payload"].as_i64().expect("payload")).collect()
     };
     assert_eq!(payloads(&poll(&server, "to=h&since=0").await), [1, 2, 3, 4]);
+    // This sleep is the test (nothing is removed within the first second), not a wait for an event.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(payloads(&poll(&server, "to=h&since=0").await), [1, 2, 3, 4], "too early to remove anything");
     let page = eventually("the chatter to be removed", || async {
@@ -852,6 +859,8 @@ async fn http_paging_moves_past_expired_messages_before_they_are_swept() {
         http_send(&server, json!({"from": "w", "to": "h", "type": "t", "payload": n, "ttl": 1})).await;
     }
     http_send(&server, json!({"from": "w", "to": "h", "type": "t", "payload": "live"})).await;
+    // Time itself is the condition: the ttl of 1 s must pass. No read may come first, since the
+    // paging over them is what is tested (and the sweeper, which would show it, is off).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut since = 0;
     let mut got = Vec::new();
@@ -879,6 +888,7 @@ async fn the_expired_counter_counts_each_message_once() {
     .await;
     let id = sent["message_id"].as_str().expect("id").to_owned();
     recv_receipt(&mut sender, &id, "expired").await;
+    // Three sweeps (every 100 ms) in which a second count would come: this sleep is the test.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let expired = metric(&server, "bridge_messages_expired_total").await;
     assert_eq!(expired, 1.0, "one message expired, counted {expired} times");
@@ -896,10 +906,13 @@ async fn known_limitation_messages_sent_after_an_sse_client_left_reach_its_next_
     let server = Server::start(&[]);
     let sse = Sse::open(&server, "client_id=reader", None).await;
     drop(sse);
+    // Time for the broker to notice the closed stream; that it does not is the known limitation,
+    // so there is nothing to wait on.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for n in 1..=3 {
         let r = http_send(&server, json!({"from": "w", "to": "reader", "type": "t", "payload": n})).await;
         assert_eq!(r["seq"], n);
+        // Spacing the sends, as a real sender would (part of the known-limitation scenario).
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mut ws = Ws::connect(&server, "reader").await;

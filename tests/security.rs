@@ -367,6 +367,7 @@ async fn rate_limits_hold_under_a_burst_and_recover() {
     }
     let (i, retry) = limited.expect("the burst is limited");
     assert!((4..=5).contains(&i), "a burst of 4 passes (one more may have refilled): limited at request {i}");
+    // Honouring retry_after is the test: after that long the request passes.
     tokio::time::sleep(Duration::from_secs(retry)).await;
     let (status, _, body) = http(&server, "GET", "/api/messages?to=bot", Some(&key), None).await;
     assert_eq!(status, 200, "recovered after retry_after: {body}");
@@ -383,11 +384,13 @@ async fn rate_limits_hold_under_a_burst_and_recover() {
     assert_eq!((f["code"].as_str(), f["ref"].as_str()), (Some("rate_limited"), Some("over")), "{f}");
     let retry = f["retry_after"].as_u64().expect("retry_after in the frame");
     assert!(retry >= 1, "{f}");
+    // Honouring retry_after is the test: after that long the connection may send again.
     tokio::time::sleep(Duration::from_secs(retry)).await;
     let sent = ws.send_msg("peer", "t", json!(4)).await;
     assert_eq!(sent["status"], "delivered", "the connection recovered");
 
-    // The key's hourly limit also counts WebSocket sends.
+    // The key's hourly limit also counts WebSocket sends. First the key's bucket refills (one per
+    // second): time, not an event, so a sleep.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut bot = ws_auth(&server, "bot", Some(&key)).await.expect("connects");
     let mut refused = false;

@@ -441,16 +441,8 @@ impl RawResponse {
 }
 
 pub async fn raw_http(port: u16, chunks: &[&[u8]], pause: Duration) -> RawResponse {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-    for (i, c) in chunks.iter().enumerate() {
-        if i > 0 {
-            tokio::time::sleep(pause).await;
-        }
-        if s.write_all(c).await.is_err() {
-            break;
-        }
-    }
+    use tokio::io::AsyncReadExt;
+    let mut s = raw_write(port, chunks, pause).await;
     let mut buf = Vec::new();
     let mut tmp = [0u8; 8192];
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -474,6 +466,22 @@ pub async fn raw_http(port: u16, chunks: &[&[u8]], pause: Duration) -> RawRespon
     let (head, body) = text.split_once("\r\n\r\n").map(|(h, b)| (h.to_owned(), b.to_owned())).unwrap_or((text.clone(), String::new()));
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     RawResponse { status, head, body }
+}
+
+/// Connects to 127.0.0.1:`port` and writes `chunks` with `pause` between them (a slow client: the
+/// pause is the test's pacing, not a wait for anything), stopping at the first failed write.
+pub async fn raw_write(port: u16, chunks: &[&[u8]], pause: Duration) -> TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    for (i, c) in chunks.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(pause).await;
+        }
+        if s.write_all(c).await.is_err() {
+            break;
+        }
+    }
+    s
 }
 
 /// A request as written: `METHOD PATH HTTP/1.1` with `headers` and `body` (Content-Length added).
