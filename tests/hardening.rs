@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{create_key, raw_http, raw_request, Server};
+use common::{create_keys, raw_http, raw_request, Server};
 use serde_json::{json, Value};
 
 
@@ -87,9 +87,7 @@ async fn key_count(server: &Server, admin: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_routes_refuse_encoded_paths_for_non_admins() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let admin = create_key(dir.path(), &["--client-id", "ops", "--permissions", "admin"]);
-    let reader = create_key(dir.path(), &["--client-id", "reader", "--permissions", "read"]);
-    let writer = create_key(dir.path(), &["--client-id", "*", "--permissions", "read,write"]);
+    let [admin, reader, writer] = create_keys(dir.path(), [("ops", "admin"), ("reader", "read"), ("*", "read,write")]);
     let d = dir.path().to_str().expect("utf-8");
     let server = Server::start(&["--data-dir", d, "--enable-fault-injection"]);
     let before = key_count(&server, &admin).await;

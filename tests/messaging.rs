@@ -62,9 +62,7 @@ async fn forged_from_is_ignored_and_queued_for_offline() {
 #[tokio::test]
 async fn broadcast_to_all_reaches_everyone_but_the_sender() {
     let server = InProcess::with_args(&[]);
-    let mut a = Ws::connect(&server, "a").await;
-    let mut b = Ws::connect(&server, "b").await;
-    let mut c = Ws::connect(&server, "c").await;
+    let [mut a, mut b, mut c] = Ws::connect_each(&server, ["a", "b", "c"]).await;
     let sent = a.send_msg("all", "announce", json!("hello all")).await;
     assert_eq!(sent["recipients"], 2);
     assert!(sent["seq"].is_null(), "`all` writes one seq per inbox");
@@ -78,9 +76,7 @@ async fn broadcast_to_all_reaches_everyone_but_the_sender() {
 #[tokio::test]
 async fn every_session_of_a_client_gets_the_message() {
     let server = InProcess::with_args(&[]);
-    let mut a = Ws::connect(&server, "a").await;
-    let mut b1 = Ws::connect(&server, "b").await;
-    let mut b2 = Ws::connect(&server, "b").await;
+    let [mut a, mut b1, mut b2] = Ws::connect_each(&server, ["a", "b", "b"]).await;
     assert_ne!(b1.confirmed["session_id"], b2.confirmed["session_id"]);
     a.send_msg("b", "t", json!(42)).await;
     let (m1, m2) = (b1.recv_msg().await, b2.recv_msg().await);

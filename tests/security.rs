@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{create_key, Server, Ws, WAIT};
+use common::{create_key, create_keys, Server, Ws, WAIT};
 use futures_util::StreamExt;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -111,10 +111,8 @@ fn fixture(name: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_bind_identities_and_permissions() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let admin = create_key(dir.path(), &["--client-id", "*", "--permissions", "read,write,admin"]);
-    let browser = create_key(dir.path(), &["--client-id", "browser-*", "--permissions", "read,write"]);
-    let reader = create_key(dir.path(), &["--client-id", "reader", "--permissions", "read"]);
-    let code = create_key(dir.path(), &["--client-id", "code", "--permissions", "read,write"]);
+    let grants = [("*", "read,write,admin"), ("browser-*", "read,write"), ("reader", "read"), ("code", "read,write")];
+    let [admin, browser, reader, code] = create_keys(dir.path(), grants);
     let mut server = start_with_dir(dir.path(), &[]);
 
     // Without credentials nothing but the public routes answers.

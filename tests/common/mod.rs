@@ -424,6 +424,17 @@ pub async fn wait_long_polls(server: &Endpoint, n: u64) {
     .await
 }
 
+impl Ws {
+    /// One session per id, connected in order.
+    pub async fn connect_each<const N: usize>(server: &Endpoint, ids: [&str; N]) -> [Ws; N] {
+        let mut sessions = Vec::with_capacity(N);
+        for id in ids {
+            sessions.push(Ws::connect(server, id).await);
+        }
+        sessions.try_into().unwrap_or_else(|_| unreachable!("one session per id"))
+    }
+}
+
 /// A raw HTTP/1.1 exchange over loopback, for requests a URL library would rewrite (percent-escapes
 /// and dot segments kept as written, oversized or malformed heads). `chunks` are written with
 /// `pause` between them (a slow client); the answer is read until the server closes or `WAIT`.
@@ -527,6 +538,11 @@ pub fn create_key(dir: &std::path::Path, args: &[&str]) -> String {
     let key = stdout.lines().last().expect("a last line").trim().to_owned();
     assert!(key.starts_with("abk_"), "the last line is the key: {stdout}");
     key
+}
+
+/// One key per `(client id pattern, permissions)`, created as [`create_key`] does.
+pub fn create_keys<const N: usize>(dir: &std::path::Path, grants: [(&str, &str); N]) -> [String; N] {
+    grants.map(|(client, permissions)| create_key(dir, &["--client-id", client, "--permissions", permissions]))
 }
 
 /// Waits for `child` at most `within` (killing it and panicking with `what` past that); its output.
