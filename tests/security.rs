@@ -297,13 +297,23 @@ async fn revoked_and_expired_keys_are_refused_at_once() {
         .expect("sse");
     assert_eq!(sse.status().as_u16(), 200);
     let mut sse_body = sse;
+    // The stream's session registers with its key when its actor starts, after the response head:
+    // its first event says it has.
+    let mut seen = String::new();
+    let confirmed = tokio::time::timeout(WAIT, async {
+        while !seen.contains("connection_confirmed") {
+            let chunk = sse_body.chunk().await.expect("SSE read").expect("the stream stays open");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    });
+    confirmed.await.expect("connection_confirmed on the stream");
     let (status, _, body) = http(&server, "DELETE", &format!("/admin/keys/{id}"), Some(&admin), None).await;
     assert_eq!((status, body["sessions_closed"].as_u64()), (200, Some(2)), "{body}");
     let (err, code) = expect_closed(&mut ws, Duration::from_secs(5)).await;
     assert_eq!(code, Some(CloseCode::Policy), "closed with 1008");
     assert_eq!(err["code"], "unauthorized", "{err}");
     assert!(err["error"].as_str().is_some_and(|e| e.contains("revoked")), "{err}");
-    let mut seen = String::new();
+    seen.clear();
     let ended = tokio::time::timeout(Duration::from_secs(5), async {
         while let Ok(Some(chunk)) = sse_body.chunk().await {
             seen.push_str(&String::from_utf8_lossy(&chunk));
