@@ -286,8 +286,17 @@ async fn revoked_and_expired_keys_are_refused_at_once() {
     )
     .await;
     assert_eq!(status, 201, "{created}");
+    for (field, value) in [("client_id", "agent"), ("label", "to revoke"), ("status", "active")] {
+        assert_eq!(created[field], value, "{created}");
+    }
+    assert_eq!((created["permissions"].clone(), created["allowed_clients"].clone()), (json!(["read", "write"]), json!([])));
     let key = created["key"].as_str().expect("key shown once").to_owned();
     let id = created["id"].as_str().expect("id").to_owned();
+    // A field the request does not have is refused by name, not ignored.
+    let typo = json!({"client_id": "agent", "permissions": ["read"], "expires": 3});
+    let (status, _, refused) = http(&server, "POST", "/admin/keys", Some(&admin), Some(typo)).await;
+    assert_eq!((status, refused["code"].as_str()), (400, Some("bad_frame")), "{refused}");
+    assert!(refused["error"].as_str().is_some_and(|e| e.contains("unknown field `expires`")), "{refused}");
     let mut ws = ws_auth(&server, "agent", Some(&key)).await.expect("connects");
     let sse = reqwest::Client::new()
         .get(server.http("/stream/events?client_id=agent"))
