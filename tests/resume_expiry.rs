@@ -1,13 +1,14 @@
-//! Resume and expiry on the real binary: `since` resume over WebSocket, HTTP and SSE (also across a
-//! broker restart), TTL and retention expiry with archiving, bounded sweeper passes, the sweeper's
-//! recovery after an injected panic, and `persist: false`.
+//! Resume and expiry: `since` resume over WebSocket, HTTP and SSE (also across a broker restart),
+//! TTL and retention expiry with archiving, bounded sweeper passes, the sweeper's recovery after an
+//! injected panic, and `persist: false`. In-process (`InProcess`) where only the wire is under
+//! test; the real binary for restarts, fault injection and the expiry counters of `/metrics`.
 
 mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{eventually, Server, Ws, WAIT};
+use common::{eventually, Endpoint, InProcess, Server, Ws, WAIT};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -64,7 +65,7 @@ async fn assert_no_more_messages(ws: &mut Ws, what: &str) {
 }
 
 /// How many live sessions `client` has, per `/admin/clients`.
-async fn sessions_of(server: &Server, client: &str) -> usize {
+async fn sessions_of(server: &Endpoint, client: &str) -> usize {
     let (_, clients) = server.get("/admin/clients").await;
     clients["clients"]
         .as_array()
@@ -76,7 +77,7 @@ async fn sessions_of(server: &Server, client: &str) -> usize {
 
 /// Closes a WebSocket cleanly and waits until the broker has unregistered it (so that what is
 /// sent next is queued, not handed to the closing session).
-async fn close_ws(server: &Server, mut ws: Ws, client: &str, remaining: usize) {
+async fn close_ws(server: &Endpoint, mut ws: Ws, client: &str, remaining: usize) {
     let _ = ws.stream.close(None).await;
     drop(ws);
     eventually(&format!("{client} to have {remaining} sessions"), || async {
@@ -86,7 +87,7 @@ async fn close_ws(server: &Server, mut ws: Ws, client: &str, remaining: usize) {
 }
 
 /// The value of an unlabelled metric in `/metrics`.
-async fn metric(server: &Server, name: &str) -> f64 {
+async fn metric(server: &Endpoint, name: &str) -> f64 {
     let text = reqwest::get(server.http("/metrics")).await.expect("GET /metrics").text().await.expect("text");
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
@@ -95,7 +96,7 @@ async fn metric(server: &Server, name: &str) -> f64 {
 }
 
 /// GET /api/messages with these query parameters.
-async fn poll(server: &Server, query: &str) -> Value {
+async fn poll(server: &Endpoint, query: &str) -> Value {
     let (status, page) = server.get(&format!("/api/messages?{query}")).await;
     assert_eq!(status, 200, "GET /api/messages?{query}: {page}");
     page
@@ -107,7 +108,7 @@ fn ids(page: &Value) -> Vec<String> {
 }
 
 /// POST /api/send; returns the body (asserting 200).
-async fn http_send(server: &Server, body: Value) -> Value {
+async fn http_send(server: &Endpoint, body: Value) -> Value {
     let (status, reply) = server.post("/api/send", &body).await;
     assert_eq!(status, 200, "POST /api/send {body}: {reply}");
     reply
@@ -226,7 +227,7 @@ fn parse_block(block: &str) -> Option<SseEvent> {
 impl Sse {
     /// Opens the stream (query after `?`, optional `Last-Event-ID`) and waits for
     /// `connection_confirmed`.
-    async fn open(server: &Server, query: &str, last_event_id: Option<&str>) -> Sse {
+    async fn open(server: &Endpoint, query: &str, last_event_id: Option<&str>) -> Sse {
         let mut req = reqwest::Client::new().get(server.http(&format!("/stream/events?{query}")));
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id);
@@ -310,7 +311,7 @@ impl Drop for Sse {
 
 #[tokio::test]
 async fn websocket_since_resume_is_gap_free_and_duplicate_free() {
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     let mut sender = Ws::connect(&server, "sender").await;
     let receiver = Ws::connect(&server, "receiver").await;
     assert!(receiver.confirmed["resumed_from"].is_null(), "no since: {}", receiver.confirmed);
@@ -444,7 +445,7 @@ async fn http_paging_continues_from_next_since_across_a_restart() {
 
 #[tokio::test]
 async fn sse_resumes_with_last_event_id() {
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     let mut sender = Ws::connect(&server, "sender").await;
     let mut sse = Sse::open(&server, "client_id=reader", None).await;
     assert_eq!(sse.confirmed["client_id"], "reader");
@@ -492,7 +493,7 @@ async fn sse_resumes_with_last_event_id() {
 
 #[tokio::test]
 async fn sse_type_filter_and_interop_with_http_and_websocket() {
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     let mut ws = Ws::connect(&server, "ws-agent").await;
     let mut filtered = Sse::open(&server, "client_id=sse-agent&types=keep,also", None).await;
 
@@ -557,7 +558,7 @@ async fn sse_type_filter_and_interop_with_http_and_websocket() {
 #[tokio::test]
 async fn an_expired_message_is_never_delivered_even_before_the_sweeper_runs() {
     // The sweeper is effectively off: only the delivery paths' own checks keep expired messages out.
-    let server = Server::start(&["--sweep-interval-ms", "600000"]);
+    let server = InProcess::with_args(&["--sweep-interval-ms", "600000"]);
     let mut sender = Ws::connect(&server, "sender").await;
     let (sent, _) = send_collect(
         &mut sender,
@@ -805,7 +806,7 @@ async fn the_sweeper_keeps_expiring_and_archiving_after_a_restart() {
 
 #[tokio::test]
 async fn persist_false_reaches_only_online_sessions() {
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     let mut sender = Ws::connect(&server, "sender").await;
     let mut online = Ws::connect(&server, "online").await;
     let mut online_sse = Sse::open(&server, "client_id=online", None).await;
@@ -854,7 +855,7 @@ async fn persist_false_reaches_only_online_sessions() {
 /// `next_since` does not move, so the client never gets past them (until the sweeper runs).
 #[tokio::test]
 async fn http_paging_moves_past_expired_messages_before_they_are_swept() {
-    let server = Server::start(&["--sweep-interval-ms", "600000"]);
+    let server = InProcess::with_args(&["--sweep-interval-ms", "600000"]);
     for n in 1..=5 {
         http_send(&server, json!({"from": "w", "to": "h", "type": "t", "payload": n, "ttl": 1})).await;
     }
