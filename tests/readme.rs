@@ -77,6 +77,11 @@ const BLOCKS: &[(&str, How)] = &[
         How::Elsewhere("benchmarks need a release build and a quiet machine; they are run by hand, not by tests"),
     ),
     (
+        "cargo bench --bench idle                      # 10,000 connections (as many as the open-file limit allows), 10 s idle\n\
+         MIMALLOC_PURGE_DELAY=0 cargo bench --bench idle   # mimalloc returning freed pages at once (see \"RSS after a burst\")\n",
+        How::Elsewhere("benchmarks need a release build and a quiet machine; they are run by hand, not by tests"),
+    ),
+    (
         "agent-bridge send --client-id code --to browser --type command '{\"text\": \"hello\"}'   # also: all, pool:NAME, --room R\n\
          agent-bridge send --client-id code --to browser @payload.json     # or - (or a pipe) for stdin; text that is not JSON is sent as a string\n\
          agent-bridge listen --client-id browser --json --auto-ack --cursor-file browser.cursor --count 1   # JSON lines, resumable\n\

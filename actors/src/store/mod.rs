@@ -85,6 +85,11 @@ pub enum StoreError {
     Format { what: &'static str, version: u8, supported: u8 },
 }
 
+/// sled's page cache, in bytes (sled's default is 1 GiB). What does not fit is read back from the
+/// store's file; with a larger cache an in-memory broker held every message of a burst in RSS
+/// until retention removed it (issue 9: RSS after a burst).
+pub const CACHE_BYTES: u64 = 16 << 20;
+
 /// Handle to the database; cheap to clone and safe to share between threads.
 #[derive(Clone)]
 pub struct Store {
@@ -109,7 +114,8 @@ impl Store {
             Some(d) => sled::Config::new().path(d.join("db")),
             None => sled::Config::new().temporary(true),
         }
-        .mode(sled::Mode::HighThroughput);
+        .mode(sled::Mode::HighThroughput)
+        .cache_capacity(CACHE_BYTES);
         let temporary = dir.is_none();
         let background_flush = if temporary { None } else { background_flush };
         let config = config.flush_every_ms(background_flush.map(|d| d.as_millis().max(1) as u64));
