@@ -290,6 +290,12 @@ async fn a_room_beyond_its_restart_intensity_takes_readiness_down() {
     assert_eq!(ready["checks"]["supervisors"]["failed"], json!(["room:lab"]), "{ready}");
     assert_eq!(server.get("/health").await.0, 503, "the summary agrees");
     assert_eq!(server.get("/health/live").await.0, 200, "the process is alive and serves the rest");
+    // Issue 11: restarts and escalations are counted by kind; no room name becomes a series.
+    let metrics = reqwest::get(server.http("/metrics")).await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("bridge_actor_restarts_total{actor=\"room\"} 1"), "{metrics}");
+    assert!(metrics.contains("bridge_actor_escalations_total{actor=\"room\"} 1"), "{metrics}");
+    // (`unavailable`, a code, contains the letters: look for the name as a label value.)
+    assert!(!metrics.contains("\"lab\"") && !metrics.contains("room:lab"), "a room name in /metrics after an escalation:\n{metrics}");
     let mut bob = Ws::connect(&server, "bob").await;
     let (status, body) = server.post("/api/send", &json!({"from": "alice", "to": "bob", "type": "t", "payload": 1})).await;
     assert_eq!(status, 200, "{body}");

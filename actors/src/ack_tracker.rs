@@ -12,7 +12,6 @@
 //! root (permanent, critical), on its own arbiter.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -20,11 +19,12 @@ use agent_bridge_protocol::frames::{Receipt, ReceiptStatus};
 use agent_bridge_protocol::{Priority, ServerFrame, Timestamp};
 use tracing::{debug, error, warn};
 
+pub use crate::messages::tracker::*;
 use crate::delivery::Note;
+use crate::messages::{NotifyClient, Redeliver, Settled, Shards};
 use crate::metrics::metrics;
-use crate::router::{NotifyClient, Redeliver, RouterHandle, Settled};
 use crate::store::{Batch, DeadLetter, Store, StoreError, Stream};
-use crate::supervisor::{contain, ChildHandle, Decision, Fault};
+use crate::supervisor::{supervisee, ChildHandle, Refused, Supervisee};
 
 /// Redelivery settings.
 #[derive(Debug, Clone)]
@@ -51,58 +51,6 @@ impl AckConfig {
     }
 }
 
-/// A require-ack message was stored for `client_id`. Sent by the router.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Track {
-    pub client_id: String,
-    pub seq: u64,
-    pub priority: Priority,
-    pub message_id: String,
-    pub from: String,
-}
-
-/// A require-ack message was handed to a session (or an HTTP poller). Sent by the router.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Delivered {
-    pub client_id: String,
-    pub seq: u64,
-}
-
-/// The client acknowledged a message. Sent by sessions and `POST /api/ack`; answers whether the
-/// message was waiting for this client's ack.
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub struct Acknowledge {
-    pub client_id: String,
-    pub message_id: String,
-}
-
-/// The client asks for a redelivery later (`nack`). Sent by sessions.
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub struct NegativeAck {
-    pub client_id: String,
-    pub message_id: String,
-}
-
-/// A require-ack message expired before it was acked. Sent by the router (found expired at
-/// delivery) and the TtlSweeper (deleted).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Expired {
-    pub client_id: String,
-    pub seq: u64,
-    /// The stored message is already gone.
-    pub gone: bool,
-}
-
-/// How many messages wait for an ack (for status pages and tests).
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct PendingCount;
-
 type Key = (String, u64);
 
 struct Entry {
@@ -120,16 +68,14 @@ pub struct AckTracker {
     /// Queue entries, attempt counts, dead letters.
     store: Store,
     config: AckConfig,
-    /// Set once the router shards exist (they are started after the tracker).
-    router: Arc<OnceLock<RouterHandle>>,
+    /// The router shards (redeliveries, settlements, receipts).
+    router: Shards,
     /// Messages waiting for an ack.
     entries: HashMap<Key, Entry>,
     /// Message id → key, for acks.
     by_id: HashMap<String, Key>,
     /// Armed redelivery timers.
     timers: BTreeSet<(Instant, String, u64)>,
-    /// Set when the child escalated.
-    failed: bool,
     /// Settlements waiting for the next batch write.
     pending: Settling,
 }
@@ -152,7 +98,7 @@ struct WriteSettled;
 impl AckTracker {
     pub const NAME: &'static str = "ack_tracker";
 
-    pub fn new(child: ChildHandle, store: Store, config: AckConfig, router: Arc<OnceLock<RouterHandle>>) -> Self {
+    pub fn new(child: ChildHandle, store: Store, config: AckConfig, router: Shards) -> Self {
         AckTracker {
             child,
             store,
@@ -161,7 +107,6 @@ impl AckTracker {
             entries: HashMap::new(),
             by_id: HashMap::new(),
             timers: BTreeSet::new(),
-            failed: false,
             pending: Settling::default(),
         }
     }
@@ -184,12 +129,8 @@ impl AckTracker {
         Ok(())
     }
 
-    fn router(&self) -> Option<&RouterHandle> {
-        self.router.get()
-    }
-
     fn receipt(&self, to: &str, message_id: &str, status: ReceiptStatus, by: &str) {
-        send_receipt(self.router(), to, message_id, status, by);
+        send_receipt(&self.router, to, message_id, status, by);
     }
 
     fn arm(&mut self, key: &Key, due: Option<Instant>) {
@@ -248,10 +189,8 @@ impl AckTracker {
         for (client, seq) in &pending.clear_attempts {
             self.store.clear_attempts(client, *seq)?;
         }
-        if let Some(router) = self.router() {
-            for (client_id, seq) in pending.settled {
-                router.shard(&client_id).do_send(Settled { client_id, seq });
-            }
+        for (client_id, seq) in pending.settled {
+            self.router.of(&client_id).settled.do_send(Settled { client_id, seq });
         }
         if pending.receipts.is_empty() {
             return Ok(());
@@ -259,11 +198,11 @@ impl AckTracker {
         // The wait for the flush is a task of the arbiter, not of this actor's context: a restart
         // drops the context's futures, and with them these receipts, although the acks are written.
         let commit = self.store.commit();
-        let router = Arc::clone(&self.router);
+        let router = self.router.clone();
         actix::spawn(async move {
             if commit.await.is_ok() {
                 for (to, id, status, by) in pending.receipts {
-                    send_receipt(router.get(), &to, &id, status, &by);
+                    send_receipt(&router, &to, &id, status, &by);
                 }
             }
         });
@@ -315,8 +254,7 @@ impl AckTracker {
                 self.dead_letter(&key, ctx)?;
                 continue;
             }
-            let Some(router) = self.router() else { continue };
-            let req = router.shard(&key.0).send(Redeliver { client_id: key.0.clone(), seq: key.1 });
+            let req = self.router.of(&key.0).redeliver.send(Redeliver { client_id: key.0.clone(), seq: key.1 });
             ctx.spawn(req.into_actor(self).map(move |res, act, _| {
                 if !matches!(res, Ok(true)) {
                     // Nobody online: the queue feeds it at the next connect, which re-arms it.
@@ -327,47 +265,38 @@ impl AckTracker {
         Ok(())
     }
 
-    fn guard<R>(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut Self, &mut Context<Self>) -> Result<R, StoreError>) -> Option<R> {
-        if self.failed {
-            return None;
-        }
-        let child = self.child.clone();
-        match contain(&child, || f(self, ctx)) {
-            Ok(Ok(r)) => Some(r),
-            Ok(Err(e)) => {
+    /// Runs a handler body under [`Supervisee::guard`]; a store error is logged.
+    fn run<R>(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut Self, &mut Context<Self>) -> Result<R, StoreError>) -> Option<R> {
+        match self.guard(ctx, |a, ctx| Ok(f(a, ctx)?)) {
+            Ok(r) => Some(r),
+            Err(Refused::Error(e)) => {
                 error!(actor = AckTracker::NAME, error = %e, "store error");
                 None
             }
-            Err(failure) => {
-                if self.child.failed(&failure) == Decision::Escalate {
-                    self.failed = true;
-                }
-                ctx.stop();
-                None
-            }
+            Err(_) => None,
         }
     }
 }
 
-/// Sends a receipt to every session of `to` (through its router shard, once the shards exist).
-fn send_receipt(router: Option<&RouterHandle>, to: &str, message_id: &str, status: ReceiptStatus, by: &str) {
-    let Some(router) = router else { return };
+supervisee!(AckTracker, Refused<StoreError>, child);
+
+/// Sends a receipt to every session of `to` (through its router shard).
+fn send_receipt(router: &Shards, to: &str, message_id: &str, status: ReceiptStatus, by: &str) {
     let note = Note::new(ServerFrame::Receipt(Receipt { message_id: message_id.to_owned(), status, by: Some(by.to_owned()) }));
-    router.shard(to).do_send(NotifyClient { client_id: to.to_owned(), note });
+    router.of(to).notify.do_send(NotifyClient { client_id: to.to_owned(), note });
 }
 
 impl Actor for AckTracker {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.child.set_fault_target(ctx.address().recipient());
         ctx.set_mailbox_capacity(1 << 20);
         if let Err(e) = self.rebuild() {
             error!(actor = AckTracker::NAME, error = %e, "rebuilding pending acks");
         }
         let tick = (self.config.timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
         ctx.run_interval(tick, |act, ctx| {
-            act.guard(ctx, |a, ctx| a.tick(ctx));
+            act.run(ctx, |a, ctx| a.tick(ctx));
         });
     }
 }
@@ -380,8 +309,6 @@ impl Supervised for AckTracker {
                 error!(actor = AckTracker::NAME, error = %e, "writing settled acks");
             }
         }
-        self.failed = self.child.is_failed();
-        self.child.running();
         // `started` runs again after this and rebuilds the pending set from the store.
     }
 }
@@ -389,7 +316,7 @@ impl Supervised for AckTracker {
 impl Handler<Track> for AckTracker {
     type Result = ();
     fn handle(&mut self, msg: Track, ctx: &mut Self::Context) {
-        self.guard(ctx, |a, _| {
+        self.run(ctx, |a, _| {
             let key = (msg.client_id, msg.seq);
             a.by_id.insert(msg.message_id.clone(), key.clone());
             // After a restart the rebuild may already have it (with its timer): keep that entry.
@@ -402,21 +329,21 @@ impl Handler<Track> for AckTracker {
 impl Handler<Delivered> for AckTracker {
     type Result = ();
     fn handle(&mut self, msg: Delivered, ctx: &mut Self::Context) {
-        self.guard(ctx, |a, _| a.delivered((msg.client_id, msg.seq)));
+        self.run(ctx, |a, _| a.delivered((msg.client_id, msg.seq)));
     }
 }
 
 impl Handler<Acknowledge> for AckTracker {
     type Result = bool;
     fn handle(&mut self, msg: Acknowledge, ctx: &mut Self::Context) -> bool {
-        self.guard(ctx, |a, ctx| a.acknowledge(&msg, ctx)).unwrap_or(false)
+        self.run(ctx, |a, ctx| a.acknowledge(&msg, ctx)).unwrap_or(false)
     }
 }
 
 impl Handler<NegativeAck> for AckTracker {
     type Result = bool;
     fn handle(&mut self, msg: NegativeAck, ctx: &mut Self::Context) -> bool {
-        self.guard(ctx, |a, _| {
+        self.run(ctx, |a, _| {
             let Some(key) = a.by_id.get(&msg.message_id).cloned().filter(|k| k.0 == msg.client_id) else { return Ok(false) };
             let due = Instant::now() + a.config.timeout.min(Duration::from_secs(1));
             a.arm(&key, Some(due));
@@ -429,7 +356,7 @@ impl Handler<NegativeAck> for AckTracker {
 impl Handler<Expired> for AckTracker {
     type Result = ();
     fn handle(&mut self, msg: Expired, ctx: &mut Self::Context) {
-        self.guard(ctx, |a, ctx| {
+        self.run(ctx, |a, ctx| {
             let key = (msg.client_id, msg.seq);
             // The sweeper counts removals in bridge_messages_expired_total; here only the receipt.
             if let Some(entry) = a.settle(&key, ctx)? {
@@ -443,7 +370,7 @@ impl Handler<Expired> for AckTracker {
 impl Handler<WriteSettled> for AckTracker {
     type Result = ();
     fn handle(&mut self, _: WriteSettled, ctx: &mut Self::Context) {
-        self.guard(ctx, |a, ctx| a.write_settled(ctx));
+        self.run(ctx, |a, ctx| a.write_settled(ctx));
     }
 }
 
@@ -454,12 +381,6 @@ impl Handler<PendingCount> for AckTracker {
     }
 }
 
-impl Handler<Fault> for AckTracker {
-    type Result = ();
-    fn handle(&mut self, _: Fault, ctx: &mut Self::Context) {
-        self.guard(ctx, |_, _| -> Result<(), StoreError> { panic!("fault injected by /admin/fault") });
-    }
-}
 
 #[cfg(test)]
 mod tests {

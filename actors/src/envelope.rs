@@ -39,47 +39,38 @@ fn check_key(field: &'static str, value: Option<&String>) -> Result<(), Protocol
     }
 }
 
+/// A `send` frame and a `POST /api/send` body carry the same fields: one validation for both.
+macro_rules! validated {
+    ($src:ident, $from:expr, $transport:expr) => {{
+        let target = target($src.to.as_deref(), $src.room.as_deref())?;
+        validate_msg_type(&$src.msg_type)?;
+        check_key("correlation_id", $src.correlation_id.as_ref())?;
+        check_key("idempotency_key", $src.idempotency_key.as_ref())?;
+        Ok(Envelope {
+            from: $from.to_owned(),
+            target,
+            msg_type: $src.msg_type,
+            payload: $src.payload,
+            priority: $src.priority,
+            ttl: $src.ttl,
+            require_ack: $src.require_ack,
+            correlation_id: $src.correlation_id,
+            idempotency_key: $src.idempotency_key,
+            persist: $src.persist,
+            transport: $transport,
+        })
+    }};
+}
+
 impl Envelope {
     /// Validates a `send` frame from `from` (the session's bound identity).
     pub fn from_frame(frame: Send, from: &str) -> Result<Self, ProtocolError> {
-        let target = target(frame.to.as_deref(), frame.room.as_deref())?;
-        validate_msg_type(&frame.msg_type)?;
-        check_key("correlation_id", frame.correlation_id.as_ref())?;
-        check_key("idempotency_key", frame.idempotency_key.as_ref())?;
-        Ok(Envelope {
-            from: from.to_owned(),
-            target,
-            msg_type: frame.msg_type,
-            payload: frame.payload,
-            priority: frame.priority,
-            ttl: frame.ttl,
-            require_ack: frame.require_ack,
-            correlation_id: frame.correlation_id,
-            idempotency_key: frame.idempotency_key,
-            persist: frame.persist,
-            transport: Transport::WebSocket,
-        })
+        validated!(frame, from, Transport::WebSocket)
     }
 
     /// Validates a `POST /api/send` body from `from` (the request's bound identity).
     pub fn from_http(req: SendRequest, from: &str) -> Result<Self, ProtocolError> {
-        let target = target(req.to.as_deref(), req.room.as_deref())?;
-        validate_msg_type(&req.msg_type)?;
-        check_key("correlation_id", req.correlation_id.as_ref())?;
-        check_key("idempotency_key", req.idempotency_key.as_ref())?;
-        Ok(Envelope {
-            from: from.to_owned(),
-            target,
-            msg_type: req.msg_type,
-            payload: req.payload,
-            priority: req.priority,
-            ttl: req.ttl,
-            require_ack: req.require_ack,
-            correlation_id: req.correlation_id,
-            idempotency_key: req.idempotency_key,
-            persist: req.persist,
-            transport: Transport::Http,
-        })
+        validated!(req, from, Transport::Http)
     }
 }
 

@@ -15,15 +15,21 @@
 //!                             on the HTTP worker that accepted the socket)
 //! ```
 //!
-//! A panic inside a handler is caught at the handler boundary ([`supervisor::contain`]), reported to
-//! the tree, and the actor's context is stopped so that actix's `Supervisor` restarts it; the
-//! actor's `restarting()` rebuilds what may be inconsistent from the store. Beyond the restart
-//! intensity the child escalates to the root (see [`supervisor`]).
+//! A panic inside a handler is caught at the handler boundary ([`supervisor::Supervisee::guard`]),
+//! reported to the tree, and the actor's context is stopped so that the restart loop of its
+//! [`supervisor::Mailbox`] restarts it; the actor's `restarting()` rebuilds what may be inconsistent
+//! from the store. Beyond the restart intensity the child escalates to the root (see [`supervisor`]).
+//!
+//! Actors reach each other through the leaf module [`messages`] (the messages, their errors, and
+//! handles of recipients such as [`messages::TrackerLink`] and [`messages::Shards`]), handed in by
+//! [`Broker::start`]: every mailbox is created first, so an actor's dependencies are complete when
+//! it starts, cycles (tracker ↔ shards) included.
 
 pub mod ack_tracker;
 pub mod auth;
 pub mod delivery;
 pub mod envelope;
+pub mod messages;
 pub mod metrics;
 pub mod room;
 pub mod rooms;
@@ -35,19 +41,20 @@ pub mod supervisor;
 pub mod ttl_sweeper;
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 
 use crate::ack_tracker::{AckConfig, AckTracker};
+use crate::messages::{Durability, ShardLink, Shards, TrackerLink};
 use crate::room::RoomsConfig;
 use crate::rooms::{Rooms, RoomsHandle};
-use crate::router::{Durability, Router, RouterConfig, RouterHandle};
-use crate::ttl_sweeper::{SweepConfig, TtlSweeper};
+use crate::router::{Router, RouterConfig, RouterHandle};
 use crate::session::{SessionConfig, SessionDeps, SESSIONS_GROUP};
 use crate::store::{Store, StoreError};
-use crate::supervisor::{ChildSpec, Intensity, RestartPolicy, Root, Tree};
+use crate::supervisor::{ChildSpec, Intensity, Mailbox, RestartPolicy, Root, Tree};
+use crate::ttl_sweeper::{SweepConfig, TtlSweeper};
 
 /// Settings of the actor system.
 #[derive(Debug, Clone)]
@@ -109,8 +116,9 @@ impl Broker {
             Durability::Async => Some(config.flush_interval),
         };
         let store = Store::open(config.data_dir.as_deref(), background)?;
-        let tree = Tree::new();
-        let root = Root::start(Arc::clone(&tree), config.exit_on_escalation);
+        let root_mailbox = Mailbox::new();
+        let tree = Tree::new(root_mailbox.address().recipient());
+        let root = root_mailbox.start(Root::new(Arc::clone(&tree), config.exit_on_escalation));
         let spec = |name: String, kind: &'static str| ChildSpec {
             name,
             kind,
@@ -120,40 +128,43 @@ impl Broker {
             critical: true,
         };
         let mut arbiters = Vec::new();
-
-        let router_cell: Arc<OnceLock<RouterHandle>> = Arc::new(OnceLock::new());
-        let tracker = {
-            let child = tree.register(spec(AckTracker::NAME.into(), AckTracker::NAME));
-            let arbiter = Arbiter::new();
-            let (store, ack, cell) = (store.clone(), config.ack.clone(), Arc::clone(&router_cell));
-            let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| AckTracker::new(child, store, ack, cell));
-            arbiters.push(arbiter);
-            addr
+        let mut arbiter = || {
+            let a = Arbiter::new();
+            let handle = a.handle();
+            arbiters.push(a);
+            handle
         };
 
-        let mut shards = Vec::with_capacity(config.shards.max(1));
-        for i in 0..config.shards.max(1) {
-            let child = tree.register(spec(format!("{}-{i}", Router::NAME), Router::NAME));
-            let arbiter = Arbiter::new();
-            let (store, rc, tracker) = (store.clone(), config.router.clone(), tracker.clone());
-            shards.push(Supervisor::start_in_arbiter(&arbiter.handle(), move |_| Router::new(child, store, rc, tracker)));
-            arbiters.push(arbiter);
-        }
-        let router = RouterHandle::new(shards);
-        let _ = router_cell.set(router.clone());
+        // The tracker and the shards need each other's addresses: both mailboxes come first.
+        let shard_mailboxes: Vec<Mailbox<Router>> = (0..config.shards.max(1)).map(|_| Mailbox::new()).collect();
+        let tracker_mailbox = Mailbox::<AckTracker>::new();
+        let tracker_link = TrackerLink::of(&tracker_mailbox.address());
+
+        let tracker = {
+            let child = tree.register(spec(AckTracker::NAME.into(), AckTracker::NAME));
+            let shards = Shards::new(shard_mailboxes.iter().map(|m| ShardLink::of(&m.address())).collect());
+            let (store, ack, c) = (store.clone(), config.ack.clone(), child.clone());
+            tracker_mailbox.supervise_in(&child, &arbiter(), move || AckTracker::new(c, store, ack, shards))
+        };
+
+        let shards: Vec<Addr<Router>> = shard_mailboxes
+            .into_iter()
+            .enumerate()
+            .map(|(i, mailbox)| {
+                let child = tree.register(spec(format!("{}-{i}", Router::NAME), Router::NAME));
+                let (store, rc, tracker, c) = (store.clone(), config.router.clone(), tracker_link.clone(), child.clone());
+                mailbox.supervise_in(&child, &arbiter(), move || Router::new(c, store, rc, tracker))
+            })
+            .collect();
 
         let sweeper = {
             let child = tree.register(spec(TtlSweeper::NAME.into(), TtlSweeper::NAME));
-            let arbiter = Arbiter::new();
-            let (store, sc, tracker) = (store.clone(), config.sweep.clone(), tracker.clone());
-            let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| TtlSweeper::new(child, store, sc, tracker));
-            arbiters.push(arbiter);
-            addr
+            let (store, sc, expired, c) = (store.clone(), config.sweep.clone(), tracker_link.expired.clone(), child.clone());
+            Mailbox::new().supervise_in(&child, &arbiter(), move || TtlSweeper::new(c, store, sc, expired))
         };
 
         let rooms = {
             let child = tree.register(spec(Rooms::NAME.into(), Rooms::NAME));
-            let arbiter = Arbiter::new();
             let rc = RoomsConfig {
                 durability: config.router.durability,
                 retention: config.router.retention.clone(),
@@ -163,11 +174,9 @@ impl Broker {
                 intensity: config.intensity,
                 ..config.rooms.clone()
             };
-            let handle = Rooms::start(child, Arc::clone(&tree), store.clone(), rc, &arbiter.handle());
-            arbiters.push(arbiter);
-            handle
+            Rooms::start(child, Arc::clone(&tree), store.clone(), rc, &arbiter())
         };
-        router.set_rooms(rooms.clone());
+        let router = RouterHandle::new(shards, rooms.clone());
 
         // The sessions group: a node the session children hang under.
         let _group = tree.register(ChildSpec {
@@ -180,7 +189,7 @@ impl Broker {
         });
         let sessions = SessionDeps {
             router: router.clone(),
-            tracker: tracker.clone(),
+            tracker: tracker_link,
             rooms: rooms.clone(),
             tree: Arc::clone(&tree),
             config: Arc::new(config.session),

@@ -36,55 +36,32 @@ pub struct Metrics {
     pub expired: IntCounter,
 }
 
+/// Creates a metric and registers it.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: Result<M, prometheus::Error>) -> Result<M, prometheus::Error> {
+    let metric = metric?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
 fn build() -> Result<Metrics, prometheus::Error> {
     let registry = Registry::new();
-    let connections = IntGaugeVec::new(Opts::new("bridge_connections", "Open client connections"), &["transport"])?;
-    let messages_routed =
-        IntCounterVec::new(Opts::new("bridge_messages_routed_total", "Messages accepted for routing"), &["transport"])?;
-    let deliveries =
-        IntCounterVec::new(Opts::new("bridge_deliveries_total", "Message frames handed to live sessions"), &["transport"])?;
-    let dropped = IntCounterVec::new(
-        Opts::new("bridge_messages_dropped_total", "Messages not handed to a live session"),
-        &["reason"],
-    )?;
-    let rejected =
-        IntCounterVec::new(Opts::new("bridge_rejected_total", "Frames or requests rejected, by error code"), &["code"])?;
-    let actor_restarts =
-        IntCounterVec::new(Opts::new("bridge_actor_restarts_total", "Supervised actor restarts"), &["actor"])?;
-    let escalations = IntCounterVec::new(
-        Opts::new("bridge_actor_escalations_total", "Children that exceeded their restart intensity"),
-        &["actor"],
-    )?;
-    let lagging_sessions = IntGauge::new("bridge_sessions_lagging", "Sessions catching up from the store")?;
-    registry.register(Box::new(connections.clone()))?;
-    registry.register(Box::new(messages_routed.clone()))?;
-    registry.register(Box::new(deliveries.clone()))?;
-    registry.register(Box::new(dropped.clone()))?;
-    registry.register(Box::new(rejected.clone()))?;
-    registry.register(Box::new(actor_restarts.clone()))?;
-    registry.register(Box::new(escalations.clone()))?;
-    registry.register(Box::new(lagging_sessions.clone()))?;
-    let acks = IntCounter::new("bridge_acks_total", "Acknowledgements accepted")?;
-    let redeliveries = IntCounter::new("bridge_redeliveries_total", "Redeliveries of require-ack messages")?;
-    let dead_letters = IntCounter::new("bridge_dead_letters_total", "Messages dead-lettered")?;
-    let expired = IntCounter::new("bridge_messages_expired_total", "Messages removed by ttl or retention")?;
-    for c in [&acks, &redeliveries, &dead_letters, &expired] {
-        registry.register(Box::new(c.clone()))?;
-    }
+    let r = &registry;
+    let vec = |name: &str, help: &str, label: &str| registered(r, IntCounterVec::new(Opts::new(name, help), &[label]));
+    let counter = |name: &str, help: &str| registered(r, IntCounter::new(name, help));
     Ok(Metrics {
-        acks,
-        redeliveries,
-        dead_letters,
-        expired,
+        connections: registered(r, IntGaugeVec::new(Opts::new("bridge_connections", "Open client connections"), &["transport"]))?,
+        messages_routed: vec("bridge_messages_routed_total", "Messages accepted for routing", "transport")?,
+        deliveries: vec("bridge_deliveries_total", "Message frames handed to live sessions", "transport")?,
+        dropped: vec("bridge_messages_dropped_total", "Messages not handed to a live session", "reason")?,
+        rejected: vec("bridge_rejected_total", "Frames or requests rejected, by error code", "code")?,
+        actor_restarts: vec("bridge_actor_restarts_total", "Supervised actor restarts", "actor")?,
+        escalations: vec("bridge_actor_escalations_total", "Children that exceeded their restart intensity", "actor")?,
+        lagging_sessions: registered(r, IntGauge::new("bridge_sessions_lagging", "Sessions catching up from the store"))?,
+        acks: counter("bridge_acks_total", "Acknowledgements accepted")?,
+        redeliveries: counter("bridge_redeliveries_total", "Redeliveries of require-ack messages")?,
+        dead_letters: counter("bridge_dead_letters_total", "Messages dead-lettered")?,
+        expired: counter("bridge_messages_expired_total", "Messages removed by ttl or retention")?,
         registry,
-        connections,
-        messages_routed,
-        deliveries,
-        dropped,
-        rejected,
-        actor_restarts,
-        escalations,
-        lagging_sessions,
     })
 }
 

@@ -4,7 +4,7 @@
 //! The registry owns the map from room name to [`Room`] address. It creates rooms (`room.create`:
 //! the state is written and flushed before the room exists for anyone), starts a persisted room
 //! lazily the first time it is addressed after a start of the process, and lists rooms. Every room
-//! runs under `actix::Supervisor` on the registry's arbiter, registered in the supervision tree as
+//! runs on its [`Mailbox`] under the restart loop on the registry's arbiter, registered in the supervision tree as
 //! `room:<name>` under this node (`rooms`: permanent, critical child of the root).
 //!
 //! The handle keeps a read-mostly copy of the started rooms, so a room message goes from the
@@ -34,14 +34,16 @@ use crate::room::{
     CallReply, JoinLink, Presence, Room, RoomCall, RoomError, RoomOp, RoomSend, RoomState, RoomsConfig,
     SessionClosed,
 };
-use crate::router::Routed;
+use crate::messages::Routed;
 use crate::store::Store;
-use crate::supervisor::{contain, ChildHandle, ChildSpec, Decision, Fault, RestartPolicy, Tree};
+use crate::supervisor::{guarded, supervisee, ChildHandle, ChildSpec, Mailbox, RestartPolicy, Supervisee, Tree};
 
 pub mod calls;
 mod checks;
+mod requests;
 
 use calls::{Cx, Parsed};
+pub use requests::{CreateRoom, Forward, ListRooms};
 use checks::{stream_name, text, upload_op, MAX_HISTORY};
 
 /// Rooms per `room.list` page when the caller does not say.
@@ -51,50 +53,6 @@ pub const MAX_ROOM_PAGE: usize = 1000;
 
 /// A future answered by a room or the registry.
 pub type Pending<T> = Pin<Box<dyn Future<Output = Result<T, RoomError>>>>;
-
-/// Creates a room. Sent by the handle for `room.create`.
-#[derive(Message)]
-#[rtype(result = "Result<CallReply, RoomError>")]
-pub struct CreateRoom {
-    pub caller: String,
-    pub name: String,
-    pub topic: Option<String>,
-    pub role: String,
-    pub private: bool,
-    /// Client ids or patterns (`team-*`) a private room admits.
-    pub allow: Vec<String>,
-}
-
-/// One page of the rooms the caller may join (durable facts, and how many members are present),
-/// in name order. Sent by the handle for `room.list`, `GET /api/rooms` and `GET /admin/rooms`.
-#[derive(Message)]
-#[rtype(result = "Result<Value, RoomError>")]
-pub struct ListRooms {
-    /// Shows the caller's role in each room it belongs to, and decides which private rooms are
-    /// listed (with `identity`).
-    pub caller: Option<String>,
-    /// The caller's credentials; `None` lists every room (`GET /admin/rooms`).
-    pub identity: Option<Arc<Identity>>,
-    /// Rooms per page.
-    pub limit: usize,
-    /// List from the first room after this name (the previous page's `next_cursor`).
-    pub cursor: Option<String>,
-}
-
-/// A request for a room that is not started yet: the registry starts it (if it exists) and
-/// forwards. Sent by the handle.
-pub struct Forward<M> {
-    pub room: String,
-    pub msg: M,
-}
-
-impl<M, T> Message for Forward<M>
-where
-    M: Message<Result = Result<T, RoomError>>,
-    T: 'static,
-{
-    type Result = Result<T, RoomError>;
-}
 
 /// The room registry.
 pub struct Rooms {
@@ -111,8 +69,6 @@ pub struct Rooms {
     /// Rooms created per client id, for `max_rooms_per_client`: counted from the store at the
     /// first `room.create` (and again after a restart), then kept up to date.
     created: Option<HashMap<String, usize>>,
-    /// Set when the child escalated.
-    failed: bool,
 }
 
 impl Rooms {
@@ -123,7 +79,7 @@ impl Rooms {
         let config = Arc::new(config);
         let published: Arc<RwLock<HashMap<String, Addr<Room>>>> = Arc::default();
         let (s, c, p) = (store.clone(), Arc::clone(&config), Arc::clone(&published));
-        let registry = Supervisor::start_in_arbiter(arbiter, move |_| Rooms {
+        let registry = Mailbox::new().supervise_in(&child.clone(), arbiter, move || Rooms {
             child,
             tree,
             store: s,
@@ -131,7 +87,6 @@ impl Rooms {
             rooms: HashMap::new(),
             published: p,
             created: None,
-            failed: false,
         });
         RoomsHandle { registry, started: published, joined: Arc::default(), store, config }
     }
@@ -155,12 +110,8 @@ impl Rooms {
             intensity: self.config.intensity,
             critical: false,
         });
-        let (store, config) = (self.store.clone(), Arc::clone(&self.config));
-        let handle = child.clone();
-        let addr = Supervisor::start(move |_| Room::new(child, store, config, state));
-        // Reachable by fault injection from the moment the room exists, not only once it ran
-        // `started` (which a call answered right after creation could otherwise overtake).
-        handle.set_fault_target(addr.clone().recipient());
+        // Reachable by fault injection from the moment the room exists (the mailbox registers it).
+        let addr = Mailbox::new().supervise(&child, Room::new(child.clone(), self.store.clone(), Arc::clone(&self.config), state));
         self.rooms.insert(name, addr.clone());
         addr
     }
@@ -223,30 +174,14 @@ impl Rooms {
         }
         Ok((page, false))
     }
-
-    fn guard<R>(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut Self) -> Result<R, RoomError>) -> Result<R, RoomError> {
-        if self.failed {
-            return Err(RoomError::Unavailable);
-        }
-        let child = self.child.clone();
-        match contain(&child, || f(self)) {
-            Ok(r) => r,
-            Err(failure) => {
-                if self.child.failed(&failure) == Decision::Escalate {
-                    self.failed = true;
-                }
-                ctx.stop();
-                Err(RoomError::Internal(failure.reason))
-            }
-        }
-    }
 }
+
+supervisee!(Rooms, RoomError, child);
 
 impl Actor for Rooms {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.child.set_fault_target(ctx.address().recipient());
         ctx.set_mailbox_capacity(1 << 20);
     }
 }
@@ -256,22 +191,15 @@ impl Supervised for Rooms {
         // The started rooms are supervised on their own and keep running; the map stays. The
         // creators' counts are taken from the store again.
         self.created = None;
-        self.failed = self.child.is_failed();
-        self.child.running();
     }
 }
 
-impl Handler<CreateRoom> for Rooms {
-    type Result = Result<CallReply, RoomError>;
-    fn handle(&mut self, msg: CreateRoom, ctx: &mut Self::Context) -> Self::Result {
-        self.guard(ctx, |r| r.create(msg))
-    }
-}
+guarded!(Rooms, CreateRoom, |r, msg, _| r.create(msg));
 
 impl Handler<ListRooms> for Rooms {
     type Result = ResponseFuture<Result<Value, RoomError>>;
     fn handle(&mut self, msg: ListRooms, ctx: &mut Self::Context) -> Self::Result {
-        let listed = self.guard(ctx, |r| {
+        let listed = self.guard(ctx, |r, _| {
             let (page, more) = r.page(&msg)?;
             let presence: Vec<_> = page.iter().map(|s| r.rooms.get(&s.name).map(|addr| addr.send(Presence))).collect();
             Ok((page, more, presence))
@@ -304,7 +232,7 @@ where
 {
     type Result = ResponseFuture<Result<T, RoomError>>;
     fn handle(&mut self, f: Forward<M>, ctx: &mut Self::Context) -> Self::Result {
-        match self.guard(ctx, |r| r.resolve(&f.room)) {
+        match self.guard(ctx, |r, _| r.resolve(&f.room)) {
             Ok((addr, fresh)) => {
                 let req = addr.send(f.msg);
                 if fresh {
@@ -317,12 +245,6 @@ where
     }
 }
 
-impl Handler<Fault> for Rooms {
-    type Result = ();
-    fn handle(&mut self, _: Fault, ctx: &mut Self::Context) {
-        let _ = self.guard(ctx, |_| -> Result<(), RoomError> { panic!("fault injected by /admin/fault") });
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The handle

@@ -20,29 +20,23 @@ use agent_bridge_protocol::ServerFrame;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::auth::limits::{until_ms, CredentialsRevoked};
+use crate::auth::limits::CredentialsRevoked;
 use crate::auth::SessionAuth;
-use crate::delivery::{Backlog, Deliver, Notify, SessionLink, Transport, TypeFilter};
-use crate::router::{CatchUp, Connect, Disconnect, Router};
-use crate::session::{session_backlog, SessionDeps, SESSIONS_GROUP};
-use crate::supervisor::{contain, ChildHandle, ChildSpec, Fault, Intensity, RestartPolicy};
+use crate::delivery::{Backlog, Deliver, Notify, Transport};
+use crate::messages::{CatchUp, Connected, RouteError};
+use crate::router::Router;
+use crate::session::{Connection, Registration, SessionDeps};
+use crate::supervisor::{supervisee, Supervisee};
 
 /// Heartbeat comment interval.
 pub const SSE_HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// One SSE stream.
 pub struct SseSession {
-    client_id: String,
-    session_id: String,
-    shard: Addr<Router>,
-    child: ChildHandle,
-    backlog: Arc<Backlog>,
-    filter: Arc<TypeFilter>,
-    since: Option<u64>,
+    /// Identity, shard, tree node, backlog and filter (shared with WebSocket sessions).
+    reg: Registration,
     /// The response body: each event, with its backlog cost if it is a delivery.
     tx: mpsc::Sender<(Bytes, Option<usize>)>,
-    /// Identity, connection slot and revocation registration (crate::auth).
-    auth: SessionAuth,
 }
 
 impl SseSession {
@@ -57,25 +51,9 @@ impl SseSession {
         auth: SessionAuth,
     ) -> SseBody {
         let (tx, rx) = mpsc::channel(deps.config.queue_limit.clamp(16, 1024));
-        let session_id = uuid::Uuid::now_v7().simple().to_string();
-        let child = deps.tree.register(ChildSpec {
-            name: format!("sse:{client_id}:{session_id}"),
-            kind: SseSession::NAME,
-            parent: SESSIONS_GROUP.into(),
-            policy: RestartPolicy::Temporary,
-            intensity: Intensity::default(),
-            critical: false,
-        });
-        let backlog = session_backlog(&deps.config);
-        let shard = deps.router.shard(&client_id).clone();
-        let body = SseBody {
-            rx,
-            backlog: Arc::clone(&backlog),
-            shard: shard.clone(),
-            client_id: client_id.clone(),
-            session_id: session_id.clone(),
-        };
-        SseSession { shard, client_id, session_id, child, backlog, filter: TypeFilter::new(types), since, tx, auth }.start();
+        let reg = Registration::new(deps, SseSession::NAME, "sse", client_id, since, types, auth);
+        let body = SseBody { rx, backlog: Arc::clone(&reg.backlog), shard: reg.shard.clone(), catch_up: reg.catch_up() };
+        SseSession { reg, tx }.start();
         body
     }
 
@@ -104,8 +82,8 @@ pub struct SseBody {
     rx: mpsc::Receiver<(Bytes, Option<usize>)>,
     backlog: Arc<Backlog>,
     shard: Addr<Router>,
-    client_id: String,
-    session_id: String,
+    /// Sent to the shard when a lagging backlog drained.
+    catch_up: CatchUp,
 }
 
 impl futures_util::Stream for SseBody {
@@ -117,7 +95,7 @@ impl futures_util::Stream for SseBody {
             item.map(|(bytes, cost)| {
                 if let Some(cost) = cost {
                     if this.backlog.delivered_sized(cost) {
-                        this.shard.do_send(CatchUp { client_id: this.client_id.clone(), session_id: this.session_id.clone() });
+                        this.shard.do_send(CatchUp { client_id: this.catch_up.client_id.clone(), session_id: this.catch_up.session_id.clone() });
                     }
                     if let Some(frame) = this.backlog.take_dropped() {
                         // Rare: a `dropped` notice rides along with the delivery that follows it.
@@ -155,59 +133,56 @@ fn event(id: Option<u64>, name: &str, data: &str) -> Bytes {
     Bytes::from(s)
 }
 
+impl Connection for SseSession {
+    fn close_credentials(&mut self, why: &str, ctx: &mut Self::Context) {
+        self.close_unauthorized(why, ctx);
+    }
+
+    fn connected(&mut self, result: Result<Connected, RouteError>, ctx: &mut Self::Context) {
+        if let Ok(c) = result {
+            let data = serde_json::json!({
+                "client_id": self.reg.client_id, "session_id": self.reg.session_id, "resumed_from": c.resumed_from,
+                "heartbeat_s": SSE_HEARTBEAT.as_secs(),
+            });
+            self.push(event(None, "connection_confirmed", &data.to_string()), None, ctx);
+        } else {
+            let frame = ServerFrame::error("unavailable", "the router could not register this stream", None);
+            self.push(event(None, "error", &frame.to_json()), None, ctx);
+            ctx.stop();
+        }
+    }
+}
+
 impl Actor for SseSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.child.set_fault_target(ctx.address().recipient());
-        if !self.auth.register(&self.session_id, ctx.address().recipient()) {
-            return self.close_unauthorized("this API key has been revoked", ctx);
+        if let Err(why) = self.reg.start::<Self>(ctx, Transport::Sse) {
+            return self.close_unauthorized(why, ctx);
         }
-        if let Some(at) = self.auth.identity.expires_at_ms {
-            ctx.run_later(until_ms(at), |act, ctx| act.close_unauthorized("the credentials of this stream have expired", ctx));
-        }
-        let link = SessionLink::of(ctx.address(), &self.session_id, &self.backlog, &self.filter, Transport::Sse);
-        let connect = Connect { client_id: self.client_id.clone(), link, since: self.since };
-        ctx.wait(self.shard.send(connect).into_actor(self).map(|res, act, ctx| match res {
-            Ok(Ok(c)) => {
-                let data = serde_json::json!({
-                    "client_id": act.client_id, "session_id": act.session_id, "resumed_from": c.resumed_from,
-                    "heartbeat_s": SSE_HEARTBEAT.as_secs(),
-                });
-                act.push(event(None, "connection_confirmed", &data.to_string()), None, ctx);
-            }
-            _ => {
-                let frame = ServerFrame::error("unavailable", "the router could not register this stream", None);
-                act.push(event(None, "error", &frame.to_json()), None, ctx);
-                ctx.stop();
-            }
-        }));
         ctx.run_interval(SSE_HEARTBEAT, |act, ctx| {
-            if act.tx.is_closed() {
-                ctx.stop();
-            } else if act.tx.try_send((Bytes::from_static(b": ping\n\n"), None)).is_err() && act.tx.is_closed() {
+            // A full channel only skips this ping; a closed one means the client is gone.
+            if act.tx.is_closed() || (act.tx.try_send((Bytes::from_static(b": ping\n\n"), None)).is_err() && act.tx.is_closed()) {
                 ctx.stop();
             }
         });
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.auth.deregister(&self.session_id);
-        self.shard.do_send(Disconnect { client_id: self.client_id.clone(), session_id: self.session_id.clone() });
-        self.child.stopped();
-        debug!(client_id = %self.client_id, session_id = %self.session_id, "sse stream closed");
+        self.reg.stop();
+        debug!(client_id = %self.reg.client_id, session_id = %self.reg.session_id, "sse stream closed");
     }
 }
 
 impl Handler<Deliver> for SseSession {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        let child = self.child.clone();
         let bytes = event(Some(msg.0.message.seq), "message", &msg.0.json);
         let cost = msg.0.cost();
-        if contain(&child, || self.push(bytes, Some(cost), ctx)).is_err() {
-            ctx.stop();
-        }
+        let _ = self.guard(ctx, |this, ctx| {
+            this.push(bytes, Some(cost), ctx);
+            Ok(())
+        });
     }
 }
 
@@ -219,16 +194,8 @@ impl Handler<Notify> for SseSession {
     }
 }
 
-impl Handler<Fault> for SseSession {
-    type Result = ();
-    fn handle(&mut self, _: Fault, ctx: &mut Self::Context) {
-        let child = self.child.clone();
-        if let Err(f) = contain(&child, || panic!("fault injected by /admin/fault")) {
-            self.child.failed(&f);
-            ctx.stop();
-        }
-    }
-}
+// A temporary child: a failure ends the stream; the client reconnects with `Last-Event-ID`.
+supervisee!(SseSession, (), reg.child);
 
 impl SseSession {
     /// Ends the stream with an `error` event (`unauthorized`).

@@ -18,11 +18,10 @@ use actix::prelude::*;
 use agent_bridge_protocol::Timestamp;
 use tracing::{debug, error};
 
-use crate::ack_tracker::{AckTracker, Expired};
+use crate::messages::{Expired, Retention};
 use crate::metrics::metrics;
-use crate::router::Retention;
 use crate::store::{Batch, Store, StoreError, StreamName};
-use crate::supervisor::{contain, ChildHandle, Decision, Fault};
+use crate::supervisor::{supervisee, ChildHandle, Refused, Supervisee};
 
 /// Where expired messages go before deletion.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,17 +67,17 @@ pub struct TtlSweeper {
     child: ChildHandle,
     store: Store,
     config: SweepConfig,
-    tracker: Addr<AckTracker>,
+    /// Told about removed messages that were waiting for an ack.
+    tracker: Recipient<Expired>,
     /// Open NDJSON archive, when archiving to a file.
     file: Option<BufWriter<File>>,
-    failed: bool,
 }
 
 impl TtlSweeper {
     pub const NAME: &'static str = "ttl_sweeper";
 
-    pub fn new(child: ChildHandle, store: Store, config: SweepConfig, tracker: Addr<AckTracker>) -> Self {
-        TtlSweeper { child, store, config, tracker, file: None, failed: false }
+    pub fn new(child: ChildHandle, store: Store, config: SweepConfig, tracker: Recipient<Expired>) -> Self {
+        TtlSweeper { child, store, config, tracker, file: None }
     }
 
     fn archive_file(&mut self) -> std::io::Result<Option<&mut BufWriter<File>>> {
@@ -128,8 +127,7 @@ impl TtlSweeper {
                 examined += 1;
                 let Some(msg) = self.store.get(e.stream.as_stream(), seq)? else { continue };
                 // An index run may cover messages that expire later: they have entries of their own.
-                let retention = self.config.retention.for_type(&msg.msg_type);
-                if crate::router::expiry_ms(&msg, retention).is_none_or(|at| at > now) {
+                if self.config.retention.expiry_ms(&msg).is_none_or(|at| at > now) {
                     continue;
                 }
                 self.archive(&msg)?;
@@ -159,12 +157,8 @@ impl TtlSweeper {
     }
 
     fn pass(&mut self, ctx: &mut Context<Self>) -> usize {
-        if self.failed {
-            return 0;
-        }
-        let child = self.child.clone();
-        match contain(&child, || self.sweep()) {
-            Ok(Ok((n, full))) => {
+        match self.guard(ctx, |s, _| Ok(s.sweep()?)) {
+            Ok((n, full)) => {
                 if full {
                     // A full pass: more is due; go again without waiting for the interval.
                     ctx.run_later(Duration::from_millis(1), |act, ctx| {
@@ -173,26 +167,21 @@ impl TtlSweeper {
                 }
                 n
             }
-            Ok(Err(e)) => {
+            Err(Refused::Error(e)) => {
                 error!(actor = TtlSweeper::NAME, error = %e, "sweep failed");
                 0
             }
-            Err(failure) => {
-                if self.child.failed(&failure) == Decision::Escalate {
-                    self.failed = true;
-                }
-                ctx.stop();
-                0
-            }
+            Err(_) => 0,
         }
     }
 }
+
+supervisee!(TtlSweeper, Refused<StoreError>, child);
 
 impl Actor for TtlSweeper {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.child.set_fault_target(ctx.address().recipient());
         ctx.run_interval(self.config.interval, |act, ctx| {
             act.pass(ctx);
         });
@@ -202,8 +191,6 @@ impl Actor for TtlSweeper {
 impl Supervised for TtlSweeper {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         self.file = None;
-        self.failed = self.child.is_failed();
-        self.child.running();
     }
 }
 
@@ -214,15 +201,3 @@ impl Handler<SweepNow> for TtlSweeper {
     }
 }
 
-impl Handler<Fault> for TtlSweeper {
-    type Result = ();
-    fn handle(&mut self, _: Fault, ctx: &mut Self::Context) {
-        let child = self.child.clone();
-        if let Err(failure) = contain(&child, || panic!("fault injected by /admin/fault")) {
-            if self.child.failed(&failure) == Decision::Escalate {
-                self.failed = true;
-            }
-            ctx.stop();
-        }
-    }
-}

@@ -12,7 +12,8 @@
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::{AuthError, ClientPattern, Identity, IdentityKind, Permissions};
+use super::identity::{Identity, IdentityKind};
+use super::permissions::{AuthError, ClientPattern, Permissions};
 
 /// JWT settings.
 #[derive(Debug, Clone, Default)]

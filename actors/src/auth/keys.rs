@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::limits::{Revocations, TokenBucket};
-use super::{AuthError, ClientPattern, Permissions};
+use super::permissions::{AuthError, ClientPattern, Permissions};
 use crate::store::{Store, StoreError, Stored};
 
 /// The prefix every API key starts with (recognisable in logs and secret scanners).

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use parking_lot::Mutex;
 
-use super::AuthError;
+use super::permissions::AuthError;
 
 /// A token bucket: `capacity` tokens, refilled at `rate` tokens per second.
 #[derive(Debug, Clone)]

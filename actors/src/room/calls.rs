@@ -89,25 +89,16 @@ impl Room {
                 };
                 let value = question_view(&q);
                 self.state.questions.push(q);
-                let durable = self.persist()?;
-                self.event(&stream, "question_asked", &value, None);
-                Ok(CallReply { value, durable })
+                self.changed(&stream, "question_asked", value, None)
             }
             RoomOp::Answer { question_id, text } => {
                 self.require_member(&caller)?;
-                let q = self
-                    .state
-                    .questions
-                    .iter_mut()
-                    .find(|q| q.question_id == question_id)
-                    .ok_or_else(|| RoomError::NotFound(format!("no question {question_id:?} in this room")))?;
+                let q = found(&mut self.state.questions, |q| q.question_id == question_id, || format!("no question {question_id:?} in this room"))?;
                 let answer = Answer { text, by: caller, at: now() };
                 q.answers.push(answer.clone());
                 let value = question_view(q);
-                let durable = self.persist()?;
                 let data = json!({ "question_id": question_id, "answer": answer, "question": value });
-                self.event(&stream, "question_answered", &data, None);
-                Ok(CallReply { value, durable })
+                self.changed(&stream, "question_answered", value, Some(data))
             }
             RoomOp::Questions { open_only } => {
                 self.require_member(&caller)?;
@@ -142,18 +133,12 @@ impl Room {
                 };
                 let value = json!(card);
                 self.state.cards.push(card);
-                let durable = self.persist()?;
-                self.event(&stream, "board_changed", &json!({ "action": "added", "card": value }), None);
-                Ok(CallReply { value, durable })
+                let data = json!({ "action": "added", "card": value });
+                self.changed(&stream, "board_changed", value, Some(data))
             }
             RoomOp::BoardMove { card_id, column } => {
                 self.require_member(&caller)?;
-                let card = self
-                    .state
-                    .cards
-                    .iter_mut()
-                    .find(|c| c.card_id == card_id)
-                    .ok_or_else(|| RoomError::NotFound(format!("no card {card_id:?} on this board")))?;
+                let card = found(&mut self.state.cards, |c| c.card_id == card_id, || format!("no card {card_id:?} on this board"))?;
                 let from = card.column;
                 if from == column {
                     return reply(json!(card));
@@ -161,10 +146,8 @@ impl Room {
                 card.column = column;
                 card.history.push(CardMove { from: Some(from), to: column, by: caller, at: now() });
                 let value = json!(card);
-                let durable = self.persist()?;
                 let data = json!({ "action": "moved", "from": from, "to": column, "card": value });
-                self.event(&stream, "board_changed", &data, None);
-                Ok(CallReply { value, durable })
+                self.changed(&stream, "board_changed", value, Some(data))
             }
             RoomOp::BoardList => {
                 self.require_member(&caller)?;
@@ -183,9 +166,7 @@ impl Room {
                 };
                 let value = json!(meta);
                 self.state.files.push(meta);
-                let durable = self.persist()?;
-                self.event(&stream, "file_shared", &value, None);
-                Ok(CallReply { value, durable })
+                self.changed(&stream, "file_shared", value, None)
             }
             RoomOp::FileMeta { file } => {
                 self.require_member(&caller)?;
@@ -319,6 +300,14 @@ impl Room {
         Ok(CallReply { value: json!({ "room": stream, "left": true, "member": false }), durable })
     }
 
+    /// Persists a change, tells the stream's sessions with `event` (its data: `data`, or the
+    /// answer itself), and answers `value` once the change is durable.
+    fn changed(&self, stream: &str, event: &str, value: Value, data: Option<Value>) -> Result<CallReply, RoomError> {
+        let durable = self.persist()?;
+        self.event(stream, event, data.as_ref().unwrap_or(&value), None);
+        Ok(CallReply { value, durable })
+    }
+
     pub(super) fn proposal(&self, id: &str) -> Result<&Proposal, RoomError> {
         self.state
             .proposals
@@ -382,12 +371,7 @@ impl Room {
 
     pub(super) fn vote(&mut self, caller: &str, stream: &str, id: &str, vote: Vote) -> Result<CallReply, RoomError> {
         self.require_member(caller)?;
-        let p = self
-            .state
-            .proposals
-            .iter_mut()
-            .find(|p| p.proposal_id == id)
-            .ok_or_else(|| RoomError::NotFound(format!("no proposal {id:?} in this room")))?;
+        let p = found(&mut self.state.proposals, |p| p.proposal_id == id, || format!("no proposal {id:?} in this room"))?;
         if p.closed.is_some() {
             return Err(RoomError::ProposalClosed(id.to_owned()));
         }
@@ -424,4 +408,9 @@ impl Room {
             error!(actor = Room::NAME, room = %self.state.name, proposal = %id, error = %e, "closing at the deadline failed");
         }
     }
+}
+
+/// The item of `items` that `matches`, or `not_found` with the message `missing` builds.
+fn found<T>(items: &mut [T], matches: impl Fn(&T) -> bool, missing: impl FnOnce() -> String) -> Result<&mut T, RoomError> {
+    items.iter_mut().find(|t| matches(t)).ok_or_else(|| RoomError::NotFound(missing()))
 }

@@ -23,88 +23,25 @@
 
 mod calls;
 mod state;
+mod streams;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use agent_bridge_protocol::frames::{Event, SentStatus};
-use agent_bridge_protocol::{Message as Msg, Payload, ServerFrame, Timestamp};
+use agent_bridge_protocol::frames::Event;
+use agent_bridge_protocol::{Payload, ServerFrame, Timestamp};
 use serde_json::{json, Value};
-use thiserror::Error;
 use tokio::sync::oneshot;
-use tracing::{debug, error};
+use tracing::error;
 
 use crate::auth::{may_join_room, Identity, RoomAccess};
-use crate::delivery::{new_message_id, Backlog, Envelope, Note, Notify, Outgoing, Target, TypeFilter};
-use crate::metrics::metrics;
-use crate::router::{Durability, Retention, Routed};
-use crate::store::{Batch, IdempotencyRecord, Store, StoreError, Stream};
-use crate::supervisor::{contain, ChildHandle, Decision, Failure, Fault, Intensity};
-
-/// Errors of room operations; each has a stable client-facing code.
-#[derive(Debug, Error)]
-pub enum RoomError {
-    #[error("no room named {0:?}")]
-    UnknownRoom(String),
-    #[error("{client:?} is not a member of room {room:?}")]
-    NotMember { room: String, client: String },
-    #[error("{0} already exists")]
-    AlreadyExists(String),
-    #[error("proposal {0} is closed")]
-    ProposalClosed(String),
-    #[error("file of {size} bytes exceeds the limit of {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
-    #[error("bad column {0:?}: use todo, in_progress, review or done")]
-    BadColumn(String),
-    #[error("invalid params: {0}")]
-    InvalidParams(String),
-    #[error("unknown method {0:?}")]
-    UnknownMethod(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    NotSupported(String),
-    /// `room.create` beyond `max_rooms_per_client`.
-    #[error("{client:?} has created {limit} rooms, the most one client id may create")]
-    QuotaExceeded { client: String, limit: usize },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the change could not be made durable (store flush failed)")]
-    NotDurable,
-    #[error("the room failed while handling this request ({0}); it has been restarted, try again")]
-    Internal(String),
-    #[error("the room is down after repeated failures")]
-    Unavailable,
-    #[error("room mailbox: {0}")]
-    Mailbox(#[from] MailboxError),
-}
-
-impl RoomError {
-    /// The machine-readable code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            RoomError::UnknownRoom(_) => "unknown_room",
-            RoomError::NotMember { .. } => "not_member",
-            RoomError::AlreadyExists(_) => "already_exists",
-            RoomError::ProposalClosed(_) => "proposal_closed",
-            RoomError::TooLarge { .. } => "too_large",
-            RoomError::BadColumn(_) => "bad_column",
-            RoomError::InvalidParams(_) => "invalid_params",
-            RoomError::UnknownMethod(_) => "unknown_method",
-            RoomError::Forbidden(_) => "forbidden",
-            RoomError::NotFound(_) => "not_found",
-            RoomError::NotSupported(_) => "not_supported",
-            RoomError::QuotaExceeded { .. } => "quota_exceeded",
-            RoomError::Store(_) | RoomError::NotDurable => "storage_error",
-            RoomError::Internal(_) => "internal",
-            RoomError::Unavailable | RoomError::Mailbox(_) => "unavailable",
-        }
-    }
-}
+use crate::delivery::{Backlog, Envelope, Note, Notify, Outgoing, TypeFilter};
+pub use crate::messages::room::RoomError;
+use crate::messages::{Accepted, Durability, Retention};
+use crate::store::{Store, Stream};
+use crate::supervisor::{fault_handler, guarded, ChildHandle, Intensity, Supervisee};
 
 /// Settings of every room.
 #[derive(Debug, Clone)]
@@ -154,12 +91,6 @@ pub use state::*;
 #[derive(Message)]
 #[rtype(result = "Result<Accepted, RoomError>")]
 pub struct RoomSend(pub Envelope);
-
-/// The answer to [`RoomSend`]: what `sent` says, and the commit to await before saying it.
-pub struct Accepted {
-    pub routed: Routed,
-    pub durable: Option<oneshot::Receiver<()>>,
-}
 
 /// A request/response operation on this room or one of its channels (`stream`). Sent by the
 /// handle for `call`, `join` and `leave` frames and for the HTTP routes.
@@ -317,8 +248,6 @@ pub struct Room {
     state: RoomState,
     /// Per stream (`name` and `name/channel`): seq cache and joined sessions.
     streams: HashMap<String, Live>,
-    /// Set when the child escalated: every request is answered `unavailable`.
-    failed: bool,
 }
 
 fn now() -> Timestamp {
@@ -333,7 +262,7 @@ impl Room {
     pub const NAME: &'static str = "room";
 
     pub fn new(child: ChildHandle, store: Store, config: Arc<RoomsConfig>, state: RoomState) -> Self {
-        Room { child, store, config, state, streams: HashMap::new(), failed: false }
+        Room { child, store, config, state, streams: HashMap::new() }
     }
 
     fn name(&self) -> &str {
@@ -413,230 +342,7 @@ impl Room {
             .collect()
     }
 
-    fn expiry_ms(&self, msg: &Msg) -> Option<i64> {
-        let retention = self.config.retention.for_type(&msg.msg_type).map(|d| msg.timestamp.plus_secs(d.as_secs().max(1)));
-        match (msg.expires_at, retention) {
-            (Some(a), Some(b)) => Some(a.min(b).millis()),
-            (a, b) => a.or(b).map(Timestamp::millis),
-        }
-    }
-
-    // -- messages -------------------------------------------------------------------------------
-
-    fn send(&mut self, env: Envelope) -> Result<Accepted, RoomError> {
-        let Target::Room(stream) = &env.target else { return Err(RoomError::InvalidParams("not a room message".into())) };
-        let stream = stream.clone();
-        self.channel_of(&stream)?;
-        self.require_member(&env.from)?;
-        if env.require_ack {
-            return Err(RoomError::NotSupported("require_ack is not supported for room messages".into()));
-        }
-        let scope = format!("#{stream}"); // '#' is not a client id character: no clash with inboxes
-        if let Some(key) = &env.idempotency_key {
-            let window = i64::try_from(self.config.idempotency_window.as_millis()).unwrap_or(i64::MAX);
-            if let Some(rec) = self.store.idempotency(&env.from, &scope, key)?.filter(|r| now().millis() - r.at_ms < window) {
-                let routed = Routed { message_id: rec.message_id, seq: rec.seq, status: SentStatus::Duplicate, recipients: 0 };
-                return Ok(Accepted { routed, durable: None });
-            }
-        }
-        let id = new_message_id();
-        let timestamp = now();
-        let last = self.last_seq(&stream)?;
-        let seq = if env.persist { last + 1 } else { last };
-        let message = env.to_message(&id, seq, timestamp);
-        if env.persist {
-            let mut batch = Batch::default();
-            batch.message(Stream::Room(&stream), &message)?;
-            if let Some(at) = self.expiry_ms(&message) {
-                batch.expire_at(at, Stream::Room(&stream), seq);
-            }
-            if let Some(key) = &env.idempotency_key {
-                let rec = IdempotencyRecord { message_id: id.clone(), seq: Some(seq), at_ms: timestamp.millis() };
-                batch.idempotency(&env.from, &scope, key, &rec)?;
-            }
-            self.store.apply(batch)?;
-            self.streams.entry(stream.clone()).or_default().seq = Some(seq);
-        }
-        let delivered = self.fan_out(&stream, message, env.persist)?;
-        metrics().messages_routed.with_label_values(&[env.transport.label()]).inc();
-        debug!(actor = Room::NAME, room = %stream, msg_id = %id, seq, delivered, "room message");
-        let others = self.state.members.len().saturating_sub(1);
-        // A `persist: false` message reached exactly the sessions that took it; none took it: dropped.
-        let (status, recipients) = match (delivered, env.persist) {
-            (0, false) => (SentStatus::Dropped, 0),
-            (n, false) => (SentStatus::Delivered, n),
-            (0, true) => (SentStatus::Queued, others),
-            (_, true) => (SentStatus::Delivered, others),
-        };
-        let routed = Routed { message_id: id, seq: Some(seq), status, recipients: u32::try_from(recipients).unwrap_or(u32::MAX) };
-        Ok(Accepted { routed, durable: if env.persist { self.commit() } else { None } })
-    }
-
-    /// Hands a stored (or `persist: false`) message to every joined session that keeps up, except
-    /// the sender's. Returns how many sessions got it.
-    fn fan_out(&mut self, stream: &str, message: Msg, persist: bool) -> Result<usize, RoomError> {
-        if message.is_expired(now()) {
-            return Ok(0);
-        }
-        let Some(live) = self.streams.get_mut(stream) else { return Ok(0) };
-        if live.links.is_empty() {
-            return Ok(0);
-        }
-        let seq = message.seq;
-        let out = Outgoing::new(message);
-        let mut drained = Vec::new();
-        let mut n = 0usize;
-        for link in &mut live.links {
-            if link.client_id == out.message.from {
-                continue;
-            }
-            let backlog = &link.shared.backlog;
-            if !backlog.is_lagging() && !link.filter.accepts(&out.message.msg_type) {
-                link.after = seq; // not wanted: passed over, as its feed would
-                continue;
-            }
-            let fits = !backlog.is_lagging() && backlog.has_room(out.cost());
-            if !fits && !persist {
-                // Not in the stream, so no feed brings it: counted, and the session is told.
-                backlog.note_dropped(out.message.timestamp);
-                if backlog.pending() == 0 {
-                    if let Some(frame) = link.shared.take_dropped() {
-                        link.notify.do_send(Notify(Note::new(frame)));
-                    }
-                }
-                continue;
-            }
-            if backlog.is_lagging() {
-                continue; // its feed reads this message from the stream
-            }
-            if !fits {
-                if backlog.start_lag() {
-                    drained.push(link.session_id.clone());
-                }
-                continue;
-            }
-            backlog.add_sized(1, out.cost());
-            link.deliver.do_send(RoomDeliver { out: Arc::clone(&out), link: Arc::clone(&link.shared) });
-            link.after = seq;
-            n += 1;
-        }
-        metrics().deliveries.with_label_values(&["websocket"]).inc_by(n as u64);
-        for session_id in drained {
-            self.feed(stream, &session_id)?;
-        }
-        Ok(n)
-    }
-
-    /// Feeds a lagging session the next batch of the stream (never its own messages); ends the lag
-    /// when the stream has nothing more.
-    fn feed(&mut self, stream: &str, session_id: &str) -> Result<(), RoomError> {
-        loop {
-            let Some(link) = self.streams.get(stream).and_then(|l| l.links.iter().find(|k| k.session_id == session_id)) else {
-                return Ok(());
-            };
-            let (after, shared, deliver, client, filter) =
-                (link.after, Arc::clone(&link.shared), link.deliver.clone(), link.client_id.clone(), Arc::clone(&link.filter));
-            let limit = shared.backlog.limit;
-            let msgs = self.store.range(Stream::Room(stream), after, limit)?;
-            let mut exhausted = msgs.len() < limit;
-            let mut next = after;
-            let t = now();
-            let mut n = 0;
-            for m in msgs {
-                if m.from != client && !m.is_expired(t) && filter.accepts(&m.msg_type) {
-                    let out = Outgoing::new(m);
-                    // Within the byte budget too: the rest comes with the next batch.
-                    if !shared.backlog.has_room(out.cost()) {
-                        exhausted = false;
-                        break;
-                    }
-                    shared.backlog.add_sized(1, out.cost());
-                    next = out.message.seq;
-                    deliver.do_send(RoomDeliver { out, link: Arc::clone(&shared) });
-                    n += 1;
-                } else {
-                    next = m.seq;
-                }
-            }
-            metrics().deliveries.with_label_values(&["websocket"]).inc_by(n as u64);
-            if let Some(link) = self.streams.get_mut(stream).and_then(|l| l.links.iter_mut().find(|k| k.session_id == session_id)) {
-                link.after = next;
-            }
-            if exhausted {
-                shared.backlog.stop_lag();
-                return Ok(());
-            }
-            if n > 0 || shared.backlog.pending() > 0 {
-                return Ok(()); // the session asks for the next batch (RoomCatchUp) once it wrote this one
-            }
-        }
-    }
-
-    /// Removes the links matching `which` from `stream`; returns the clients that lost their last
-    /// session there.
-    fn unlink(&mut self, stream: &str, which: impl Fn(&Link) -> bool) -> Vec<String> {
-        let Some(live) = self.streams.get_mut(stream) else { return Vec::new() };
-        let mut gone = Vec::new();
-        live.links.retain(|l| {
-            if which(l) {
-                l.shared.backlog.stop_lag();
-                gone.push(l.client_id.clone());
-                false
-            } else {
-                true
-            }
-        });
-        gone.sort();
-        gone.dedup();
-        gone.retain(|c| !live.links.iter().any(|l| &l.client_id == c));
-        gone
-    }
-
-    fn member_left(&self, stream: &str, client: &str, reason: &str) {
-        let role = self.state.members.get(client).map(|m| m.role.clone());
-        self.event(stream, "member_left", &json!({ "client_id": client, "role": role, "reason": reason }), None);
-    }
-
-    /// A session is gone: it leaves every stream; members without another session leave presence.
-    fn session_closed(&mut self, session_id: &str) {
-        let streams: Vec<String> = self.streams.keys().cloned().collect();
-        for stream in streams {
-            for client in self.unlink(&stream, |l| l.session_id == session_id) {
-                self.member_left(&stream, &client, "disconnected");
-            }
-        }
-    }
-
     // -- calls ----------------------------------------------------------------------------------
-
-    /// A handler failed: report, stop (actix's Supervisor restarts us) and build the client error.
-    fn fail(&mut self, failure: &Failure, ctx: &mut Context<Self>) -> RoomError {
-        if self.child.failed(failure) == Decision::Escalate {
-            self.failed = true;
-        }
-        ctx.stop();
-        RoomError::Internal(failure.reason.clone())
-    }
-
-    fn guard<R>(
-        &mut self,
-        ctx: &mut Context<Self>,
-        f: impl FnOnce(&mut Self, &mut Context<Self>) -> Result<R, RoomError>,
-    ) -> Result<R, RoomError> {
-        if self.failed {
-            return Err(RoomError::Unavailable);
-        }
-        let child = self.child.clone();
-        match contain(&child, || f(self, ctx)) {
-            Ok(Err(RoomError::Store(e))) => {
-                // The store may hold less than memory: take the store's word for it.
-                self.reload();
-                Err(RoomError::Store(e))
-            }
-            Ok(r) => r,
-            Err(failure) => Err(self.fail(&failure, ctx)),
-        }
-    }
 
     /// Rebuilds the durable state from the store.
     fn reload(&mut self) {
@@ -651,11 +357,25 @@ impl Room {
     }
 }
 
+impl Supervisee for Room {
+    type Error = RoomError;
+
+    fn child(&self) -> &ChildHandle {
+        &self.child
+    }
+
+    /// The store may hold less than memory after a store error: take the store's word for it.
+    fn on_error(&mut self, error: &RoomError) {
+        if matches!(error, RoomError::Store(_)) {
+            self.reload();
+        }
+    }
+}
+
 impl Actor for Room {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.child.set_fault_target(ctx.address().recipient());
         // Sends must never park a sender; memory is bounded by the sessions' own limits.
         ctx.set_mailbox_capacity(1 << 20);
         // Deadlines survive restarts of the actor and of the process: re-arm them from the state.
@@ -690,34 +410,12 @@ impl Supervised for Room {
         for live in self.streams.values_mut() {
             live.links.retain(|l| l.deliver.connected());
         }
-        self.failed = self.child.is_failed();
-        self.child.running();
     }
 }
 
-impl Handler<RoomSend> for Room {
-    type Result = Result<Accepted, RoomError>;
-    fn handle(&mut self, msg: RoomSend, ctx: &mut Self::Context) -> Self::Result {
-        self.guard(ctx, |room, _| room.send(msg.0))
-    }
-}
-
-impl Handler<RoomCall> for Room {
-    type Result = Result<CallReply, RoomError>;
-    fn handle(&mut self, msg: RoomCall, ctx: &mut Self::Context) -> Self::Result {
-        self.guard(ctx, |room, ctx| room.call(msg, ctx))
-    }
-}
-
-impl Handler<SessionClosed> for Room {
-    type Result = ();
-    fn handle(&mut self, msg: SessionClosed, ctx: &mut Self::Context) {
-        let _ = self.guard(ctx, |room, _| {
-            room.session_closed(&msg.session_id);
-            Ok(())
-        });
-    }
-}
+guarded!(Room, RoomSend, |room, msg, _| room.send(msg.0));
+guarded!(Room, RoomCall, |room, msg, ctx| room.call(msg, ctx));
+guarded!(Room, SessionClosed => (), |room, msg, _| room.session_closed(&msg.session_id));
 
 impl Handler<RoomCatchUp> for Room {
     type Result = ();
@@ -739,12 +437,7 @@ impl Handler<Presence> for Room {
     }
 }
 
-impl Handler<Fault> for Room {
-    type Result = ();
-    fn handle(&mut self, _: Fault, ctx: &mut Self::Context) {
-        let _ = self.guard(ctx, |_, _| -> Result<(), RoomError> { panic!("fault injected by /admin/fault") });
-    }
-}
+fault_handler!(Room);
 
 #[cfg(test)]
 mod tests {

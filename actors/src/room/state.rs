@@ -7,7 +7,7 @@ use agent_bridge_protocol::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::RoomError;
+use crate::messages::RoomError;
 
 /// How a proposal is decided (README "Voting rules" says exactly how).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

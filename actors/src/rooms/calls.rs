@@ -24,7 +24,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::checks::{file_name, parse, rule, stream_name, text, upload_op, vote, MAX_DEADLINE_S, MAX_HISTORY, MAX_SHORT, MAX_TEXT};
-use super::CreateRoom;
+use super::requests::CreateRoom;
 use crate::auth::{Identity, Permission};
 use crate::room::{Column, JoinLink, RoomError, RoomOp, RoomsConfig, Rule};
 

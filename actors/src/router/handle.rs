@@ -1,45 +1,36 @@
 //! `RouterHandle`: how sessions, HTTP handlers and the tracker reach the router shards.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use actix::prelude::*;
 use agent_bridge_protocol::frames::SentStatus;
 use agent_bridge_protocol::Timestamp;
 use tokio::sync::oneshot;
 
-use super::{ClientInfo, ListClients, ReplyTo, Route, RouteBroadcast, RouteError, Routed, Router};
+use super::shard::Router;
 use crate::delivery::{new_message_id, Envelope, Target, Transport};
+use crate::messages::{shard_index, ClientInfo, ListClients, ReplyTo, RoomError, Route, RouteBroadcast, RouteError, Routed};
 use crate::metrics::metrics;
-use crate::room::RoomError;
 use crate::rooms::RoomsHandle;
 
 /// The router shards, addressed by client id. Cheap to clone.
 #[derive(Clone)]
 pub struct RouterHandle {
     shards: Arc<[Addr<Router>]>,
-    /// Room messages go to their room (set once the rooms registry runs).
-    rooms: Arc<OnceLock<RoomsHandle>>,
+    /// Room messages go to their room.
+    rooms: RoomsHandle,
 }
 
 impl RouterHandle {
-    pub fn new(shards: Vec<Addr<Router>>) -> Self {
+    /// The shards (started on their mailboxes), and the rooms that room messages go to.
+    pub fn new(shards: Vec<Addr<Router>>, rooms: RoomsHandle) -> Self {
         assert!(!shards.is_empty(), "at least one router shard");
-        RouterHandle { shards: shards.into(), rooms: Arc::new(OnceLock::new()) }
+        RouterHandle { shards: shards.into(), rooms }
     }
 
-    /// Sends room messages to the rooms from now on (until then they answer `unknown_recipient`).
-    pub fn set_rooms(&self, rooms: RoomsHandle) {
-        let _ = self.rooms.set(rooms);
-    }
-
-    /// The shard that owns `client_id`.
+    /// The shard that owns `client_id` ([`shard_index`], as the tracker's [`crate::messages::Shards`]).
     pub fn shard(&self, client_id: &str) -> &Addr<Router> {
-        let mut h = DefaultHasher::new();
-        client_id.hash(&mut h);
-        let n = self.shards.len() as u64;
-        &self.shards[usize::try_from(h.finish() % n).unwrap_or(0)]
+        &self.shards[shard_index(client_id, self.shards.len())]
     }
 
     /// Every shard, in order (for fault injection and listings).
@@ -91,10 +82,7 @@ impl RouterHandle {
                 Pending::One(rx)
             }
             Target::Pool(p) => Pending::Failed(RouteError::UnknownRecipient(format!("pool:{p}"))),
-            Target::Room(ref r) => match self.rooms.get() {
-                Some(rooms) => Pending::Room(rooms.route(env)),
-                None => Pending::Failed(RouteError::UnknownRecipient(r.clone())),
-            },
+            Target::Room(_) => Pending::Room(self.rooms.route(env)),
         };
         async move {
             match pending {

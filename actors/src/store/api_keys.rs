@@ -6,10 +6,7 @@
 //! flusher thread serves: no `fsync` on the caller's thread.
 
 use super::format::{decode, encode, Stored};
-use super::{Store, StoreError};
-
-/// The tree of API key records.
-pub const KEYS_TREE: &str = "keys";
+use super::db::{Store, StoreError};
 
 impl Store {
     /// Stores an API key record (durable after the next [`Store::commit`]).

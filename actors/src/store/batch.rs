@@ -9,7 +9,7 @@ use super::format::encode;
 use super::idempotency::IdempotencyRecord;
 use super::keys::{expiry_key, idempotency_key, queue_key, with_seq, Stream};
 use super::queue::QueueEntry;
-use super::{Store, StoreError};
+use super::db::{Store, StoreError};
 
 /// Writes that must land together (one atomic batch on the `streams` tree).
 #[derive(Default)]

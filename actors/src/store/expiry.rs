@@ -2,7 +2,7 @@
 //! by due time), read by the TtlSweeper; its entries are deleted through a [`super::Batch`].
 
 use super::keys::{be_u64, expiry_end, parse_expiry_key, StreamName, EXPIRY};
-use super::{Store, StoreError};
+use super::db::{Store, StoreError};
 
 /// An expiry index entry due for sweeping.
 #[derive(Debug, Clone, PartialEq, Eq)]

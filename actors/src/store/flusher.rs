@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
 
-use super::Store;
-
 /// The shortest time between two group-commit flushes.
 const GROUP_COMMIT_INTERVAL: Duration = Duration::from_millis(2);
 
@@ -19,8 +17,8 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// Waiters for the next flush, shared by every clone of a [`Store`] and its flusher thread.
 pub(super) struct Flusher {
-    waiters: Mutex<Vec<oneshot::Sender<()>>>,
-    wake: Condvar,
+    pub(super) waiters: Mutex<Vec<oneshot::Sender<()>>>,
+    pub(super) wake: Condvar,
 }
 
 impl Flusher {
@@ -65,20 +63,5 @@ fn run(flusher: &Arc<Flusher>, db: &sled::Db) {
         if let Some(rest) = GROUP_COMMIT_INTERVAL.checked_sub(started.elapsed()) {
             std::thread::sleep(rest);
         }
-    }
-}
-
-impl Store {
-    /// Resolves once everything written before this call is on disk (an error if the flush failed).
-    /// A temporary store has no disk to wait for: it resolves at once.
-    pub fn commit(&self) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        if self.temporary {
-            let _ = tx.send(());
-            return rx;
-        }
-        self.flusher.waiters.lock().push(tx);
-        self.flusher.wake.notify_one();
-        rx
     }
 }

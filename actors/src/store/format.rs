@@ -24,7 +24,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::StoreError;
+use super::db::StoreError;
 
 /// The first byte of every tagged value; never the first byte of an untagged one.
 pub const MARKER: u8 = 0xFF;

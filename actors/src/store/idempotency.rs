@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::format::{decode, Stored};
 use super::keys::{idempotency_key, IDEMPOTENCY};
-use super::{Store, StoreError};
+use super::db::{Store, StoreError};
 
 /// What an idempotency key maps to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

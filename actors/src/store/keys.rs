@@ -8,7 +8,7 @@
 
 use agent_bridge_protocol::Priority;
 
-use super::StoreError;
+use super::db::StoreError;
 
 /// Prefix of queue entries: `q:<client>\0<level u8><seq BE>`.
 pub(super) const QUEUE: &[u8] = b"q:";

@@ -3,6 +3,7 @@
 //!
 //! | file | what |
 //! |---|---|
+//! | `db.rs` | [`Store`] (the database and its trees), [`StoreError`], opening, [`Store::commit`] |
 //! | `keys.rs` | key encoding: how every record is named, and read back from a scan |
 //! | `format.rs` | the value envelope: a format version before every bincode record, and upgrades |
 //! | `batch.rs` | [`Batch`]: writes to `streams` that land together, atomically |
@@ -41,14 +42,9 @@
 //! This module depends on the protocol crate only, never on the actors that use it: rooms and API
 //! keys hand in their own [`Stored`] types.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
-
-use thiserror::Error;
-
 mod api_keys;
 mod batch;
+mod db;
 mod expiry;
 pub mod format;
 mod flusher;
@@ -59,8 +55,8 @@ mod rooms;
 mod streams;
 mod undelivered;
 
-pub use api_keys::KEYS_TREE;
 pub use batch::Batch;
+pub use db::{Store, StoreError, CACHE_BYTES, KEYS_TREE};
 pub use expiry::Expiring;
 pub use format::Stored;
 pub use idempotency::IdempotencyRecord;
@@ -68,86 +64,10 @@ pub use keys::{Stream, StreamName};
 pub use queue::{QueueEntry, Queued, Skip};
 pub use undelivered::DeadLetter;
 
-use flusher::Flusher;
-
-/// Storage failures.
-#[derive(Debug, Error)]
-pub enum StoreError {
-    #[error("storage: {0}")]
-    Sled(#[from] sled::Error),
-    #[error("stored record is corrupt: {0}")]
-    Corrupt(String),
-    /// A value written by a newer build, in a layout this one does not know.
-    #[error(
-        "a stored {what} has format version {version}, newer than this build reads (up to {supported}): \
-         it was written by a newer agent-bridge; run that version, or restore a backup made for this one"
-    )]
-    Format { what: &'static str, version: u8, supported: u8 },
-}
-
-/// sled's page cache, in bytes (sled's default is 1 GiB). What does not fit is read back from the
-/// store's file; with a larger cache an in-memory broker held every message of a burst in RSS
-/// until retention removed it (issue 9: RSS after a burst).
-pub const CACHE_BYTES: u64 = 16 << 20;
-
-/// Handle to the database; cheap to clone and safe to share between threads.
-#[derive(Clone)]
-pub struct Store {
-    db: sled::Db,
-    streams: sled::Tree,
-    acks: sled::Tree,
-    dead: sled::Tree,
-    archive: sled::Tree,
-    rooms: sled::Tree,
-    files: sled::Tree,
-    keys: sled::Tree,
-    flusher: Arc<Flusher>,
-    /// `--in-memory`: nothing survives the process, so nothing is flushed.
-    temporary: bool,
-}
-
-impl Store {
-    /// Opens (or creates) the store in `dir`; `None` gives a temporary store removed on drop.
-    /// `background_flush` is sled's own periodic flush (used when commits are not awaited).
-    pub fn open(dir: Option<&Path>, background_flush: Option<Duration>) -> Result<Self, StoreError> {
-        let config = match dir {
-            Some(d) => sled::Config::new().path(d.join("db")),
-            None => sled::Config::new().temporary(true),
-        }
-        .mode(sled::Mode::HighThroughput)
-        .cache_capacity(CACHE_BYTES);
-        let temporary = dir.is_none();
-        let background_flush = if temporary { None } else { background_flush };
-        let config = config.flush_every_ms(background_flush.map(|d| d.as_millis().max(1) as u64));
-        let db = config.open()?;
-        Ok(Store {
-            streams: db.open_tree("streams")?,
-            acks: db.open_tree("acks")?,
-            dead: db.open_tree("dead")?,
-            archive: db.open_tree("archive")?,
-            rooms: db.open_tree("rooms")?,
-            files: db.open_tree("files")?,
-            keys: db.open_tree(KEYS_TREE)?,
-            flusher: Flusher::start(db.clone()),
-            db,
-            temporary,
-        })
-    }
-
-    /// Flushes everything written so far to disk, now, on the caller's thread: for the command
-    /// line and shutdown; a running broker waits on [`Store::commit`] instead.
-    pub fn flush(&self) -> Result<usize, StoreError> {
-        Ok(self.db.flush()?)
-    }
-
-    /// Bytes the database occupies on disk.
-    pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use agent_bridge_protocol::{Message, Payload, Priority, Timestamp};
 
     use super::*;

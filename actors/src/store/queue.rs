@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::format::{decode, Stored};
 use super::keys::{be_u64, parse_queue_key, queue_level_prefix, queue_prefix, with_seq, QUEUE};
-use super::{Store, StoreError};
+use super::db::{Store, StoreError};
 
 /// A queued (undelivered, or delivered and not yet acknowledged) inbox message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

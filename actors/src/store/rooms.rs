@@ -7,7 +7,7 @@
 //! nothing in `room/`.
 
 use super::format::{decode, encode, Stored};
-use super::{Store, StoreError};
+use super::db::{Store, StoreError};
 
 impl Store {
     /// Writes a room's state (durable after the next [`Store::commit`]). Only the room's own actor

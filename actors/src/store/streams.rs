@@ -5,7 +5,7 @@ use agent_bridge_protocol::Message;
 
 use super::format::{decode, Stored};
 use super::keys::{be_u64, with_seq, Stream};
-use super::{Store, StoreError};
+use super::db::{Store, StoreError};
 
 impl Stored for Message {
     const WHAT: &'static str = "message";

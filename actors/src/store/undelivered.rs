@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::format::{decode, encode, Stored};
 use super::keys::ack_key;
-use super::{Store, StoreError};
+use super::db::{Store, StoreError};
 
 /// A message that exhausted its delivery attempts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,9 @@
-//! The router's messages, its errors and settings.
+//! The router shards' messages, their errors and settings, and [`Shards`]: how the tracker reaches
+//! the shards. Sent by sessions, HTTP handlers and the AckTracker; handled by `crate::router`.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +13,10 @@ use agent_bridge_protocol::{Message as Msg, Timestamp};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
+use super::room::RoomError;
 use crate::delivery::{Envelope, Note, SessionLink};
 use crate::store::StoreError;
+use crate::supervisor::{Failure, Refusal};
 
 /// Errors a route or poll can answer; each has a stable client-facing code.
 #[derive(Debug, Error)]
@@ -30,7 +35,7 @@ pub enum RouteError {
     Mailbox(#[from] MailboxError),
     /// A room refused the message (`not_member`, `not_supported` …).
     #[error(transparent)]
-    Room(crate::room::RoomError),
+    Room(RoomError),
 }
 
 impl RouteError {
@@ -43,6 +48,15 @@ impl RouteError {
             RouteError::Unavailable | RouteError::Mailbox(_) => "unavailable",
             RouteError::Room(e) => e.code(),
         }
+    }
+}
+
+impl Refusal for RouteError {
+    fn internal(failure: &Failure) -> Self {
+        RouteError::Internal(failure.reason.clone())
+    }
+    fn unavailable() -> Self {
+        RouteError::Unavailable
     }
 }
 
@@ -65,6 +79,16 @@ pub struct Retention {
 impl Retention {
     pub fn for_type(&self, msg_type: &str) -> Option<Duration> {
         self.by_type.get(msg_type).copied().unwrap_or(self.default)
+    }
+
+    /// When a stored message leaves the store (ms): its ttl or its type's retention, whichever
+    /// is first. Inboxes, room streams and the sweeper use this one rule.
+    pub fn expiry_ms(&self, msg: &Msg) -> Option<i64> {
+        let retention = self.for_type(&msg.msg_type).map(|d| msg.timestamp.plus_secs(d.as_secs().max(1)));
+        match (msg.expires_at, retention) {
+            (Some(a), Some(b)) => Some(a.min(b).millis()),
+            (a, b) => a.or(b).map(Timestamp::millis),
+        }
     }
 }
 
@@ -106,8 +130,8 @@ pub struct Routed {
     pub recipients: u32,
 }
 
-/// A routed message and, with sync durability, the commit to await before answering `sent`
-/// (used by rooms, which answer through futures).
+/// A routed message and, with sync durability, the commit to await before answering `sent`. The
+/// answer of a room to `RoomSend` (rooms answer through futures).
 pub struct Accepted {
     pub routed: Routed,
     pub durable: Option<oneshot::Receiver<()>>,
@@ -304,6 +328,45 @@ pub struct SessionInfo {
     pub transport: &'static str,
     pub pending: usize,
     pub lagging: bool,
+}
+
+/// The shard (of `shards`) that owns `client_id`: the one hash every caller uses.
+pub fn shard_index(client_id: &str, shards: usize) -> usize {
+    let mut h = DefaultHasher::new();
+    client_id.hash(&mut h);
+    usize::try_from(h.finish() % shards.max(1) as u64).unwrap_or(0)
+}
+
+/// What the AckTracker sends to one router shard.
+#[derive(Clone)]
+pub struct ShardLink {
+    pub redeliver: Recipient<Redeliver>,
+    pub settled: Recipient<Settled>,
+    pub notify: Recipient<NotifyClient>,
+}
+
+impl ShardLink {
+    /// The link to a shard (or to a probe standing in for one).
+    pub fn of<A: Actor<Context = Context<A>> + Handler<Redeliver> + Handler<Settled> + Handler<NotifyClient>>(addr: &Addr<A>) -> Self {
+        ShardLink { redeliver: addr.clone().recipient(), settled: addr.clone().recipient(), notify: addr.clone().recipient() }
+    }
+}
+
+/// Every router shard's [`ShardLink`], in shard order, picked by client id with
+/// [`shard_index`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Shards(Arc<[ShardLink]>);
+
+impl Shards {
+    pub fn new(links: Vec<ShardLink>) -> Self {
+        assert!(!links.is_empty(), "at least one router shard");
+        Shards(links.into())
+    }
+
+    /// The shard that owns `client_id`.
+    pub fn of(&self, client_id: &str) -> &ShardLink {
+        &self.0[shard_index(client_id, self.0.len())]
+    }
 }
 
 

@@ -1,25 +1,10 @@
-//! Supervision: restart policy, restart intensity, escalation and panic containment.
-//!
-//! actix restarts an actor whose context stops when it runs under `actix::Supervisor`, calling
-//! `Supervised::restarting` on the same struct. It does not catch panics, count restarts, bound them
-//! or escalate. This module adds those parts, in the OTP manner:
-//!
-//! - [`Tree`] holds one [`Node`] per supervised actor: name, kind, parent, state, restart count, last
-//!   restart time and reason. `/admin/supervisors` shows it.
-//! - [`contain`] runs a handler body inside `catch_unwind`; a panic becomes a [`Failure`] that the
-//!   actor reports with [`ChildHandle::failed`], which decides between restart and escalation.
-//! - Restart intensity: at most `max_restarts` within `within`; one more and the child is marked
-//!   `failed`, readiness turns false and the [`Root`] is told. For a critical child the root stops the
-//!   process with exit code [`ESCALATION_EXIT_CODE`] (when configured), so an orchestrator restarts it.
-//!
-//! Every start, restart, stop and escalation is one `tracing` line with `actor`, `parent`, `reason`
-//! and `restarts`, and restarts are counted in `bridge_actor_restarts_total{actor}` by actor kind.
+//! The supervision bookkeeping: [`Tree`] (one [`Node`] per supervised actor, served by
+//! `/admin/supervisors`), [`ChildHandle`] (how an actor reports, and where the restart intensity
+//! decides), and the messages of supervision. A leaf of `supervisor`.
 
-use std::any::Any;
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -30,8 +15,6 @@ use tracing::{error, info, warn};
 
 use crate::metrics::metrics;
 
-/// Process exit code when a critical child exceeds its restart intensity.
-pub const ESCALATION_EXIT_CODE: i32 = 70;
 
 /// When a child is restarted (OTP's restart types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -127,16 +110,17 @@ pub struct Tree {
     nodes: Mutex<BTreeMap<String, Node>>,
     /// Where `/admin/fault` sends [`Fault`] for each actor that accepts it.
     faults: Mutex<HashMap<String, Recipient<Fault>>>,
-    root: OnceLock<Recipient<Escalated>>,
+    /// Told about every escalation (the [`Root`], or a probe in a test).
+    root: Recipient<Escalated>,
 }
 
 impl Tree {
     /// The name of the root node.
     pub const ROOT: &'static str = "root";
 
-    /// A tree with only the root node.
-    pub fn new() -> Arc<Self> {
-        let tree = Arc::new(Tree { nodes: Mutex::new(BTreeMap::new()), faults: Mutex::new(HashMap::new()), root: OnceLock::new() });
+    /// A tree with only the root node; escalations go to `root` (see [`Root::new`]).
+    pub fn new(root: Recipient<Escalated>) -> Arc<Self> {
+        let tree = Arc::new(Tree { nodes: Mutex::new(BTreeMap::new()), faults: Mutex::new(HashMap::new()), root });
         tree.insert(&ChildSpec {
             name: Tree::ROOT.into(),
             kind: "supervisor",
@@ -172,7 +156,7 @@ impl Tree {
         if spec.policy == RestartPolicy::Permanent {
             info!(actor = %spec.name, kind = spec.kind, parent = %spec.parent, "actor started");
         }
-        ChildHandle { tree: Arc::clone(self), name: Arc::from(spec.name.as_str()), kind: spec.kind }
+        ChildHandle { tree: Arc::clone(self), name: Arc::from(spec.name.as_str()), kind: spec.kind, failed: Arc::default() }
     }
 
     /// Whether no node is failed (drives `/health/ready`). A failed non-critical child (a room
@@ -226,18 +210,17 @@ impl Tree {
         recipient.do_send(Fault);
         Some(name)
     }
-
-    fn set_root(&self, root: Recipient<Escalated>) {
-        let _ = self.root.set(root);
-    }
 }
 
 /// An actor's link to its node in the [`Tree`].
 #[derive(Clone)]
 pub struct ChildHandle {
     tree: Arc<Tree>,
-    name: Arc<str>,
+    pub(super) name: Arc<str>,
     kind: &'static str,
+    /// Set once the child escalated: it answers `unavailable` from then on (read on every
+    /// request, so kept here rather than behind the tree's lock).
+    failed: Arc<AtomicBool>,
 }
 
 impl ChildHandle {
@@ -285,9 +268,8 @@ impl ChildHandle {
                    within_s = node.intensity.within.as_secs_f64(), "restart intensity exceeded; escalating");
             let msg = Escalated { actor: node.name.clone(), critical: node.critical, reason: failure.reason.clone() };
             drop(nodes);
-            if let Some(root) = self.tree.root.get() {
-                root.do_send(msg);
-            }
+            self.failed.store(true, Ordering::Release);
+            self.tree.root.do_send(msg);
             return Decision::Escalate;
         }
         node.recent.push_back(now);
@@ -311,7 +293,7 @@ impl ChildHandle {
 
     /// True once the child has escalated; a failed actor answers `unavailable`.
     pub fn is_failed(&self) -> bool {
-        self.tree.nodes.lock().get(&*self.name).is_some_and(|n| n.state == NodeState::Failed)
+        self.failed.load(Ordering::Acquire)
     }
 
     /// A temporary child ended: remove it from the tree.
@@ -324,44 +306,6 @@ impl ChildHandle {
     pub fn set_fault_target(&self, target: Recipient<Fault>) {
         self.tree.faults.lock().insert(self.name.to_string(), target);
     }
-}
-
-thread_local! {
-    static CURRENT_ACTOR: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
-}
-
-/// Runs a handler body, turning a panic into a [`Failure`] with the panic's message.
-///
-/// The actor name is kept in a thread-local while `f` runs so the panic hook can log it.
-pub fn contain<R>(child: &ChildHandle, f: impl FnOnce() -> R) -> Result<R, Failure> {
-    let previous = CURRENT_ACTOR.with(|c| c.replace(Some(Arc::clone(&child.name))));
-    let outcome = panic::catch_unwind(AssertUnwindSafe(f));
-    CURRENT_ACTOR.with(|c| *c.borrow_mut() = previous);
-    outcome.map_err(|payload| Failure { reason: panic_message(payload.as_ref()) })
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
-}
-
-/// Replaces the default panic hook (which prints to stderr) with a `tracing` error line naming the
-/// actor that panicked, if any. Panics stay unwinding panics: never build with `panic = "abort"`.
-pub fn install_panic_hook() {
-    panic::set_hook(Box::new(|info| {
-        let actor = CURRENT_ACTOR.with(|c| c.borrow().clone());
-        let reason = panic_message(info.payload());
-        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-        match actor {
-            Some(actor) => error!(actor = %actor, reason = %reason, location = %location, "actor panicked"),
-            None => error!(reason = %reason, location = %location, thread = ?std::thread::current().name(), "panic"),
-        }
-    }));
 }
 
 /// A supervised child exceeded its restart intensity. Sent by [`ChildHandle::failed`] to the root.
@@ -383,101 +327,3 @@ pub struct Fault;
 #[derive(Message)]
 #[rtype(result = "NodeView")]
 pub struct GetTree;
-
-/// The root supervisor: owns the [`Tree`], answers [`GetTree`], and applies escalations.
-pub struct Root {
-    /// The shared bookkeeping.
-    tree: Arc<Tree>,
-    /// Stop the process when a critical child escalates.
-    exit_on_escalation: bool,
-}
-
-impl Root {
-    pub const NAME: &'static str = Tree::ROOT;
-
-    /// Starts the root on the current arbiter and links the tree to it.
-    pub fn start(tree: Arc<Tree>, exit_on_escalation: bool) -> Addr<Root> {
-        let addr = Root { tree: Arc::clone(&tree), exit_on_escalation }.start();
-        tree.set_root(addr.clone().recipient());
-        addr
-    }
-}
-
-impl Actor for Root {
-    type Context = Context<Self>;
-}
-
-impl Handler<Escalated> for Root {
-    type Result = ();
-
-    fn handle(&mut self, msg: Escalated, ctx: &mut Self::Context) {
-        if msg.critical && self.exit_on_escalation {
-            error!(actor = Root::NAME, child = %msg.actor, reason = %msg.reason, exit_code = ESCALATION_EXIT_CODE,
-                   "critical child failed beyond its restart intensity; stopping the process");
-            // A moment for in-flight responses and log lines to go out, then stop.
-            ctx.run_later(Duration::from_millis(200), |_, _| System::current().stop_with_code(ESCALATION_EXIT_CODE));
-        } else {
-            error!(actor = Root::NAME, child = %msg.actor, reason = %msg.reason, failed = ?self.tree.failed(),
-                   "child failed beyond its restart intensity; marked failed, readiness is down");
-        }
-    }
-}
-
-impl Handler<GetTree> for Root {
-    type Result = MessageResult<GetTree>;
-
-    fn handle(&mut self, _: GetTree, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.tree.view())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(name: &str, max: u32) -> ChildSpec {
-        ChildSpec {
-            name: name.into(),
-            kind: "test",
-            parent: Tree::ROOT.into(),
-            policy: RestartPolicy::Permanent,
-            intensity: Intensity { max_restarts: max, within: Duration::from_secs(60) },
-            critical: false,
-        }
-    }
-
-    #[test]
-    fn contain_catches_panics_with_their_message() {
-        let tree = Tree::new();
-        let child = tree.register(spec("c", 3));
-        let out = contain(&child, || -> u32 { panic!("boom {}", 7) });
-        assert_eq!(out, Err(Failure { reason: "boom 7".into() }));
-        assert_eq!(contain(&child, || 5), Ok(5));
-    }
-
-    #[test]
-    fn intensity_bounds_restarts_then_escalates() {
-        let tree = Tree::new();
-        let child = tree.register(spec("c", 2));
-        let f = Failure { reason: "x".into() };
-        assert_eq!(child.failed(&f), Decision::Restart);
-        child.running();
-        assert_eq!(child.failed(&f), Decision::Restart);
-        assert_eq!(child.failed(&f), Decision::Escalate);
-        assert!(child.is_failed());
-        let node = tree.node("c").expect("node");
-        assert_eq!(node.restarts, 2);
-        assert_eq!(node.state, NodeState::Failed);
-        assert!(!tree.healthy(), "a failed child, critical or not, takes readiness down");
-    }
-
-    #[test]
-    fn view_nests_children() {
-        let tree = Tree::new();
-        let _a = tree.register(spec("a", 1));
-        let v = tree.view();
-        assert_eq!(v.node.name, "root");
-        assert_eq!(v.children.len(), 1);
-        assert_eq!(v.children[0].node.name, "a");
-    }
-}

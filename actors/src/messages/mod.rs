@@ -1,0 +1,15 @@
+//! The seam between actors: every message that crosses from one actor to another, with its error
+//! and the settings more than one actor reads (`Durability`, `Retention`), and the small handles
+//! of recipients an actor is given at start ([`TrackerLink`], [`Shards`]).
+//!
+//! A leaf: it imports no actor module (only `delivery`, `store` and the protocol crate), and every
+//! actor module imports it, so no actor depends on another actor's module and a test can stand a
+//! probe in for any of them.
+
+pub mod room;
+pub mod router;
+pub mod tracker;
+
+pub use room::*;
+pub use router::*;
+pub use tracker::*;
