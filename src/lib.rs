@@ -1,7 +1,9 @@
 //! The agent-bridge server: configuration, HTTP routes and the command line around the actors.
 //!
-//! [`run`] starts the actor tree and the HTTP server on a bound listener; `main.rs` only parses the
-//! command line and calls into [`cli`].
+//! [`run`] serves a broker on a bound listener until a future resolves: what a program embedding
+//! the broker (or a test running it in-process) calls. `agent-bridge serve` (`cli::serve`) uses the
+//! same two steps, [`Serving::start`] and [`Serving::until`], with the process's signals as the
+//! stop and the actor System's exit code as its own; `main.rs` only parses the command line.
 
 pub mod cli;
 pub mod client;
@@ -9,7 +11,8 @@ pub mod config;
 pub mod http;
 pub mod tls;
 
-use std::net::TcpListener;
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,62 +27,142 @@ use agent_bridge_actors::auth::Authenticator;
 use crate::config::Config;
 use crate::http::AppState;
 
-/// Starts the broker on `listener` inside the current actix `System` and returns once it is
-/// serving. The server stops on SIGINT/SIGTERM, then stops the System; the returned state lets the
-/// caller flush the store afterwards.
-pub fn run(config: Config, listener: TcpListener) -> anyhow::Result<Arc<web::Data<AppState>>> {
-    let broker = Broker::start(config.broker()).context("opening the store")?;
-    let auth = start_auth(&config, &broker)?;
-    let workers = config.worker_count();
-    let addr = listener.local_addr().context("reading the bound address")?;
-    let state = web::Data::new(AppState {
-        broker,
-        config: config.clone(),
-        started: Instant::now(),
-        startup_done: AtomicBool::new(false),
-        auth,
-    });
-    let app_state = state.clone();
-    let hosts = web::Data::new(crate::http::edge::HostPolicy::new(&config));
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(app_state.clone())
-            .app_data(hosts.clone())
-            .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                crate::http::ApiError::new(actix_web::http::StatusCode::BAD_REQUEST, "bad_request", e.to_string()).into()
-            }))
-            .configure(crate::http::routes)
-            .wrap(actix_web::middleware::from_fn(crate::http::auth::authenticate))
-            .wrap(actix_web::middleware::from_fn(crate::http::edge::body_deadline))
-            .wrap(crate::http::cors(&app_state.config))
-            .wrap(actix_web::middleware::from_fn(crate::http::edge::check))
-    })
-    .workers(workers)
-    .on_connect(crate::http::edge::Connection::on_connect)
-    // Small frames must not wait for delayed ACKs (40 ms on Linux).
-    .tcp_nodelay(true)
-    .shutdown_timeout(5)
-    .client_request_timeout(Duration::from_secs(30))
-    // After the server closes a connection (a WebSocket close, for instance) wait this long for
-    // the peer's side, not actix's default second.
-    .client_disconnect_timeout(Duration::from_millis(200));
-    let server = if config.tls_cert_file.is_empty() {
-        server.listen(listener)
-    } else {
-        server.listen_rustls_0_23(listener, crate::tls::server_config(&config.tls_cert_file, &config.tls_key_file)?)
-    }
-    .context("listening")?
-    .run();
-    actix_web::rt::spawn(async move {
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "http server failed");
+/// Serves a broker on `listener` until `shutdown` resolves, then stops it gracefully: no new
+/// connections, every WebSocket gets a close frame (1001) and every SSE stream ends, requests in
+/// flight finish (within 5 s), key usage is saved and the store flushed. The listener is closed
+/// when this returns.
+///
+/// Call it inside an actix `System` (`actix::System::new().block_on(..)`, `#[actix_web::main]`):
+/// the actors run on it, and stay until that System stops. It does not listen to the process's
+/// signals; pass `tokio::signal::ctrl_c()` (or a channel) as `shutdown`. A critical actor that
+/// escalates stops the System with exit code 70, not this future.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    Serving::start(config, listener)?
+        .until(async {
+            shutdown.await;
+            Stop::Graceful
+        })
+        .await
+}
+
+/// How [`Serving::until`] stops the HTTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Stop accepting, let requests in flight finish within the shutdown timeout (5 s).
+    Graceful,
+    /// Drop every connection at once (what SIGINT and SIGQUIT ask for).
+    Forced,
+}
+
+/// A broker serving on a listener: the actor tree and the HTTP server, started.
+pub struct Serving {
+    state: web::Data<AppState>,
+    server: actix_web::dev::ServerHandle,
+    stopped: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+    addr: SocketAddr,
+}
+
+impl Serving {
+    /// Starts the broker on `listener` inside the current actix `System` and returns once it is
+    /// serving.
+    pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<Serving> {
+        let broker = Broker::start(config.broker()).context("opening the store")?;
+        let auth = start_auth(&config, &broker)?;
+        let workers = config.worker_count();
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let state = web::Data::new(AppState {
+            broker,
+            config: config.clone(),
+            started: Instant::now(),
+            startup_done: AtomicBool::new(false),
+            auth,
+            long_polls_waiting: Default::default(),
+            closing: crate::http::shutdown::Closing::default(),
+        });
+        let app_state = state.clone();
+        let hosts = web::Data::new(crate::http::edge::HostPolicy::new(&config));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(hosts.clone())
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    crate::http::ApiError::new(actix_web::http::StatusCode::BAD_REQUEST, "bad_request", e.to_string()).into()
+                }))
+                .configure(crate::http::routes)
+                .wrap(actix_web::middleware::from_fn(crate::http::auth::authenticate))
+                .wrap(actix_web::middleware::from_fn(crate::http::edge::body_deadline))
+                .wrap(crate::http::cors(&app_state.config))
+                .wrap(actix_web::middleware::from_fn(crate::http::edge::check))
+        })
+        .workers(workers)
+        // The caller says when to stop (`until`); `serve` turns the process's signals into that.
+        .disable_signals()
+        .on_connect(crate::http::edge::Connection::on_connect)
+        // Small frames must not wait for delayed ACKs (40 ms on Linux).
+        .tcp_nodelay(true)
+        .shutdown_timeout(5)
+        .client_request_timeout(Duration::from_secs(30))
+        // After the server closes a connection (a WebSocket close, for instance) wait this long for
+        // the peer's side, not actix's default second.
+        .client_disconnect_timeout(Duration::from_millis(200));
+        let server = if config.tls_cert_file.is_empty() {
+            server.listen(listener)
+        } else {
+            server.listen_rustls_0_23(listener, crate::tls::server_config(&config.tls_cert_file, &config.tls_key_file)?)
         }
-        info!("http server stopped; stopping the actor system");
-        actix::System::current().stop();
-    });
-    state.startup_done.store(true, Ordering::Release);
-    info!(%addr, workers, shards = state.broker.router.shards().len(), data_dir = ?config.store_dir(), "agent-bridge serving");
-    Ok(Arc::new(state))
+        .context("listening")?
+        .run();
+        let handle = server.handle();
+        // actix-server starts its workers and the accept thread when this is first polled.
+        let stopped = actix_web::rt::spawn(server);
+        state.startup_done.store(true, Ordering::Release);
+        info!(%addr, workers, shards = state.broker.router.shards().len(), data_dir = ?config.store_dir(), "agent-bridge serving");
+        Ok(Serving { state, server: handle, stopped, addr })
+    }
+
+    /// The address it serves on (the port, when the listener was bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The handlers' shared state: the broker, the configuration, the authenticator.
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `stop` resolves, then stops the HTTP server as it says (WebSockets and SSE
+    /// streams are closed first either way), saves key usage and flushes the store.
+    pub async fn until(self, stop: impl Future<Output = Stop>) -> anyhow::Result<()> {
+        let mut stopped = self.stopped;
+        let how = tokio::select! {
+            how = stop => Some(how),
+            // Only a failure ends the server before it is told to stop.
+            ended = &mut stopped => {
+                close(&self.state).await;
+                ended.context("the http server task")?.context("the http server")?;
+                None
+            }
+        };
+        if let Some(how) = how {
+            info!(graceful = how == Stop::Graceful, "agent-bridge stopping");
+            self.state.closing.start();
+            self.server.stop(how == Stop::Graceful).await;
+            stopped.await.context("the http server task")?.context("the http server")?;
+            info!("http server stopped");
+            close(&self.state).await;
+        }
+        Ok(())
+    }
+}
+
+/// Saves API key usage and flushes the store: the last step of a stop.
+pub async fn close(state: &AppState) {
+    if let Err(e) = state.auth.keys.persist_usage().await {
+        tracing::error!(error = %e, "saving API key usage at shutdown");
+    }
+    if let Err(e) = state.broker.store.flush() {
+        tracing::error!(error = %e, "flushing the store at shutdown");
+    }
 }
 
 /// Opens the authenticator, refuses an unauthenticated non-loopback bind (unless `insecure`), and

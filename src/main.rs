@@ -6,7 +6,9 @@ use agent_bridge::cli::{ask, call, config, keys, listen, mcp, room, send, serve:
 use clap::Parser;
 
 /// glibc's allocator spent a third of the hot path in malloc/free under load (perf); mimalloc's
-/// thread-local free lists do not.
+/// thread-local free lists do not. The `system-alloc` feature keeps the system allocator, for heap
+/// profilers that hook malloc (heaptrack, valgrind).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

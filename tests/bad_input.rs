@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Server, Ws, WAIT};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -100,19 +100,7 @@ async fn oversized_frame(server: &Server) {
 
 /// Reads until the server's close frame and returns its code.
 async fn close_code(ws: &mut Ws) -> CloseCode {
-    let close = tokio::time::timeout(WAIT, async {
-        loop {
-            match ws.stream.next().await {
-                Some(Ok(M::Close(frame))) => return Ok(frame),
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(e.to_string()),
-                None => return Err("stream ended without a close frame".to_owned()),
-            }
-        }
-    })
-    .await
-    .expect("the server closes within the wait");
-    close.expect("a close frame, not a dropped connection").expect("a close code").code
+    ws.recv_close().await.code
 }
 
 /// A frame above 4× the limit closes the socket with 1009; other sessions are unaffected.
@@ -279,60 +267,28 @@ async fn fragmented_text(server: &Server) {
     assert_usable(&mut ws, &mut peer).await;
 }
 
-#[tokio::test]
-async fn undecodable_frames_get_bad_frame_or_unknown_type() {
-    let mut server = start();
-    undecodable_frames(&server).await;
-    assert_healthy(&mut server).await;
+/// One test per class, each on a server of its own: the class's checks, then the server is
+/// still ready and running.
+macro_rules! class_tests {
+    ($($test:ident => $class:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $test() {
+            let mut server = start();
+            $class(&server).await;
+            assert_healthy(&mut server).await;
+        }
+    )*};
 }
 
-#[tokio::test]
-async fn oversized_frame_gets_too_large_and_the_session_stays_open() {
-    let mut server = start();
-    oversized_frame(&server).await;
-    assert_healthy(&mut server).await;
-}
-
-#[tokio::test]
-async fn frame_above_four_times_the_limit_closes_with_1009() {
-    let mut server = start();
-    frame_above_the_hard_limit(&server).await;
-    assert_healthy(&mut server).await;
-}
-
-#[tokio::test]
-async fn invalid_recipients_and_values_are_rejected() {
-    let mut server = start();
-    invalid_recipients_and_values(&server).await;
-    assert_healthy(&mut server).await;
-}
-
-#[tokio::test]
-async fn binary_frame_on_a_json_session_is_bad_frame() {
-    let mut server = start();
-    binary_on_a_json_session(&server).await;
-    assert_healthy(&mut server).await;
-}
-
-#[tokio::test]
-async fn invalid_client_id_or_query_is_refused_before_the_upgrade() {
-    let mut server = start();
-    bad_upgrade_requests(&server).await;
-    assert_healthy(&mut server).await;
-}
-
-#[tokio::test]
-async fn bad_http_requests_get_coded_errors() {
-    let mut server = start();
-    bad_http_requests(&server).await;
-    assert_healthy(&mut server).await;
-}
-
-#[tokio::test]
-async fn fragmented_text_frame_is_reassembled() {
-    let mut server = start();
-    fragmented_text(&server).await;
-    assert_healthy(&mut server).await;
+class_tests! {
+    undecodable_frames_get_bad_frame_or_unknown_type => undecodable_frames,
+    oversized_frame_gets_too_large_and_the_session_stays_open => oversized_frame,
+    frame_above_four_times_the_limit_closes_with_1009 => frame_above_the_hard_limit,
+    invalid_recipients_and_values_are_rejected => invalid_recipients_and_values,
+    binary_frame_on_a_json_session_is_bad_frame => binary_on_a_json_session,
+    invalid_client_id_or_query_is_refused_before_the_upgrade => bad_upgrade_requests,
+    bad_http_requests_get_coded_errors => bad_http_requests,
+    fragmented_text_frame_is_reassembled => fragmented_text,
 }
 
 #[tokio::test]

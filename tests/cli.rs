@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
 
 use common::{Server, WAIT};
 use serde_json::{json, Value};
@@ -47,6 +47,14 @@ impl Done {
         assert_eq!(self.code, Some(0), "command failed: {self:?}");
         self
     }
+
+    /// Asserts the exit status `code` and that stderr says each of `needles`.
+    fn fails(&self, code: i32, needles: &[&str]) {
+        assert_eq!(self.code, Some(code), "{self:?}");
+        for needle in needles {
+            assert!(self.stderr.contains(needle), "{needle:?} not on stderr: {self:?}");
+        }
+    }
 }
 
 /// Runs a command to completion (killed after 2 × WAIT), feeding `stdin`.
@@ -82,15 +90,7 @@ impl Streaming {
     fn start(cmd: Command) -> Streaming {
         let mut cmd = cmd;
         let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawning");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = common::lines_of(child.stdout.take().expect("stdout"));
         Streaming { child, lines }
     }
 
@@ -109,14 +109,8 @@ impl Streaming {
 
     /// Waits for the process to exit by itself; returns its code.
     fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting") {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "the command did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = common::wait_until(WAIT, || self.child.try_wait().expect("waiting"));
+        status.expect("the command did not exit").code()
     }
 
     fn kill(&mut self) {
@@ -191,8 +185,7 @@ fn ask_is_answered_by_a_listen_based_responder() {
 
     // Without --json the reply's payload is printed; with no responder the exit status is 3.
     let nobody = run(cli(&["ask", "--url", &u, "--client-id", "asker", "--to", "nobody", "--timeout", "0.5", "hello?"]), None);
-    assert_eq!(nobody.code, Some(3), "{nobody:?}");
-    assert!(nobody.stderr.contains("no reply from nobody within 0.5 s"), "{nobody:?}");
+    nobody.fails(3, &["no reply from nobody within 0.5 s"]);
     assert!(nobody.stdout.is_empty(), "{nobody:?}");
 }
 
@@ -204,24 +197,36 @@ fn tokio_poll(server: &Server, query: &str) -> (u16, Value) {
 
 /// Polls `f` until it is true, at most WAIT.
 fn poll_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_until(WAIT, || f().then_some(())).unwrap_or_else(|| panic!("timed out waiting for {what}"));
 }
 
 /// Waits until the cursor file says every seq up to `seq` was printed.
 fn wait_cursor(path: &Path, seq: u64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
+    let read = || std::fs::read_to_string(path).unwrap_or_default();
+    let reached = common::wait_until(WAIT, || {
+        let text = read();
         let floor = text.lines().find(|l| !l.starts_with('#')).and_then(|l| l.trim().parse::<u64>().ok());
-        if floor.is_some_and(|f| f >= seq) {
-            return;
+        floor.is_some_and(|f| f >= seq).then_some(())
+    });
+    reached.unwrap_or_else(|| panic!("cursor file never reached {seq}: {:?}", read()));
+}
+
+/// `serve` stops on SIGTERM and SIGINT with exit code 0; on SIGTERM a connected WebSocket gets a
+/// close frame (1001) first.
+#[tokio::test]
+async fn serve_stops_on_sigterm_and_sigint_with_exit_code_0() {
+    for signal in ["-TERM", "-INT"] {
+        let mut server = Server::start(&[]);
+        let mut ws = common::Ws::connect(&server, "watcher").await;
+        let killed = Command::new("kill").args([signal, &server.pid().to_string()]).status().expect("kill");
+        assert!(killed.success());
+        if signal == "-TERM" {
+            let close = ws.recv_close().await;
+            assert_eq!(u16::from(close.code), 1001);
         }
-        assert!(Instant::now() < deadline, "cursor file never reached {seq}: {text:?}");
-        std::thread::sleep(Duration::from_millis(20));
+        let status = tokio::task::spawn_blocking(move || (server.wait_exit(WAIT), server.logs())).await.expect("task");
+        assert_eq!(status.0.and_then(|s| s.code()), Some(0), "{signal}; logs:\n{}", status.1);
+        assert!(status.1.contains("agent-bridge stopped"), "{}", status.1);
     }
 }
 
@@ -305,8 +310,7 @@ fn flags_come_from_the_environment_and_a_config_file() {
     if done.code == Some(0) {
         assert_eq!(grace.next_json()["payload"], "with a token");
     } else {
-        assert_eq!(done.code, Some(1), "{done:?}");
-        assert!(done.stderr.contains("authentication failed") && done.stderr.contains("--token"), "{done:?}");
+        done.fails(1, &["authentication failed", "--token"]);
     }
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -325,8 +329,7 @@ fn failures_are_clear_and_have_distinct_exit_codes() {
     let server = Server::start(&[]);
     let u = url(&server);
     let bad = run(cli(&["send", "--url", &u, "--to", "has space", "x"]), None);
-    assert_eq!(bad.code, Some(2), "{bad:?}");
-    assert!(bad.stderr.contains("invalid recipient"), "{bad:?}");
+    bad.fails(2, &["invalid recipient"]);
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
     let nowhere = format!("ws://127.0.0.1:{port}");
@@ -342,16 +345,14 @@ fn failures_are_clear_and_have_distinct_exit_codes() {
 
     // `send` without a payload: refused when stdin is empty, read from it otherwise.
     let empty = run(cli(&["send", "--url", &u, "--to", "x"]), Some(""));
-    assert_eq!(empty.code, Some(2), "{empty:?}");
-    assert!(empty.stderr.contains("no payload"), "{empty:?}");
+    empty.fails(2, &["no payload"]);
     let piped = run(cli(&["send", "--url", &u, "--client-id", "p", "--to", "x", "--json"]), Some("{\"piped\": true}\n")).ok();
     assert_eq!(piped.json()["status"], "queued");
     let (_, page) = tokio_poll(&server, "to=x&since=0");
     assert_eq!(page["messages"][0]["payload"], json!({"piped": true}), "{page}");
 
     let scheme = run(cli(&["status", "--url", "127.0.0.1:5001"]), None);
-    assert_eq!(scheme.code, Some(2), "{scheme:?}");
-    assert!(scheme.stderr.contains("expected ws://HOST:PORT"), "{scheme:?}");
+    scheme.fails(2, &["expected ws://HOST:PORT"]);
 }
 
 #[test]
@@ -389,8 +390,7 @@ fn room_commands_call_the_broker_and_explain_a_missing_feature() {
         let left = run(cli(&["room", "leave", "lab", "--url", &u, "--client-id", "tom"]), None).ok();
         assert!(left.stdout.contains("left room lab"), "{left:?}");
     } else {
-        assert_eq!(create.code, Some(1), "{create:?}");
-        assert!(create.stderr.contains(&format!("the broker at {u} does not support room.create yet")), "{create:?}");
+        create.fails(1, &[format!("the broker at {u} does not support room.create yet").as_str()]);
         assert!(create.stderr.contains("unknown_method") || create.stderr.contains("not_supported"), "{create:?}");
         let members = run(cli(&["room", "members", "lab", "--url", &u]), None);
         assert!(members.stderr.contains("does not support room.members yet"), "{members:?}");
@@ -421,8 +421,7 @@ fn a_write_only_key_sends_and_a_bound_key_implies_the_client_id() {
     assert_eq!((m["from"].clone(), m["to"].clone(), m["payload"].clone()), (json!("writer"), json!("reader"), json!("from a write-only key")));
     // Naming another id than the key's is refused by the broker, clearly.
     let other = run(cli(&["send", "--url", &u, "--token", &writer, "--client-id", "someone-else", "--to", "reader", "x"]), None);
-    assert_eq!(other.code, Some(1), "{other:?}");
-    assert!(other.stderr.contains("forbidden"), "{other:?}");
+    other.fails(1, &["forbidden"]);
 }
 
 /// A bad token: `send` says authentication failed; the MCP server fails tool calls with that and
@@ -432,8 +431,7 @@ fn a_bad_token_is_an_authentication_error_and_mcp_stops_retrying() {
     let server = Server::start(&[]);
     let u = url(&server);
     let send = run(cli(&["send", "--url", &u, "--token", "abk_000000000000_bad", "--client-id", "a", "--to", "b", "x"]), None);
-    assert_eq!(send.code, Some(1), "{send:?}");
-    assert!(send.stderr.contains("authentication failed"), "{send:?}");
+    send.fails(1, &["authentication failed"]);
 
     let mut mcp = cli(&["mcp", "--url", &u, "--token", "abk_000000000000_bad", "--client-id", "claude"]);
     mcp.env("RUST_LOG", "warn").stderr(Stdio::piped());
@@ -508,8 +506,7 @@ fn config_token_and_version_commands() {
     let info = info.json();
     assert_eq!((info["client_id"].clone(), info["permissions"].clone()), (json!("ops"), json!(["admin"])));
     let no_secret = run(cli(&["token", "--client-id", "x"]), None);
-    assert_eq!(no_secret.code, Some(2), "{no_secret:?}");
-    assert!(no_secret.stderr.contains("no jwt_secret"), "{no_secret:?}");
+    no_secret.fails(2, &["no jwt_secret"]);
     let bad_perm = run(cli(&["token", "--config", &conf_path, "--client-id", "x", "--permissions", "fly"]), None);
     assert_eq!(bad_perm.code, Some(2), "{bad_perm:?}");
 
@@ -604,11 +601,9 @@ fn the_call_command_makes_the_calls_of_the_table() {
     // A broker refusal names the call (exit 1); a call not in the table or params that are not an
     // object are usage errors (exit 2) that never reach the broker.
     let refused = run(cli(&["call", "--url", &u, "--client-id", "stranger", "room.topic", r#"{"room": "lab", "topic": "x"}"#]), None);
-    assert_eq!(refused.code, Some(1), "{refused:?}");
-    assert!(refused.stderr.contains("room.topic failed") && refused.stderr.contains("not a member"), "{refused:?}");
+    refused.fails(1, &["room.topic failed", "not a member"]);
     let unknown = call(&["room.rename", "{}"]);
-    assert_eq!(unknown.code, Some(2), "{unknown:?}");
-    assert!(unknown.stderr.contains("call --list"), "{unknown:?}");
+    unknown.fails(2, &["call --list"]);
     let not_object = call(&["room.topic", "[1]"]);
     assert_eq!(not_object.code, Some(2), "{not_object:?}");
 }

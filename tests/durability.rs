@@ -270,7 +270,8 @@ async fn aging_lets_old_bulk_overtake_new_critical() {
         a.send(json!({"type": "send", "to": "late", "msg_type": "t", "payload": format!("bulk-{i}"), "priority": "bulk"})).await;
         a.recv_type("sent").await;
     }
-    // Four levels × 0.3 s: the bulk messages have aged to the top.
+    // Four levels × 0.3 s: the bulk messages have aged to the top. Age is the condition, so this
+    // is a sleep, not a wait on an event.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for i in 0..3 {
         a.send(json!({"type": "send", "to": "late", "msg_type": "t", "payload": format!("crit-{i}"), "priority": "critical"})).await;

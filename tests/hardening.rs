@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{create_key, raw_http, raw_request, Server};
+use common::{create_keys, raw_http, raw_request, Server};
 use serde_json::{json, Value};
 
 
@@ -87,9 +87,7 @@ async fn key_count(server: &Server, admin: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_routes_refuse_encoded_paths_for_non_admins() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let admin = create_key(dir.path(), &["--client-id", "ops", "--permissions", "admin"]);
-    let reader = create_key(dir.path(), &["--client-id", "reader", "--permissions", "read"]);
-    let writer = create_key(dir.path(), &["--client-id", "*", "--permissions", "read,write"]);
+    let [admin, reader, writer] = create_keys(dir.path(), [("ops", "admin"), ("reader", "read"), ("*", "read,write")]);
     let d = dir.path().to_str().expect("utf-8");
     let server = Server::start(&["--data-dir", d, "--enable-fault-injection"]);
     let before = key_count(&server, &admin).await;
@@ -138,16 +136,8 @@ async fn oversized_request_heads_are_refused() {
 /// Writes `chunks` (pausing between them), then reads until the server closes: the response text
 /// and whether the close came within `within`.
 async fn until_closed(port: u16, chunks: &[&[u8]], pause: Duration, within: Duration) -> (String, bool) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-    for (i, c) in chunks.iter().enumerate() {
-        if i > 0 {
-            tokio::time::sleep(pause).await;
-        }
-        if s.write_all(c).await.is_err() {
-            break;
-        }
-    }
+    use tokio::io::AsyncReadExt;
+    let mut s = common::raw_write(port, chunks, pause).await;
     let mut buf = Vec::new();
     let closed = tokio::time::timeout(within, s.read_to_end(&mut buf)).await.is_ok();
     (String::from_utf8_lossy(&buf).into_owned(), closed)

@@ -1,16 +1,18 @@
-//! Messaging over real sockets: WebSocket and HTTP clients against the real binary.
+//! Messaging over real sockets: WebSocket and HTTP clients against the broker, in-process
+//! (`InProcess`, `agent_bridge::run`) where only the wire is under test, the real binary where the
+//! test reads its logs or its process-wide metrics.
 
 mod common;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{eventually, Server, Ws};
+use common::{eventually, InProcess, Server, Ws};
 use serde_json::{json, Value};
 
 #[tokio::test]
 async fn direct_messages_both_ways() {
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     let mut a = Ws::connect(&server, "alice").await;
     let mut b = Ws::connect(&server, "bob").await;
     assert_eq!(a.confirmed["client_id"], "alice");
@@ -46,7 +48,7 @@ async fn direct_messages_both_ways() {
 
 #[tokio::test]
 async fn forged_from_is_ignored_and_queued_for_offline() {
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     let mut a = Ws::connect(&server, "alice").await;
     a.send(json!({"type": "send", "to": "later", "msg_type": "t", "payload": 1, "from": "mallory", "ref": "q"})).await;
     let sent = a.recv_type("sent").await;
@@ -59,10 +61,8 @@ async fn forged_from_is_ignored_and_queued_for_offline() {
 
 #[tokio::test]
 async fn broadcast_to_all_reaches_everyone_but_the_sender() {
-    let server = Server::start(&[]);
-    let mut a = Ws::connect(&server, "a").await;
-    let mut b = Ws::connect(&server, "b").await;
-    let mut c = Ws::connect(&server, "c").await;
+    let server = InProcess::with_args(&[]);
+    let [mut a, mut b, mut c] = Ws::connect_each(&server, ["a", "b", "c"]).await;
     let sent = a.send_msg("all", "announce", json!("hello all")).await;
     assert_eq!(sent["recipients"], 2);
     assert!(sent["seq"].is_null(), "`all` writes one seq per inbox");
@@ -75,10 +75,8 @@ async fn broadcast_to_all_reaches_everyone_but_the_sender() {
 
 #[tokio::test]
 async fn every_session_of_a_client_gets_the_message() {
-    let server = Server::start(&[]);
-    let mut a = Ws::connect(&server, "a").await;
-    let mut b1 = Ws::connect(&server, "b").await;
-    let mut b2 = Ws::connect(&server, "b").await;
+    let server = InProcess::with_args(&[]);
+    let [mut a, mut b1, mut b2] = Ws::connect_each(&server, ["a", "b", "b"]).await;
     assert_ne!(b1.confirmed["session_id"], b2.confirmed["session_id"]);
     a.send_msg("b", "t", json!(42)).await;
     let (m1, m2) = (b1.recv_msg().await, b2.recv_msg().await);
@@ -88,7 +86,7 @@ async fn every_session_of_a_client_gets_the_message() {
 
 #[tokio::test]
 async fn http_and_websocket_clients_talk_to_each_other() {
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     let mut w = Ws::connect(&server, "ws-agent").await;
     let (status, body) = server
         .post("/api/send", &json!({"from": "http-agent", "to": "ws-agent", "type": "question", "payload": {"q": "?"}}))
@@ -108,16 +106,19 @@ async fn http_and_websocket_clients_talk_to_each_other() {
 
 #[tokio::test]
 async fn long_poll_wakes_on_a_new_message() {
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     let url = server.http("/api/messages?to=poller&since=0&wait=20");
     let started = Instant::now();
     let poll = tokio::spawn(async move { reqwest::get(url).await.expect("GET").json::<Value>().await.expect("json") });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Parked at its shard before the message is sent: what returns it is the wake-up, not the
+    // poll's first read of the inbox (and a broken wake-up would leave it waiting its 20 s).
+    common::wait_long_polls(&server, 1).await;
     assert!(!poll.is_finished(), "the poll waits while the inbox is empty");
     let (status, _) = server.post("/api/send", &json!({"from": "x", "to": "poller", "type": "t", "payload": "wake"})).await;
     assert_eq!(status, 200);
     let page = tokio::time::timeout(Duration::from_secs(5), poll).await.expect("poll woke").expect("task");
     assert!(started.elapsed() < Duration::from_secs(5));
+    common::wait_long_polls(&server, 0).await;
     assert_eq!(page["count"], 1);
     assert_eq!(page["messages"][0]["payload"], "wake");
 
@@ -131,7 +132,7 @@ async fn long_poll_wakes_on_a_new_message() {
 #[tokio::test]
 async fn cursor_paging_of_5000_messages_never_skips_or_duplicates() {
     const N: u64 = 5000;
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     // The pager runs while the sender is still sending, with an odd page size.
     let pager_url = server.http("/api/messages?to=reader&limit=317&wait=5&since=");
     let pager = tokio::spawn(async move {
@@ -172,6 +173,7 @@ async fn heartbeat_closes_a_silent_client() {
             if stop_rx.try_recv().is_ok() {
                 return alive;
             }
+            // Pacing (a client pinging now and then), not a wait for anything.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
@@ -186,7 +188,8 @@ async fn heartbeat_closes_a_silent_client() {
     })
     .await;
     drop(silent);
-    // Well past several heartbeat periods, the client that reads is still there and still works.
+    // Well past several heartbeat periods, the client that reads is still there and still works:
+    // this sleep is the test (nothing may happen to `alive` within it), not a wait for an event.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, later) = server.get("/admin/clients").await;
     assert_eq!((sessions_of(&clients, "alive"), sessions_of(&later, "alive")), (1, 1));
@@ -199,7 +202,7 @@ async fn heartbeat_closes_a_silent_client() {
 
 #[tokio::test]
 async fn ping_pong_and_subscribe_filters() {
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     let mut a = Ws::connect(&server, "a").await;
     let mut b = Ws::connect_query(&server, "b", "types=keep,also").await;
     a.send(json!({"type": "ping"})).await;
@@ -227,7 +230,7 @@ async fn ping_pong_and_subscribe_filters() {
 async fn websocket_control_pings_are_answered() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message as M;
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     let mut a = Ws::connect(&server, "a").await;
     a.stream.send(M::Ping(b"are you there".to_vec())).await.expect("ping");
     let pong = tokio::time::timeout(common::WAIT, async {

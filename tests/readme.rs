@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -75,6 +74,11 @@ const BLOCKS: &[(&str, How)] = &[
     ),
     (
         "cargo bench --bench throughput -- flat-memory flat-disk flat-ack flat-nopersist flat-4pairs\n",
+        How::Elsewhere("benchmarks need a release build and a quiet machine; they are run by hand, not by tests"),
+    ),
+    (
+        "cargo bench --bench idle                      # 10,000 connections (as many as the open-file limit allows), 10 s idle\n\
+         MIMALLOC_PURGE_DELAY=0 cargo bench --bench idle   # mimalloc returning freed pages at once (see \"RSS after a burst\")\n",
         How::Elsewhere("benchmarks need a release build and a quiet machine; they are run by hand, not by tests"),
     ),
     (
@@ -205,15 +209,7 @@ impl Running {
         let mut cmd = shell.command(script);
         cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("bash");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = common::lines_of(child.stdout.take().expect("stdout"));
         Running { child, lines, seen: String::new() }
     }
 

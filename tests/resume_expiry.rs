@@ -1,13 +1,14 @@
-//! Resume and expiry on the real binary: `since` resume over WebSocket, HTTP and SSE (also across a
-//! broker restart), TTL and retention expiry with archiving, bounded sweeper passes, the sweeper's
-//! recovery after an injected panic, and `persist: false`.
+//! Resume and expiry: `since` resume over WebSocket, HTTP and SSE (also across a broker restart),
+//! TTL and retention expiry with archiving, bounded sweeper passes, the sweeper's recovery after an
+//! injected panic, and `persist: false`. In-process (`InProcess`) where only the wire is under
+//! test; the real binary for restarts, fault injection and the expiry counters of `/metrics`.
 
 mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{eventually, Server, Ws, WAIT};
+use common::{eventually, Endpoint, InProcess, Server, Ws, WAIT};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -64,7 +65,7 @@ async fn assert_no_more_messages(ws: &mut Ws, what: &str) {
 }
 
 /// How many live sessions `client` has, per `/admin/clients`.
-async fn sessions_of(server: &Server, client: &str) -> usize {
+async fn sessions_of(server: &Endpoint, client: &str) -> usize {
     let (_, clients) = server.get("/admin/clients").await;
     clients["clients"]
         .as_array()
@@ -76,7 +77,7 @@ async fn sessions_of(server: &Server, client: &str) -> usize {
 
 /// Closes a WebSocket cleanly and waits until the broker has unregistered it (so that what is
 /// sent next is queued, not handed to the closing session).
-async fn close_ws(server: &Server, mut ws: Ws, client: &str, remaining: usize) {
+async fn close_ws(server: &Endpoint, mut ws: Ws, client: &str, remaining: usize) {
     let _ = ws.stream.close(None).await;
     drop(ws);
     eventually(&format!("{client} to have {remaining} sessions"), || async {
@@ -86,7 +87,7 @@ async fn close_ws(server: &Server, mut ws: Ws, client: &str, remaining: usize) {
 }
 
 /// The value of an unlabelled metric in `/metrics`.
-async fn metric(server: &Server, name: &str) -> f64 {
+async fn metric(server: &Endpoint, name: &str) -> f64 {
     let text = reqwest::get(server.http("/metrics")).await.expect("GET /metrics").text().await.expect("text");
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
@@ -95,7 +96,7 @@ async fn metric(server: &Server, name: &str) -> f64 {
 }
 
 /// GET /api/messages with these query parameters.
-async fn poll(server: &Server, query: &str) -> Value {
+async fn poll(server: &Endpoint, query: &str) -> Value {
     let (status, page) = server.get(&format!("/api/messages?{query}")).await;
     assert_eq!(status, 200, "GET /api/messages?{query}: {page}");
     page
@@ -107,7 +108,7 @@ fn ids(page: &Value) -> Vec<String> {
 }
 
 /// POST /api/send; returns the body (asserting 200).
-async fn http_send(server: &Server, body: Value) -> Value {
+async fn http_send(server: &Endpoint, body: Value) -> Value {
     let (status, reply) = server.post("/api/send", &body).await;
     assert_eq!(status, 200, "POST /api/send {body}: {reply}");
     reply
@@ -226,7 +227,7 @@ fn parse_block(block: &str) -> Option<SseEvent> {
 impl Sse {
     /// Opens the stream (query after `?`, optional `Last-Event-ID`) and waits for
     /// `connection_confirmed`.
-    async fn open(server: &Server, query: &str, last_event_id: Option<&str>) -> Sse {
+    async fn open(server: &Endpoint, query: &str, last_event_id: Option<&str>) -> Sse {
         let mut req = reqwest::Client::new().get(server.http(&format!("/stream/events?{query}")));
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id);
@@ -310,7 +311,7 @@ impl Drop for Sse {
 
 #[tokio::test]
 async fn websocket_since_resume_is_gap_free_and_duplicate_free() {
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     let mut sender = Ws::connect(&server, "sender").await;
     let receiver = Ws::connect(&server, "receiver").await;
     assert!(receiver.confirmed["resumed_from"].is_null(), "no since: {}", receiver.confirmed);
@@ -431,7 +432,8 @@ async fn http_paging_continues_from_next_since_across_a_restart() {
     // The long-poll from the end wakes for the next message (seq 9).
     let url = server.http(&format!("/api/messages?to=h&since={since}&wait=10"));
     let waiting = tokio::spawn(async move { reqwest::get(url).await.expect("GET").json::<Value>().await.expect("json") });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Parked before the send: the wake-up returns seq 9, not the poll's first read.
+    common::wait_long_polls(&server, 1).await;
     http_send(&server, json!({"from": "w", "to": "h", "type": "num", "payload": {"n": 9}})).await;
     let page = tokio::time::timeout(WAIT, waiting).await.expect("long-poll woke").expect("task");
     assert_eq!((page["count"].clone(), page["next_since"].clone()), (json!(1), json!(9)), "{page}");
@@ -443,7 +445,7 @@ async fn http_paging_continues_from_next_since_across_a_restart() {
 
 #[tokio::test]
 async fn sse_resumes_with_last_event_id() {
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     let mut sender = Ws::connect(&server, "sender").await;
     let mut sse = Sse::open(&server, "client_id=reader", None).await;
     assert_eq!(sse.confirmed["client_id"], "reader");
@@ -491,7 +493,7 @@ async fn sse_resumes_with_last_event_id() {
 
 #[tokio::test]
 async fn sse_type_filter_and_interop_with_http_and_websocket() {
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     let mut ws = Ws::connect(&server, "ws-agent").await;
     let mut filtered = Sse::open(&server, "client_id=sse-agent&types=keep,also", None).await;
 
@@ -556,7 +558,7 @@ async fn sse_type_filter_and_interop_with_http_and_websocket() {
 #[tokio::test]
 async fn an_expired_message_is_never_delivered_even_before_the_sweeper_runs() {
     // The sweeper is effectively off: only the delivery paths' own checks keep expired messages out.
-    let server = Server::start(&["--sweep-interval-ms", "600000"]);
+    let server = InProcess::with_args(&["--sweep-interval-ms", "600000"]);
     let mut sender = Ws::connect(&server, "sender").await;
     let (sent, _) = send_collect(
         &mut sender,
@@ -579,7 +581,12 @@ async fn an_expired_message_is_never_delivered_even_before_the_sweeper_runs() {
     // WebSocket queue feed below is tested with the require_ack one, the replay with both).
     let page = poll(&server, "to=off&since=2&limit=1").await;
     assert_eq!(ids(&page), std::slice::from_ref(&third_id), "{page}");
-    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(sent_at.elapsed())).await;
+    // Until it has expired: the same read no longer returns it (it is off the queue already).
+    eventually("the third message to expire", || async {
+        poll(&server, "to=off&since=2&limit=1").await["count"].eq(&0).then_some(())
+    })
+    .await;
+    assert!(sent_at.elapsed() >= Duration::from_millis(900), "expired after {:?}, before its ttl of 1 s", sent_at.elapsed());
 
     // WebSocket, queue feed: the expired message never arrives, a later normal one does, and
     // the sender hears that its require_ack message expired.
@@ -684,6 +691,7 @@ async fn per_type_retention_removes_only_that_type() {
         page["messages"].as_array().expect("messages").iter().map(|m| m["payload"].as_i64().expect("payload")).collect()
     };
     assert_eq!(payloads(&poll(&server, "to=h&since=0").await), [1, 2, 3, 4]);
+    // This sleep is the test (nothing is removed within the first second), not a wait for an event.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(payloads(&poll(&server, "to=h&since=0").await), [1, 2, 3, 4], "too early to remove anything");
     let page = eventually("the chatter to be removed", || async {
@@ -798,7 +806,7 @@ async fn the_sweeper_keeps_expiring_and_archiving_after_a_restart() {
 
 #[tokio::test]
 async fn persist_false_reaches_only_online_sessions() {
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     let mut sender = Ws::connect(&server, "sender").await;
     let mut online = Ws::connect(&server, "online").await;
     let mut online_sse = Sse::open(&server, "client_id=online", None).await;
@@ -847,11 +855,13 @@ async fn persist_false_reaches_only_online_sessions() {
 /// `next_since` does not move, so the client never gets past them (until the sweeper runs).
 #[tokio::test]
 async fn http_paging_moves_past_expired_messages_before_they_are_swept() {
-    let server = Server::start(&["--sweep-interval-ms", "600000"]);
+    let server = InProcess::with_args(&["--sweep-interval-ms", "600000"]);
     for n in 1..=5 {
         http_send(&server, json!({"from": "w", "to": "h", "type": "t", "payload": n, "ttl": 1})).await;
     }
     http_send(&server, json!({"from": "w", "to": "h", "type": "t", "payload": "live"})).await;
+    // Time itself is the condition: the ttl of 1 s must pass. No read may come first, since the
+    // paging over them is what is tested (and the sweeper, which would show it, is off).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut since = 0;
     let mut got = Vec::new();
@@ -879,6 +889,7 @@ async fn the_expired_counter_counts_each_message_once() {
     .await;
     let id = sent["message_id"].as_str().expect("id").to_owned();
     recv_receipt(&mut sender, &id, "expired").await;
+    // Three sweeps (every 100 ms) in which a second count would come: this sleep is the test.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let expired = metric(&server, "bridge_messages_expired_total").await;
     assert_eq!(expired, 1.0, "one message expired, counted {expired} times");
@@ -896,10 +907,13 @@ async fn known_limitation_messages_sent_after_an_sse_client_left_reach_its_next_
     let server = Server::start(&[]);
     let sse = Sse::open(&server, "client_id=reader", None).await;
     drop(sse);
+    // Time for the broker to notice the closed stream; that it does not is the known limitation,
+    // so there is nothing to wait on.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for n in 1..=3 {
         let r = http_send(&server, json!({"from": "w", "to": "reader", "type": "t", "payload": n})).await;
         assert_eq!(r["seq"], n);
+        // Spacing the sends, as a real sender would (part of the known-limitation scenario).
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mut ws = Ws::connect(&server, "reader").await;

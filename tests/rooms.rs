@@ -1,6 +1,7 @@
-//! Rooms on the real binary, over real WebSockets and HTTP: five agents collaborating (messages,
-//! questions, the five voting rules, the board, files), everything surviving `kill -9`, error codes,
-//! a room actor's restart, HTTP-only members and slow members.
+//! Rooms over real WebSockets and HTTP: five agents collaborating (messages, questions, the five
+//! voting rules, the board, files), everything surviving `kill -9`, error codes, a room actor's
+//! restart, HTTP-only members and slow members. In-process (`InProcess`) where only the wire is
+//! under test; the real binary for kill -9, restarts, logs and metrics.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{eventually, Server, Ws, WAIT};
+use common::{eventually, Endpoint, InProcess, Server, Ws, WAIT};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -29,11 +30,11 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 impl Agent {
-    async fn connect(server: &Server, name: &str) -> Agent {
+    async fn connect(server: &Endpoint, name: &str) -> Agent {
         Agent::connect_query(server, name, "").await
     }
 
-    async fn connect_query(server: &Server, name: &str, query: &str) -> Agent {
+    async fn connect_query(server: &Endpoint, name: &str, query: &str) -> Agent {
         Agent { name: name.into(), ws: Ws::connect_query(server, name, query).await, buf: VecDeque::new(), refs: 0 }
     }
 
@@ -128,7 +129,7 @@ impl Agent {
 
 const ROLES: [&str; 5] = ["coordinator", "researcher", "coder", "reviewer", "tester"];
 
-async fn team(server: &Server) -> Vec<Agent> {
+async fn team(server: &Endpoint) -> Vec<Agent> {
     let mut agents = Vec::new();
     for name in ROLES {
         agents.push(Agent::connect(server, name).await);
@@ -169,7 +170,7 @@ async fn run_vote(agents: &mut [Agent], params: Value, votes: &[(usize, &str)]) 
 
 #[tokio::test]
 async fn five_agents_collaborate_in_a_room() {
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     let mut agents = team(&server).await;
 
     // The coordinator creates the room, then everyone joins with a role.
@@ -462,7 +463,7 @@ async fn rooms_survive_kill_9_and_members_resume_with_since() {
 
 #[tokio::test]
 async fn room_errors_have_codes() {
-    let server = Server::start(&["--max-file-bytes", "1024"]);
+    let server = InProcess::with_args(&["--max-file-bytes", "1024"]);
     let mut owner = Agent::connect(&server, "owner").await;
     let mut outsider = Agent::connect(&server, "outsider").await;
     owner.ok("room.create", json!({"name": "lab"})).await;
@@ -587,7 +588,7 @@ async fn a_failing_room_restarts_with_its_state_and_members() {
 
 #[tokio::test]
 async fn http_clients_take_part() {
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     let mut ws = Agent::connect(&server, "lead").await;
     ws.ok("room.create", json!({"name": "ops"})).await;
     ws.join("ops", None, None).await;
@@ -632,7 +633,7 @@ async fn http_clients_take_part() {
 #[tokio::test]
 async fn a_slow_member_gets_every_room_message_once_in_order() {
     // A tiny session queue forces the store-fed path for room traffic.
-    let server = Server::start(&["--session-queue", "4"]);
+    let server = InProcess::with_args(&["--session-queue", "4"]);
     let mut talker = Agent::connect(&server, "talker").await;
     talker.ok("room.create", json!({"name": "firehose"})).await;
     let mut slow = Agent::connect(&server, "slow").await;
@@ -738,7 +739,7 @@ fn pick<'a>(agents: &'a mut HashMap<&str, Agent>, name: &str) -> &'a mut Agent {
 
 #[tokio::test]
 async fn subscribe_filters_room_messages_too() {
-    let server = Server::start(&[]);
+    let server = InProcess::with_args(&[]);
     let mut talker = Agent::connect(&server, "talker").await;
     talker.ok("room.create", json!({"name": "lab"})).await;
     let mut picky = Agent::connect(&server, "picky").await;
@@ -837,7 +838,7 @@ async fn room_creation_is_limited_per_client_id_across_restarts() {
 
 #[tokio::test]
 async fn room_listings_are_paged() {
-    let server = Server::start(&["--max-rooms-per-client", "0"]);
+    let server = InProcess::with_args(&["--max-rooms-per-client", "0"]);
     let all: Vec<String> = (0..130).map(|n| format!("r{n:03}")).collect();
     for name in &all {
         let (status, body) = server.post("/api/call", &json!({"method": "room.create", "from": "maker", "params": {"name": name}})).await;

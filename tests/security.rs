@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{create_key, Server, Ws, WAIT};
+use common::{create_key, create_keys, Server, Ws, WAIT};
 use futures_util::StreamExt;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -111,10 +111,8 @@ fn fixture(name: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_bind_identities_and_permissions() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let admin = create_key(dir.path(), &["--client-id", "*", "--permissions", "read,write,admin"]);
-    let browser = create_key(dir.path(), &["--client-id", "browser-*", "--permissions", "read,write"]);
-    let reader = create_key(dir.path(), &["--client-id", "reader", "--permissions", "read"]);
-    let code = create_key(dir.path(), &["--client-id", "code", "--permissions", "read,write"]);
+    let grants = [("*", "read,write,admin"), ("browser-*", "read,write"), ("reader", "read"), ("code", "read,write")];
+    let [admin, browser, reader, code] = create_keys(dir.path(), grants);
     let mut server = start_with_dir(dir.path(), &[]);
 
     // Without credentials nothing but the public routes answers.
@@ -288,8 +286,17 @@ async fn revoked_and_expired_keys_are_refused_at_once() {
     )
     .await;
     assert_eq!(status, 201, "{created}");
+    for (field, value) in [("client_id", "agent"), ("label", "to revoke"), ("status", "active")] {
+        assert_eq!(created[field], value, "{created}");
+    }
+    assert_eq!((created["permissions"].clone(), created["allowed_clients"].clone()), (json!(["read", "write"]), json!([])));
     let key = created["key"].as_str().expect("key shown once").to_owned();
     let id = created["id"].as_str().expect("id").to_owned();
+    // A field the request does not have is refused by name, not ignored.
+    let typo = json!({"client_id": "agent", "permissions": ["read"], "expires": 3});
+    let (status, _, refused) = http(&server, "POST", "/admin/keys", Some(&admin), Some(typo)).await;
+    assert_eq!((status, refused["code"].as_str()), (400, Some("bad_frame")), "{refused}");
+    assert!(refused["error"].as_str().is_some_and(|e| e.contains("unknown field `expires`")), "{refused}");
     let mut ws = ws_auth(&server, "agent", Some(&key)).await.expect("connects");
     let sse = reqwest::Client::new()
         .get(server.http("/stream/events?client_id=agent"))
@@ -299,13 +306,23 @@ async fn revoked_and_expired_keys_are_refused_at_once() {
         .expect("sse");
     assert_eq!(sse.status().as_u16(), 200);
     let mut sse_body = sse;
+    // The stream's session registers with its key when its actor starts, after the response head:
+    // its first event says it has.
+    let mut seen = String::new();
+    let confirmed = tokio::time::timeout(WAIT, async {
+        while !seen.contains("connection_confirmed") {
+            let chunk = sse_body.chunk().await.expect("SSE read").expect("the stream stays open");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    });
+    confirmed.await.expect("connection_confirmed on the stream");
     let (status, _, body) = http(&server, "DELETE", &format!("/admin/keys/{id}"), Some(&admin), None).await;
     assert_eq!((status, body["sessions_closed"].as_u64()), (200, Some(2)), "{body}");
     let (err, code) = expect_closed(&mut ws, Duration::from_secs(5)).await;
     assert_eq!(code, Some(CloseCode::Policy), "closed with 1008");
     assert_eq!(err["code"], "unauthorized", "{err}");
     assert!(err["error"].as_str().is_some_and(|e| e.contains("revoked")), "{err}");
-    let mut seen = String::new();
+    seen.clear();
     let ended = tokio::time::timeout(Duration::from_secs(5), async {
         while let Ok(Some(chunk)) = sse_body.chunk().await {
             seen.push_str(&String::from_utf8_lossy(&chunk));
@@ -367,6 +384,7 @@ async fn rate_limits_hold_under_a_burst_and_recover() {
     }
     let (i, retry) = limited.expect("the burst is limited");
     assert!((4..=5).contains(&i), "a burst of 4 passes (one more may have refilled): limited at request {i}");
+    // Honouring retry_after is the test: after that long the request passes.
     tokio::time::sleep(Duration::from_secs(retry)).await;
     let (status, _, body) = http(&server, "GET", "/api/messages?to=bot", Some(&key), None).await;
     assert_eq!(status, 200, "recovered after retry_after: {body}");
@@ -383,11 +401,13 @@ async fn rate_limits_hold_under_a_burst_and_recover() {
     assert_eq!((f["code"].as_str(), f["ref"].as_str()), (Some("rate_limited"), Some("over")), "{f}");
     let retry = f["retry_after"].as_u64().expect("retry_after in the frame");
     assert!(retry >= 1, "{f}");
+    // Honouring retry_after is the test: after that long the connection may send again.
     tokio::time::sleep(Duration::from_secs(retry)).await;
     let sent = ws.send_msg("peer", "t", json!(4)).await;
     assert_eq!(sent["status"], "delivered", "the connection recovered");
 
-    // The key's hourly limit also counts WebSocket sends.
+    // The key's hourly limit also counts WebSocket sends. First the key's bucket refills (one per
+    // second): time, not an event, so a sleep.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut bot = ws_auth(&server, "bot", Some(&key)).await.expect("connects");
     let mut refused = false;

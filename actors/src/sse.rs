@@ -161,9 +161,8 @@ impl Actor for SseSession {
             return self.close_unauthorized(why, ctx);
         }
         ctx.run_interval(SSE_HEARTBEAT, |act, ctx| {
-            if act.tx.is_closed() {
-                ctx.stop();
-            } else if act.tx.try_send((Bytes::from_static(b": ping\n\n"), None)).is_err() && act.tx.is_closed() {
+            // A full channel only skips this ping; a closed one means the client is gone.
+            if act.tx.is_closed() || (act.tx.try_send((Bytes::from_static(b": ping\n\n"), None)).is_err() && act.tx.is_closed()) {
                 ctx.stop();
             }
         });

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use agent_bridge_protocol::frames::{Beat, ReceiptStatus, SentStatus};
 use agent_bridge_protocol::http::SendRequest;
 use agent_bridge_protocol::{ClientFrame, Payload, Priority, ServerFrame};
-use common::{client_samples, payload, server_samples, LIMIT, RICH_PAYLOAD};
+use common::{client_samples, payload, server_samples, Frame, LIMIT, RICH_PAYLOAD};
 use serde_json::Value;
 
 /// The keys of a JSON object, sorted.
@@ -35,52 +35,54 @@ fn samples_cover_every_frame_type() {
     assert_covers(ServerFrame::TYPES, server_samples().iter().map(|(f, _)| f.frame_type()));
 }
 
-#[test]
-fn client_frames_round_trip_through_json() {
-    for (frame, expected_keys) in client_samples() {
-        let json = frame.to_json();
-        let tag = format!(r#""type":"{}""#, frame.frame_type());
+/// Each sample through JSON: its tag, exactly the expected keys, and back to the same frame.
+fn json_round_trip<F: Frame>(samples: Vec<(F, &[&str])>) {
+    for (frame, expected_keys) in samples {
+        let json = frame.json();
+        let tag = format!(r#""type":"{}""#, frame.kind());
         assert!(json.contains(&tag), "{json} lacks {tag}");
         assert_eq!(keys(&json), key_set(expected_keys), "keys of {json}");
-        assert_eq!(ClientFrame::from_json(&json, LIMIT), Ok(frame.clone()), "{json}");
+        assert_eq!(F::parse_json(&json, LIMIT), Ok(frame.clone()), "{json}");
     }
+}
+
+/// Each sample through bincode and back to the same frame.
+fn bincode_round_trip<F: Frame>(samples: Vec<(F, &[&str])>) {
+    for (frame, _) in samples {
+        let bytes = frame.bincode();
+        assert_eq!(F::parse_bincode(&bytes, LIMIT), Ok(frame.clone()), "{frame:?}");
+    }
+}
+
+#[test]
+fn client_frames_round_trip_through_json() {
+    json_round_trip(client_samples());
 }
 
 #[test]
 fn server_frames_round_trip_through_json() {
-    for (frame, expected_keys) in server_samples() {
-        let json = frame.to_json();
-        let tag = format!(r#""type":"{}""#, frame.frame_type());
-        assert!(json.contains(&tag), "{json} lacks {tag}");
-        assert_eq!(keys(&json), key_set(expected_keys), "keys of {json}");
-        assert_eq!(ServerFrame::from_json(&json, LIMIT), Ok(frame.clone()), "{json}");
-    }
+    json_round_trip(server_samples());
 }
 
 #[test]
 fn client_frames_round_trip_through_bincode() {
-    for (frame, _) in client_samples() {
-        let bytes = frame.to_bincode();
-        assert_eq!(ClientFrame::from_bincode(&bytes, LIMIT), Ok(frame.clone()), "{frame:?}");
-    }
+    bincode_round_trip(client_samples());
 }
 
 #[test]
 fn server_frames_round_trip_through_bincode() {
-    for (frame, _) in server_samples() {
-        let bytes = frame.to_bincode();
-        assert_eq!(ServerFrame::from_bincode(&bytes, LIMIT), Ok(frame.clone()), "{frame:?}");
-    }
+    bincode_round_trip(server_samples());
 }
 
 #[test]
 fn bincode_is_more_compact_than_json() {
-    for (frame, _) in client_samples() {
-        assert!(frame.to_bincode().len() < frame.to_json().len(), "{frame:?}");
+    fn smaller<F: Frame>(samples: Vec<(F, &[&str])>) {
+        for (frame, _) in samples {
+            assert!(frame.bincode().len() < frame.json().len(), "{frame:?}");
+        }
     }
-    for (frame, _) in server_samples() {
-        assert!(frame.to_bincode().len() < frame.to_json().len(), "{frame:?}");
-    }
+    smaller(client_samples());
+    smaller(server_samples());
 }
 
 #[test]

@@ -4,7 +4,7 @@ mod common;
 
 use agent_bridge_protocol::frames::{extract_ref, ErrorFrame};
 use agent_bridge_protocol::{ClientFrame, ProtocolError, ServerFrame};
-use common::{client_samples, server_samples, LIMIT};
+use common::{client_samples, server_samples, Frame, LIMIT};
 
 fn client_err(text: &str) -> ProtocolError {
     ClientFrame::from_json(text, LIMIT).expect_err(text)
@@ -165,28 +165,18 @@ fn oversized_bincode_frame() {
 
 #[test]
 fn truncated_bincode_is_an_error_at_every_point() {
-    for (frame, _) in client_samples() {
-        let bytes = frame.to_bincode();
-        for len in 0..bytes.len() {
-            let err = ClientFrame::from_bincode(&bytes[..len], LIMIT).expect_err(&format!(
-                "{} truncated to {len} of {} bytes",
-                frame.frame_type(),
-                bytes.len()
-            ));
-            assert!(matches!(err, ProtocolError::Malformed { .. }), "{err:?}");
+    fn truncated<F: Frame>(samples: Vec<(F, &[&str])>) {
+        for (frame, _) in samples {
+            let bytes = frame.bincode();
+            for len in 0..bytes.len() {
+                let err = F::parse_bincode(&bytes[..len], LIMIT)
+                    .expect_err(&format!("{} truncated to {len} of {} bytes", frame.kind(), bytes.len()));
+                assert!(matches!(err, ProtocolError::Malformed { .. }), "{err:?}");
+            }
         }
     }
-    for (frame, _) in server_samples() {
-        let bytes = frame.to_bincode();
-        for len in 0..bytes.len() {
-            let err = ServerFrame::from_bincode(&bytes[..len], LIMIT).expect_err(&format!(
-                "{} truncated to {len} of {} bytes",
-                frame.frame_type(),
-                bytes.len()
-            ));
-            assert!(matches!(err, ProtocolError::Malformed { .. }), "{err:?}");
-        }
-    }
+    truncated(client_samples());
+    truncated(server_samples());
 }
 
 #[test]

@@ -5,7 +5,7 @@ mod common;
 use agent_bridge_protocol::frames::{Delivery, Send};
 use agent_bridge_protocol::ids::{validate_client_id, validate_msg_type, validate_room, Recipient};
 use agent_bridge_protocol::{ClientFrame, Message, Payload, Priority, ProtocolError, ServerFrame, Timestamp};
-use common::{client_samples, server_samples, LIMIT};
+use common::{client_samples, server_samples, Frame, LIMIT};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -112,15 +112,24 @@ fn arb_frame_object() -> impl Strategy<Value = (&'static str, String)> {
 }
 
 /// A decoded frame must survive its own re-encoding.
-fn assert_client_stable(frame: &ClientFrame) -> Result<(), TestCaseError> {
-    prop_assert_eq!(&ClientFrame::from_json(&frame.to_json(), usize::MAX).expect("re-decode JSON"), frame);
-    prop_assert_eq!(&ClientFrame::from_bincode(&frame.to_bincode(), usize::MAX).expect("re-decode bincode"), frame);
+/// A decoded frame encodes and decodes back to itself, through JSON and through bincode.
+fn assert_stable<F: Frame>(frame: &F) -> Result<(), TestCaseError> {
+    prop_assert_eq!(&F::parse_json(&frame.json(), usize::MAX).expect("re-decode JSON"), frame);
+    prop_assert_eq!(&F::parse_bincode(&frame.bincode(), usize::MAX).expect("re-decode bincode"), frame);
     Ok(())
 }
 
-fn assert_server_stable(frame: &ServerFrame) -> Result<(), TestCaseError> {
-    prop_assert_eq!(&ServerFrame::from_json(&frame.to_json(), usize::MAX).expect("re-decode JSON"), frame);
-    prop_assert_eq!(&ServerFrame::from_bincode(&frame.to_bincode(), usize::MAX).expect("re-decode bincode"), frame);
+/// `text`, a JSON object of `frame_type`, decodes as an `F` that is stable, or fails with
+/// `bad_frame` (a type `F` has) or `unknown_type` (one it has not).
+fn assert_decodes_or_bad_frame<F: Frame>(frame_type: &str, text: &str) -> Result<(), TestCaseError> {
+    match F::parse_json(text, LIMIT) {
+        Ok(frame) => {
+            prop_assert_eq!(frame.kind(), frame_type);
+            assert_stable(&frame)?;
+        }
+        Err(e) if F::TYPES.contains(&frame_type) => prop_assert_eq!(e.code(), "bad_frame", "{:?}", e),
+        Err(e) => prop_assert_eq!(e, ProtocolError::UnknownType { frame_type: frame_type.into() }),
+    }
     Ok(())
 }
 
@@ -148,33 +157,38 @@ fn arb_id_like() -> impl Strategy<Value = String> {
     ]
 }
 
+/// `send` as a frame through `codec` (encode, then decode) is the same frame, its payload text
+/// kept verbatim.
+fn send_round_trip(
+    send: Send,
+    codec: impl Fn(&ClientFrame) -> Result<ClientFrame, ProtocolError>,
+) -> Result<(), TestCaseError> {
+    let payload = send.payload.json().to_owned();
+    let frame = ClientFrame::Send(send);
+    let back = codec(&frame);
+    prop_assert_eq!(&back, &Ok(frame));
+    let Ok(ClientFrame::Send(back)) = back else { unreachable!("checked above") };
+    prop_assert_eq!(back.payload.json(), payload.as_str());
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
     #[test]
     fn send_round_trips_through_json(send in arb_send()) {
-        let payload = send.payload.json().to_owned();
-        let frame = ClientFrame::Send(send);
-        let back = ClientFrame::from_json(&frame.to_json(), usize::MAX);
-        prop_assert_eq!(&back, &Ok(frame));
-        let Ok(ClientFrame::Send(back)) = back else { unreachable!("checked above") };
-        prop_assert_eq!(back.payload.json(), payload.as_str());
+        send_round_trip(send, |f| ClientFrame::from_json(&f.to_json(), usize::MAX))?;
     }
 
     #[test]
     fn send_round_trips_through_bincode(send in arb_send()) {
-        let payload = send.payload.json().to_owned();
-        let frame = ClientFrame::Send(send);
-        let back = ClientFrame::from_bincode(&frame.to_bincode(), usize::MAX);
-        prop_assert_eq!(&back, &Ok(frame));
-        let Ok(ClientFrame::Send(back)) = back else { unreachable!("checked above") };
-        prop_assert_eq!(back.payload.json(), payload.as_str());
+        send_round_trip(send, |f| ClientFrame::from_bincode(&f.to_bincode(), usize::MAX))?;
     }
 
     #[test]
     fn deliveries_round_trip(message in arb_message()) {
         let frame = ServerFrame::Message(Delivery { message: message.clone() });
-        assert_server_stable(&frame)?;
+        assert_stable(&frame)?;
         let stored = agent_bridge_protocol::encode_bincode(&message).expect("encode");
         let back: Message = agent_bridge_protocol::decode_bincode(&stored).expect("decode");
         prop_assert_eq!(back.payload.json(), message.payload.json());
@@ -184,10 +198,10 @@ proptest! {
     #[test]
     fn arbitrary_text_never_panics(text in any::<String>()) {
         if let Ok(frame) = ClientFrame::from_json(&text, LIMIT) {
-            assert_client_stable(&frame)?;
+            assert_stable(&frame)?;
         }
         if let Ok(frame) = ServerFrame::from_json(&text, LIMIT) {
-            assert_server_stable(&frame)?;
+            assert_stable(&frame)?;
         }
         let _ = agent_bridge_protocol::frames::extract_ref(&text);
     }
@@ -195,10 +209,10 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         if let Ok(frame) = ClientFrame::from_bincode(&bytes, LIMIT) {
-            assert_client_stable(&frame)?;
+            assert_stable(&frame)?;
         }
         if let Ok(frame) = ServerFrame::from_bincode(&bytes, LIMIT) {
-            assert_server_stable(&frame)?;
+            assert_stable(&frame)?;
         }
         let text = String::from_utf8_lossy(&bytes);
         let _ = ClientFrame::from_json(&text, LIMIT);
@@ -207,22 +221,8 @@ proptest! {
 
     #[test]
     fn near_valid_json_frames_decode_or_fail_as_bad_frames((frame_type, text) in arb_frame_object()) {
-        match ClientFrame::from_json(&text, LIMIT) {
-            Ok(frame) => {
-                prop_assert_eq!(frame.frame_type(), frame_type);
-                assert_client_stable(&frame)?;
-            }
-            Err(e) if ClientFrame::TYPES.contains(&frame_type) => prop_assert_eq!(e.code(), "bad_frame", "{:?}", e),
-            Err(e) => prop_assert_eq!(e, ProtocolError::UnknownType { frame_type: frame_type.into() }),
-        }
-        match ServerFrame::from_json(&text, LIMIT) {
-            Ok(frame) => {
-                prop_assert_eq!(frame.frame_type(), frame_type);
-                assert_server_stable(&frame)?;
-            }
-            Err(e) if ServerFrame::TYPES.contains(&frame_type) => prop_assert_eq!(e.code(), "bad_frame", "{:?}", e),
-            Err(e) => prop_assert_eq!(e, ProtocolError::UnknownType { frame_type: frame_type.into() }),
-        }
+        assert_decodes_or_bad_frame::<ClientFrame>(frame_type, &text)?;
+        assert_decodes_or_bad_frame::<ServerFrame>(frame_type, &text)?;
     }
 
     #[test]
@@ -239,14 +239,14 @@ proptest! {
             let i = at.index(bytes.len());
             bytes[i] = byte;
             if let Ok(frame) = ClientFrame::from_bincode(&bytes, LIMIT) {
-                assert_client_stable(&frame)?;
+                assert_stable(&frame)?;
             }
         } else {
             let mut bytes = servers[pick - clients.len()].0.to_bincode();
             let i = at.index(bytes.len());
             bytes[i] = byte;
             if let Ok(frame) = ServerFrame::from_bincode(&bytes, LIMIT) {
-                assert_server_stable(&frame)?;
+                assert_stable(&frame)?;
             }
         }
     }

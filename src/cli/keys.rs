@@ -146,13 +146,13 @@ async fn run(cmd: &KeysCommand) -> Result<(), (u8, String)> {
                 if *json {
                     println!("{}", serde_json::to_string(&v).map_err(|e| fail(e.to_string()))?);
                 } else {
-                    let clients = std::iter::once(v.client_id.clone()).chain(v.allowed_clients.iter().cloned()).collect::<Vec<_>>();
+                    let clients = std::iter::once(v.grant.client_id.clone()).chain(v.grant.allowed_clients.iter().cloned()).collect::<Vec<_>>();
                     println!(
                         "{}  {:<8} {:<24} {:<16} requests={} messages={} last_used={}",
                         v.id,
                         v.status,
                         clients.join(","),
-                        v.permissions.join(","),
+                        v.grant.permissions.join(","),
                         v.usage.requests,
                         v.usage.messages,
                         v.usage.last_used.as_deref().unwrap_or("never"),

@@ -2,6 +2,8 @@
 
 use std::net::TcpListener;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use agent_bridge_actors::auth::keys::{KeyDefaults, KeyRegistry};
 use agent_bridge_actors::store::Store;
@@ -9,6 +11,7 @@ use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, LogFormat, ServeArgs};
+use crate::Stop;
 
 fn init_tracing(config: &Config) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
@@ -87,22 +90,65 @@ fn serve_inner(config: Config) -> anyhow::Result<i32> {
     let local = listener.local_addr().context("reading the bound address")?;
     let scheme = if config.tls_cert_file.is_empty() { "http" } else { "https" };
     let system = actix::System::new();
-    let state = system.block_on(async { crate::run(config, listener) })?;
+    let serving = system.block_on(async {
+        // Listening to the signals before the port is announced: a stop sent right after it counts.
+        let signals = signals().context("listening to signals")?;
+        crate::Serving::start(config, listener).map(|s| (s, signals))
+    });
+    let (serving, signals) = serving?;
+    let state = serving.state();
     // The one line a script (or a test) reads to find the port when binding port 0.
     println!("agent-bridge listening on {scheme}://{local}");
+    let closed = Arc::new(AtomicBool::new(false));
+    let done = Arc::clone(&closed);
+    system.block_on(async move {
+        actix::spawn(async move {
+            if let Err(e) = serving.until(signals).await {
+                tracing::error!(error = format!("{e:#}"), "stopping");
+            }
+            done.store(true, Ordering::Release);
+            actix::System::current().stop();
+        })
+    });
+    // Exit code 70 when a critical actor escalated (it stops the System); 0 after a signal.
     let code = system.run_with_code().context("running the actor system")?;
-    // The actor system is gone: wait for the last usage write on a runtime of its own.
-    let usage = tokio::runtime::Builder::new_current_thread().build().map(|rt| rt.block_on(state.auth.keys.persist_usage()));
-    match usage {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "saving API key usage at shutdown"),
-        Err(e) => tracing::error!(error = %e, "saving API key usage at shutdown: no runtime"),
-    }
-    if let Err(e) = state.broker.store.flush() {
-        tracing::error!(error = %e, "flushing the store at shutdown");
+    if !closed.load(Ordering::Acquire) {
+        // The System stopped under a stop in progress: save and flush on a runtime of our own.
+        match tokio::runtime::Builder::new_current_thread().build() {
+            Ok(rt) => rt.block_on(crate::close(&state)),
+            Err(e) => tracing::error!(error = %e, "saving API key usage at shutdown: no runtime"),
+        }
     }
     tracing::info!(exit_code = code, "agent-bridge stopped");
     Ok(code)
+}
+
+/// SIGTERM stops gracefully, SIGINT and SIGQUIT at once (as actix-server's own handling did);
+/// registered now, awaited by [`crate::Serving::until`].
+#[cfg(unix)]
+fn signals() -> std::io::Result<impl std::future::Future<Output = Stop>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut quit = signal(SignalKind::quit())?;
+    Ok(async move {
+        let (name, how) = tokio::select! {
+            _ = term.recv() => ("SIGTERM", Stop::Graceful),
+            _ = int.recv() => ("SIGINT", Stop::Forced),
+            _ = quit.recv() => ("SIGQUIT", Stop::Forced),
+        };
+        tracing::info!(signal = name, "signal received");
+        how
+    })
+}
+
+/// Ctrl-C stops at once.
+#[cfg(not(unix))]
+fn signals() -> std::io::Result<impl std::future::Future<Output = Stop>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        Stop::Forced
+    })
 }
 
 /// Raises the soft open-file limit to the hard one (as Go's runtime does): each connection takes

@@ -1,5 +1,6 @@
 //! The messaging API for HTTP clients: send, long-poll, ack, status.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
@@ -104,10 +105,28 @@ pub async fn messages(caller: Caller, query: web::Query<MessagesQuery>, state: w
             }
             Polled::Wait { wake, .. } => {
                 let left = deadline.saturating_duration_since(Instant::now());
+                let _parked = Parked::new(&state.long_polls_waiting);
                 // Woken or timed out, poll once more from the same position (never skips).
                 let _ = tokio::time::timeout(left, wake).await;
             }
         }
+    }
+}
+
+/// Counts a long-poll in [`AppState::long_polls_waiting`] while it is parked at its shard, also
+/// when the client goes away and the handler is dropped.
+struct Parked<'a>(&'a AtomicUsize);
+
+impl<'a> Parked<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Parked(count)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -203,6 +222,7 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
         "clients_online": online,
         "clients_known": clients.len(),
         "sessions": sessions,
+        "long_polls_waiting": state.long_polls_waiting.load(Ordering::Relaxed),
         "router_shards": state.broker.router.shards().len(),
         "store_bytes": state.broker.store.size_on_disk(),
         "healthy": state.broker.tree.healthy(),

@@ -14,12 +14,15 @@ use serde_json::json;
 use super::auth::Admin;
 use super::{parse_json, read_body, ApiError, AppState};
 
-/// `POST /admin/keys` body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateKeyRequest {
+/// What a key grants: who it acts as, what it may do, its limits and rooms. `POST /admin/keys`
+/// takes it and `GET /admin/keys` shows it, with the same names.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct KeyGrant {
     /// The client id this key acts as, or a pattern with a `*` suffix (`browser-*`), or `*`.
     pub client_id: String,
+    /// More client id patterns this key may act as.
+    #[serde(default)]
+    pub allowed_clients: Vec<String>,
     /// `read` (receive), `write` (send), `admin` (/admin routes).
     pub permissions: Vec<String>,
     /// Requests per hour (HTTP requests and WebSocket sends); 0: unlimited; absent: the server default.
@@ -28,12 +31,6 @@ pub struct CreateKeyRequest {
     /// Largest burst; absent: the server default.
     #[serde(default)]
     pub burst: Option<u64>,
-    /// Days until the key expires; absent: never.
-    #[serde(default)]
-    pub expires_days: Option<f64>,
-    /// More client id patterns this key may act as.
-    #[serde(default)]
-    pub allowed_clients: Vec<String>,
     /// Private rooms this key may enter.
     #[serde(default)]
     pub rooms: Vec<String>,
@@ -42,17 +39,27 @@ pub struct CreateKeyRequest {
     pub label: String,
 }
 
+/// `POST /admin/keys` body: the grant, and when the key expires. Other fields are refused.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct CreateKeyRequest {
+    #[serde(flatten)]
+    pub grant: KeyGrant,
+    /// Days until the key expires; absent: never.
+    #[serde(default)]
+    pub expires_days: Option<f64>,
+    /// What else the body holds, to refuse it by name (`deny_unknown_fields` does not combine
+    /// with `flatten`).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
+}
+
 /// A key as listed: no secret, no hash.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     pub id: String,
-    pub client_id: String,
-    pub allowed_clients: Vec<String>,
-    pub permissions: Vec<String>,
-    pub rate_limit_per_hour: Option<u64>,
-    pub burst: Option<u64>,
-    pub rooms: Vec<String>,
-    pub label: String,
+    #[serde(flatten)]
+    pub grant: KeyGrant,
     pub created_at: String,
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
@@ -84,8 +91,7 @@ impl From<ApiKeyRecord> for KeyView {
             "active"
         };
         let mut clients = r.clients.into_iter();
-        KeyView {
-            id: r.id,
+        let grant = KeyGrant {
             client_id: clients.next().unwrap_or_default(),
             allowed_clients: clients.collect(),
             permissions: r.permissions,
@@ -93,6 +99,10 @@ impl From<ApiKeyRecord> for KeyView {
             burst: r.burst,
             rooms: r.rooms,
             label: r.label,
+        };
+        KeyView {
+            id: r.id,
+            grant,
             created_at: time(r.created_at_ms),
             expires_at: r.expires_at_ms.map(time),
             revoked_at: r.revoked_at_ms.map(time),
@@ -106,17 +116,12 @@ impl From<ApiKeyRecord> for KeyView {
 pub async fn create(_admin: Admin, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let body = read_body(payload, 64 * 1024).await?;
     let req: CreateKeyRequest = parse_json(&body, "key request")?;
-    let permissions = Permissions::parse_list(req.permissions.iter().map(String::as_str))?;
-    let new = NewKey {
-        client_id: req.client_id,
-        allowed_clients: req.allowed_clients,
-        permissions,
-        rate_limit_per_hour: req.rate_limit_per_hour,
-        burst: req.burst,
-        expires_days: req.expires_days,
-        rooms: req.rooms,
-        label: req.label,
-    };
+    if let Some(field) = req.unknown.keys().next() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_frame", format!("invalid key request: unknown field `{field}`")));
+    }
+    let KeyGrant { client_id, allowed_clients, permissions, rate_limit_per_hour, burst, rooms, label } = req.grant;
+    let permissions = Permissions::parse_list(permissions.iter().map(String::as_str))?;
+    let new = NewKey { client_id, allowed_clients, permissions, rate_limit_per_hour, burst, expires_days: req.expires_days, rooms, label };
     // The record's flush runs on the store's flusher thread; this only awaits it.
     let created = state.auth.keys.create(new).await?;
     tracing::info!(key_id = %created.record.id, clients = ?created.record.clients, permissions = ?created.record.permissions, "API key created");

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod openapi;
 pub mod origin;
 pub mod rooms;
+pub mod shutdown;
 pub mod sse;
 pub mod ws;
 
@@ -35,6 +36,10 @@ pub struct AppState {
     pub auth: std::sync::Arc<agent_bridge_actors::auth::Authenticator>,
     /// Set once the listener is bound and the tree is up.
     pub startup_done: AtomicBool,
+    /// `GET /api/messages` long-polls parked at their shard now (`/api/status`).
+    pub long_polls_waiting: std::sync::atomic::AtomicUsize,
+    /// Raised when the broker stops: WebSockets and SSE streams end (see [`shutdown`]).
+    pub closing: shutdown::Closing,
 }
 
 /// An HTTP error with a machine-readable code.

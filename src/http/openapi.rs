@@ -19,7 +19,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::keys::{CreateKeyRequest, KeyUsage, KeyView};
+use super::keys::{CreateKeyRequest, KeyGrant, KeyUsage, KeyView};
 use super::AppState;
 
 /// Every error body.
@@ -296,7 +296,7 @@ impl Modify for Common {
           health, live, ready, startup, metrics, openapi,
           supervisors, clients, admin_rooms, queues, dead_letters, fault, create_key, list_keys, revoke_key),
     components(schemas(ErrorBody, SendBody, SendAnswer, MessageDoc, MessagesAnswer, AckBody, CallBody, FaultBody,
-                       CreateKeyRequest, KeyView, KeyUsage)),
+                       CreateKeyRequest, KeyGrant, KeyView, KeyUsage)),
     security(("bearer" = [])),
     modifiers(&Common),
 )]

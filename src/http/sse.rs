@@ -39,9 +39,10 @@ pub async fn events(req: HttpRequest, query: web::Query<SseQuery>, state: web::D
     let types = parse_types(q.types.as_deref());
     let auth = session_auth(&state, &caller, &client_id)?;
     let body = SseSession::start(client_id, since, types, &state.broker.sessions, auth);
-    Ok(HttpResponse::Ok()
+    let resp = HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
-        .streaming(body))
+        .streaming(body);
+    Ok(state.closing.wrap(resp, None))
 }

@@ -49,5 +49,6 @@ pub async fn connect(
     let auth = session_auth(&state, &caller, &client_id)?;
     let on_stop = super::edge::Connection::closer(&req, CLOSE_GRACE);
     let params = SessionParams { client_id, since, types, encoding, auth, on_stop };
-    session::start(&req, stream, params, &state.broker.sessions)
+    let resp = session::start(&req, stream, params, &state.broker.sessions)?;
+    Ok(state.closing.wrap(resp, Some(super::shutdown::Closing::ws_close_frame())))
 }

@@ -30,10 +30,9 @@
 //! another server binary, `BENCH_SERVER_ARGS` appends flags to `serve`, `BENCH_SERVER_ADDR=host:port`
 //! uses a running server, `BENCH_WINDOW` sets the send window. See tests/bench/README.md.
 
-use std::collections::VecDeque;
+mod broker;
+
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,10 +40,10 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use broker::{connect, frame_type, loadavg, mib, process_cpu, Server, ServerOpts, Ws};
 
 /// Sends awaiting their `sent` reply at most in the windowed scenarios;
 /// `BENCH_WINDOW` overrides it.
@@ -55,10 +54,6 @@ const PAYLOAD_BYTES: usize = 200;
 const FLUSH_EVERY: u64 = 64;
 /// The receiver gives up this long after the last delivery once the sender is done.
 const IDLE_AFTER_DONE: Duration = Duration::from_secs(2);
-/// How long to wait for the server to start.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -68,13 +63,12 @@ struct Opts {
     quick: bool,
     filters: Vec<String>,
     threads: usize,
-    server_bin: String,
-    server_args: Vec<String>,
-    /// `BENCH_SERVER_ADDR`: use a server that is already running (e.g. under a profiler).
-    external: Option<String>,
+    server: ServerOpts,
     window: usize,
     /// `BENCH_RATE`: msg/s of the fixed-rate scenarios (default 10,000).
     rate: u64,
+    /// `BENCH_SETTLE_S`: how long after a burst the broker's RSS is read again (default 3 s).
+    settle: Duration,
 }
 
 impl Opts {
@@ -91,142 +85,17 @@ impl Opts {
             }
         }
         let threads = std::env::var("BENCH_THREADS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(2);
-        let server_bin =
-            std::env::var("BENCH_SERVER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_agent-bridge").to_owned());
-        let server_args = std::env::var("BENCH_SERVER_ARGS")
-            .map(|v| v.split_whitespace().map(str::to_owned).collect())
-            .unwrap_or_default();
-        let external = std::env::var("BENCH_SERVER_ADDR").ok().filter(|v| !v.is_empty());
         let window =
             std::env::var("BENCH_WINDOW").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(WINDOW);
         let rate = std::env::var("BENCH_RATE").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(10_000);
-        Opts { quick, filters, threads, server_bin, server_args, external, window, rate }
+        let settle = std::env::var("BENCH_SETTLE_S").ok().and_then(|v| v.parse().ok()).unwrap_or(3.0);
+        Opts { quick, filters, threads, server: ServerOpts::from_env(), window, rate, settle: Duration::from_secs_f64(settle) }
     }
 
     /// A scenario runs when no filter is given, or when a filter is its exact name or `all`.
     fn wants(&self, name: &str) -> bool {
         self.filters.is_empty() || self.filters.iter().any(|f| f == name || f == "all")
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The server process
-// ---------------------------------------------------------------------------------------------
-
-/// A running broker; killed on drop (unless it is an external one).
-struct Server {
-    child: Option<Child>,
-    addr: String,
-    logs: Arc<Mutex<VecDeque<String>>>,
-}
-
-impl Server {
-    fn start(opts: &Opts, disk: Option<&std::path::Path>) -> Server {
-        if let Some(addr) = &opts.external {
-            return Server { child: None, addr: addr.clone(), logs: Arc::default() };
-        }
-        let mut cmd = Command::new(&opts.server_bin);
-        cmd.args(["serve", "--bind", "127.0.0.1:0", "--log-level", "warn"]);
-        match disk {
-            Some(dir) => cmd.arg(format!("--data-dir={}", dir.display())).arg("--durability=sync"),
-            None => cmd.arg("--in-memory"),
-        };
-        cmd.args(&opts.server_args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("BRIDGE_") {
-                cmd.env_remove(k);
-            }
-        }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {}: {e}", opts.server_bin));
-        let logs = Arc::new(Mutex::new(VecDeque::new()));
-        // Drain stderr (keeping the last lines) so the server never blocks on a full pipe.
-        let stderr = child.stderr.take().expect("piped stderr");
-        let sink = Arc::clone(&logs);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().expect("log lock");
-                if l.len() >= 200 {
-                    l.pop_front();
-                }
-                l.push_back(line);
-            }
-        });
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                if let Some(addr) = line.trim().strip_prefix("agent-bridge listening on http://") {
-                    let _ = tx.send(addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()));
-                }
-                line.clear();
-            }
-            // Keep draining whatever else is printed.
-            let _ = std::io::copy(&mut reader.get_mut().take(u64::MAX), &mut std::io::sink());
-        });
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Some(port)) => Server { child: Some(child), addr: format!("127.0.0.1:{port}"), logs },
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let logs = logs.lock().expect("log lock").iter().cloned().collect::<Vec<_>>().join("\n");
-                panic!("agent-bridge did not start within {START_TIMEOUT:?}; stderr:\n{logs}");
-            }
-        }
-    }
-
-    fn ws_url(&self, client: &str) -> String {
-        format!("ws://{}/ws/{client}", self.addr)
-    }
-
-    /// CPU time the server has used so far.
-    fn cpu(&self) -> Option<Duration> {
-        process_cpu(&format!("/proc/{}", self.child.as_ref()?.id()))
-    }
-
-    fn log_tail(&self, n: usize) -> String {
-        let l = self.logs.lock().expect("log lock");
-        l.iter().skip(l.len().saturating_sub(n)).cloned().collect::<Vec<_>>().join("\n")
-    }
-
-    /// Prometheus samples whose line starts with one of `prefixes`.
-    async fn metrics(&self, prefixes: &[&str]) -> Vec<String> {
-        let url = format!("http://{}/metrics", self.addr);
-        let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(5), reqwest::get(url)).await else { return vec![] };
-        let Ok(text) = resp.text().await else { return vec![] };
-        text.lines().filter(|l| prefixes.iter().any(|p| l.starts_with(p))).map(str::to_owned).collect()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Sum of on-CPU time of every thread of a process (Linux `/proc/<pid>/task/*/schedstat`).
-fn process_cpu(proc_dir: &str) -> Option<Duration> {
-    let mut ns = 0u64;
-    for task in std::fs::read_dir(format!("{proc_dir}/task")).ok()? {
-        let Ok(task) = task else { continue };
-        let Ok(s) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
-        ns += s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    }
-    Some(Duration::from_nanos(ns))
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -272,50 +141,12 @@ fn send_frame(prefix: &str, i: u64, t_ns: u64) -> String {
     s
 }
 
-/// The value of `"type"` in a server frame, without parsing the whole frame.
-fn frame_type(text: &str) -> &str {
-    const KEY: &str = r#""type":""#;
-    // Relies on the server writing the tag first (serde's internally tagged enums do), so that the
-    // first `"type":"` is the frame's and not the nested message's application type.
-    match text.find(KEY) {
-        Some(p) => {
-            let rest = &text[p + KEY.len()..];
-            rest.find('"').map_or("", |e| &rest[..e])
-        }
-        None => "",
-    }
-}
-
 /// The unsigned integer after `key` (e.g. `"bench_t":`), if any.
 fn number_after(text: &str, key: &str) -> Option<u64> {
     let p = text.find(key)? + key.len();
     let rest = text[p..].trim_start();
     let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
     rest[..end].parse().ok()
-}
-
-async fn connect(url: &str) -> Ws {
-    let (mut ws, _) =
-        tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async_with_config(url, None, true))
-            .await
-            .expect("connect timed out")
-            .unwrap_or_else(|e| panic!("connecting {url}: {e}"));
-    // The first frame must be connection_confirmed.
-    loop {
-        let f = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("no connection_confirmed within 10 s")
-            .expect("socket closed before connection_confirmed")
-            .expect("websocket error before connection_confirmed");
-        match f {
-            WsMessage::Text(t) => {
-                assert_eq!(frame_type(&t), "connection_confirmed", "first frame: {t}");
-                return ws;
-            }
-            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
-            other => panic!("unexpected first frame {other:?}"),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -653,11 +484,16 @@ struct Outcome {
     metrics: Vec<String>,
     persist: bool,
     server_log: String,
+    /// Broker RSS on start (settled), its peak, and `Opts::settle` after the burst.
+    rss_idle: Option<u64>,
+    rss_peak: Option<u64>,
+    rss_after: Option<u64>,
 }
 
 async fn run_scenario(opts: &Opts, sc: &Scenario) -> Outcome {
     let dir = sc.disk.then(|| tempfile::tempdir().expect("temp dir for the store"));
-    let server = Server::start(opts, dir.as_ref().map(tempfile::TempDir::path));
+    let server = Server::start(&opts.server, dir.as_ref().map(tempfile::TempDir::path), &[]);
+    let rss_idle = server.settled_rss(Duration::from_secs(3)).await;
     // Fresh ids per run, so that a shared (external) server never replays an earlier inbox.
     let tag = format!(
         "{}-{}-{}",
@@ -768,6 +604,10 @@ async fn run_scenario(opts: &Opts, sc: &Scenario) -> Outcome {
             }
         });
     }
+    // Burst RSS: the peak, and what the broker still holds `settle` after the burst (sockets closed).
+    let rss_peak = server.peak_rss();
+    tokio::time::sleep(opts.settle).await;
+    let rss_after = server.rss();
     let metrics = server
         .metrics(&[
             "bridge_messages_dropped_total",
@@ -799,6 +639,9 @@ async fn run_scenario(opts: &Opts, sc: &Scenario) -> Outcome {
         metrics,
         persist: sc.persist,
         server_log,
+        rss_idle,
+        rss_peak,
+        rss_after,
     }
 }
 
@@ -871,6 +714,16 @@ fn report(o: &Outcome) {
         cpu(o.client_cpu),
         o.wall.as_secs_f64()
     );
+    if let (Some(idle), Some(peak), Some(after)) = (o.rss_idle, o.rss_peak, o.rss_after) {
+        println!(
+            "  {:<34} idle {}   peak {}   after {} ({:.2}x idle)",
+            "server RSS",
+            mib(idle),
+            mib(peak),
+            mib(after),
+            after as f64 / idle.max(1) as f64
+        );
+    }
     if let Some(e) = &o.first_error {
         println!("  {:<34} {}", "first error frame", e);
     }
@@ -889,12 +742,13 @@ fn summary(outcomes: &[Outcome]) {
     println!();
     println!("Summary (200-byte payloads, loopback WebSocket; delivered/sent counts unique messages at the receivers)");
     println!(
-        "| {:<17} | {:>7} | {:>17} | {:>6} | {:>7} | {:>9} | {:>8} | {:>8} | {:>9} | {:>9} | {:>9} |",
-        "scenario", "persist", "delivered / sent", "errors", "dropped", "msg/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "srv CPU"
+        "| {:<17} | {:>7} | {:>17} | {:>6} | {:>7} | {:>9} | {:>8} | {:>8} | {:>9} | {:>9} | {:>9} | {:>25} |",
+        "scenario", "persist", "delivered / sent", "errors", "dropped", "msg/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "srv CPU",
+        "RSS MiB idle/peak/after"
     );
     println!(
-        "|{:-<19}|{:-<9}|{:-<19}|{:-<8}|{:-<9}|{:-<11}|{:-<10}|{:-<10}|{:-<11}|{:-<11}|{:-<11}|",
-        "", "", "", "", "", "", "", "", "", "", ""
+        "|{:-<19}|{:-<9}|{:-<19}|{:-<8}|{:-<9}|{:-<11}|{:-<10}|{:-<10}|{:-<11}|{:-<11}|{:-<11}|{:-<27}|",
+        "", "", "", "", "", "", "", "", "", "", "", ""
     );
     for o in outcomes {
         let rx = &o.rx;
@@ -904,8 +758,15 @@ fn summary(outcomes: &[Outcome]) {
         let q = |q: f64| if h.is_empty() { "-".to_owned() } else { ms(h.value_at_quantile(q)) };
         let cpu =
             o.server_cpu.map_or("?".to_owned(), |d| format!("{:.0}%", 100.0 * d.as_secs_f64() / o.wall.as_secs_f64()));
+        let rss = match (o.rss_idle, o.rss_peak, o.rss_after) {
+            (Some(i), Some(p), Some(a)) => {
+                let m = |b: u64| b as f64 / (1u64 << 20) as f64;
+                format!("{:.0}/{:.0}/{:.0} ({:.1}x)", m(i), m(p), m(a), a as f64 / i.max(1) as f64)
+            }
+            _ => "?".to_owned(),
+        };
         println!(
-            "| {:<17} | {:>7} | {:>17} | {:>6} | {:>7} | {:>9.0} | {:>8} | {:>8} | {:>9} | {:>9} | {:>9} |",
+            "| {:<17} | {:>7} | {:>17} | {:>6} | {:>7} | {:>9.0} | {:>8} | {:>8} | {:>9} | {:>9} | {:>9} | {:>25} |",
             o.name,
             o.persist,
             format!("{} / {}", rx.unique, o.written),
@@ -916,7 +777,8 @@ fn summary(outcomes: &[Outcome]) {
             q(0.99),
             q(0.999),
             if h.is_empty() { "-".to_owned() } else { ms(h.max()) },
-            cpu
+            cpu,
+            rss
         );
     }
 }
@@ -992,7 +854,7 @@ fn main() {
     println!(
         "agent-bridge end-to-end bench: server {} | client runtime {} worker thread(s) | window {} | \
          fixed rate {} msg/s | {} CPUs | load {} | {}",
-        opts.external.as_deref().unwrap_or(&opts.server_bin),
+        opts.server.external.as_deref().unwrap_or(&opts.server.bin),
         opts.threads,
         opts.window,
         opts.rate,

@@ -1,5 +1,6 @@
-//! Shared helpers for the black-box tests: the real `agent-bridge` binary on 127.0.0.1:0 and real
-//! WebSocket and HTTP clients.
+//! Shared helpers for the black-box tests: the real `agent-bridge` binary on 127.0.0.1:0 (or the
+//! broker in-process, [`InProcess`], where no process boundary is under test), real WebSocket and
+//! HTTP clients, and bounded waits on conditions.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
@@ -16,11 +17,27 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// Default bound for waiting on anything.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Where a broker listens, and the HTTP calls tests make to it. [`Server`] and [`InProcess`]
+/// dereference to it, so `server.http(..)`, `server.get(..)` and `Ws::connect(&server, ..)` work
+/// with either.
+pub struct Endpoint {
+    pub port: u16,
+}
+
 /// A running broker process; killed on drop.
 pub struct Server {
     child: Option<Child>,
-    pub port: u16,
+    endpoint: Endpoint,
     logs: Arc<Mutex<String>>,
+    /// Kept so that stdout stays read for as long as the process runs.
+    _stdout: std::sync::mpsc::Receiver<String>,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
 }
 
 impl Server {
@@ -56,33 +73,24 @@ impl Server {
                 sink.lock().expect("log lock").push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let addr = line.strip_prefix("agent-bridge listening on http://");
-                if let Some(addr) = addr.or_else(|| line.strip_prefix("agent-bridge listening on https://")) {
-                    let _ = tx.send(addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()));
-                }
+        let lines = lines_of(child.stdout.take().expect("stdout"));
+        let deadline = Instant::now() + WAIT;
+        // Until the announcement, the end of stdout (it died) or the deadline.
+        let announced = loop {
+            let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) else { break None };
+            let addr = line.strip_prefix("agent-bridge listening on http://");
+            if let Some(addr) = addr.or_else(|| line.strip_prefix("agent-bridge listening on https://")) {
+                break addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
             }
-        });
-        let port = match rx.recv_timeout(WAIT) {
-            Ok(Some(p)) => p,
+        };
+        let port = match announced {
+            Some(p) => p,
             _ => {
                 let _ = child.kill();
                 panic!("agent-bridge did not start; logs:\n{}", logs.lock().expect("log lock"));
             }
         };
-        Server { child: Some(child), port, logs }
-    }
-
-    pub fn http(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    pub fn ws_url(&self, client: &str, query: &str) -> String {
-        let q = if query.is_empty() { String::new() } else { format!("?{query}") };
-        format!("ws://127.0.0.1:{}/ws/{client}{q}", self.port)
+        Server { child: Some(child), endpoint: Endpoint { port }, logs, _stdout: lines }
     }
 
     /// Everything the server logged so far.
@@ -92,30 +100,17 @@ impl Server {
 
     /// Waits until the logs contain `needle`.
     pub async fn wait_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        let found = poll_until(WAIT, || async {
             let logs = self.logs();
-            if logs.contains(needle) {
-                return logs;
-            }
-            assert!(Instant::now() < deadline, "log line {needle:?} never appeared; logs:\n{logs}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            logs.contains(needle).then_some(logs)
+        });
+        found.await.unwrap_or_else(|| panic!("log line {needle:?} never appeared; logs:\n{}", self.logs()))
     }
 
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
         let child = self.child.as_mut()?;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(within, || child.try_wait().ok().flatten())
     }
 
     /// True while the process runs.
@@ -134,6 +129,23 @@ impl Server {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Endpoint {
+    pub fn http(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn ws_url(&self, client: &str, query: &str) -> String {
+        let q = if query.is_empty() { String::new() } else { format!("?{query}") };
+        format!("ws://127.0.0.1:{}/ws/{client}{q}", self.port)
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -159,9 +171,96 @@ impl Server {
     }
 }
 
-impl Drop for Server {
+/// A broker inside the test process: `agent_bridge::run` on a thread of its own with its own actix
+/// System, on 127.0.0.1:0. For tests where no process boundary is under test (not kill -9, exit
+/// codes, signals, logs or the command line). Stopped on drop, within `WAIT`.
+///
+/// Metrics are process-wide: tests that read counters from `/metrics` keep the binary.
+pub struct InProcess {
+    endpoint: Endpoint,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: std::sync::mpsc::Receiver<Result<(), String>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::ops::Deref for InProcess {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+/// The configuration `agent-bridge serve --bind 127.0.0.1:0 ARGS` would run with (`--in-memory`
+/// added unless a data dir is given), from the same flags.
+pub fn config(extra: &[&str]) -> agent_bridge::config::Config {
+    use clap::Parser;
+    let mut args = vec!["agent-bridge", "serve", "--bind", "127.0.0.1:0"];
+    if !extra.iter().any(|a| a.starts_with("--data-dir")) {
+        args.push("--in-memory");
+    }
+    args.extend_from_slice(extra);
+    match agent_bridge::cli::Cli::try_parse_from(&args).expect("serve flags").command {
+        agent_bridge::cli::Command::Serve(a) => agent_bridge::config::Config::load(&a).expect("a valid configuration"),
+        _ => unreachable!("parsed as serve"),
+    }
+}
+
+impl InProcess {
+    /// `InProcess::start(config(extra))`.
+    pub fn with_args(extra: &[&str]) -> InProcess {
+        InProcess::start(config(extra))
+    }
+
+    /// Binds 127.0.0.1:0 and runs the broker on it. Connections made at once wait in the
+    /// listener's backlog until the server accepts them.
+    pub fn start(mut config: agent_bridge::config::Config) -> InProcess {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+        config.bind = listener.local_addr().expect("bound address");
+        let port = config.bind.port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("broker-{port}"))
+            .spawn(move || {
+                let system = actix::System::new();
+                let result = system.block_on(agent_bridge::run(config, listener, async {
+                    // Dropping the sender stops it too.
+                    let _ = stopped.await;
+                }));
+                // Stops the actors' arbiters; `run` returns at once after that.
+                actix::System::current().stop();
+                let _ = system.run();
+                let _ = done_tx.send(result.map_err(|e| format!("{e:#}")));
+            })
+            .expect("spawning the broker thread");
+        InProcess { endpoint: Endpoint { port }, stop: Some(stop), done, thread: Some(thread) }
+    }
+
+    /// Stops the broker (as `shutdown` resolving does) and returns what `run` returned, or `Err`
+    /// when it did not return within `WAIT`.
+    pub fn stop(mut self) -> Result<(), String> {
+        self.shut_down()
+    }
+
+    fn shut_down(&mut self) -> Result<(), String> {
+        let Some(stop) = self.stop.take() else { return Ok(()) };
+        let _ = stop.send(());
+        let result = self.done.recv_timeout(WAIT).unwrap_or_else(|_| Err(format!("the broker did not stop within {WAIT:?}")));
+        if result.is_ok() {
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+        result
+    }
+}
+
+impl Drop for InProcess {
     fn drop(&mut self) {
-        self.kill();
+        let result = self.shut_down();
+        if !std::thread::panicking() {
+            result.expect("the in-process broker stops cleanly");
+        }
     }
 }
 
@@ -175,11 +274,11 @@ pub struct Ws {
 
 impl Ws {
     /// Connects and waits for `connection_confirmed`.
-    pub async fn connect(server: &Server, client: &str) -> Ws {
+    pub async fn connect(server: &Endpoint, client: &str) -> Ws {
         Ws::connect_query(server, client, "").await
     }
 
-    pub async fn connect_query(server: &Server, client: &str, query: &str) -> Ws {
+    pub async fn connect_query(server: &Endpoint, client: &str, query: &str) -> Ws {
         let (stream, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(server.ws_url(client, query)))
             .await
             .expect("connect timed out")
@@ -218,6 +317,24 @@ impl Ws {
         }
     }
 
+    /// Reads until the server's close frame and returns it (code and reason); panics when the
+    /// connection ends without one or none comes within `WAIT`.
+    pub async fn recv_close(&mut self) -> tokio_tungstenite::tungstenite::protocol::CloseFrame<'static> {
+        let close = tokio::time::timeout(WAIT, async {
+            loop {
+                match self.stream.next().await {
+                    Some(Ok(WsMessage::Close(frame))) => return Ok(frame),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => return Err("stream ended without a close frame".to_owned()),
+                }
+            }
+        })
+        .await
+        .expect("the server closes within the wait");
+        close.expect("a close frame, not a dropped connection").expect("a close code")
+    }
+
     /// The next frame of a given type, skipping others (e.g. `sent` while waiting for `message`).
     pub async fn recv_type(&mut self, frame_type: &str) -> Value {
         loop {
@@ -254,18 +371,67 @@ fn rand_suffix() -> u64 {
 }
 
 /// Polls `f` until it returns `Some`, at most `WAIT`.
-pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + WAIT;
+    poll_until(WAIT, f).await.unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+/// Polls `f` until it returns `Some`, or `None` once `within` has passed.
+pub async fn poll_until<T, F, Fut>(within: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
     loop {
         if let Some(v) = f().await {
-            return v;
+            return Some(v);
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// How often the waits on a condition look again.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// The blocking form of [`eventually`] (for threads and child processes): polls `f` until it
+/// returns `Some`, or `None` once `within` has passed.
+pub fn wait_until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+}
+
+/// Waits until `GET /api/status` counts `n` long-polls parked at their shard (`long_polls_waiting`).
+pub async fn wait_long_polls(server: &Endpoint, n: u64) {
+    eventually(&format!("{n} long-polls parked"), || async {
+        let (_, status) = server.get("/api/status").await;
+        (status["long_polls_waiting"].as_u64() == Some(n)).then_some(())
+    })
+    .await
+}
+
+impl Ws {
+    /// One session per id, connected in order.
+    pub async fn connect_each<const N: usize>(server: &Endpoint, ids: [&str; N]) -> [Ws; N] {
+        let mut sessions = Vec::with_capacity(N);
+        for id in ids {
+            sessions.push(Ws::connect(server, id).await);
+        }
+        sessions.try_into().unwrap_or_else(|_| unreachable!("one session per id"))
     }
 }
 
@@ -286,16 +452,8 @@ impl RawResponse {
 }
 
 pub async fn raw_http(port: u16, chunks: &[&[u8]], pause: Duration) -> RawResponse {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-    for (i, c) in chunks.iter().enumerate() {
-        if i > 0 {
-            tokio::time::sleep(pause).await;
-        }
-        if s.write_all(c).await.is_err() {
-            break;
-        }
-    }
+    use tokio::io::AsyncReadExt;
+    let mut s = raw_write(port, chunks, pause).await;
     let mut buf = Vec::new();
     let mut tmp = [0u8; 8192];
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -321,6 +479,22 @@ pub async fn raw_http(port: u16, chunks: &[&[u8]], pause: Duration) -> RawRespon
     RawResponse { status, head, body }
 }
 
+/// Connects to 127.0.0.1:`port` and writes `chunks` with `pause` between them (a slow client: the
+/// pause is the test's pacing, not a wait for anything), stopping at the first failed write.
+pub async fn raw_write(port: u16, chunks: &[&[u8]], pause: Duration) -> TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    for (i, c) in chunks.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(pause).await;
+        }
+        if s.write_all(c).await.is_err() {
+            break;
+        }
+    }
+    s
+}
+
 /// A request as written: `METHOD PATH HTTP/1.1` with `headers` and `body` (Content-Length added).
 pub fn raw_request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
     let mut r = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
@@ -335,6 +509,19 @@ pub fn raw_request(method: &str, path: &str, headers: &[(&str, &str)], body: &st
     r.into_bytes()
 }
 pub mod python;
+
+/// The lines `reader` (a child's stdout) writes, as they come, read on a thread of their own.
+pub fn lines_of(reader: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
 
 /// `agent-bridge keys create --data-dir DIR ARGS...` on a stopped broker's data dir: the key (the
 /// last line of its output).
@@ -353,15 +540,16 @@ pub fn create_key(dir: &std::path::Path, args: &[&str]) -> String {
     key
 }
 
+/// One key per `(client id pattern, permissions)`, created as [`create_key`] does.
+pub fn create_keys<const N: usize>(dir: &std::path::Path, grants: [(&str, &str); N]) -> [String; N] {
+    grants.map(|(client, permissions)| create_key(dir, &["--client-id", client, "--permissions", permissions]))
+}
+
 /// Waits for `child` at most `within` (killing it and panicking with `what` past that); its output.
 pub fn wait_output(mut child: Child, within: Duration, what: &str) -> std::process::Output {
-    let deadline = Instant::now() + within;
-    while child.try_wait().expect("waiting").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("did not finish in time: {what}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if wait_until(within, || child.try_wait().expect("waiting")).is_none() {
+        let _ = child.kill();
+        panic!("did not finish in time: {what}");
     }
     child.wait_with_output().expect("output")
 }
@@ -380,13 +568,7 @@ pub fn mcp_tool_call(cmd: &mut Command, tool: &str, arguments: Value) -> (Value,
     ] {
         writeln!(stdin, "{r}").expect("writing to the MCP server");
     }
-    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = lines_of(child.stdout.take().expect("stdout"));
     let answer = loop {
         let line = rx.recv_timeout(WAIT).expect("an answer to the tool call in time");
         let v: Value = serde_json::from_str(&line).expect("JSON-RPC on stdout");

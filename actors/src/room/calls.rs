@@ -411,6 +411,6 @@ impl Room {
 }
 
 /// The item of `items` that `matches`, or `not_found` with the message `missing` builds.
-fn found<'a, T>(items: &'a mut [T], matches: impl Fn(&T) -> bool, missing: impl FnOnce() -> String) -> Result<&'a mut T, RoomError> {
+fn found<T>(items: &mut [T], matches: impl Fn(&T) -> bool, missing: impl FnOnce() -> String) -> Result<&mut T, RoomError> {
     items.iter_mut().find(|t| matches(t)).ok_or_else(|| RoomError::NotFound(missing()))
 }

@@ -14,6 +14,11 @@ use super::flusher::Flusher;
 /// The sled tree of API key records.
 pub const KEYS_TREE: &str = "keys";
 
+/// sled's page cache, in bytes (sled's default is 1 GiB). What does not fit is read back from the
+/// store's file; with a larger cache an in-memory broker held every message of a burst in RSS
+/// until retention removed it (issue 9: RSS after a burst).
+pub const CACHE_BYTES: u64 = 16 << 20;
+
 /// Storage failures.
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -53,7 +58,8 @@ impl Store {
             Some(d) => sled::Config::new().path(d.join("db")),
             None => sled::Config::new().temporary(true),
         }
-        .mode(sled::Mode::HighThroughput);
+        .mode(sled::Mode::HighThroughput)
+        .cache_capacity(CACHE_BYTES);
         let temporary = dir.is_none();
         let background_flush = if temporary { None } else { background_flush };
         let config = config.flush_every_ms(background_flush.map(|d| d.as_millis().max(1) as u64));

@@ -56,7 +56,7 @@ mod streams;
 mod undelivered;
 
 pub use batch::Batch;
-pub use db::{Store, StoreError, KEYS_TREE};
+pub use db::{Store, StoreError, CACHE_BYTES, KEYS_TREE};
 pub use expiry::Expiring;
 pub use format::Stored;
 pub use idempotency::IdempotencyRecord;

@@ -34,99 +34,87 @@ pub type ToolResult = Result<Value, String>;
 
 /// The tool list of `tools/list`.
 pub fn definitions() -> Value {
-    let payload = json!({"description": "The message body: any JSON value (object, string, number...)."});
-    let text = json!({"type": "string", "description": "Shorthand for a plain-text body: sent as {\"text\": TEXT}. Give text or payload."});
     let priority = json!({"type": "string", "enum": ["critical", "high", "normal", "low", "bulk"], "description": "Delivery priority (default normal)."});
     let room = json!({"type": "string", "description": "Room name: \"name\" or \"name/channel\"."});
-    let mut tools = json!([
-        {
-            "name": "send_message",
-            "title": "Send a message",
-            "description": "Send a message to another agent (by client id), to a pool (\"pool:NAME\", one member picked by load balancing), to \"all\" connected agents, or to a room. Returns the message id and whether it was delivered now or queued for an offline recipient. To answer a message you received, prefer the reply tool.",
-            "inputSchema": {
-                "type": "object",
-                "properties": {
-                    "to": {"type": "string", "description": "Recipient: a client id, \"all\", or \"pool:NAME\". Give to or room."},
-                    "room": room,
-                    "type": {"type": "string", "description": "Message type, free text such as command, question, note (default \"message\")."},
-                    "payload": payload,
-                    "text": text,
-                    "correlation_id": {"type": "string", "description": "Marks this as a reply to the request with this correlation id (or message id)."},
-                    "require_ack": {"type": "boolean", "description": "Redeliver until the recipient acknowledges it."},
-                    "priority": priority,
-                    "ttl_s": {"type": "integer", "minimum": 1, "description": "Expire the message after this many seconds."}
-                }
-            }
-        },
-        {
-            "name": "ask",
-            "title": "Ask and wait for the reply",
-            "description": "Send a request to another agent and wait for its reply (the message it sends back with this request's correlation id). Returns the reply message, or an error if none came within timeout_s.",
-            "inputSchema": {
-                "type": "object",
-                "properties": {
-                    "to": {"type": "string", "description": "Who to ask: a client id or \"pool:NAME\"."},
-                    "type": {"type": "string", "description": "Message type of the request (default \"question\")."},
-                    "payload": payload,
-                    "text": text,
-                    "timeout_s": {"type": "number", "minimum": 0.1, "maximum": MAX_WAIT_S, "description": "Seconds to wait for the reply (default 60)."}
-                },
-                "required": ["to"]
-            }
-        },
-        {
-            "name": "broadcast",
-            "title": "Broadcast to all agents",
-            "description": "Send a message to every agent seen in the last minute (except yourself). Returns how many received it.",
-            "inputSchema": {
-                "type": "object",
-                "properties": {
-                    "type": {"type": "string", "description": "Message type (default \"announcement\")."},
-                    "payload": payload,
-                    "text": text
-                }
-            }
-        },
-        {
-            "name": "read_messages",
-            "title": "Read new messages",
-            "description": "Return the messages received since the last read (oldest first) and a cursor. Pass an earlier cursor to read again from there. Messages that ask for an acknowledgement are acknowledged when returned. To answer one, use reply with its id.",
-            "inputSchema": {
-                "type": "object",
-                "properties": {
-                    "cursor": {"type": "integer", "minimum": 0, "description": "Return messages after this cursor (from an earlier result). Default: after the last read."},
-                    "limit": {"type": "integer", "minimum": 1, "maximum": 500, "description": "At most this many messages (default 50)."},
-                    "wait_s": {"type": "number", "minimum": 0, "maximum": 60, "description": "If there is nothing new, wait up to this many seconds for a message (default 0)."}
-                }
-            }
-        },
-        {
-            "name": "reply",
-            "title": "Reply to a message",
-            "description": "Answer a message returned by read_messages: sent to its sender with its correlation id, which is what an agent waiting in ask receives.",
-            "inputSchema": {
-                "type": "object",
-                "properties": {
-                    "message_id": {"type": "string", "description": "The id of the message to answer."},
-                    "type": {"type": "string", "description": "Message type (default \"reply\")."},
-                    "payload": payload,
-                    "text": text
-                },
-                "required": ["message_id"]
-            }
-        },
-        {
-            "name": "status",
-            "title": "Bridge status",
-            "description": "Your client id (what other agents send to), the broker's address and status, whether you are connected, and how many messages are unread.",
-            "inputSchema": {"type": "object", "properties": {}}
-        }
-    ]);
+    let tools = [
+        message_tool(
+            ("send_message", "Send a message"),
+            "Send a message to another agent (by client id), to a pool (\"pool:NAME\", one member picked by load balancing), to \"all\" connected agents, or to a room. Returns the message id and whether it was delivered now or queued for an offline recipient. To answer a message you received, prefer the reply tool.",
+            "Message type, free text such as command, question, note (default \"message\").",
+            json!({
+                "to": {"type": "string", "description": "Recipient: a client id, \"all\", or \"pool:NAME\". Give to or room."},
+                "room": room,
+                "correlation_id": {"type": "string", "description": "Marks this as a reply to the request with this correlation id (or message id)."},
+                "require_ack": {"type": "boolean", "description": "Redeliver until the recipient acknowledges it."},
+                "priority": priority,
+                "ttl_s": {"type": "integer", "minimum": 1, "description": "Expire the message after this many seconds."}
+            }),
+            &[],
+        ),
+        message_tool(
+            ("ask", "Ask and wait for the reply"),
+            "Send a request to another agent and wait for its reply (the message it sends back with this request's correlation id). Returns the reply message, or an error if none came within timeout_s.",
+            "Message type of the request (default \"question\").",
+            json!({
+                "to": {"type": "string", "description": "Who to ask: a client id or \"pool:NAME\"."},
+                "timeout_s": {"type": "number", "minimum": 0.1, "maximum": MAX_WAIT_S, "description": "Seconds to wait for the reply (default 60)."}
+            }),
+            &["to"],
+        ),
+        message_tool(
+            ("broadcast", "Broadcast to all agents"),
+            "Send a message to every agent seen in the last minute (except yourself). Returns how many received it.",
+            "Message type (default \"announcement\").",
+            json!({}),
+            &[],
+        ),
+        tool(
+            "read_messages",
+            "Read new messages",
+            "Return the messages received since the last read (oldest first) and a cursor. Pass an earlier cursor to read again from there. Messages that ask for an acknowledgement are acknowledged when returned. To answer one, use reply with its id.",
+            json!({
+                "cursor": {"type": "integer", "minimum": 0, "description": "Return messages after this cursor (from an earlier result). Default: after the last read."},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 500, "description": "At most this many messages (default 50)."},
+                "wait_s": {"type": "number", "minimum": 0, "maximum": 60, "description": "If there is nothing new, wait up to this many seconds for a message (default 0)."}
+            }),
+            &[],
+        ),
+        message_tool(
+            ("reply", "Reply to a message"),
+            "Answer a message returned by read_messages: sent to its sender with its correlation id, which is what an agent waiting in ask receives.",
+            "Message type (default \"reply\").",
+            json!({"message_id": {"type": "string", "description": "The id of the message to answer."}}),
+            &["message_id"],
+        ),
+        tool(
+            "status",
+            "Bridge status",
+            "Your client id (what other agents send to), the broker's address and status, whether you are connected, and how many messages are unread.",
+            json!({}),
+            &[],
+        ),
+    ];
     // The room tools: one per call of the table, their schemas derived from the params' types.
-    if let Value::Array(list) = &mut tools {
-        list.extend(CALLS.iter().map(|c| json!({"name": c.tool, "title": c.title, "description": c.doc, "inputSchema": c.params_schema()})));
+    let room_tools = CALLS.iter().map(|c| json!({"name": c.tool, "title": c.title, "description": c.doc, "inputSchema": c.params_schema()}));
+    Value::Array(tools.into_iter().chain(room_tools).collect())
+}
+
+/// A tool that sends a message: `properties` and the body's (`type`, documented by `type_doc`,
+/// and `payload` or `text`).
+fn message_tool((name, title): (&str, &str), description: &str, type_doc: &str, mut properties: Value, required: &[&str]) -> Value {
+    properties["type"] = json!({"type": "string", "description": type_doc});
+    properties["payload"] = json!({"description": "The message body: any JSON value (object, string, number...)."});
+    properties["text"] = json!({"type": "string", "description": "Shorthand for a plain-text body: sent as {\"text\": TEXT}. Give text or payload."});
+    tool(name, title, description, properties, required)
+}
+
+/// One tool of `tools/list` whose input is an object with `properties`, `required` among them.
+fn tool(name: &str, title: &str, description: &str, properties: Value, required: &[&str]) -> Value {
+    let mut schema = json!({"type": "object", "properties": properties});
+    if !required.is_empty() {
+        schema["required"] = json!(required);
     }
-    tools
+    json!({"name": name, "title": title, "description": description, "inputSchema": schema})
 }
 
 /// True for the names [`definitions`] lists.
