@@ -170,6 +170,7 @@ pub async fn close(state: &AppState) {
 fn start_auth(config: &Config, broker: &Broker) -> anyhow::Result<Arc<Authenticator>> {
     let auth_config = config.auth_config()?;
     let auth = Arc::new(Authenticator::new(broker.store.clone(), auth_config).map_err(|e| anyhow::anyhow!("{e}"))?);
+    install_bootstrap_key(config, &auth)?;
     config.check_exposure(auth.required())?;
     let addr = config.bind;
     if !auth.required() && !addr.ip().is_loopback() {
@@ -192,6 +193,30 @@ fn start_auth(config: &Config, broker: &Broker) -> anyhow::Result<Arc<Authentica
         }
     });
     Ok(auth)
+}
+
+/// Installs the bootstrap admin key of `bootstrap_admin_key_file`, unless the store has it. The
+/// key itself is never logged, only its id.
+fn install_bootstrap_key(config: &Config, auth: &Authenticator) -> anyhow::Result<()> {
+    use agent_bridge_actors::auth::keys::NewKey;
+    use agent_bridge_actors::auth::Permissions;
+    let path = &config.bootstrap_admin_key_file;
+    if path.is_empty() {
+        return Ok(());
+    }
+    let bad = |m: String| crate::config::ConfigError::Invalid(format!("bootstrap_admin_key_file = {path:?}: {m}"));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let key = text.trim();
+    let permissions = Permissions::parse("read,write,admin").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let new = NewKey { client_id: "*".into(), permissions, label: "bootstrap admin key".into(), ..NewKey::default() };
+    let id = agent_bridge_actors::auth::keys::split_key(key).map(|(id, _)| id.to_owned()).unwrap_or_default();
+    match auth.keys.install(key, new) {
+        Ok(true) => info!(key_id = %id, "bootstrap admin key installed"),
+        Ok(false) => tracing::debug!(key_id = %id, "bootstrap admin key already in the store"),
+        Err(agent_bridge_actors::auth::AuthError::BadRequest(m)) => return Err(bad(m).into()),
+        Err(e) => return Err(anyhow::anyhow!("installing the bootstrap admin key: {e}")),
+    }
+    Ok(())
 }
 
 /// How often API key usage counters are written back to the store.

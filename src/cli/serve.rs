@@ -55,7 +55,10 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
 /// Whether the bind is beyond loopback with no authentication configured: then only API keys in
 /// the store can make it acceptable (`Config::check_exposure`).
 fn exposed(config: &Config) -> bool {
-    let auth_configured = config.require_auth || !config.jwt_secret.is_empty() || !config.jwt_public_key_file.is_empty();
+    let auth_configured = config.require_auth
+        || !config.jwt_secret.is_empty()
+        || !config.jwt_public_key_file.is_empty()
+        || !config.bootstrap_admin_key_file.is_empty();
     !(config.bind.ip().is_loopback() || config.insecure || auth_configured)
 }
 
