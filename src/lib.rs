@@ -96,9 +96,10 @@ impl Serving {
                 .wrap(actix_web::middleware::from_fn(crate::http::edge::check))
         })
         .workers(workers)
-        // Never more connections than open files allow: past this actix pauses accepting instead
-        // of failing accept(2) with "Too many open files" in a loop.
-        .max_connections(fit.map_or(25_000, |n| n.div_ceil(workers).max(1)))
+        // Never more connections than open files allow (nor than actix's default of 25,000 per
+        // worker): past this actix pauses accepting instead of failing accept(2) with "Too many
+        // open files" in a loop.
+        .max_connections(fit.map_or(ACTIX_MAX_CONNECTIONS, |n| n.div_ceil(workers).clamp(1, ACTIX_MAX_CONNECTIONS)))
         // The caller says when to stop (`until`); `serve` turns the process's signals into that.
         .disable_signals()
         .on_connect(crate::http::edge::Connection::on_connect)
@@ -198,6 +199,9 @@ fn start_auth(config: &Config, broker: &Broker) -> anyhow::Result<Arc<Authentica
     });
     Ok(auth)
 }
+
+/// actix-server's own limit of connections per worker.
+const ACTIX_MAX_CONNECTIONS: usize = 25_000;
 
 /// Open files one connection takes: its socket and the edge's handle on it
 /// (`http::edge::Connection`).

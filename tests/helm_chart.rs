@@ -98,6 +98,8 @@ async fn the_chart_renders_validates_and_its_config_and_bootstrap_key_start_the_
         let (code, body) = server.get(probe).await;
         assert_eq!(code, 200, "{probe}: {body}");
     }
+    let (code, _) = server.get("/metrics").await;
+    assert_eq!(code, 200, "the ServiceMonitor's /metrics is served without credentials");
     let (code, _) = server.get("/api/status").await;
     assert_eq!(code, 401, "the chart's broker requires authentication");
     let grant = json!({"client_id": "agent-*", "permissions": ["read", "write"], "label": "first"});
