@@ -51,13 +51,19 @@ pub struct Config {
     pub require_auth: bool,
     /// Guest mode: permissions of callers without credentials while auth is required (e.g. "read,write"; empty: off).
     #[arg(long, env = "BRIDGE_GUEST_PERMISSIONS")]
+    #[serde(deserialize_with = "values::comma_list")]
     pub guest_permissions: String,
     /// Client id patterns guests may act as (comma-separated, `*` suffix wildcard).
     #[arg(long, env = "BRIDGE_GUEST_CLIENTS")]
+    #[serde(deserialize_with = "values::comma_list")]
     pub guest_clients: String,
     /// HS256 secret for JWT authentication (at least 32 bytes; empty: off).
     #[arg(long, env = "BRIDGE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: String,
+    /// A file holding an admin API key (abk_<id>_<secret>) installed at start unless the store
+    /// has it: the first credential of a fresh deployment (empty: off).
+    #[arg(long, env = "BRIDGE_BOOTSTRAP_ADMIN_KEY_FILE")]
+    pub bootstrap_admin_key_file: String,
     /// RS256 public key (PEM file) for JWT authentication (empty: off).
     #[arg(long, env = "BRIDGE_JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: String,
@@ -72,6 +78,7 @@ pub struct Config {
     pub jwt_leeway_s: u64,
     /// Permissions of a JWT without a `permissions` claim.
     #[arg(long, env = "BRIDGE_JWT_DEFAULT_PERMISSIONS")]
+    #[serde(deserialize_with = "values::comma_list")]
     pub jwt_default_permissions: String,
     /// Requests per hour of API keys that set no limit of their own (0: unlimited).
     #[arg(long, env = "BRIDGE_KEY_RATE_LIMIT_PER_HOUR")]
@@ -96,10 +103,12 @@ pub struct Config {
     pub max_connections_per_client: usize,
     /// Origins allowed for browser requests (comma-separated, `*` for any, empty: none).
     #[arg(long, env = "BRIDGE_CORS_ORIGINS")]
+    #[serde(deserialize_with = "values::comma_list")]
     pub cors_origins: String,
     /// Host names the broker answers to besides loopback names and addresses (comma-separated,
     /// `*` for any): the DNS-rebinding defence. Beyond loopback, empty means no check.
     #[arg(long, env = "BRIDGE_ALLOWED_HOSTS")]
+    #[serde(deserialize_with = "values::comma_list")]
     pub allowed_hosts: String,
     /// Longest time a request body may take to arrive, in seconds (then 408 and the connection closes).
     #[arg(long, env = "BRIDGE_BODY_TIMEOUT_S")]
@@ -599,6 +608,25 @@ mod tests {
         assert!(err.contains("--log-format") && err.contains("text, json"), "{err}");
         let err = Serve::try_parse_from(["serve", "--bind", "nowhere"]).expect_err("refused").to_string();
         assert!(err.contains("--bind"), "{err}");
+    }
+
+    #[test]
+    fn lists_and_tables_read_as_the_comma_separated_settings() {
+        let (_dir, path) = file(
+            "cors_origins = [\"https://claude.ai\", \"https://x.example\"]\nallowed_hosts = []\n\
+             guest_permissions = [\"read\"]\n[retention_types]\nlog = \"short\"\naudit = \"permanent\"\n",
+        );
+        let c = load(&["--config", &path]).expect("load");
+        assert_eq!(c.cors_origin_list(), ["https://claude.ai", "https://x.example"]);
+        assert_eq!((c.allowed_hosts.as_str(), c.guest_permissions.as_str()), ("", "read"));
+        assert_eq!(c.retention().for_type("log"), Some(Duration::from_secs(3600)));
+        assert_eq!(c.retention().for_type("audit"), None);
+        let (_dir, path) = file("cors_origins = 3\n");
+        let err = load(&["--config", &path]).expect_err("refused").to_string();
+        assert!(err.contains("cors_origins: expected a string or a list of strings"), "{err}");
+        let (_dir, path) = file("[retention_types]\nlog = \"soon\"\n");
+        let err = load(&["--config", &path]).expect_err("refused").to_string();
+        assert!(err.contains("retention_types") && err.contains("soon"), "{err}");
     }
 
     #[test]

@@ -65,10 +65,11 @@ pub struct Serving {
 impl Serving {
     /// Starts the broker on `listener` inside the current actix `System` and returns once it is
     /// serving.
-    pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<Serving> {
+    pub fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<Serving> {
         let broker = Broker::start(config.broker()).context("opening the store")?;
-        let auth = start_auth(&config, &broker)?;
         let workers = config.worker_count();
+        let fit = fit_open_files(&mut config);
+        let auth = start_auth(&config, &broker)?;
         let addr = listener.local_addr().context("reading the bound address")?;
         let state = web::Data::new(AppState {
             broker,
@@ -95,6 +96,10 @@ impl Serving {
                 .wrap(actix_web::middleware::from_fn(crate::http::edge::check))
         })
         .workers(workers)
+        // Never more connections than open files allow (nor than actix's default of 25,000 per
+        // worker): past this actix pauses accepting instead of failing accept(2) with "Too many
+        // open files" in a loop.
+        .max_connections(fit.map_or(ACTIX_MAX_CONNECTIONS, |n| n.div_ceil(workers).clamp(1, ACTIX_MAX_CONNECTIONS)))
         // The caller says when to stop (`until`); `serve` turns the process's signals into that.
         .disable_signals()
         .on_connect(crate::http::edge::Connection::on_connect)
@@ -170,6 +175,7 @@ pub async fn close(state: &AppState) {
 fn start_auth(config: &Config, broker: &Broker) -> anyhow::Result<Arc<Authenticator>> {
     let auth_config = config.auth_config()?;
     let auth = Arc::new(Authenticator::new(broker.store.clone(), auth_config).map_err(|e| anyhow::anyhow!("{e}"))?);
+    install_bootstrap_key(config, &auth)?;
     config.check_exposure(auth.required())?;
     let addr = config.bind;
     if !auth.required() && !addr.ip().is_loopback() {
@@ -192,6 +198,68 @@ fn start_auth(config: &Config, broker: &Broker) -> anyhow::Result<Arc<Authentica
         }
     });
     Ok(auth)
+}
+
+/// actix-server's own limit of connections per worker.
+const ACTIX_MAX_CONNECTIONS: usize = 25_000;
+
+/// Open files one connection takes: its socket and the edge's handle on it
+/// (`http::edge::Connection`).
+const FILES_PER_CONNECTION: u64 = 2;
+/// Open files kept free beyond those in use at start: the store's, log files, and the sockets of
+/// requests answered while the WebSocket/SSE limit is reached.
+const FILES_RESERVED: u64 = 64;
+
+/// Fits the connection limits to the process's open-file limit: returns how many TCP connections
+/// fit (`None`: no limit), and lowers `max_connections` (WebSocket and SSE connections) to three
+/// quarters of that when it is above, saying so, so that past it new streams get a clean 429
+/// `too_many_connections` while the rest stays free for plain HTTP (health probes, refusals)
+/// instead of accept(2) failing with "Too many open files".
+fn fit_open_files(config: &mut Config) -> Option<usize> {
+    let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).ok()?;
+    if soft == rlimit::INFINITY {
+        return None;
+    }
+    let in_use = std::fs::read_dir("/proc/self/fd").map_or(FILES_RESERVED, |d| d.count() as u64);
+    let fit = soft.saturating_sub(in_use + FILES_RESERVED) / FILES_PER_CONNECTION;
+    let streams = usize::try_from((fit * 3 / 4).max(1)).unwrap_or(usize::MAX);
+    if config.max_connections == 0 || config.max_connections > streams {
+        tracing::warn!(
+            open_files = soft,
+            in_use,
+            max_connections = config.max_connections,
+            effective_max_connections = streams,
+            "max_connections does not fit the open-file limit (each connection takes {FILES_PER_CONNECTION} files): \
+             WebSocket and SSE connections beyond {streams} are refused with too_many_connections; raise the limit \
+             (ulimit -n, LimitNOFILE) to allow more"
+        );
+        config.max_connections = streams;
+    }
+    Some(usize::try_from(fit.max(1)).unwrap_or(usize::MAX))
+}
+
+/// Installs the bootstrap admin key of `bootstrap_admin_key_file`, unless the store has it. The
+/// key itself is never logged, only its id.
+fn install_bootstrap_key(config: &Config, auth: &Authenticator) -> anyhow::Result<()> {
+    use agent_bridge_actors::auth::keys::NewKey;
+    use agent_bridge_actors::auth::Permissions;
+    let path = &config.bootstrap_admin_key_file;
+    if path.is_empty() {
+        return Ok(());
+    }
+    let bad = |m: String| crate::config::ConfigError::Invalid(format!("bootstrap_admin_key_file = {path:?}: {m}"));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let key = text.trim();
+    let permissions = Permissions::parse("read,write,admin").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let new = NewKey { client_id: "*".into(), permissions, label: "bootstrap admin key".into(), ..NewKey::default() };
+    let id = agent_bridge_actors::auth::keys::split_key(key).map(|(id, _)| id.to_owned()).unwrap_or_default();
+    match auth.keys.install(key, new) {
+        Ok(true) => info!(key_id = %id, "bootstrap admin key installed"),
+        Ok(false) => tracing::debug!(key_id = %id, "bootstrap admin key already in the store"),
+        Err(agent_bridge_actors::auth::AuthError::BadRequest(m)) => return Err(bad(m).into()),
+        Err(e) => return Err(anyhow::anyhow!("installing the bootstrap admin key: {e}")),
+    }
+    Ok(())
 }
 
 /// How often API key usage counters are written back to the store.

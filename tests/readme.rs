@@ -82,6 +82,21 @@ const BLOCKS: &[(&str, How)] = &[
         How::Elsewhere("benchmarks need a release build and a quiet machine; they are run by hand, not by tests"),
     ),
     (
+        "helm install ab helm/agent-bridge --namespace agents --create-namespace \\\n\
+           --set-json 'config.cors_origins=[\"https://claude.ai\"]' \\\n\
+           --set ingress.enabled=true --set ingress.className=nginx --set 'ingress.hosts[0]=bridge.example.com'\n\
+         kubectl -n agents rollout status statefulset/ab-agent-bridge\n\
+         export AB_ADMIN_KEY=$(kubectl -n agents get secret ab-agent-bridge-auth -o jsonpath='{.data.bootstrap-admin-key}' | base64 -d)\n\
+         kubectl -n agents port-forward svc/ab-agent-bridge 5001:5001 &\n\
+         curl -s -X POST http://127.0.0.1:5001/admin/keys -H \"Authorization: Bearer $AB_ADMIN_KEY\" \\\n\
+           -H 'Content-Type: application/json' -d '{\"client_id\": \"agent-*\", \"permissions\": [\"read\", \"write\"]}'\n",
+        How::Elsewhere(
+            "needs a Kubernetes cluster and the helm binary; tests/helm_chart.rs renders the chart with these values' kinds \
+             (lists, ingress, the generated bootstrap Secret), boots the broker from its TOML and makes the first key with \
+             the bootstrap key over HTTP",
+        ),
+    ),
+    (
         "agent-bridge send --client-id code --to browser --type command '{\"text\": \"hello\"}'   # also: all, pool:NAME, --room R\n\
          agent-bridge send --client-id code --to browser @payload.json     # or - (or a pipe) for stdin; text that is not JSON is sent as a string\n\
          agent-bridge listen --client-id browser --json --auto-ack --cursor-file browser.cursor --count 1   # JSON lines, resumable\n\

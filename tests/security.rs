@@ -686,3 +686,57 @@ async fn builtin_tls_serves_https_and_wss() {
     assert_eq!(ws.recv().await["type"], "pong");
     ws.stream.close(None).await.expect("close");
 }
+
+/// The bootstrap admin key (`bootstrap_admin_key_file`): installed once, an admin key from the
+/// first start (it creates keys), not duplicated by a restart, and a revocation of it sticks; a
+/// file that holds no key is a configuration error (exit 2) that does not show the file's text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_admin_key_is_installed_once_and_its_revocation_sticks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = format!("abk_{}_{}", "0a1b2c3d4e5f", "9".repeat(64));
+    let file = dir.path().join("admin-key");
+    std::fs::write(&file, format!("{key}\n")).expect("write");
+    let boot = |extra: &[&str]| {
+        let mut args = vec!["--bootstrap-admin-key-file", file.to_str().expect("utf-8")];
+        args.extend_from_slice(extra);
+        start_with_dir(&data, &args)
+    };
+    let mut server = boot(&[]);
+    let (status, _, _) = http(&server, "GET", "/api/status", None, None).await;
+    assert_eq!(status, 401, "a key in the store turns authentication on");
+    let (status, _, created) =
+        http(&server, "POST", "/admin/keys", Some(&key), Some(json!({"client_id": "agent-1", "permissions": ["read"]}))).await;
+    assert_eq!(status, 201, "{created}");
+    assert!(!server.logs().contains(&"9".repeat(64)), "the key is never logged");
+    server.kill();
+
+    let mut server = boot(&[]);
+    let (status, _, keys) = http(&server, "GET", "/admin/keys", Some(&key), None).await;
+    assert_eq!(status, 200, "{keys}");
+    let ids: Vec<&str> = keys["keys"].as_array().expect("keys").iter().filter_map(|k| k["id"].as_str()).collect();
+    assert_eq!((ids.len(), ids.iter().filter(|id| **id == "0a1b2c3d4e5f").count()), (2, 1), "{keys}");
+    let (status, _, body) = http(&server, "DELETE", "/admin/keys/0a1b2c3d4e5f", Some(&key), None).await;
+    assert_eq!(status, 200, "{body}");
+    server.kill();
+    let server = boot(&[]);
+    let (status, _, body) = http(&server, "GET", "/admin/keys", Some(&key), None).await;
+    assert_eq!(status, 401, "revoked stays revoked after a restart: {body}");
+    drop(server);
+
+    for (text, needle) in [("not-a-key", "not an API key"), (&format!("abk_0a1b2c3d4e5f_{}", "8".repeat(64)), "already has the id")] {
+        std::fs::write(&file, text).expect("write");
+        let child = Command::new(bin())
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir", data.to_str().expect("utf-8"), "--bootstrap-admin-key-file"])
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run");
+        let out = common::wait_output(child, WAIT, "a bad bootstrap key file stops the start");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("bootstrap_admin_key_file") && stderr.contains(needle), "{stderr}");
+        assert!(!stderr.contains(&"8".repeat(64)), "the file's text is not shown");
+    }
+}

@@ -47,7 +47,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::ack_tracker::{AckConfig, AckTracker};
-use crate::messages::{Durability, ShardLink, Shards, TrackerLink};
+use crate::messages::{Durability, ShardLink, ShardPort, Shards, TrackerLink};
 use crate::room::RoomsConfig;
 use crate::rooms::{Rooms, RoomsHandle};
 use crate::router::{Router, RouterConfig, RouterHandle};
@@ -147,13 +147,13 @@ impl Broker {
             tracker_mailbox.supervise_in(&child, &arbiter(), move || AckTracker::new(c, store, ack, shards))
         };
 
-        let shards: Vec<Addr<Router>> = shard_mailboxes
+        let shards: Vec<ShardPort> = shard_mailboxes
             .into_iter()
             .enumerate()
             .map(|(i, mailbox)| {
                 let child = tree.register(spec(format!("{}-{i}", Router::NAME), Router::NAME));
                 let (store, rc, tracker, c) = (store.clone(), config.router.clone(), tracker_link.clone(), child.clone());
-                mailbox.supervise_in(&child, &arbiter(), move || Router::new(c, store, rc, tracker))
+                ShardPort::of(&mailbox.supervise_in(&child, &arbiter(), move || Router::new(c, store, rc, tracker)))
             })
             .collect();
 

@@ -24,7 +24,6 @@ use crate::auth::limits::CredentialsRevoked;
 use crate::auth::SessionAuth;
 use crate::delivery::{Backlog, Deliver, Notify, Transport};
 use crate::messages::{CatchUp, Connected, RouteError};
-use crate::router::Router;
 use crate::session::{Connection, Registration, SessionDeps};
 use crate::supervisor::{supervisee, Supervisee};
 
@@ -52,7 +51,7 @@ impl SseSession {
     ) -> SseBody {
         let (tx, rx) = mpsc::channel(deps.config.queue_limit.clamp(16, 1024));
         let reg = Registration::new(deps, SseSession::NAME, "sse", client_id, since, types, auth);
-        let body = SseBody { rx, backlog: Arc::clone(&reg.backlog), shard: reg.shard.clone(), catch_up: reg.catch_up() };
+        let body = SseBody { rx, backlog: Arc::clone(&reg.backlog), shard: reg.shard.catch_up.clone(), catch_up: reg.catch_up() };
         SseSession { reg, tx }.start();
         body
     }
@@ -81,7 +80,7 @@ impl SseSession {
 pub struct SseBody {
     rx: mpsc::Receiver<(Bytes, Option<usize>)>,
     backlog: Arc<Backlog>,
-    shard: Addr<Router>,
+    shard: Recipient<CatchUp>,
     /// Sent to the shard when a lagging backlog drained.
     catch_up: CatchUp,
 }

@@ -55,7 +55,10 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
 /// Whether the bind is beyond loopback with no authentication configured: then only API keys in
 /// the store can make it acceptable (`Config::check_exposure`).
 fn exposed(config: &Config) -> bool {
-    let auth_configured = config.require_auth || !config.jwt_secret.is_empty() || !config.jwt_public_key_file.is_empty();
+    let auth_configured = config.require_auth
+        || !config.jwt_secret.is_empty()
+        || !config.jwt_public_key_file.is_empty()
+        || !config.bootstrap_admin_key_file.is_empty();
     !(config.bind.ip().is_loopback() || config.insecure || auth_configured)
 }
 
@@ -69,7 +72,7 @@ fn store_has_keys(config: &Config) -> anyhow::Result<bool> {
 }
 
 fn serve_inner(config: Config) -> anyhow::Result<i32> {
-    raise_fd_limit(&config);
+    raise_fd_limit();
     // An unauthenticated public bind is refused before binding: at once when no store can hold
     // keys; otherwise `run` decides once the store is open, and a failed bind looks at the store
     // first, so that the refusal, not the bind error, is what the operator sees.
@@ -153,14 +156,10 @@ fn signals() -> std::io::Result<impl std::future::Future<Output = Stop>> {
 
 /// Raises the soft open-file limit to the hard one (as Go's runtime does): each connection takes
 /// two descriptors (its socket and the edge's handle on it, crate::http::edge::Connection), and the
-/// store some more. Warns when `max_connections` still does not fit.
-fn raise_fd_limit(config: &Config) {
-    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
-    let needed = 2 * config.max_connections as u64 + 256;
-    if limit < needed {
-        tracing::warn!(open_files = limit, needed, max_connections = config.max_connections, "the open-file limit is below what max_connections needs: raise it (ulimit -n, LimitNOFILE)");
-    } else {
-        tracing::debug!(open_files = limit, "open-file limit");
+/// store some more. `Serving::start` then fits `max_connections` to the limit (and warns).
+fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(open_files = limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
 }
-

@@ -123,8 +123,8 @@ impl fmt::Display for RetentionPeriod {
 }
 
 /// Retention per message type (`retention_types`): `"log=short,audit=permanent"`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
 pub struct RetentionTypes(pub BTreeMap<String, RetentionPeriod>);
 
 impl FromStr for RetentionTypes {
@@ -150,6 +150,45 @@ impl fmt::Display for RetentionTypes {
 }
 
 serde_via_str!(ArchiveTarget, RetentionPeriod, RetentionTypes);
+
+/// A comma-separated setting as TOML may also write it: a string or a list of strings (what a
+/// Helm chart renders from a YAML list); `["a", "b"]` reads as `"a,b"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ListOrString {
+    Text(String),
+    List(Vec<String>),
+    Table(BTreeMap<String, String>),
+}
+
+impl ListOrString {
+    fn joined(self) -> String {
+        match self {
+            ListOrString::Text(s) => s,
+            ListOrString::List(items) => items.join(","),
+            ListOrString::Table(pairs) => pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+        }
+    }
+}
+
+/// `deserialize_with` of the comma-separated settings: a string or a list of strings.
+pub fn comma_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let v = ListOrString::deserialize(d).map_err(|_| serde::de::Error::custom("expected a string or a list of strings"))?;
+    match v {
+        ListOrString::Table(_) => Err(serde::de::Error::custom("a table where a string or a list of strings is expected")),
+        v => Ok(v.joined()),
+    }
+}
+
+/// `retention_types` from TOML: `"log=short,audit=permanent"` or a table `{ log = "short" }`.
+impl<'de> Deserialize<'de> for RetentionTypes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = ListOrString::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected \"type=preset,...\" or a table of type = preset"))?
+            .joined();
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// The actors' retention policy from the two settings.
 pub fn retention(default: RetentionPeriod, by_type: &RetentionTypes) -> router::Retention {

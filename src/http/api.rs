@@ -36,7 +36,7 @@ pub async fn send(caller: Caller, payload: web::Payload, state: web::Data<AppSta
     }
     let env = Envelope::from_http(req, &from)?;
     let router = &state.broker.router;
-    router.shard(&from).do_send(Seen(from.clone()));
+    router.shard(&from).seen.do_send(Seen(from.clone()));
     let routed = router.route(env).await?;
     // The same vocabulary as the WebSocket `sent` frame.
     let status = serde_json::to_value(routed.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
@@ -93,7 +93,7 @@ pub async fn messages(caller: Caller, query: web::Query<MessagesQuery>, state: w
         },
     };
     let deadline = Instant::now() + Duration::from_secs_f64(wait);
-    let shard = state.broker.router.shard(&to).clone();
+    let shard = state.broker.router.shard(&to).poll.clone();
     loop {
         let waiting = Instant::now() < deadline;
         let polled = shard.send(Poll { client_id: to.clone(), from, limit, wait: waiting }).await.map_err(|e| {

@@ -53,8 +53,14 @@ impl Server {
 
     /// Starts the binary with exactly these arguments.
     pub fn start_args(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_agent-bridge"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent-bridge"));
+        cmd.args(args);
+        Server::spawn(cmd)
+    }
+
+    /// Starts `cmd`, which runs the binary (through a wrapper such as `prlimit`, which execs it).
+    pub fn spawn(mut cmd: Command) -> Server {
+        let mut child = cmd
             .env("RUST_LOG", "info")
             .env_remove("BRIDGE_BIND")
             .stdout(Stdio::piped())

@@ -238,6 +238,26 @@ fn random_hex(bytes: usize) -> Result<String, AuthError> {
     Ok(hex::encode(buf))
 }
 
+/// The stored record of a new key: everything but the secret, of which only the hash is kept.
+fn new_record(new: NewKey, id: &str, secret: &str, clients: Vec<String>, now: i64, expires_at_ms: Option<i64>) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: id.to_owned(),
+        hash: hash_secret(secret),
+        clients,
+        permissions: new.permissions.names().into_iter().map(str::to_owned).collect(),
+        rate_limit_per_hour: new.rate_limit_per_hour,
+        burst: new.burst,
+        rooms: new.rooms,
+        label: new.label,
+        created_at_ms: now,
+        expires_at_ms,
+        revoked_at_ms: None,
+        requests: 0,
+        messages: 0,
+        last_used_ms: None,
+    }
+}
+
 fn store_err(e: StoreError) -> AuthError {
     AuthError::Internal(e.to_string())
 }
@@ -307,26 +327,32 @@ impl KeyRegistry {
             }
         };
         let secret = random_hex(SECRET_HEX / 2)?;
-        let record = ApiKeyRecord {
-            id: id.clone(),
-            hash: hash_secret(&secret),
-            clients,
-            permissions: new.permissions.names().into_iter().map(str::to_owned).collect(),
-            rate_limit_per_hour: new.rate_limit_per_hour,
-            burst: new.burst,
-            rooms: new.rooms,
-            label: new.label,
-            created_at_ms: now,
-            expires_at_ms,
-            revoked_at_ms: None,
-            requests: 0,
-            messages: 0,
-            last_used_ms: None,
-        };
+        let record = new_record(new, &id, &secret, clients, now, expires_at_ms);
         let state = KeyState::new(record.clone(), self.defaults)?;
         self.store.put_api_key(&record.id, &record).map_err(store_err)?;
         keys.insert(id.clone(), Arc::new(state));
         Ok(CreatedKey { key: format!("{KEY_PREFIX}{id}_{secret}"), record })
+    }
+
+    /// Installs a key the operator chose (`abk_<id>_<secret>`, the bootstrap admin key) unless the
+    /// store already has it, and flushes it to disk. `Ok(false)`: it was there already (revoked or
+    /// not: a revocation sticks across restarts). A different key with the same id is refused.
+    pub fn install(&self, key: &str, new: NewKey) -> Result<bool, AuthError> {
+        let (id, secret) = split_key(key).ok_or_else(|| AuthError::BadRequest("not an API key: abk_<12 hex>_<64 hex>".into()))?;
+        let mut keys = self.keys.write();
+        if let Some(existing) = keys.get(id) {
+            if existing.record.read().hash == hash_secret(secret) {
+                return Ok(false);
+            }
+            return Err(AuthError::BadRequest(format!("another API key already has the id {id}")));
+        }
+        let clients = std::iter::once(new.client_id.clone()).chain(new.allowed_clients.iter().cloned()).collect();
+        let record = new_record(new, id, secret, clients, Timestamp::now().millis(), None);
+        let state = KeyState::new(record.clone(), self.defaults)?;
+        self.store.put_api_key(id, &record).map_err(store_err)?;
+        self.store.flush().map_err(store_err)?;
+        keys.insert(id.to_owned(), Arc::new(state));
+        Ok(true)
     }
 
     /// Finds the key and checks its secret, expiry and revocation.

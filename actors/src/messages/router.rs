@@ -352,6 +352,48 @@ impl ShardLink {
     }
 }
 
+/// What sessions and HTTP handlers send to one router shard, as recipients: a session's
+/// registration, its sends and catch-up, HTTP long-polls and listings. [`ShardLink`] is the
+/// tracker's side of the same shard.
+#[derive(Clone)]
+pub struct ShardPort {
+    pub route: Recipient<Route>,
+    pub broadcast: Recipient<RouteBroadcast>,
+    pub connect: Recipient<Connect>,
+    pub disconnect: Recipient<Disconnect>,
+    pub catch_up: Recipient<CatchUp>,
+    pub poll: Recipient<Poll>,
+    pub seen: Recipient<Seen>,
+    pub clients: Recipient<ListClients>,
+}
+
+impl ShardPort {
+    /// The port of a shard (or of a probe standing in for one).
+    pub fn of<A>(addr: &Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>>
+            + Handler<Route>
+            + Handler<RouteBroadcast>
+            + Handler<Connect>
+            + Handler<Disconnect>
+            + Handler<CatchUp>
+            + Handler<Poll>
+            + Handler<Seen>
+            + Handler<ListClients>,
+    {
+        ShardPort {
+            route: addr.clone().recipient(),
+            broadcast: addr.clone().recipient(),
+            connect: addr.clone().recipient(),
+            disconnect: addr.clone().recipient(),
+            catch_up: addr.clone().recipient(),
+            poll: addr.clone().recipient(),
+            seen: addr.clone().recipient(),
+            clients: addr.clone().recipient(),
+        }
+    }
+}
+
 /// Every router shard's [`ShardLink`], in shard order, picked by client id with
 /// [`shard_index`]. Cheap to clone.
 #[derive(Clone)]

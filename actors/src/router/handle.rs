@@ -2,39 +2,37 @@
 
 use std::sync::Arc;
 
-use actix::prelude::*;
 use agent_bridge_protocol::frames::SentStatus;
 use agent_bridge_protocol::Timestamp;
 use tokio::sync::oneshot;
 
-use super::shard::Router;
 use crate::delivery::{new_message_id, Envelope, Target, Transport};
-use crate::messages::{shard_index, ClientInfo, ListClients, ReplyTo, RoomError, Route, RouteBroadcast, RouteError, Routed};
+use crate::messages::{shard_index, ClientInfo, ListClients, ReplyTo, RoomError, Route, RouteBroadcast, RouteError, Routed, ShardPort};
 use crate::metrics::metrics;
 use crate::rooms::RoomsHandle;
 
 /// The router shards, addressed by client id. Cheap to clone.
 #[derive(Clone)]
 pub struct RouterHandle {
-    shards: Arc<[Addr<Router>]>,
+    shards: Arc<[ShardPort]>,
     /// Room messages go to their room.
     rooms: RoomsHandle,
 }
 
 impl RouterHandle {
     /// The shards (started on their mailboxes), and the rooms that room messages go to.
-    pub fn new(shards: Vec<Addr<Router>>, rooms: RoomsHandle) -> Self {
+    pub fn new(shards: Vec<ShardPort>, rooms: RoomsHandle) -> Self {
         assert!(!shards.is_empty(), "at least one router shard");
         RouterHandle { shards: shards.into(), rooms }
     }
 
     /// The shard that owns `client_id` ([`shard_index`], as the tracker's [`crate::messages::Shards`]).
-    pub fn shard(&self, client_id: &str) -> &Addr<Router> {
+    pub fn shard(&self, client_id: &str) -> &ShardPort {
         &self.shards[shard_index(client_id, self.shards.len())]
     }
 
     /// Every shard, in order (for fault injection and listings).
-    pub fn shards(&self) -> &[Addr<Router>] {
+    pub fn shards(&self) -> &[ShardPort] {
         &self.shards
     }
 
@@ -43,7 +41,7 @@ impl RouterHandle {
     /// per send. Other targets run [`RouterHandle::route`] on the current arbiter.
     pub fn route_to(&self, env: Envelope, reply: ReplyTo) {
         if let Target::Client(c) = &env.target {
-            self.shard(c).do_send(Route { env, reply });
+            self.shard(c).route.do_send(Route { env, reply });
             return;
         }
         let fut = self.route(env);
@@ -58,7 +56,7 @@ impl RouterHandle {
     pub fn route(&self, env: Envelope) -> impl std::future::Future<Output = Result<Routed, RouteError>> + 'static {
         enum Pending {
             One(oneshot::Receiver<Result<Routed, RouteError>>),
-            All(Vec<actix::dev::Request<Router, RouteBroadcast>>, String, Transport, bool),
+            All(Vec<actix::dev::RecipientRequest<RouteBroadcast>>, String, Transport, bool),
             Room(crate::rooms::Pending<Routed>),
             Failed(RouteError),
         }
@@ -72,13 +70,13 @@ impl RouterHandle {
                 let parts = self
                     .shards
                     .iter()
-                    .map(|s| s.send(RouteBroadcast { envelope: Arc::clone(&env), id: id.clone(), timestamp }))
+                    .map(|s| s.broadcast.send(RouteBroadcast { envelope: Arc::clone(&env), id: id.clone(), timestamp }))
                     .collect();
                 Pending::All(parts, id, transport, persist)
             }
             Target::Client(ref c) => {
                 let (tx, rx) = oneshot::channel();
-                self.shard(c).do_send(Route { env, reply: ReplyTo::Future(tx) });
+                self.shard(c).route.do_send(Route { env, reply: ReplyTo::Future(tx) });
                 Pending::One(rx)
             }
             Target::Pool(p) => Pending::Failed(RouteError::UnknownRecipient(format!("pool:{p}"))),
@@ -122,7 +120,7 @@ impl RouterHandle {
 
     /// Every live client of every shard.
     pub async fn clients(&self) -> Vec<ClientInfo> {
-        let all = futures_util::future::join_all(self.shards.iter().map(|s| s.send(ListClients))).await;
+        let all = futures_util::future::join_all(self.shards.iter().map(|s| s.clients.send(ListClients))).await;
         let mut out: Vec<ClientInfo> = all.into_iter().filter_map(Result::ok).flatten().collect();
         out.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         out

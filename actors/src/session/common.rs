@@ -11,9 +11,9 @@ use actix::prelude::*;
 use crate::auth::limits::{until_ms, CredentialsRevoked};
 use crate::auth::SessionAuth;
 use crate::delivery::{Backlog, Deliver, Notify, SessionLink, Transport, TypeFilter};
-use crate::messages::{CatchUp, Connect, Connected, Disconnect, RouteError, TrackerLink};
+use crate::messages::{CatchUp, Connect, Connected, Disconnect, RouteError, ShardPort, TrackerLink};
 use crate::rooms::RoomsHandle;
-use crate::router::{Router, RouterHandle};
+use crate::router::RouterHandle;
 use crate::supervisor::{ChildHandle, ChildSpec, Fault, Intensity, RestartPolicy, Tree};
 
 /// Session settings, shared by all sessions.
@@ -112,7 +112,7 @@ pub(crate) struct Registration {
     /// Unique per connection.
     pub(crate) session_id: String,
     /// This client's shard (registration, catch-up).
-    pub(crate) shard: Addr<Router>,
+    pub(crate) shard: ShardPort,
     /// Supervision link (temporary child).
     pub(crate) child: ChildHandle,
     /// The bounded outbound queue shared with the shard.
@@ -168,7 +168,7 @@ impl Registration {
             ctx.run_later(until_ms(at), |act, ctx| act.close_credentials("the credentials of this session have expired", ctx));
         }
         let link = SessionLink::of(addr, &self.session_id, &self.backlog, &self.filter, transport);
-        let connect = self.shard.send(Connect { client_id: self.client_id.clone(), link, since: self.since });
+        let connect = self.shard.connect.send(Connect { client_id: self.client_id.clone(), link, since: self.since });
         ctx.wait(actix::fut::wrap_future::<_, A>(connect).map(|res, act, ctx| act.connected(res.map_err(RouteError::from).and_then(|r| r), ctx)));
         Ok(())
     }
@@ -181,7 +181,7 @@ impl Registration {
     /// In `stopped`: leaves the revocation registry, the shard and the tree.
     pub(crate) fn stop(&self) {
         self.auth.deregister(&self.session_id);
-        self.shard.do_send(Disconnect { client_id: self.client_id.clone(), session_id: self.session_id.clone() });
+        self.shard.disconnect.do_send(Disconnect { client_id: self.client_id.clone(), session_id: self.session_id.clone() });
         self.child.stopped();
     }
 }

@@ -217,7 +217,7 @@ impl Session {
             self.write(&frame, ctx);
         }
         if wake {
-            self.reg.shard.do_send(self.reg.catch_up());
+            self.reg.shard.catch_up.do_send(self.reg.catch_up());
         }
     }
 
