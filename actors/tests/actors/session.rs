@@ -12,6 +12,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::web::Bytes;
 use actix_web::{test::TestRequest, web, FromRequest};
 use agent_bridge_actors::auth::SessionAuth;
+use agent_bridge_actors::messages::ShardPort;
 use agent_bridge_actors::room::RoomsConfig;
 use agent_bridge_actors::rooms::Rooms;
 use agent_bridge_actors::router::{Router, RouterConfig, RouterHandle};
@@ -40,7 +41,8 @@ fn deps(config: SessionConfig) -> Deps {
     let rooms_child = child(&tree, Rooms::NAME, Rooms::NAME, 3);
     let rooms = Rooms::start(rooms_child, Arc::clone(&tree), store, RoomsConfig::default(), &Arbiter::current());
     let _group = child(&tree, session::SESSIONS_GROUP, "supervisor", 3);
-    let deps = SessionDeps { router: RouterHandle::new(vec![router], rooms.clone()), tracker, rooms, tree, config: Arc::new(config) };
+    let router = RouterHandle::new(vec![ShardPort::of(&router)], rooms.clone());
+    let deps = SessionDeps { router, tracker, rooms, tree, config: Arc::new(config) };
     Deps { deps, tracker: probes }
 }
 
