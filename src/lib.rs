@@ -93,6 +93,8 @@ impl Serving {
                 .wrap(actix_web::middleware::from_fn(crate::http::edge::body_deadline))
                 .wrap(crate::http::cors(&app_state.config))
                 .wrap(actix_web::middleware::from_fn(crate::http::edge::check))
+                // Outermost: counts every answer, the edge's and authentication's refusals included.
+                .wrap(actix_web::middleware::from_fn(crate::http::metrics::count))
         })
         .workers(workers)
         // The caller says when to stop (`until`); `serve` turns the process's signals into that.
