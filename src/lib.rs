@@ -94,6 +94,8 @@ impl Serving {
                 .wrap(actix_web::middleware::from_fn(crate::http::edge::body_deadline))
                 .wrap(crate::http::cors(&app_state.config))
                 .wrap(actix_web::middleware::from_fn(crate::http::edge::check))
+                // Outermost: counts every answer, the edge's and authentication's refusals included.
+                .wrap(actix_web::middleware::from_fn(crate::http::metrics::count))
         })
         .workers(workers)
         // Never more connections than open files allow (nor than actix's default of 25,000 per

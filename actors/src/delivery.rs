@@ -98,6 +98,9 @@ impl Envelope {
 pub struct Outgoing {
     pub message: Msg,
     pub json: ByteString,
+    /// When the frame was built (the send accepted, or the message read back from the store):
+    /// where `bridge_delivery_latency_seconds` starts.
+    pub accepted: std::time::Instant,
 }
 
 impl Outgoing {
@@ -108,7 +111,7 @@ impl Outgoing {
         json.push_str(r#"{"type":"message","message":"#);
         json.push_str(&body);
         json.push('}');
-        Arc::new(Outgoing { message, json: ByteString::from(json) })
+        Arc::new(Outgoing { message, json: ByteString::from(json), accepted: std::time::Instant::now() })
     }
 
     /// What holding this frame for a session costs, as counted in its [`Backlog`]: the encoded

@@ -24,6 +24,7 @@ use crate::auth::limits::CredentialsRevoked;
 use crate::auth::SessionAuth;
 use crate::delivery::{Backlog, Deliver, Notify, Transport};
 use crate::messages::{CatchUp, Connected, RouteError};
+use crate::metrics::metrics;
 use crate::session::{Connection, Registration, SessionDeps};
 use crate::supervisor::{supervisee, Supervisee};
 
@@ -177,6 +178,7 @@ impl Handler<Deliver> for SseSession {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         let bytes = event(Some(msg.0.message.seq), "message", &msg.0.json);
+        metrics().written(Transport::Sse.label(), msg.0.message.priority, msg.0.accepted);
         let cost = msg.0.cost();
         let _ = self.guard(ctx, |this, ctx| {
             this.push(bytes, Some(cost), ctx);

@@ -1,10 +1,11 @@
 //! The command line: `agent-bridge serve` runs the broker; `send`, `listen`, `ask`, `room`, `call`,
-//! `status` and `mcp` are clients of it, built on [`crate::client`].
+//! `status`, `admin` and `mcp` are clients of it, built on [`crate::client`].
 //!
 //! Client subcommands share `--url`, `--token`, `--client-id`, `--config` and `--json` (see
 //! [`common`]); they print results on stdout and diagnostics on stderr, and exit 0 on success,
 //! 1 on a failure, 2 on bad usage and 3 when an answer did not come in time.
 
+pub mod admin;
 pub mod ask;
 pub mod call;
 pub mod common;
@@ -59,6 +60,8 @@ pub enum Command {
     /// Show the broker's status.
     #[command(after_help = "Examples:\n  agent-bridge status\n  agent-bridge status --url ws://10.0.0.5:5001 --token \"$KEY\" --json")]
     Status(status::StatusArgs),
+    /// Query the broker's admin API: supervision tree, clients, queues, rooms, keys, dead letters.
+    Admin(admin::AdminArgs),
     /// Serve the Model Context Protocol on stdio (for Claude Code, Claude Desktop, ...).
     #[command(after_help = "Examples:\n  claude mcp add agent-bridge -- agent-bridge mcp --client-id claude-code\n  claude mcp add agent-bridge -e BRIDGE_TOKEN=\"$KEY\" -- agent-bridge mcp --client-id claude-code")]
     Mcp(mcp::McpArgs),

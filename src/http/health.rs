@@ -1,4 +1,4 @@
-//! Kubernetes probes and Prometheus metrics.
+//! Kubernetes probes (Prometheus metrics are in [`super::metrics`]).
 
 use std::sync::atomic::Ordering;
 
@@ -39,7 +39,3 @@ pub async fn startup(state: web::Data<AppState>) -> HttpResponse {
     probe(json!({ "startup": { "ok": state.startup_done.load(Ordering::Acquire) } }))
 }
 
-/// `GET /metrics`.
-pub async fn metrics() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(agent_bridge_actors::metrics::render())
-}

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod health;
 pub mod edge;
 pub mod keys;
+pub mod metrics;
 pub mod openapi;
 pub mod origin;
 pub mod rooms;
@@ -131,7 +132,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/health/live", web::get().to(health::live))
         .route("/health/ready", web::get().to(health::ready))
         .route("/health/startup", web::get().to(health::startup))
-        .route("/metrics", web::get().to(health::metrics))
+        .route("/metrics", web::get().to(metrics::serve))
         .route("/openapi.json", web::get().to(openapi::serve))
         .route("/admin/supervisors", web::get().to(admin::supervisors))
         .route("/admin/keys", web::post().to(keys::create))

@@ -50,7 +50,7 @@ impl Room {
             self.streams.entry(stream.clone()).or_default().seq = Some(seq);
         }
         let delivered = self.fan_out(&stream, message, env.persist)?;
-        metrics().messages_routed.with_label_values(&[env.transport.label()]).inc();
+        metrics().routed(env.transport.label(), env.priority);
         debug!(actor = Room::NAME, room = %stream, msg_id = %id, seq, delivered, "room message");
         let others = self.state.members.len().saturating_sub(1);
         // A `persist: false` message reached exactly the sessions that took it; none took it: dropped.

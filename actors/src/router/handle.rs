@@ -56,7 +56,7 @@ impl RouterHandle {
     pub fn route(&self, env: Envelope) -> impl std::future::Future<Output = Result<Routed, RouteError>> + 'static {
         enum Pending {
             One(oneshot::Receiver<Result<Routed, RouteError>>),
-            All(Vec<actix::dev::RecipientRequest<RouteBroadcast>>, String, Transport, bool),
+            All(Vec<actix::dev::RecipientRequest<RouteBroadcast>>, String, Transport, agent_bridge_protocol::Priority, bool),
             Room(crate::rooms::Pending<Routed>),
             Failed(RouteError),
         }
@@ -72,7 +72,7 @@ impl RouterHandle {
                     .iter()
                     .map(|s| s.broadcast.send(RouteBroadcast { envelope: Arc::clone(&env), id: id.clone(), timestamp }))
                     .collect();
-                Pending::All(parts, id, transport, persist)
+                Pending::All(parts, id, transport, env.priority, persist)
             }
             Target::Client(ref c) => {
                 let (tx, rx) = oneshot::channel();
@@ -85,7 +85,7 @@ impl RouterHandle {
         async move {
             match pending {
                 Pending::One(rx) => rx.await.map_err(|_| RouteError::Unavailable)?,
-                Pending::All(parts, message_id, transport, persist) => {
+                Pending::All(parts, message_id, transport, priority, persist) => {
                     let mut recipients = 0u32;
                     let mut duplicate = false;
                     for part in futures_util::future::join_all(parts).await {
@@ -96,7 +96,7 @@ impl RouterHandle {
                             durable.await.map_err(|_| RouteError::NotDurable)?;
                         }
                     }
-                    metrics().messages_routed.with_label_values(&[transport.label()]).inc();
+                    metrics().routed(transport.label(), priority);
                     let status = if duplicate {
                         SentStatus::Duplicate
                     } else if recipients > 0 {

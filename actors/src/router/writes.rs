@@ -220,7 +220,7 @@ impl Router {
         }
         let id = new_message_id();
         let (seq, delivered) = self.deliver_to(&client, &env, &id, Timestamp::now(), ctx)?;
-        metrics().messages_routed.with_label_values(&[env.transport.label()]).inc();
+        metrics().routed(env.transport.label(), env.priority);
         debug!(actor = Router::NAME, msg_id = %id, client_id = %client, seq, "routed");
         // A fire-and-forget message no session took was not queued either: nobody has it.
         let status = match (delivered, env.persist) {

@@ -201,6 +201,7 @@ impl Session {
 
     /// Writes a `message` frame (encoded once by the router or a room) in the session's encoding.
     fn write_message(&self, out: &Outgoing, ctx: &mut ws::WebsocketContext<Self>) {
+        metrics().written(Transport::WebSocket.label(), out.message.priority, out.accepted);
         match self.encoding {
             Encoding::Json => ctx.text(out.json.clone()),
             Encoding::Bincode => ctx.binary(

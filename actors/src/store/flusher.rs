@@ -51,7 +51,10 @@ fn run(flusher: &Arc<Flusher>, db: &sled::Db) {
             }
             std::mem::take(&mut *waiters)
         };
-        match db.flush() {
+        let flushing = Instant::now();
+        let flushed = db.flush();
+        crate::metrics::metrics().store_flush.observe(flushing.elapsed().as_secs_f64());
+        match flushed {
             Ok(_) => {
                 for w in batch {
                     let _ = w.send(());

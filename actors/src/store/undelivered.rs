@@ -55,6 +55,11 @@ impl Store {
         self.dead.iter().take(limit).map(|item| decode(&item?.1)).collect()
     }
 
+    /// Number of dead letters kept.
+    pub fn dead_letter_count(&self) -> usize {
+        self.dead.len()
+    }
+
     /// Archives an expired message in the store.
     pub fn archive(&self, msg: &Message) -> Result<(), StoreError> {
         self.archive.insert(msg.id.as_bytes(), encode(msg)?)?;
