@@ -384,13 +384,14 @@ mod tests {
 
     #[test]
     fn readers_never_see_half_a_batch() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         let t = Tree::mem();
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let checks = Arc::new(AtomicU64::new(0));
         let reader = {
-            let (t, stop) = (t.clone(), Arc::clone(&stop));
+            let (t, stop, checks) = (t.clone(), Arc::clone(&stop), Arc::clone(&checks));
             std::thread::spawn(move || {
-                let mut checks = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                while !stop.load(Ordering::Relaxed) {
                     // Each batch writes keys 0 and 1 together; a reader sees both or neither.
                     let a = t.get(key(0)).expect("get");
                     let b = t.get(key(1)).expect("get");
@@ -399,13 +400,16 @@ mod tests {
                     if let (Some(a), Some(b)) = (a, b) {
                         assert!(a <= b, "key 1 is written with key 0, never older");
                     }
-                    checks += 1;
+                    checks.fetch_add(1, Ordering::Relaxed);
                 }
-                checks
             })
         };
-        // At most 62 keys, fewer than a chunk: the reader's count is one read of the map.
-        for i in 0..2000u32 {
+        // Write until the reader has checked often enough (it may start late on a loaded
+        // machine), within a bound. At most 62 keys, fewer than a chunk: the reader's count is
+        // one read of the map.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut i = 0u32;
+        while checks.load(Ordering::Relaxed) < 1000 && std::time::Instant::now() < deadline {
             let mut b = KvBatch::default();
             b.insert(key(0), &i.to_be_bytes());
             b.insert(key(1), &i.to_be_bytes());
@@ -413,8 +417,10 @@ mod tests {
             b.insert(key(2 + x), &[][..]);
             b.insert(key(100 + x), &[][..]);
             t.apply_batch(b).expect("apply");
+            i += 1;
         }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        assert!(reader.join().expect("reader") > 0);
+        stop.store(true, Ordering::Relaxed);
+        reader.join().expect("the reader saw every batch whole");
+        assert!(checks.load(Ordering::Relaxed) >= 1000, "the reader ran {} checks", checks.load(Ordering::Relaxed));
     }
 }
