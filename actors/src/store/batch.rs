@@ -1,12 +1,13 @@
 //! The batch builder: writes to the `streams` tree that must land together (a message with its
 //! counter, queue entry, expiry run and idempotency record; or a sweep's deletions), applied as
-//! one atomic `sled::Batch` by [`Store::apply`].
+//! one atomic batch by [`Store::apply`].
 
 use agent_bridge_protocol::{Message, Priority};
 
 use super::expiry::Expiring;
 use super::format::encode;
 use super::idempotency::IdempotencyRecord;
+use super::kv::KvBatch;
 use super::keys::{expiry_key, idempotency_key, queue_key, with_seq, Stream};
 use super::queue::QueueEntry;
 use super::db::{Store, StoreError};
@@ -14,7 +15,7 @@ use super::db::{Store, StoreError};
 /// Writes that must land together (one atomic batch on the `streams` tree).
 #[derive(Default)]
 pub struct Batch {
-    inner: sled::Batch,
+    inner: KvBatch,
     writes: usize,
 }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::format::{decode, Stored};
 use super::keys::{idempotency_key, IDEMPOTENCY};
+use super::kv::KvBatch;
 use super::db::{Store, StoreError};
 
 /// What an idempotency key maps to.
@@ -30,7 +31,7 @@ impl Store {
 
     /// Deletes idempotency records older than `before_ms`, at most `limit`; returns how many.
     pub fn sweep_idempotency(&self, before_ms: i64, limit: usize) -> Result<usize, StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = KvBatch::default();
         let mut n = 0;
         for item in self.streams.scan_prefix(IDEMPOTENCY) {
             let (k, v) = item?;

@@ -1,9 +1,11 @@
-//! The embedded store: sled trees, versioned bincode values, group commit. All sled access is in
-//! this module; each file keeps one responsibility:
+//! The embedded store: sled trees in a data directory, memory trees with `--in-memory`, versioned
+//! bincode values, group commit. All sled access is in this module; each file keeps one
+//! responsibility:
 //!
 //! | file | what |
 //! |---|---|
 //! | `db.rs` | [`Store`] (the database and its trees), [`StoreError`], opening, [`Store::commit`] |
+//! | `kv.rs` | the backend seam: a `Tree` is a sled tree or a `MemTree` (`BTreeMap` behind a lock) |
 //! | `keys.rs` | key encoding: how every record is named, and read back from a scan |
 //! | `format.rs` | the value envelope: a format version before every bincode record, and upgrades |
 //! | `batch.rs` | [`Batch`]: writes to `streams` that land together, atomically |
@@ -17,7 +19,7 @@
 //! | `api_keys.rs` | API key records |
 //!
 //! Layout. One key space, the `streams` tree, holds everything a routed message touches, so that one
-//! atomic `sled::Batch` writes a message with all its index entries:
+//! atomic batch writes a message with all its index entries:
 //!
 //! | key | value | what |
 //! |---|---|---|
@@ -35,7 +37,7 @@
 //! [`format`]: `0xFF`, its type's format version, then the bincode body; values from before the
 //! envelope are read as version 0. Counters, attempts and file contents are raw bytes.
 //!
-//! Durability: writes land in sled's page cache at once; [`Store::commit`] returns a receiver that
+//! Durability: writes land in sled's page cache at once (in memory, they never go further); [`Store::commit`] returns a receiver that
 //! fires after the next flush to disk (see [`flusher`]). Only the router shard that owns a stream
 //! writes its counter, messages and queue entries, so seq assignment needs no locking here.
 //!
@@ -50,6 +52,7 @@ pub mod format;
 mod flusher;
 mod idempotency;
 mod keys;
+mod kv;
 mod queue;
 mod rooms;
 mod streams;
@@ -144,9 +147,19 @@ mod tests {
         assert_eq!(store.last_seq(Stream::Inbox("b")).expect("seq"), 5, "deleting never rewinds the counter");
     }
 
+    /// A store of each backend: in memory, and a temporary sled store.
+    pub(super) fn both_backends() -> [Store; 2] {
+        [Store::open(None, None).expect("open"), Store::open_sled_temporary()]
+    }
+
     #[test]
     fn untagged_values_from_an_old_store_read_and_are_tagged_when_written_again() {
-        let store = Store::open(None, None).expect("open");
+        for store in both_backends() {
+            untagged_values_on(&store);
+        }
+    }
+
+    fn untagged_values_on(store: &Store) {
         let old = msg(1, Priority::Normal);
         let key = keys::with_seq(&Stream::Inbox("b").key(), 1);
         store.streams.insert(&key, agent_bridge_protocol::encode_bincode(&old).expect("as fdb8c93 wrote it")).expect("insert");

@@ -70,7 +70,12 @@ mod tests {
 
     #[test]
     fn rooms_and_files() {
-        let store = Store::open(None, None).expect("open");
+        for store in crate::store::tests::both_backends() {
+            rooms_and_files_on(&store);
+        }
+    }
+
+    fn rooms_and_files_on(store: &Store) {
         store.put_room("b", &Room("second".into(), 2)).expect("put");
         store.put_room("a", &Room("first".into(), 1)).expect("put");
         assert_eq!(store.get_room::<Room>("a").expect("get"), Some(Room("first".into(), 1)));
