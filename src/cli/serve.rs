@@ -111,7 +111,7 @@ fn serve_inner(config: Config) -> anyhow::Result<i32> {
             }
             done.store(true, Ordering::Release);
             actix::System::current().stop();
-        })
+        });
     });
     // Exit code 70 when a critical actor escalated (it stops the System); 0 after a signal.
     let code = system.run_with_code().context("running the actor system")?;

@@ -53,7 +53,7 @@ impl HostPolicy {
         if name.trim_matches(['[', ']']).parse::<IpAddr>().is_ok() {
             return true;
         }
-        name == "localhost" || name.ends_with(".localhost") || self.names.iter().any(|n| *n == name)
+        name == "localhost" || name.ends_with(".localhost") || self.names.contains(&name)
     }
 }
 
