@@ -348,6 +348,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_transport_has_resolved_metric_series() {
+        let labels = [Transport::WebSocket, Transport::Http, Transport::Sse].map(Transport::label);
+        assert_eq!(labels, crate::metrics::TRANSPORTS);
+    }
+
+    #[test]
     fn sized_backlog_bounds_bytes_but_always_takes_one() {
         let b = Backlog::sized(1000, 1000);
         assert!(b.has_room(5000), "an empty queue takes even an oversized frame");
