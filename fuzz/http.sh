@@ -38,14 +38,14 @@ for _ in $(seq 100); do
 done
 [ -n "$port" ] || { echo "the broker did not start:"; cat "$dir/stderr"; exit 1; }
 
-# /stream/events never ends by design, and /ws/{client_id} needs a WebSocket client: both are
-# covered by tests/security.rs and tests/messaging.rs instead.
+# /stream/events and /admin/stream never end by design, and /ws/{client_id} needs a WebSocket
+# client: they are covered by tests/security.rs, tests/messaging.rs and tests/admin.rs instead.
 status=0
 # Run from the temporary directory: schemathesis keeps its example database in ./.schemathesis.
 (cd "$dir" && "${st[@]}" run "http://127.0.0.1:$port/openapi.json" \
     --header "Authorization: Bearer $key" \
     --checks not_a_server_error,status_code_conformance \
-    --exclude-path /stream/events --exclude-path '/ws/{client_id}' \
+    --exclude-path /stream/events --exclude-path /admin/stream --exclude-path '/ws/{client_id}' \
     --max-examples "$examples" --request-timeout 10 --max-response-time 10 \
     --seed "${FUZZ_SEED:-4711}" --workers 2 --no-color --warnings off) || status=$?
 

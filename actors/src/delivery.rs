@@ -134,6 +134,15 @@ pub struct Deliver(pub Arc<Outgoing>);
 #[rtype(result = "()")]
 pub struct Notify(pub Arc<Note>);
 
+/// Close the session now (`DELETE /admin/clients/{id}`): a WebSocket gets an `error` frame with
+/// `code` and closes with 4001; an event stream ends after an `error` event. Sent by the router.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct CloseSession {
+    pub code: &'static str,
+    pub reason: String,
+}
+
 /// A server frame with its JSON encoding.
 #[derive(Debug)]
 pub struct Note {
@@ -306,6 +315,7 @@ pub struct SessionLink {
     pub session_id: String,
     pub deliver: Recipient<Deliver>,
     pub notify: Recipient<Notify>,
+    pub close: Recipient<CloseSession>,
     pub backlog: Arc<Backlog>,
     pub filter: Arc<TypeFilter>,
     pub transport: Transport,
@@ -315,13 +325,14 @@ impl SessionLink {
     /// The link of a session actor (WebSocket or SSE) to register with its router shard.
     pub fn of<A>(addr: Addr<A>, session_id: &str, backlog: &Arc<Backlog>, filter: &Arc<TypeFilter>, transport: Transport) -> Self
     where
-        A: Actor + Handler<Deliver> + Handler<Notify>,
-        A::Context: actix::dev::ToEnvelope<A, Deliver> + actix::dev::ToEnvelope<A, Notify>,
+        A: Actor + Handler<Deliver> + Handler<Notify> + Handler<CloseSession>,
+        A::Context: actix::dev::ToEnvelope<A, Deliver> + actix::dev::ToEnvelope<A, Notify> + actix::dev::ToEnvelope<A, CloseSession>,
     {
         SessionLink {
             session_id: session_id.to_owned(),
             deliver: addr.clone().recipient(),
-            notify: addr.recipient(),
+            notify: addr.clone().recipient(),
+            close: addr.recipient(),
             backlog: Arc::clone(backlog),
             filter: Arc::clone(filter),
             transport,

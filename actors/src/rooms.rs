@@ -196,6 +196,9 @@ impl Supervised for Rooms {
 
 guarded!(Rooms, CreateRoom, |r, msg, _| r.create(msg));
 
+/// Member ids a room shows in the operator's listing.
+const ADMIN_MEMBER_IDS: usize = 100;
+
 impl Handler<ListRooms> for Rooms {
     type Result = ResponseFuture<Result<Value, RoomError>>;
     fn handle(&mut self, msg: ListRooms, ctx: &mut Self::Context) -> Self::Result {
@@ -213,8 +216,16 @@ impl Handler<ListRooms> for Rooms {
                     None => 0,
                 };
                 let mut v = s.summary(online);
-                if let (Some(caller), Value::Object(m)) = (&msg.caller, &mut v) {
-                    m.insert("role".into(), json!(s.members.get(caller).map(|m| &m.role)));
+                match (&msg.caller, &mut v) {
+                    (Some(caller), Value::Object(m)) => {
+                        m.insert("role".into(), json!(s.members.get(caller).map(|m| &m.role)));
+                    }
+                    // The operator's listing (`GET /admin/rooms`: no caller, no identity) names
+                    // the members.
+                    (None, Value::Object(m)) if msg.identity.is_none() => {
+                        m.insert("member_ids".into(), json!(s.members.keys().take(ADMIN_MEMBER_IDS).collect::<Vec<_>>()));
+                    }
+                    _ => {}
                 }
                 rooms.push(v);
             }

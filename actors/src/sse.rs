@@ -22,7 +22,7 @@ use tracing::debug;
 
 use crate::auth::limits::CredentialsRevoked;
 use crate::auth::SessionAuth;
-use crate::delivery::{Backlog, Deliver, Notify, Transport};
+use crate::delivery::{Backlog, CloseSession, Deliver, Notify, Transport};
 use crate::messages::{CatchUp, Connected, RouteError};
 use crate::metrics::metrics;
 use crate::session::{Connection, Registration, SessionDeps};
@@ -135,7 +135,7 @@ fn event(id: Option<u64>, name: &str, data: &str) -> Bytes {
 
 impl Connection for SseSession {
     fn close_credentials(&mut self, why: &str, ctx: &mut Self::Context) {
-        self.close_unauthorized(why, ctx);
+        self.close_with("unauthorized", why, ctx);
     }
 
     fn connected(&mut self, result: Result<Connected, RouteError>, ctx: &mut Self::Context) {
@@ -158,7 +158,7 @@ impl Actor for SseSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         if let Err(why) = self.reg.start::<Self>(ctx, Transport::Sse) {
-            return self.close_unauthorized(why, ctx);
+            return self.close_with("unauthorized", why, ctx);
         }
         ctx.run_interval(SSE_HEARTBEAT, |act, ctx| {
             // A full channel only skips this ping; a closed one means the client is gone.
@@ -199,9 +199,9 @@ impl Handler<Notify> for SseSession {
 supervisee!(SseSession, (), reg.child);
 
 impl SseSession {
-    /// Ends the stream with an `error` event (`unauthorized`).
-    fn close_unauthorized(&mut self, why: &str, ctx: &mut Context<Self>) {
-        let frame = ServerFrame::error("unauthorized", why, None);
+    /// Ends the stream with an `error` event (`unauthorized`, `kicked`).
+    fn close_with(&mut self, code: &str, why: &str, ctx: &mut Context<Self>) {
+        let frame = ServerFrame::error(code, why, None);
         let _ = self.tx.try_send((event(None, "error", &frame.to_json()), None));
         ctx.stop();
     }
@@ -210,6 +210,13 @@ impl SseSession {
 impl Handler<CredentialsRevoked> for SseSession {
     type Result = ();
     fn handle(&mut self, msg: CredentialsRevoked, ctx: &mut Self::Context) {
-        self.close_unauthorized(&msg.reason, ctx);
+        self.close_with("unauthorized", &msg.reason, ctx);
+    }
+}
+
+impl Handler<CloseSession> for SseSession {
+    type Result = ();
+    fn handle(&mut self, msg: CloseSession, ctx: &mut Self::Context) {
+        self.close_with(msg.code, &msg.reason, ctx);
     }
 }

@@ -1,8 +1,8 @@
-//! `agent-bridge admin tree|clients|queues|rooms|keys|dead-letters`: the admin HTTP API
-//! (PROTOCOL.md section 5) as readable tables on a terminal, or its JSON with `--json`.
+//! `agent-bridge admin tree|clients|kick|queues|rooms|keys|replay|redeliver|dead-letters`: the
+//! admin HTTP API (PROTOCOL.md section 5) as readable tables on a terminal, or its JSON with `--json`.
 //!
-//! Each command is one `GET` route and the list in its answer that becomes the table; columns are
-//! the scalar fields of the rows, so fields a newer broker adds show up without a CLI change.
+//! Each command is one route and the list in its answer that becomes the table; columns are the
+//! scalar fields of the rows, so fields a newer broker adds show up without a CLI change.
 
 use std::process::ExitCode;
 
@@ -14,7 +14,7 @@ use crate::client::{http_json, BrokerUrl};
 
 /// Flags of `agent-bridge admin`.
 #[derive(Debug, Clone, Args)]
-#[command(after_help = "Examples:\n  agent-bridge admin tree --token \"$ADMIN_KEY\"\n  agent-bridge admin clients\n  agent-bridge admin dead-letters --limit 20 --json")]
+#[command(after_help = "Examples:\n  agent-bridge admin tree --token \"$ADMIN_KEY\"\n  agent-bridge admin clients\n  agent-bridge admin kick worker-3\n  agent-bridge admin replay --of worker-3 --from 100 --ndjson > worker-3.ndjson\n  agent-bridge admin dead-letters --limit 20 --json")]
 pub struct AdminArgs {
     #[command(subcommand)]
     pub command: AdminCommand,
@@ -29,12 +29,24 @@ pub enum AdminCommand {
     Tree,
     /// Connected and known clients (`GET /admin/clients`).
     Clients,
+    /// Disconnect every session of a client (`DELETE /admin/clients/{id}`).
+    Kick {
+        /// The client id.
+        client: String,
+    },
     /// Per client, what waits for delivery, and the acks pending (`GET /admin/queues`).
     Queues,
     /// Rooms (`GET /admin/rooms`).
     Rooms,
     /// API keys with their usage (`GET /admin/keys`).
     Keys,
+    /// Stored messages of a client's inbox or a room, oldest first (`GET /admin/messages`).
+    Replay(ReplayArgs),
+    /// Send a dead letter to its recipient again (`POST /admin/messages/{id}/redeliver`).
+    Redeliver {
+        /// The dead letter's message id.
+        message_id: String,
+    },
     /// Dead letters (`GET /admin/dead-letters`).
     DeadLetters {
         /// At most this many.
@@ -43,16 +55,62 @@ pub enum AdminCommand {
     },
 }
 
+/// Flags of `agent-bridge admin replay`.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("stream").required(true).args(["of", "room"])))]
+pub struct ReplayArgs {
+    /// The client whose inbox to read.
+    #[arg(long, value_name = "CLIENT_ID")]
+    of: Option<String>,
+    /// The room (or `room/channel`) to read.
+    #[arg(long)]
+    room: Option<String>,
+    /// First seq, or an RFC 3339 time.
+    #[arg(long)]
+    from: Option<String>,
+    /// Last seq, or an RFC 3339 time.
+    #[arg(long)]
+    to: Option<String>,
+    /// At most this many messages (a table shows one page).
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+    /// The whole range, one JSON message per line (a timeline export).
+    #[arg(long)]
+    ndjson: bool,
+}
+
+impl ReplayArgs {
+    /// `GET /admin/messages?...` from `from` on.
+    fn path(&self, from: Option<&str>, limit: usize) -> String {
+        let mut q: Vec<(&str, &str)> = Vec::new();
+        let limit = limit.to_string();
+        for (name, value) in [("client_id", self.of.as_deref()), ("room", self.room.as_deref()), ("from", from), ("to", self.to.as_deref())] {
+            if let Some(v) = value {
+                q.push((name, v));
+            }
+        }
+        q.push(("limit", &limit));
+        let query: Vec<String> =
+            q.iter().map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC))).collect();
+        format!("/admin/messages?{}", query.join("&"))
+    }
+}
+
 impl AdminCommand {
-    /// The route and the field of its answer that holds the rows.
-    fn route(&self) -> (String, &'static str) {
+    /// The method, route and the field of its answer that holds the rows.
+    fn route(&self) -> (reqwest::Method, String, &'static str) {
+        use reqwest::Method;
+        let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
         match self {
-            AdminCommand::Tree => ("/admin/supervisors".into(), "children"),
-            AdminCommand::Clients => ("/admin/clients".into(), "clients"),
-            AdminCommand::Queues => ("/admin/queues".into(), "queues"),
-            AdminCommand::Rooms => ("/admin/rooms".into(), "rooms"),
-            AdminCommand::Keys => ("/admin/keys".into(), "keys"),
-            AdminCommand::DeadLetters { limit } => (format!("/admin/dead-letters?limit={limit}"), "dead_letters"),
+            AdminCommand::Tree => (Method::GET, "/admin/supervisors".into(), "children"),
+            AdminCommand::Clients => (Method::GET, "/admin/clients".into(), "clients"),
+            AdminCommand::Kick { client } => (Method::DELETE, format!("/admin/clients/{}", enc(client)), ""),
+            AdminCommand::Queues => (Method::GET, "/admin/queues".into(), "queues"),
+            AdminCommand::Rooms => (Method::GET, "/admin/rooms".into(), "rooms"),
+            AdminCommand::Keys => (Method::GET, "/admin/keys".into(), "keys"),
+            AdminCommand::Replay(r) => (Method::GET, r.path(r.from.as_deref(), r.limit.min(10_000)), "messages"),
+            AdminCommand::Redeliver { message_id } => (Method::POST, format!("/admin/messages/{}/redeliver", enc(message_id)), ""),
+            AdminCommand::DeadLetters { limit } => (Method::GET, format!("/admin/dead-letters?limit={limit}"), "dead_letters"),
         }
     }
 }
@@ -62,22 +120,75 @@ pub fn admin(args: &AdminArgs) -> ExitCode {
     run_async(async move {
         let who = args.client.resolve("cli")?;
         let url = BrokerUrl::parse(&who.url).map_err(|e| Failure::usage(e.to_string()))?;
-        let (path, rows) = args.command.route();
-        let body = http_json(&url, reqwest::Method::GET, &path, who.token.as_deref(), None)
+        if let AdminCommand::Replay(r) = &args.command {
+            if r.ndjson {
+                return export(r, &url, &who).await;
+            }
+        }
+        let (method, path, rows) = args.command.route();
+        let body = http_json(&url, method, &path, who.token.as_deref(), None)
             .await
-            .map_err(|e| Failure::client(&e, &who.url, &format!("reading {path}")))?;
+            .map_err(|e| Failure::client(&e, &who.url, &format!("calling {path}")))?;
         if who.json {
             return print_value(&body, true);
         }
-        match args.command {
+        match &args.command {
             AdminCommand::Tree => print_tree(&body),
             AdminCommand::Queues => {
                 print_line(&format!("acks pending: {}", cell(&body["pending_acks"])))?;
                 print_rows(&body[rows])
             }
+            AdminCommand::Kick { client } => print_line(&format!("disconnected {client}: {} session(s) and poll(s) ended", cell(&body["disconnected"]))),
+            AdminCommand::Redeliver { message_id } => print_line(&format!(
+                "redelivered {message_id} to {} as {} (seq {})",
+                cell(&body["recipient"]),
+                cell(&body["message_id"]),
+                cell(&body["seq"])
+            )),
+            AdminCommand::Replay(_) => print_messages(&body[rows]),
             _ => print_rows(&body[rows]),
         }
     })
+}
+
+/// `admin replay --ndjson`: every page of the range, one message per line.
+async fn export(r: &ReplayArgs, url: &BrokerUrl, who: &super::common::Resolved) -> Result<(), Failure> {
+    let mut from = r.from.clone();
+    let mut left = r.limit;
+    while left > 0 {
+        let path = r.path(from.as_deref(), left.min(10_000));
+        let page = http_json(url, reqwest::Method::GET, &path, who.token.as_deref(), None)
+            .await
+            .map_err(|e| Failure::client(&e, &who.url, &format!("reading {path}")))?;
+        let messages = page["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
+        for m in messages {
+            print_line(&m.to_string())?;
+        }
+        left = left.saturating_sub(messages.len());
+        match page["next_from"].as_u64() {
+            Some(next) if !messages.is_empty() => from = Some(next.to_string()),
+            _ => break,
+        }
+    }
+    Ok(())
+}
+
+/// Messages as a table: seq, time, sender, recipient, type and the start of the payload.
+fn print_messages(messages: &Value) -> Result<(), Failure> {
+    let rows: Vec<Vec<String>> = messages
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let to = m["room"].as_str().map_or_else(|| cell(&m["to"]), |r| format!("#{r}"));
+            let payload: String = m["payload"].to_string().chars().take(60).collect();
+            vec![cell(&m["seq"]), cell(&m["timestamp"]), cell(&m["from"]), to, cell(&m["type"]), payload]
+        })
+        .collect();
+    if rows.is_empty() {
+        return print_line("(none)");
+    }
+    print_table(&["seq", "time", "from", "to", "type", "payload"], &rows)
 }
 
 /// The tree as an indented table: one line per actor, children under their parent.

@@ -26,6 +26,24 @@ pub async fn clients(_admin: Admin, state: web::Data<AppState>) -> HttpResponse 
     HttpResponse::Ok().json(json!({ "clients": state.broker.router.clients().await }))
 }
 
+/// `DELETE /admin/clients/{id}`: closes every session of the client (a WebSocket gets an `error`
+/// frame `kicked` and close code 4001, an event stream an `error` event) and ends its long-polls.
+/// 404 `unknown_client` when it has none. The client may connect again: revoke its key to keep it out.
+pub async fn kick(_admin: Admin, id: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    agent_bridge_protocol::ids::validate_client_id(&id)?;
+    let ended = state
+        .broker
+        .router
+        .kick(&id, "disconnected by an operator")
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?;
+    if ended == 0 {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_client", format!("{:?} has no live session or poll", id.as_str())));
+    }
+    tracing::warn!(client_id = %id, ended, "client disconnected by an operator");
+    Ok(HttpResponse::Ok().json(json!({ "client_id": id.as_str(), "disconnected": ended })))
+}
+
 #[derive(Deserialize)]
 struct FaultRequest {
     actor: String,

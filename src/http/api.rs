@@ -92,7 +92,7 @@ pub async fn messages(caller: Caller, query: web::Query<MessagesQuery>, state: w
             _ => return Err(bad(format!("wait={s:?} must be a number of seconds from 0 to {max_wait_s}"))),
         },
     };
-    let deadline = Instant::now() + Duration::from_secs_f64(wait);
+    let mut deadline = Instant::now() + Duration::from_secs_f64(wait);
     let shard = state.broker.router.shard(&to).poll.clone();
     loop {
         let waiting = Instant::now() < deadline;
@@ -106,8 +106,11 @@ pub async fn messages(caller: Caller, query: web::Query<MessagesQuery>, state: w
             Polled::Wait { wake, .. } => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let _parked = Parked::new(&state.long_polls_waiting);
-                // Woken or timed out, poll once more from the same position (never skips).
-                let _ = tokio::time::timeout(left, wake).await;
+                // Woken or timed out, poll once more from the same position (never skips). A
+                // wake-up dropped unsent (`DELETE /admin/clients/{id}`) ends the wait at once.
+                if let Ok(Err(_)) = tokio::time::timeout(left, wake).await {
+                    deadline = Instant::now();
+                }
             }
         }
     }

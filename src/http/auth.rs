@@ -35,10 +35,14 @@ impl From<AuthError> for ApiError {
 }
 
 /// Routes anyone may call: probes (orchestrators call them without credentials), the API
-/// description, and metrics (whose labels never carry client ids or room names). `path` is the
+/// description, metrics (whose labels never carry client ids or room names) and the dashboard's
+/// page (static: it holds no data and asks for an admin key to read `/admin/*`). `path` is the
 /// decoded path the router matches on, compared exactly.
 fn is_public(path: &str) -> bool {
-    matches!(path, "/health" | "/health/live" | "/health/ready" | "/health/startup" | "/openapi.json" | "/metrics")
+    matches!(
+        path,
+        "/health" | "/health/live" | "/health/ready" | "/health/startup" | "/openapi.json" | "/metrics" | "/dashboard" | "/"
+    )
 }
 
 /// The path as the most generous reading of it: percent-decoded until nothing changes (so `%2561`

@@ -5,12 +5,14 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod health;
 pub mod edge;
 pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod origin;
+pub mod replay;
 pub mod rooms;
 pub mod shutdown;
 pub mod sse;
@@ -139,6 +141,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/keys", web::get().to(keys::list))
         .route("/admin/keys/{id}", web::delete().to(keys::revoke))
         .route("/admin/clients", web::get().to(admin::clients))
+        .route("/admin/clients/{id}", web::delete().to(admin::kick))
+        .route("/admin/messages", web::get().to(replay::messages))
+        .route("/admin/messages/{id}/redeliver", web::post().to(replay::redeliver))
+        .route("/admin/stream", web::get().to(dashboard::stream))
+        .route("/dashboard", web::get().to(dashboard::page))
+        .route("/", web::get().to(dashboard::home))
         .route("/admin/fault", web::post().to(admin::fault))
         .route("/admin/dead-letters", web::get().to(admin::dead_letters))
         .route("/admin/queues", web::get().to(admin::queues))

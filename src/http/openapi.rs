@@ -223,6 +223,27 @@ fn openapi() {}
 fn supervisors() {}
 #[utoipa::path(get, path = "/admin/clients", tag = "admin", responses((status = 200, description = OK_JSON)))]
 fn clients() {}
+#[utoipa::path(delete, path = "/admin/clients/{id}", tag = "admin", params(("id" = String, Path)),
+    responses((status = 200, description = "`{client_id, disconnected}`: its sessions closed (WebSocket close 4001) and long-polls ended")))]
+fn kick() {}
+#[utoipa::path(get, path = "/admin/messages", tag = "admin",
+    params(("client_id" = Option<String>, Query), ("room" = Option<String>, Query),
+           ("from" = Option<String>, Query, description = "First seq, or an RFC 3339 time"),
+           ("to" = Option<String>, Query, description = "Last seq, or an RFC 3339 time"),
+           ("limit" = Option<u32>, Query, minimum = 1), ("format" = Option<String>, Query, description = "json (a page) or ndjson (the whole range)")),
+    responses((status = 200, description = "`{count, messages, next_from}`, or NDJSON lines")))]
+fn replay() {}
+#[utoipa::path(post, path = "/admin/messages/{id}/redeliver", tag = "admin", params(("id" = String, Path)),
+    responses((status = 200, description = "`{status: redelivered, dead_letter, message_id, seq, recipient}`")))]
+fn redeliver() {}
+#[utoipa::path(get, path = "/admin/stream", tag = "admin",
+    responses((status = 200, description = "Server-Sent Events: `message` per routed message, `stats` every 2 s", content_type = "text/event-stream")))]
+fn admin_stream() {}
+#[utoipa::path(get, path = "/dashboard", tag = "health", security(()),
+    responses((status = 200, description = "The live dashboard (HTML)", content_type = "text/html")))]
+fn dashboard() {}
+#[utoipa::path(get, path = "/", tag = "health", security(()), responses((status = 302, description = "To /dashboard")))]
+fn home() {}
 #[utoipa::path(get, path = "/admin/rooms", tag = "admin",
     params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = OK_JSON)))]
@@ -294,6 +315,7 @@ impl Modify for Common {
     info(title = "agent-bridge", description = "HTTP API of the agent-bridge broker (PROTOCOL.md sections 3 and 5)."),
     paths(ws, send, messages, ack, status, whoami, subscribe, call, call_get, rooms, room_history, put_file, get_file, events,
           health, live, ready, startup, metrics, openapi,
+          dashboard, home, kick, replay, redeliver, admin_stream,
           supervisors, clients, admin_rooms, queues, dead_letters, fault, create_key, list_keys, revoke_key),
     components(schemas(ErrorBody, SendBody, SendAnswer, MessageDoc, MessagesAnswer, AckBody, CallBody, FaultBody,
                        CreateKeyRequest, KeyGrant, KeyView, KeyUsage)),

@@ -306,6 +306,15 @@ pub struct NotifyClient {
     pub note: Arc<Note>,
 }
 
+/// Close every session of a client and end its long-polls (`DELETE /admin/clients/{id}`); answers
+/// how many sessions and polls were ended. Sent through [`RouterHandle::kick`].
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Kick {
+    pub client_id: String,
+    pub reason: String,
+}
+
 /// Live-client facts for `/api/status` and `/admin/clients`.
 #[derive(Message)]
 #[rtype(result = "Vec<ClientInfo>")]
@@ -365,6 +374,7 @@ pub struct ShardPort {
     pub poll: Recipient<Poll>,
     pub seen: Recipient<Seen>,
     pub clients: Recipient<ListClients>,
+    pub kick: Recipient<Kick>,
 }
 
 impl ShardPort {
@@ -379,7 +389,8 @@ impl ShardPort {
             + Handler<CatchUp>
             + Handler<Poll>
             + Handler<Seen>
-            + Handler<ListClients>,
+            + Handler<ListClients>
+            + Handler<Kick>,
     {
         ShardPort {
             route: addr.clone().recipient(),
@@ -390,6 +401,7 @@ impl ShardPort {
             poll: addr.clone().recipient(),
             seen: addr.clone().recipient(),
             clients: addr.clone().recipient(),
+            kick: addr.clone().recipient(),
         }
     }
 }

@@ -7,7 +7,8 @@ use agent_bridge_protocol::Timestamp;
 use tokio::sync::oneshot;
 
 use crate::delivery::{new_message_id, Envelope, Target, Transport};
-use crate::messages::{shard_index, ClientInfo, ListClients, ReplyTo, RoomError, Route, RouteBroadcast, RouteError, Routed, ShardPort};
+use super::monitor::Monitor;
+use crate::messages::{shard_index, ClientInfo, Kick, ListClients, ReplyTo, RoomError, Route, RouteBroadcast, RouteError, Routed, ShardPort};
 use crate::metrics::metrics;
 use crate::rooms::RoomsHandle;
 
@@ -17,13 +18,15 @@ pub struct RouterHandle {
     shards: Arc<[ShardPort]>,
     /// Room messages go to their room.
     rooms: RoomsHandle,
+    /// What the dashboard's live stream watches.
+    monitor: Monitor,
 }
 
 impl RouterHandle {
     /// The shards (started on their mailboxes), and the rooms that room messages go to.
     pub fn new(shards: Vec<ShardPort>, rooms: RoomsHandle) -> Self {
         assert!(!shards.is_empty(), "at least one router shard");
-        RouterHandle { shards: shards.into(), rooms }
+        RouterHandle { shards: shards.into(), rooms, monitor: Monitor::default() }
     }
 
     /// The shard that owns `client_id` ([`shard_index`], as the tracker's [`crate::messages::Shards`]).
@@ -41,6 +44,7 @@ impl RouterHandle {
     /// per send. Other targets run [`RouterHandle::route`] on the current arbiter.
     pub fn route_to(&self, env: Envelope, reply: ReplyTo) {
         if let Target::Client(c) = &env.target {
+            self.monitor.observe(&env);
             self.shard(c).route.do_send(Route { env, reply });
             return;
         }
@@ -60,6 +64,7 @@ impl RouterHandle {
             Room(crate::rooms::Pending<Routed>),
             Failed(RouteError),
         }
+        self.monitor.observe(&env);
         let pending = match env.target {
             Target::Broadcast => {
                 let id = new_message_id();
@@ -116,6 +121,16 @@ impl RouterHandle {
                 Pending::Failed(e) => Err(e),
             }
         }
+    }
+
+    /// Closes every session of `client_id` and ends its long-polls; how many were ended.
+    pub async fn kick(&self, client_id: &str, reason: &str) -> Result<usize, actix::MailboxError> {
+        self.shard(client_id).kick.send(Kick { client_id: client_id.to_owned(), reason: reason.to_owned() }).await
+    }
+
+    /// The tap on everything routed (the dashboard's live stream).
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
     }
 
     /// Every live client of every shard.

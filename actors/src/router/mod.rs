@@ -17,9 +17,11 @@
 
 mod feed;
 mod handle;
+mod monitor;
 mod shard;
 mod writes;
 
 pub use crate::messages::router::*;
 pub use handle::RouterHandle;
+pub use monitor::{Monitor, Traffic};
 pub use shard::Router;

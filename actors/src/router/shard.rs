@@ -10,7 +10,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use tracing::error;
 
-use crate::delivery::{Notify, Outgoing, SessionLink};
+use crate::delivery::{CloseSession, Notify, Outgoing, SessionLink};
 use crate::messages::*;
 use crate::store::{Batch, IdempotencyRecord, Store, StoreError, Stream};
 use crate::supervisor::{guarded, supervisee, ChildHandle, Supervisee};
@@ -221,6 +221,20 @@ impl Handler<NotifyClient> for Router {
                 live.link.notify.do_send(Notify(Arc::clone(&msg.note)));
             }
         }
+    }
+}
+
+impl Handler<Kick> for Router {
+    type Result = usize;
+    fn handle(&mut self, msg: Kick, _ctx: &mut Self::Context) -> usize {
+        let Some(state) = self.clients.get_mut(&msg.client_id) else { return 0 };
+        for live in &state.sessions {
+            live.link.close.do_send(CloseSession { code: "kicked", reason: msg.reason.clone() });
+        }
+        // A dropped wake-up ends a long-poll with what it has (nothing).
+        let polls = std::mem::take(&mut state.waiters).len();
+        // The sessions leave the registry with their own `Disconnect` as they stop.
+        state.sessions.len() + polls
     }
 }
 

@@ -10,7 +10,7 @@ use actix::prelude::*;
 
 use crate::auth::limits::{until_ms, CredentialsRevoked};
 use crate::auth::SessionAuth;
-use crate::delivery::{Backlog, Deliver, Notify, SessionLink, Transport, TypeFilter};
+use crate::delivery::{Backlog, CloseSession, Deliver, Notify, SessionLink, Transport, TypeFilter};
 use crate::messages::{CatchUp, Connect, Connected, Disconnect, RouteError, ShardPort, TrackerLink};
 use crate::rooms::RoomsHandle;
 use crate::router::RouterHandle;
@@ -156,8 +156,13 @@ impl Registration {
     /// before live traffic. `Err` with the reason to close at once when the key is revoked.
     pub(crate) fn start<A>(&self, ctx: &mut A::Context, transport: Transport) -> Result<(), &'static str>
     where
-        A: Connection + Handler<Fault> + Handler<CredentialsRevoked> + Handler<Deliver> + Handler<Notify>,
-        A::Context: AsyncContext<A> + ToEnvelope<A, Fault> + ToEnvelope<A, CredentialsRevoked> + ToEnvelope<A, Deliver> + ToEnvelope<A, Notify>,
+        A: Connection + Handler<Fault> + Handler<CredentialsRevoked> + Handler<Deliver> + Handler<Notify> + Handler<CloseSession>,
+        A::Context: AsyncContext<A>
+            + ToEnvelope<A, Fault>
+            + ToEnvelope<A, CredentialsRevoked>
+            + ToEnvelope<A, Deliver>
+            + ToEnvelope<A, Notify>
+            + ToEnvelope<A, CloseSession>,
     {
         let addr = ctx.address();
         self.child.set_fault_target(addr.clone().recipient());

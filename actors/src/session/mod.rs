@@ -29,7 +29,7 @@ use tracing::{debug, info_span, warn, Span};
 
 use crate::auth::limits::CredentialsRevoked;
 use crate::auth::AuthError;
-use crate::delivery::{Deliver, Envelope, Notify, Outgoing, Transport};
+use crate::delivery::{CloseSession, Deliver, Envelope, Notify, Outgoing, Transport};
 use crate::messages::{Acknowledge, Connected, NegativeAck, Replied, ReplyTo, RouteError, TrackerLink};
 use crate::metrics::metrics;
 use crate::room::{JoinLink, RoomDeliver};
@@ -472,6 +472,20 @@ impl Session {
             None => ServerFrame::error(e.code(), e.to_string(), r#ref),
         };
         self.write(&frame, ctx);
+    }
+}
+
+/// `DELETE /admin/clients/{id}`: an `error` frame with the code, then close 4001.
+impl Handler<CloseSession> for Session {
+    type Result = ();
+    fn handle(&mut self, msg: CloseSession, ctx: &mut Self::Context) {
+        {
+            let _enter = self.span.enter();
+            warn!(code = msg.code, reason = %msg.reason, "closing session on an operator's request");
+        }
+        self.write(&ServerFrame::error(msg.code, msg.reason.clone(), None), ctx);
+        ctx.close(Some(CloseReason { code: CloseCode::Other(4001), description: Some(msg.code.into()) }));
+        ctx.stop();
     }
 }
 

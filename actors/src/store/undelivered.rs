@@ -55,6 +55,17 @@ impl Store {
         self.dead.iter().take(limit).map(|item| decode(&item?.1)).collect()
     }
 
+    /// The dead letter of message `id`.
+    pub fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        self.dead.get(id.as_bytes())?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Forgets the dead letter of message `id` (it was redelivered).
+    pub fn remove_dead(&self, id: &str) -> Result<(), StoreError> {
+        self.dead.remove(id.as_bytes())?;
+        Ok(())
+    }
+
     /// Number of dead letters kept.
     pub fn dead_letter_count(&self) -> usize {
         self.dead.len()

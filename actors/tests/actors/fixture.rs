@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use agent_bridge_actors::delivery::{Backlog, Deliver, Envelope, Notify, SessionLink, Target, Transport, TypeFilter};
+use agent_bridge_actors::delivery::{Backlog, CloseSession, Deliver, Envelope, Notify, SessionLink, Target, Transport, TypeFilter};
 use agent_bridge_actors::messages::{Acknowledge, Delivered, Expired, NegativeAck, Track, TrackerLink};
 use agent_bridge_actors::room::{JoinLink, RoomDeliver};
 use agent_bridge_actors::store::Store;
@@ -119,6 +119,7 @@ pub struct FakeSession {
     pub link: SessionLink,
     pub deliveries: Seen<Deliver>,
     pub notes: Seen<Notify>,
+    pub closes: Seen<CloseSession>,
 }
 
 impl FakeSession {
@@ -126,15 +127,17 @@ impl FakeSession {
     pub fn new(session_id: &str, frames: usize, bytes: usize) -> Self {
         let (deliver, deliveries) = probe::<Deliver>();
         let (notify, notes) = probe::<Notify>();
+        let (close, closes) = probe::<CloseSession>();
         let link = SessionLink {
             session_id: session_id.into(),
             deliver,
             notify,
+            close,
             backlog: Backlog::sized(frames, bytes),
             filter: TypeFilter::new(None),
             transport: Transport::WebSocket,
         };
-        FakeSession { link, deliveries, notes }
+        FakeSession { link, deliveries, notes, closes }
     }
 
     /// The next delivery, written (its backlog slot freed, as the session does once it wrote the

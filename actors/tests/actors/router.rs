@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use agent_bridge_actors::delivery::{new_message_id, Envelope, Target};
+use agent_bridge_actors::delivery::{new_message_id, CloseSession, Envelope, Target};
 use agent_bridge_actors::messages::{
-    CatchUp, Connect, Disconnect, NotifyClient, Poll, PollFrom, Polled, Replied, ReplyTo, Route, RouteBroadcast, RouteError,
+    CatchUp, Connect, Disconnect, Kick, NotifyClient, Poll, PollFrom, Polled, Replied, ReplyTo, Route, RouteBroadcast, RouteError,
     Routed, RouterConfig,
 };
 use agent_bridge_actors::router::Router;
@@ -326,4 +326,22 @@ async fn a_session_gets_only_the_types_it_subscribed_to_and_the_rest_stays_queue
     assert_eq!(bob.take().await, (2, 2));
     bob.deliveries.quiet().await;
     assert_eq!(shard.store.queue_len("bob"), 1, "the note waits for a session that wants it");
+}
+
+#[actix::test]
+async fn a_kick_closes_every_session_of_the_client_and_no_other() {
+    let (shard, mut bob) = with_bob(64, 1 << 20).await;
+    let mut second = FakeSession::new("s-bob-2", 64, 1 << 20);
+    shard.connect("bob", &second).await;
+    let mut carol = FakeSession::new("s-carol", 64, 1 << 20);
+    shard.connect("carol", &carol).await;
+    let ended = shard.addr.send(Kick { client_id: "bob".into(), reason: "operator".into() }).await.expect("answered");
+    assert_eq!(ended, 2);
+    for s in [&mut bob, &mut second] {
+        let CloseSession { code, reason } = s.closes.next().await;
+        assert_eq!((code, reason.as_str()), ("kicked", "operator"));
+    }
+    carol.closes.quiet().await;
+    let unknown = shard.addr.send(Kick { client_id: "nobody".into(), reason: "x".into() }).await.expect("answered");
+    assert_eq!(unknown, 0);
 }
