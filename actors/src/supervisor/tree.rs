@@ -286,7 +286,8 @@ impl ChildHandle {
         if let Some(node) = self.tree.nodes.lock().get_mut(&*self.name) {
             if node.state == NodeState::Restarting {
                 node.state = NodeState::Running;
-                info!(actor = %node.name, restarts = node.restarts, "actor restarted");
+                info!(actor = %node.name, kind = node.kind, parent = %node.parent, reason = node.last_reason.as_deref().unwrap_or(""),
+                      restarts = node.restarts, "actor restarted");
             }
         }
     }
@@ -298,7 +299,14 @@ impl ChildHandle {
 
     /// A temporary child ended: remove it from the tree.
     pub fn stopped(&self) {
-        self.tree.nodes.lock().remove(&*self.name);
+        if let Some(node) = self.tree.nodes.lock().remove(&*self.name) {
+            // Sessions come and go by the thousand: only the tree's fixed actors log their stop.
+            if node.policy == RestartPolicy::Permanent {
+                info!(actor = %node.name, kind = node.kind, parent = %node.parent, restarts = node.restarts, "actor stopped");
+            } else {
+                tracing::debug!(actor = %node.name, kind = node.kind, parent = %node.parent, "actor stopped");
+            }
+        }
         self.tree.faults.lock().remove(&*self.name);
     }
 
