@@ -222,3 +222,36 @@ async fn ws_entries_pay_the_connection_rate_limit() {
     assert_eq!(statuses, ["sent", "sent", "sent", "rate_limited", "rate_limited"], "{answer}");
     assert!(r[3]["retry_after"].as_u64().is_some_and(|s| s >= 1), "{}", r[3]);
 }
+
+#[tokio::test]
+async fn http_entries_are_bound_to_the_key_and_pay_its_rate_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Bursts of 4, refilled once in 100 s: no token comes back while the test runs.
+    let key = common::create_key(dir.path(), &["--client-id", "bot", "--permissions", "read,write", "--rate-limit-per-hour", "36", "--burst", "4"]);
+    let server = InProcess::with_args(&["--data-dir", dir.path().to_str().expect("utf-8 path")]);
+    let entry = |from: Option<&str>, i: u64| {
+        let mut e = json!({"to": "peer", "type": "n", "payload": {"i": i}});
+        if let Some(from) = from {
+            e["from"] = json!(from);
+        }
+        e
+    };
+    let messages = json!([entry(Some("bot"), 0), entry(Some("mallory"), 1), entry(Some("bot"), 2), entry(None, 3), entry(Some("bot"), 4), entry(None, 5)]);
+    let r = reqwest::Client::new()
+        .post(server.http("/api/send_batch"))
+        .bearer_auth(&key)
+        .json(&json!({"messages": messages}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 200);
+    let answer: Value = r.json().await.expect("JSON");
+    let r = results(&answer, 6);
+    let outcome: Vec<&str> = r.iter().map(|r| r["status"].as_str().or(r["code"].as_str()).unwrap_or("-")).collect();
+    // The request paid the first token, entries 2, 3 and 4 the other three; `mallory` is not
+    // this key's client id, and entry 5 finds the bucket empty.
+    assert_eq!(outcome, ["sent", "forbidden", "sent", "sent", "sent", "rate_limited"], "{answer}");
+    assert!(r[5]["retry_after"].as_u64().is_some_and(|s| s >= 1), "{}", r[5]);
+    let (status, anonymous) = server.post("/api/send_batch", &json!({"messages": [entry(Some("bot"), 6)]})).await;
+    assert_eq!((status, anonymous["code"].clone()), (401, json!("unauthorized")), "{anonymous}");
+}
