@@ -77,7 +77,7 @@ async fn http_entries_fail_alone_with_their_index() {
         {"from": "alice", "to": "pool:nobody", "type": "n", "payload": 4},
         "not an object",
         {"to": "bob", "type": "n", "payload": 6},
-        {"from": "alice", "to": "bob", "type": "n", "payload": {"i": 7}},
+        {"from": "alice", "to": "bob", "type": "n", "payload": {"i": 7}, "ref": "last"},
     ]);
     let (status, answer) = server.post("/api/send_batch", &json!({"messages": messages})).await;
     assert_eq!(status, 200, "a batch with bad entries is still taken: {answer}");
@@ -95,6 +95,7 @@ async fn http_entries_fail_alone_with_their_index() {
     assert!(results[1]["error"].as_str().is_some_and(|e| e.contains("payload")), "{}", results[1]);
     assert_eq!((results[0]["status"].clone(), results[0]["seq"].clone()), (json!("sent"), json!(1)));
     assert_eq!((results[7]["status"].clone(), results[7]["seq"].clone()), (json!("sent"), json!(2)));
+    assert_eq!((results[7]["ref"].clone(), results[0].get("ref")), (json!("last"), None), "an entry's ref is echoed");
     assert_eq!(received(&mut bob, 2).await, [0, 7], "the good entries, and only they");
     nothing_more(&mut bob).await;
 }

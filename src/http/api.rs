@@ -11,6 +11,7 @@ use agent_bridge_actors::router::{Poll, PollFrom, Polled, Seen};
 use agent_bridge_actors::batch::Batch;
 use agent_bridge_actors::messages::{RouteError, Routed};
 use agent_bridge_protocol::batch::{BATCH_TOO_LARGE, MAX_BATCH_BYTES, MAX_BATCH_MESSAGES};
+use agent_bridge_protocol::frames::extract_ref;
 use agent_bridge_protocol::http::{AckRequest, MessagesPage, SendBatchRequest, SendBatchResponse, SendRequest, SendResponse};
 use agent_bridge_protocol::ids::validate_client_id;
 use agent_bridge_protocol::{Payload, ProtocolError, Timestamp};
@@ -60,11 +61,12 @@ pub async fn send_batch(caller: Caller, payload: web::Payload, state: web::Data<
     }
     let mut batch = Batch::with_capacity(count);
     for (index, entry) in req.messages.iter().enumerate() {
+        // An entry's `ref` is echoed in its result, as over WebSocket.
+        let r#ref = extract_ref(entry.json());
         // The request paid one token of the key's rate limit; every further entry pays its own.
-        let sent = send_entry(&caller, entry, &state, index > 0);
-        match sent {
-            Ok(reply) => batch.routed(index, None, reply),
-            Err(e) => batch.refuse(index, None, e.code, e.message, e.retry_after),
+        match send_entry(&caller, entry, &state, index > 0) {
+            Ok(reply) => batch.routed(index, r#ref, reply),
+            Err(e) => batch.refuse(index, r#ref, e.code, e.message, e.retry_after),
         }
     }
     let results = batch.results().await;

@@ -84,6 +84,8 @@ pub struct SendBatchBody {
 pub struct BatchResultDoc {
     /// The entry's position in `messages`, from 0.
     index: u32,
+    /// The entry's `ref`, when it had one.
+    r#ref: Option<String>,
     /// `sent`, or `duplicate` (its `idempotency_key` was seen before); absent when refused.
     status: Option<String>,
     message_id: Option<String>,
