@@ -27,6 +27,7 @@
 
 pub mod ack_tracker;
 pub mod auth;
+pub mod batch;
 pub mod delivery;
 pub mod envelope;
 pub mod messages;

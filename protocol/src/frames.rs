@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::batch::{BatchResult, BatchStatus, SendBatch, SentBatch};
 use crate::message::{Message, Payload, Priority, Timestamp};
 use crate::ProtocolError;
 
@@ -275,7 +276,7 @@ pub fn extract_ref(text: &str) -> Option<String> {
 
 /// Classifies a decoding failure of a `T` frame; only on this (slow) path the text is decoded a
 /// second time to name the offending field.
-fn classify<T: serde::de::DeserializeOwned>(frame_type: &str, text: &str, e: serde_json::Error) -> ProtocolError {
+pub(crate) fn classify<T: serde::de::DeserializeOwned>(frame_type: &str, text: &str, e: serde_json::Error) -> ProtocolError {
     let msg = e.to_string();
     if e.is_data() && !msg.starts_with("missing field") {
         let mut de = serde_json::Deserializer::from_str(text);
@@ -300,7 +301,7 @@ fn classify<T: serde::de::DeserializeOwned>(frame_type: &str, text: &str, e: ser
 
 /// True when the first JSON token is `{`. serde also reads structs from JSON arrays, positionally
 /// (`["ack"]` would decode as an `ack` of message "ack"), so frames are checked to be objects first.
-fn is_object(text: &str) -> bool {
+pub(crate) fn is_object(text: &str) -> bool {
     text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{')
 }
 
@@ -447,6 +448,7 @@ frame_enum! {
         "join" => Join(Join),
         "leave" => Leave(Leave),
         "call" => Call(Call),
+        "send_batch" => SendBatch(SendBatch),
     }
 }
 
@@ -463,6 +465,7 @@ frame_enum! {
         "pong" => Pong(Beat),
         "error" => Error(ErrorFrame),
         "dropped" => Dropped(Dropped),
+        "sent_batch" => SentBatch(SentBatch),
     }
 }
 

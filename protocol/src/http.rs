@@ -47,6 +47,21 @@ pub struct SendResponse {
     pub recipients: u32,
 }
 
+/// `POST /api/send_batch` (extension): `POST /api/send` bodies, sent in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendBatchRequest {
+    /// Each a `POST /api/send` body, decoded on its own: a bad one fails alone.
+    pub messages: Vec<Payload>,
+}
+
+/// Answer to `POST /api/send_batch`: one result per message, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendBatchResponse {
+    /// Always `"sent_batch"`: the batch was taken; each result says how its message fared.
+    pub status: String,
+    pub results: Vec<crate::batch::BatchResult>,
+}
+
 /// Answer to `GET /api/messages`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessagesPage {

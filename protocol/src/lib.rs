@@ -2,14 +2,17 @@
 //!
 //! - [`Message`]: the routed unit (PROTOCOL.md section 1).
 //! - [`ClientFrame`] / [`ServerFrame`]: WebSocket frames, discriminated by `"type"` (section 2):
-//!   client `send`, `ack`, `nack`, `ping`, `pong`, `subscribe`, `join`, `leave`, `call`; server
-//!   `connection_confirmed`, `message`, `sent`, `receipt`, `result`, `event`, `ping`, `pong`, `error`, and (extension) `dropped`.
+//!   client `send`, `ack`, `nack`, `ping`, `pong`, `subscribe`, `join`, `leave`, `call`, and (extension) `send_batch`;
+//!   server `connection_confirmed`, `message`, `sent`, `receipt`, `result`, `event`, `ping`, `pong`, `error`,
+//!   and (extensions) `dropped` and `sent_batch`.
+//! - [`batch`]: the entries and per-message results of batch sends (WebSocket and HTTP).
 //! - [`http`]: the HTTP bodies (section 3).
 //! - [`ProtocolError`]: every decoding and validation failure, each with a stable [`ProtocolError::code`].
 //!
 //! JSON is the default encoding; bincode (standard config, serde) is the compact one, used by the
 //! store and by sessions opened with `?encoding=bincode`.
 
+pub mod batch;
 mod error;
 pub mod frames;
 #[doc(hidden)]

@@ -328,7 +328,8 @@ fn on_text(shared: &Shared, text: &str) {
         ServerFrame::Dropped(d) => {
             warn!(client_id = %shared.config.client_id, count = d.count, since = %d.since.to_rfc3339(), "broker dropped persist:false messages: reading too slowly");
         }
-        ServerFrame::Pong(_) | ServerFrame::ConnectionConfirmed(_) => {}
+        // This client sends no `send_batch` frames, so no `sent_batch` is ever owed to it.
+        ServerFrame::Pong(_) | ServerFrame::ConnectionConfirmed(_) | ServerFrame::SentBatch(_) => {}
     }
 }
 

@@ -1,4 +1,4 @@
-//! The messaging API for HTTP clients: send, long-poll, ack, status.
+//! The messaging API for HTTP clients: send (one or a batch), long-poll, ack, status.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -8,9 +8,13 @@ use actix_web::{web, HttpResponse};
 use agent_bridge_actors::ack_tracker::Acknowledge;
 use agent_bridge_actors::delivery::Envelope;
 use agent_bridge_actors::router::{Poll, PollFrom, Polled, Seen};
-use agent_bridge_protocol::http::{AckRequest, MessagesPage, SendRequest, SendResponse};
+use agent_bridge_actors::batch::Batch;
+use agent_bridge_actors::messages::{RouteError, Routed};
+use agent_bridge_protocol::batch::{BATCH_TOO_LARGE, MAX_BATCH_BYTES, MAX_BATCH_MESSAGES};
+use agent_bridge_protocol::frames::extract_ref;
+use agent_bridge_protocol::http::{AckRequest, MessagesPage, SendBatchRequest, SendBatchResponse, SendRequest, SendResponse};
 use agent_bridge_protocol::ids::validate_client_id;
-use agent_bridge_protocol::Timestamp;
+use agent_bridge_protocol::{Payload, ProtocolError, Timestamp};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -26,18 +30,7 @@ pub async fn send(caller: Caller, payload: web::Payload, state: web::Data<AppSta
     caller.require(Permission::Write)?;
     let body = read_body(payload, state.config.max_frame_bytes).await?;
     let req: SendRequest = parse_json(&body, "send request")?;
-    // `from` must be a client id the credentials allow (403 otherwise); keys naming exactly one
-    // client id may leave it out.
-    let Some(from) = caller.client_id(req.from.as_deref())? else {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_frame", "missing field \"from\" in send request"));
-    };
-    if let Some(key) = &caller.key {
-        key.used_message();
-    }
-    let env = Envelope::from_http(req, &from)?;
-    let router = &state.broker.router;
-    router.shard(&from).seen.do_send(Seen(from.clone()));
-    let routed = router.route(env).await?;
+    let routed = send_one(&caller, req, &state, false)?.await?;
     // The same vocabulary as the WebSocket `sent` frame.
     let status = serde_json::to_value(routed.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     Ok(HttpResponse::Ok().json(SendResponse {
@@ -46,6 +39,76 @@ pub async fn send(caller: Caller, payload: web::Payload, state: web::Data<AppSta
         seq: routed.seq,
         recipients: routed.recipients,
     }))
+}
+
+/// `POST /api/send_batch`: every entry goes through [`send_one`], all are routed in order before
+/// any is awaited, and one answer lists each entry's result (PROTOCOL.md section 7). A body over
+/// [`MAX_BATCH_BYTES`] or more than [`MAX_BATCH_MESSAGES`] entries is refused whole with 413
+/// `batch_too_large`; an empty list with 400 `bad_frame`.
+pub async fn send_batch(caller: Caller, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller.require(Permission::Write)?;
+    let body = read_body(payload, MAX_BATCH_BYTES).await.map_err(|e| match e.code {
+        "too_large" => batch_too_large(e.message),
+        _ => e,
+    })?;
+    let req: SendBatchRequest = parse_json(&body, "batch")?;
+    let count = req.messages.len();
+    if count == 0 {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_frame", "a batch needs at least one message"));
+    }
+    if count > MAX_BATCH_MESSAGES {
+        return Err(batch_too_large(format!("a batch of {count} messages exceeds the limit of {MAX_BATCH_MESSAGES}")));
+    }
+    let mut batch = Batch::with_capacity(count);
+    for (index, entry) in req.messages.iter().enumerate() {
+        // An entry's `ref` is echoed in its result, as over WebSocket.
+        let r#ref = extract_ref(entry.json());
+        // The request paid one token of the key's rate limit; every further entry pays its own.
+        match send_entry(&caller, entry, &state, index > 0) {
+            Ok(reply) => batch.routed(index, r#ref, reply),
+            Err(e) => batch.refuse(index, r#ref, e.code, e.message, e.retry_after),
+        }
+    }
+    let results = batch.results().await;
+    Ok(HttpResponse::Ok().json(SendBatchResponse { status: "sent_batch".into(), results }))
+}
+
+fn batch_too_large(message: String) -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, BATCH_TOO_LARGE, message)
+}
+
+/// One entry of a batch: at most `max_frame_bytes`, a `POST /api/send` body, then [`send_one`].
+fn send_entry(caller: &Caller, entry: &Payload, state: &AppState, charge: bool) -> Result<RouteReply, ApiError> {
+    let limit = state.config.max_frame_bytes;
+    if entry.len() > limit {
+        return Err(ProtocolError::TooLarge { size: entry.len(), limit }.into());
+    }
+    let req: SendRequest = parse_json(entry.json().as_bytes(), "batch entry")?;
+    send_one(caller, req, state, charge)
+}
+
+/// The router's answer to one send, resolving once the message is durable.
+type RouteReply = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Routed, RouteError>>>>;
+
+/// What `POST /api/send` and every entry of `POST /api/send_batch` go through: `from` must be a
+/// client id the credentials allow (403 otherwise; keys naming exactly one client id may leave
+/// it out); with `charge`, one token of the key's rate limit (429 `rate_limited`); counted in the
+/// key's usage; validated ([`Envelope::from_http`]); then routed. The message is in its shard's
+/// mailbox when this returns.
+fn send_one(caller: &Caller, req: SendRequest, state: &AppState, charge: bool) -> Result<RouteReply, ApiError> {
+    let Some(from) = caller.client_id(req.from.as_deref())? else {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_frame", "missing field \"from\" in send request"));
+    };
+    if let Some(key) = &caller.key {
+        if charge {
+            key.take()?;
+        }
+        key.used_message();
+    }
+    let env = Envelope::from_http(req, &from)?;
+    let router = &state.broker.router;
+    router.shard(&from).seen.do_send(Seen(from.clone()));
+    Ok(Box::pin(router.route(env)))
 }
 
 /// Query of `GET /api/messages`.

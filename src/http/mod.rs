@@ -116,6 +116,7 @@ impl From<RouteError> for ApiError {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws/{client_id}", web::get().to(ws::connect))
         .route("/api/send", web::post().to(api::send))
+        .route("/api/send_batch", web::post().to(api::send_batch))
         .route("/api/messages", web::get().to(api::messages))
         .route("/api/ack", web::post().to(api::ack))
         .route("/api/status", web::get().to(api::status))

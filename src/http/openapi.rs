@@ -70,6 +70,44 @@ pub struct SendAnswer {
     recipients: u32,
 }
 
+/// `POST /api/send_batch`.
+#[derive(ToSchema)]
+pub struct SendBatchBody {
+    /// `POST /api/send` bodies, sent in order; each is decoded and checked on its own.
+    #[schema(min_items = 1, max_items = 1000)]
+    messages: Vec<SendBody>,
+}
+
+/// One entry's outcome in `POST /api/send_batch`: accepted (`status`, `message_id`, `seq`,
+/// `outcome`, `recipients`) or refused (`code`, `error`, `retry_after`).
+#[derive(ToSchema)]
+pub struct BatchResultDoc {
+    /// The entry's position in `messages`, from 0.
+    index: u32,
+    /// The entry's `ref`, when it had one.
+    r#ref: Option<String>,
+    /// `sent`, or `duplicate` (its `idempotency_key` was seen before); absent when refused.
+    status: Option<String>,
+    message_id: Option<String>,
+    seq: Option<u64>,
+    /// As `POST /api/send`'s `status`: `queued`, `delivered`, `duplicate` or `dropped`.
+    outcome: Option<String>,
+    recipients: Option<u32>,
+    /// Why the entry was refused, as `POST /api/send` would have answered it.
+    code: Option<String>,
+    error: Option<String>,
+    retry_after: Option<u64>,
+}
+
+/// Answer of `POST /api/send_batch`.
+#[derive(ToSchema)]
+pub struct SendBatchAnswer {
+    /// `sent_batch`.
+    status: String,
+    /// One per entry, in order.
+    results: Vec<BatchResultDoc>,
+}
+
 /// A routed message (PROTOCOL.md section 1).
 #[derive(ToSchema)]
 pub struct MessageDoc {
@@ -137,6 +175,11 @@ fn ws() {}
 #[utoipa::path(post, path = "/api/send", tag = "messaging", request_body = SendBody,
     responses((status = 200, description = OK_JSON, body = SendAnswer)))]
 fn send() {}
+
+#[utoipa::path(post, path = "/api/send_batch", tag = "messaging", request_body = SendBatchBody,
+    responses((status = 200, description = OK_JSON, body = SendBatchAnswer),
+              (status = 413, description = "`batch_too_large`: over 1000 messages or a body over 1 MiB", body = ErrorBody)))]
+fn send_batch() {}
 
 #[utoipa::path(get, path = "/api/messages", tag = "messaging",
     params(("to" = Option<String>, Query, description = "The inbox to read (may be left out with credentials bound to one client id)"),
@@ -313,11 +356,11 @@ impl Modify for Common {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "agent-bridge", description = "HTTP API of the agent-bridge broker (PROTOCOL.md sections 3 and 5)."),
-    paths(ws, send, messages, ack, status, whoami, subscribe, call, call_get, rooms, room_history, put_file, get_file, events,
+    paths(ws, send, send_batch, messages, ack, status, whoami, subscribe, call, call_get, rooms, room_history, put_file, get_file, events,
           health, live, ready, startup, metrics, openapi,
           dashboard, home, kick, replay, redeliver, admin_stream,
           supervisors, clients, admin_rooms, queues, dead_letters, fault, create_key, list_keys, revoke_key),
-    components(schemas(ErrorBody, SendBody, SendAnswer, MessageDoc, MessagesAnswer, AckBody, CallBody, FaultBody,
+    components(schemas(ErrorBody, SendBody, SendAnswer, SendBatchBody, BatchResultDoc, SendBatchAnswer, MessageDoc, MessagesAnswer, AckBody, CallBody, FaultBody,
                        CreateKeyRequest, KeyGrant, KeyView, KeyUsage)),
     security(("bearer" = [])),
     modifiers(&Common),

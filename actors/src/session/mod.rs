@@ -8,6 +8,7 @@
 //! actix-web-actors is deprecated upstream in favour of actix-ws; this module is the only one that
 //! uses it, so moving is local.
 
+mod batch;
 mod common;
 mod gate;
 
@@ -23,7 +24,7 @@ use actix::prelude::*;
 use actix_http::ws::Item;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
-use agent_bridge_protocol::frames::{ConnectionConfirmed, ErrorFrame, Sent, ServerInfo};
+use agent_bridge_protocol::frames::{ConnectionConfirmed, ErrorFrame, Send, Sent, ServerInfo};
 use agent_bridge_protocol::{ClientFrame, ProtocolError, ServerFrame, Timestamp};
 use tracing::{debug, info_span, warn, Span};
 
@@ -44,6 +45,14 @@ pub fn start(req: &HttpRequest, stream: web::Payload, params: SessionParams, dep
     let session = Session::new(params, deps, Arc::clone(&gate));
     let payload = GatedPayload::new(stream, gate, deps.config.hard_frame_bytes);
     ws::WsResponseBuilder::new(session, req, payload).frame_size(deps.config.hard_frame_bytes).start()
+}
+
+/// Why a `send` was refused before it reached the router.
+enum Refused {
+    /// `forbidden`, `rate_limited` …
+    Auth(AuthError),
+    /// The frame does not validate.
+    Invalid(ProtocolError),
 }
 
 /// A fragmented message being reassembled.
@@ -150,12 +159,10 @@ impl Session {
         match frame {
             ClientFrame::Send(send) => {
                 let r#ref = send.r#ref.clone();
-                if let Err(e) = self.reg.auth.check_send() {
-                    return self.auth_error(&e, r#ref, ctx);
-                }
-                match Envelope::from_frame(send, &self.reg.client_id) {
+                match self.envelope(send) {
                     Ok(env) => self.route(env, r#ref, ctx),
-                    Err(e) => self.reject(&e, r#ref, ctx),
+                    Err(Refused::Auth(e)) => self.auth_error(&e, r#ref, ctx),
+                    Err(Refused::Invalid(e)) => self.reject(&e, r#ref, ctx),
                 }
             }
             ClientFrame::Ack(ack) => {
@@ -170,6 +177,7 @@ impl Session {
             ClientFrame::Pong(_) => {}
             ClientFrame::Subscribe(sub) => self.reg.filter.set(sub.types),
             frame @ (ClientFrame::Join(_) | ClientFrame::Leave(_) | ClientFrame::Call(_)) => self.room_frame(frame, ctx),
+            ClientFrame::SendBatch(batch) => self.send_batch(batch, ctx),
         }
     }
 
@@ -189,14 +197,34 @@ impl Session {
         }));
     }
 
+    /// The checks of every `send`, alone or in a batch: the session's permission and rate limits
+    /// (counted in its key's usage), then the frame's validation.
+    fn envelope(&mut self, send: Send) -> Result<Envelope, Refused> {
+        self.reg.auth.check_send().map_err(Refused::Auth)?;
+        Envelope::from_frame(send, &self.reg.client_id).map_err(Refused::Invalid)
+    }
+
     fn route(&mut self, env: Envelope, r#ref: Option<String>, ctx: &mut ws::WebsocketContext<Self>) {
-        self.in_flight += 1;
+        self.admitted(1);
+        // The shard answers with a `Replied` message once the message is durable.
+        self.router.route_to(env, ReplyTo::Session { to: ctx.address().recipient(), r#ref });
+    }
+
+    /// Counts `n` sends routed and not yet answered.
+    fn admitted(&mut self, n: usize) {
+        self.in_flight += n;
         if self.in_flight >= self.config.max_in_flight {
             // Backpressure, not refusal: stop reading the socket until replies drain.
             self.gate.pause();
         }
-        // The shard answers with a `Replied` message once the message is durable.
-        self.router.route_to(env, ReplyTo::Session { to: ctx.address().recipient(), r#ref });
+    }
+
+    /// Counts `n` sends answered.
+    fn settled(&mut self, n: usize) {
+        self.in_flight = self.in_flight.saturating_sub(n);
+        if self.in_flight <= self.config.max_in_flight / 2 {
+            self.gate.resume();
+        }
     }
 
     /// Writes a `message` frame (encoded once by the router or a room) in the session's encoding.
@@ -419,10 +447,7 @@ impl Handler<RoomDeliver> for Session {
 impl Handler<Replied> for Session {
     type Result = ();
     fn handle(&mut self, msg: Replied, ctx: &mut Self::Context) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        if self.in_flight <= self.config.max_in_flight / 2 {
-            self.gate.resume();
-        }
+        self.settled(1);
         let frame = match msg.result {
             Ok(r) => ServerFrame::Sent(Sent {
                 r#ref: msg.r#ref,

@@ -3,8 +3,8 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 use agent_bridge_protocol::frames::{
-    Ack, Beat, Call, CallResult, ConnectionConfirmed, Delivery, Dropped, ErrorBody, ErrorFrame, Event, Join, Leave, Nack,
-    Receipt, ReceiptStatus, Send, Sent, SentStatus, ServerInfo, Subscribe,
+    Ack, BatchResult, Beat, Call, CallResult, ConnectionConfirmed, Delivery, Dropped, ErrorBody, ErrorFrame, Event, Join, Leave, Nack,
+    Receipt, ReceiptStatus, Send, SendBatch, Sent, SentBatch, SentStatus, ServerInfo, Subscribe,
 };
 use agent_bridge_protocol::{ClientFrame, Message, Payload, Priority, ServerFrame, Timestamp};
 
@@ -147,6 +147,13 @@ pub fn client_samples() -> Vec<(ClientFrame, &'static [&'static str])> {
             }),
             &["type", "ref", "method", "params"],
         ),
+        (
+            ClientFrame::SendBatch(SendBatch {
+                r#ref: Some("b-1".into()),
+                messages: vec![payload(r#"{"to":"browser","msg_type":"t","payload":{"n":1}}"#), payload(r#"{"bad":true}"#)],
+            }),
+            &["type", "ref", "messages"],
+        ),
     ]
 }
 
@@ -227,6 +234,18 @@ pub fn server_samples() -> Vec<(ServerFrame, &'static [&'static str])> {
             &["type", "count", "since", "reason", "room"],
         ),
     ];
+    samples.push((
+        ServerFrame::SentBatch(SentBatch {
+            r#ref: Some("b-1".into()),
+            results: vec![
+                BatchResult::sent(0, Some("r-1".into()), "msg-3".into(), Some(7), SentStatus::Delivered, 1),
+                BatchResult::sent(1, None, "msg-3".into(), Some(7), SentStatus::Duplicate, 1),
+                BatchResult::failed(2, None, "rate_limited", "slow down", Some(1)),
+                BatchResult::failed(3, None, "bad_frame", "missing field", None),
+            ],
+        }),
+        &["type", "ref", "results"],
+    ));
     for status in [ReceiptStatus::Delivered, ReceiptStatus::Acked, ReceiptStatus::Expired, ReceiptStatus::Dead] {
         let by = (status != ReceiptStatus::Dead).then(|| "browser".to_owned());
         samples.push((
