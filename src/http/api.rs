@@ -7,10 +7,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use agent_bridge_actors::ack_tracker::Acknowledge;
 use agent_bridge_actors::delivery::Envelope;
-use agent_bridge_actors::router::{Poll, PollFrom, Polled, Seen};
+use agent_bridge_actors::router::{Poll, PollFrom, Polled, Routed, Seen};
 use agent_bridge_protocol::http::{AckRequest, MessagesPage, SendRequest, SendResponse};
 use agent_bridge_protocol::ids::validate_client_id;
-use agent_bridge_protocol::Timestamp;
+use agent_bridge_protocol::{Message, Timestamp};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -23,9 +23,22 @@ const MAX_LIMIT: usize = 1000;
 
 /// `POST /api/send`.
 pub async fn send(caller: Caller, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    caller.require(Permission::Write)?;
     let body = read_body(payload, state.config.max_frame_bytes).await?;
     let req: SendRequest = parse_json(&body, "send request")?;
+    let routed = route_send(&state, &caller, req).await?;
+    // The same vocabulary as the WebSocket `sent` frame.
+    let status = serde_json::to_value(routed.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    Ok(HttpResponse::Ok().json(SendResponse {
+        status,
+        message_id: routed.message_id,
+        seq: routed.seq,
+        recipients: routed.recipients,
+    }))
+}
+
+/// Routes a message sent over HTTP (`POST /api/send`, the `/mcp` tools) as its caller.
+pub async fn route_send(state: &AppState, caller: &Caller, req: SendRequest) -> Result<Routed, ApiError> {
+    caller.require(Permission::Write)?;
     // `from` must be a client id the credentials allow (403 otherwise); keys naming exactly one
     // client id may leave it out.
     let Some(from) = caller.client_id(req.from.as_deref())? else {
@@ -37,15 +50,7 @@ pub async fn send(caller: Caller, payload: web::Payload, state: web::Data<AppSta
     let env = Envelope::from_http(req, &from)?;
     let router = &state.broker.router;
     router.shard(&from).seen.do_send(Seen(from.clone()));
-    let routed = router.route(env).await?;
-    // The same vocabulary as the WebSocket `sent` frame.
-    let status = serde_json::to_value(routed.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-    Ok(HttpResponse::Ok().json(SendResponse {
-        status,
-        message_id: routed.message_id,
-        seq: routed.seq,
-        recipients: routed.recipients,
-    }))
+    Ok(router.route(env).await?)
 }
 
 /// Query of `GET /api/messages`.
@@ -92,17 +97,22 @@ pub async fn messages(caller: Caller, query: web::Query<MessagesQuery>, state: w
             _ => return Err(bad(format!("wait={s:?} must be a number of seconds from 0 to {max_wait_s}"))),
         },
     };
+    let (messages, next_since) = poll(&state, &to, from, limit, wait).await?;
+    Ok(HttpResponse::Ok().json(MessagesPage { count: messages.len(), messages, next_since }))
+}
+
+/// A page of `to`'s inbox from `from`; when it is empty, waits up to `wait` seconds for a message
+/// (a long-poll). Answers the messages and where the next page starts.
+pub async fn poll(state: &AppState, to: &str, from: PollFrom, limit: usize, wait: f64) -> Result<(Vec<Message>, u64), ApiError> {
     let deadline = Instant::now() + Duration::from_secs_f64(wait);
-    let shard = state.broker.router.shard(&to).poll.clone();
+    let shard = state.broker.router.shard(to).poll.clone();
     loop {
         let waiting = Instant::now() < deadline;
-        let polled = shard.send(Poll { client_id: to.clone(), from, limit, wait: waiting }).await.map_err(|e| {
+        let polled = shard.send(Poll { client_id: to.to_owned(), from, limit, wait: waiting }).await.map_err(|e| {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("router unavailable: {e}"))
         })??;
         match polled {
-            Polled::Page { messages, next_since } => {
-                return Ok(HttpResponse::Ok().json(MessagesPage { count: messages.len(), messages, next_since }));
-            }
+            Polled::Page { messages, next_since } => return Ok((messages, next_since)),
             Polled::Wait { wake, .. } => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let _parked = Parked::new(&state.long_polls_waiting);
@@ -210,10 +220,15 @@ pub async fn whoami(caller: Caller) -> HttpResponse {
 
 /// `GET /api/status`.
 pub async fn status(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(status_json(&state).await)
+}
+
+/// The broker's status, as `GET /api/status` (and the `/mcp` status tool) answer it.
+pub async fn status_json(state: &AppState) -> serde_json::Value {
     let clients = state.broker.router.clients().await;
     let sessions: usize = clients.iter().map(|c| c.sessions.len()).sum();
     let online = clients.iter().filter(|c| !c.sessions.is_empty()).count();
-    HttpResponse::Ok().json(json!({
+    json!({
         "status": "running",
         "server": "agent-bridge",
         "version": env!("CARGO_PKG_VERSION"),
@@ -226,7 +241,7 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
         "router_shards": state.broker.router.shards().len(),
         "store_bytes": state.broker.store.size_on_disk(),
         "healthy": state.broker.tree.healthy(),
-    }))
+    })
 }
 
 #[cfg(test)]
