@@ -114,3 +114,44 @@ pub fn client_id(req: &HttpRequest, caller: &Caller) -> Result<String, ApiError>
     caller.act_as(&id, Permission::Read)?;
     Ok(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+    use agent_bridge_actors::auth::Identity;
+
+    fn caller(subject: &str) -> Caller {
+        Caller(Arc::new(Identity { subject: subject.into(), ..Identity::anonymous() }))
+    }
+
+    #[test]
+    fn a_session_answers_only_its_own_credentials_until_it_ends() {
+        let sessions = Sessions::default();
+        let (owner, other) = (caller("key-1"), caller("key-2"));
+        let id = sessions.open("alice", "2025-11-25", &owner).expect("opened");
+        let req = TestRequest::default().insert_header((SESSION_HEADER, id.as_str())).to_http_request();
+        let (_, s) = sessions.of(&req, &owner).expect("known").expect("named");
+        assert_eq!((s.client_id.as_str(), s.version.as_str()), ("alice", "2025-11-25"));
+        assert_eq!(sessions.of(&req, &other).err().map(|e| e.status), Some(StatusCode::NOT_FOUND), "other credentials");
+        let mut closed = s.closed.subscribe();
+        assert!(sessions.close(&id));
+        assert!(*closed.borrow_and_update(), "its listening stream is told");
+        assert!(!sessions.close(&id));
+        assert_eq!(sessions.of(&req, &owner).err().map(|e| e.status), Some(StatusCode::NOT_FOUND), "ended");
+        assert!(sessions.of(&TestRequest::default().to_http_request(), &owner).expect("no header").is_none());
+    }
+
+    #[test]
+    fn the_client_id_is_bound_named_or_generated() {
+        let anyone = caller("anonymous");
+        let named = TestRequest::default().insert_header((CLIENT_ID_HEADER, "bob")).to_http_request();
+        assert_eq!(client_id(&named, &anyone).ok().as_deref(), Some("bob"));
+        let query = TestRequest::default().uri("/mcp?client_id=carol").to_http_request();
+        assert_eq!(client_id(&query, &anyone).ok().as_deref(), Some("carol"));
+        let generated = client_id(&TestRequest::default().to_http_request(), &anyone).expect("generated");
+        assert!(generated.starts_with("mcp-") && generated.len() > 8, "{generated}");
+        let bad = TestRequest::default().insert_header((CLIENT_ID_HEADER, "a b")).to_http_request();
+        assert!(client_id(&bad, &anyone).is_err(), "an invalid id is refused");
+    }
+}
