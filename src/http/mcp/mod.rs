@@ -115,7 +115,8 @@ pub async fn post(req: HttpRequest, payload: web::Payload, state: web::Data<AppS
     let params = value.get("params").cloned().unwrap_or(Value::Null);
     let envelope = params.pointer("/_meta").and_then(|m| m.get(VERSION_META)).map(|v| v.as_str().unwrap_or_default().to_owned());
     if let Some(version) = envelope {
-        return Ok(match modern_checks(&req, &version, request.method()) {
+        let name = params.get("name").and_then(Value::as_str);
+        return Ok(match modern_checks(&req, &version, request.method(), name) {
             Err(r) => refuse(Some(id), r),
             Ok(()) => {
                 let client_id = session::client_id(&req, &caller)?;
@@ -172,14 +173,19 @@ fn header(req: &HttpRequest, name: &str) -> Option<String> {
     req.headers().get(name).map(|v| v.to_str().unwrap_or_default().to_owned())
 }
 
-/// The 2026-07-28 checks: the headers agree with the envelope, and the version is served.
-fn modern_checks(req: &HttpRequest, version: &str, method: &str) -> Result<(), Refusal> {
+/// The 2026-07-28 checks: the headers agree with the envelope (`Mcp-Name` with a tool call's
+/// name, when sent as plain text), and the version is served.
+fn modern_checks(req: &HttpRequest, version: &str, method: &str, name: Option<&str>) -> Result<(), Refusal> {
     let mismatch = |what: &str| Refusal::new(StatusCode::BAD_REQUEST, ErrorCode::HEADER_MISMATCH, format!("{what} header does not match the request"));
     if header(req, "mcp-protocol-version").as_deref() != Some(version) {
         return Err(mismatch("MCP-Protocol-Version"));
     }
     if header(req, "mcp-method").is_some_and(|m| m != method) {
         return Err(mismatch("Mcp-Method"));
+    }
+    let plain_name = header(req, "mcp-name").filter(|n| !n.starts_with("=?base64?"));
+    if method == "tools/call" && plain_name.is_some_and(|n| Some(n.as_str()) != name) {
+        return Err(mismatch("Mcp-Name"));
     }
     if !MODERN.contains(&version) {
         let supported: Vec<ProtocolVersion> = MODERN.iter().chain(HANDSHAKE).filter_map(|v| serde_json::from_value(Value::from(*v)).ok()).collect();
