@@ -34,7 +34,7 @@ use rmcp::model::{
     EmptyResult, ErrorCode, ErrorData, Implementation, InitializeResult, JsonRpcError, JsonRpcMessage, JsonRpcResponse,
     JsonRpcVersion2_0, ListToolsResult, ProtocolVersion, RequestId, ServerCapabilities, ServerResult, Tool,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::auth::Caller;
 use super::{read_body, ApiError, AppState};
@@ -231,7 +231,7 @@ async fn call_tool(port: &BrokerPort<'_>, params: CallToolRequestParams) -> Resu
         let status = StatusCode::OK;
         return Err(Refusal::new(status, ErrorCode::INVALID_PARAMS, format!("unknown tool {:?}; tools/list names them", params.name)));
     }
-    let args = params.arguments.unwrap_or_else(Map::new);
+    let args = params.arguments.unwrap_or_default();
     Ok(match tools::call(port, &params.name, &args).await {
         Ok(value) => {
             let text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
