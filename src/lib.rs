@@ -79,6 +79,7 @@ impl Serving {
             auth,
             long_polls_waiting: Default::default(),
             closing: crate::http::shutdown::Closing::default(),
+            mcp: Default::default(),
         });
         let app_state = state.clone();
         let hosts = web::Data::new(crate::http::edge::HostPolicy::new(&config));

@@ -14,7 +14,7 @@ use agent_bridge_protocol::batch::{BATCH_TOO_LARGE, MAX_BATCH_BYTES, MAX_BATCH_M
 use agent_bridge_protocol::frames::extract_ref;
 use agent_bridge_protocol::http::{AckRequest, MessagesPage, SendBatchRequest, SendBatchResponse, SendRequest, SendResponse};
 use agent_bridge_protocol::ids::validate_client_id;
-use agent_bridge_protocol::{Payload, ProtocolError, Timestamp};
+use agent_bridge_protocol::{Message, Payload, ProtocolError, Timestamp};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -27,10 +27,11 @@ const MAX_LIMIT: usize = 1000;
 
 /// `POST /api/send`.
 pub async fn send(caller: Caller, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    // Before the body is read: a read-only key is refused at once.
     caller.require(Permission::Write)?;
     let body = read_body(payload, state.config.max_frame_bytes).await?;
     let req: SendRequest = parse_json(&body, "send request")?;
-    let routed = send_one(&caller, req, &state, false)?.await?;
+    let routed = route_send(&state, &caller, req).await?;
     // The same vocabulary as the WebSocket `sent` frame.
     let status = serde_json::to_value(routed.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     Ok(HttpResponse::Ok().json(SendResponse {
@@ -39,6 +40,13 @@ pub async fn send(caller: Caller, payload: web::Payload, state: web::Data<AppSta
         seq: routed.seq,
         recipients: routed.recipients,
     }))
+}
+
+/// Routes a message sent over HTTP (`POST /api/send`, the `/mcp` tools) as its caller, through
+/// the same checks as every `POST /api/send` ([`send_one`]).
+pub async fn route_send(state: &AppState, caller: &Caller, req: SendRequest) -> Result<Routed, ApiError> {
+    caller.require(Permission::Write)?;
+    Ok(send_one(caller, req, state, false)?.await?)
 }
 
 /// `POST /api/send_batch`: every entry goes through [`send_one`], all are routed in order before
@@ -155,17 +163,22 @@ pub async fn messages(caller: Caller, query: web::Query<MessagesQuery>, state: w
             _ => return Err(bad(format!("wait={s:?} must be a number of seconds from 0 to {max_wait_s}"))),
         },
     };
+    let (messages, next_since) = poll(&state, &to, from, limit, wait).await?;
+    Ok(HttpResponse::Ok().json(MessagesPage { count: messages.len(), messages, next_since }))
+}
+
+/// A page of `to`'s inbox from `from`; when it is empty, waits up to `wait` seconds for a message
+/// (a long-poll). Answers the messages and where the next page starts.
+pub async fn poll(state: &AppState, to: &str, from: PollFrom, limit: usize, wait: f64) -> Result<(Vec<Message>, u64), ApiError> {
     let mut deadline = Instant::now() + Duration::from_secs_f64(wait);
-    let shard = state.broker.router.shard(&to).poll.clone();
+    let shard = state.broker.router.shard(to).poll.clone();
     loop {
         let waiting = Instant::now() < deadline;
-        let polled = shard.send(Poll { client_id: to.clone(), from, limit, wait: waiting }).await.map_err(|e| {
+        let polled = shard.send(Poll { client_id: to.to_owned(), from, limit, wait: waiting }).await.map_err(|e| {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("router unavailable: {e}"))
         })??;
         match polled {
-            Polled::Page { messages, next_since } => {
-                return Ok(HttpResponse::Ok().json(MessagesPage { count: messages.len(), messages, next_since }));
-            }
+            Polled::Page { messages, next_since } => return Ok((messages, next_since)),
             Polled::Wait { wake, .. } => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let _parked = Parked::new(&state.long_polls_waiting);
@@ -276,10 +289,15 @@ pub async fn whoami(caller: Caller) -> HttpResponse {
 
 /// `GET /api/status`.
 pub async fn status(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(status_json(&state).await)
+}
+
+/// The broker's status, as `GET /api/status` (and the `/mcp` status tool) answer it.
+pub async fn status_json(state: &AppState) -> serde_json::Value {
     let clients = state.broker.router.clients().await;
     let sessions: usize = clients.iter().map(|c| c.sessions.len()).sum();
     let online = clients.iter().filter(|c| !c.sessions.is_empty()).count();
-    HttpResponse::Ok().json(json!({
+    json!({
         "status": "running",
         "server": "agent-bridge",
         "version": env!("CARGO_PKG_VERSION"),
@@ -292,7 +310,7 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
         "router_shards": state.broker.router.shards().len(),
         "store_bytes": state.broker.store.size_on_disk(),
         "healthy": state.broker.tree.healthy(),
-    }))
+    })
 }
 
 #[cfg(test)]

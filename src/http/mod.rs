@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod health;
 pub mod edge;
 pub mod keys;
+pub mod mcp;
 pub mod metrics;
 pub mod openapi;
 pub mod origin;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub long_polls_waiting: std::sync::atomic::AtomicUsize,
     /// Raised when the broker stops: WebSockets and SSE streams end (see [`shutdown`]).
     pub closing: shutdown::Closing,
+    /// MCP sessions and agent records of `/mcp` ([`mcp::session`]).
+    pub mcp: mcp::session::Sessions,
 }
 
 /// An HTTP error with a machine-readable code.
@@ -120,6 +123,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/messages", web::get().to(api::messages))
         .route("/api/ack", web::post().to(api::ack))
         .route("/api/status", web::get().to(api::status))
+        .route("/mcp", web::post().to(mcp::post))
+        .route("/mcp", web::get().to(mcp::get))
+        .route("/mcp", web::delete().to(mcp::delete))
         .route("/api/whoami", web::get().to(api::whoami))
         .route("/api/call", web::post().to(rooms::call))
         .route("/api/call", web::get().to(rooms::call_get))

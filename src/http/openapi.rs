@@ -248,6 +248,26 @@ fn subscribe() {}
     responses((status = 200, description = "`{subject, client_id, clients, permissions}`: `client_id` when the credentials are bound to exactly one, else null")))]
 fn whoami() {}
 
+#[utoipa::path(post, path = "/mcp", tag = "mcp",
+    request_body(content = Value, description = "One JSON-RPC 2.0 message of the Model Context Protocol (PROTOCOL.md section 7)"),
+    params(("mcp-session-id" = Option<String>, Header, description = "The session (2025-11-25) from `initialize`"),
+           ("x-client-id" = Option<String>, Header, description = "The client id to act as, when the credentials are not bound to one")),
+    responses((status = 200, description = "The JSON-RPC response (`Mcp-Session-Id` after `initialize`, `X-Client-Id` always)"),
+              (status = 202, description = "A notification or response was taken")))]
+fn mcp_post() {}
+
+#[utoipa::path(get, path = "/mcp", tag = "mcp",
+    params(("mcp-session-id" = Option<String>, Header, description = "The session whose listening stream to open")),
+    responses((status = 200, description = "The listening stream: `notifications/message` per message", content_type = "text/event-stream"),
+              (status = 405, description = "No session: the stateless revision has no listening stream", body = ErrorBody),
+              (status = 406, description = "`Accept` does not take `text/event-stream`", body = ErrorBody)))]
+fn mcp_get() {}
+
+#[utoipa::path(delete, path = "/mcp", tag = "mcp",
+    params(("mcp-session-id" = Option<String>, Header, description = "The session to end")),
+    responses((status = 204, description = "The session ended")))]
+fn mcp_delete() {}
+
 #[utoipa::path(get, path = "/health", tag = "health", security(()), responses((status = 200, description = OK_JSON)))]
 fn health() {}
 #[utoipa::path(get, path = "/health/live", tag = "health", security(()), responses((status = 200, description = OK_JSON)))]
@@ -357,6 +377,7 @@ impl Modify for Common {
 #[openapi(
     info(title = "agent-bridge", description = "HTTP API of the agent-bridge broker (PROTOCOL.md sections 3 and 5)."),
     paths(ws, send, send_batch, messages, ack, status, whoami, subscribe, call, call_get, rooms, room_history, put_file, get_file, events,
+          mcp_post, mcp_get, mcp_delete,
           health, live, ready, startup, metrics, openapi,
           dashboard, home, kick, replay, redeliver, admin_stream,
           supervisors, clients, admin_rooms, queues, dead_letters, fault, create_key, list_keys, revoke_key),

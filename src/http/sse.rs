@@ -39,10 +39,20 @@ pub async fn events(req: HttpRequest, query: web::Query<SseQuery>, state: web::D
     let types = parse_types(q.types.as_deref());
     let auth = session_auth(&state, &caller, &client_id)?;
     let body = SseSession::start(client_id, since, types, &state.broker.sessions, auth);
+    Ok(event_stream(&state, body))
+}
+
+/// A `text/event-stream` response streaming `body`, unbuffered by proxies, ended when the broker
+/// stops (also the `/mcp` listening stream's).
+pub fn event_stream<S, E>(state: &AppState, body: S) -> HttpResponse
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + 'static,
+    E: Into<Box<dyn std::error::Error>> + 'static,
+{
     let resp = HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
         .streaming(body);
-    Ok(state.closing.wrap(resp, None))
+    state.closing.wrap(resp, None)
 }

@@ -12,8 +12,8 @@
 //! reconnecting: a host can start it before the broker, and tools say "not connected" meanwhile.
 //! Received messages wait in an [`inbox::Inbox`] for `read_messages`.
 
-mod inbox;
-mod tools;
+pub mod inbox;
+pub mod tools;
 
 use std::process::ExitCode;
 use std::sync::Arc;

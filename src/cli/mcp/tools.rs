@@ -3,6 +3,10 @@
 //! Every tool answers a `CallToolResult`: the result as JSON text (and as `structuredContent`), or
 //! `isError: true` with a sentence saying what went wrong — bad arguments included, so that the model
 //! can correct itself; only an unknown tool name is a JSON-RPC error.
+//!
+//! One table serves both MCP transports: the tools act through an [`AgentPort`], which the stdio
+//! server implements with a WebSocket client ([`Bridge`]) and the broker's own `/mcp` endpoint with
+//! the router directly (`crate::http::mcp::port`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +15,8 @@ use agent_bridge_actors::rooms::calls::{self, Spec, CALLS};
 use agent_bridge_protocol::{Message, Priority};
 use serde_json::{json, Map, Value};
 
-use super::inbox::Inbox;
+use super::inbox::{Inbox, Page};
+use agent_bridge_protocol::frames::Sent;
 use crate::cli::common::{Failure, Resolved};
 use crate::client::{Client, ClientError, Connection, Outgoing};
 
@@ -27,6 +32,86 @@ pub struct Bridge {
     pub client: Client,
     pub inbox: Arc<Inbox>,
     pub who: Resolved,
+}
+
+/// What the tools act through: the broker as one agent sees it. Errors are the client library's,
+/// so that both transports word them alike.
+// Implemented and awaited inside this crate only, on concrete types: no `Send` bound is spelled
+// out (the stdio server's futures are `Send` because `Bridge`'s are; actix handlers need none).
+#[allow(async_fn_in_trait)]
+pub trait AgentPort {
+    /// The client id other agents send to.
+    fn client_id(&self) -> &str;
+    /// Ready to act, or a sentence saying why not (not connected, refused credentials).
+    async fn connected(&self) -> Result<(), String>;
+    /// Sends one message; the broker's receipt.
+    async fn send(&self, msg: Outgoing) -> Result<Sent, ClientError>;
+    /// Sends a request and waits up to `within` for the message that answers it.
+    async fn request(&self, msg: Outgoing, within: Duration) -> Result<Message, ClientError>;
+    /// One call of the table of calls (`room.join`, `room.history`...), `params` as given.
+    async fn call(&self, method: &str, params: &Map<String, Value>) -> Result<Value, ClientError>;
+    /// Received messages after `after` (default: after the last read), waiting up to `wait`.
+    async fn read(&self, after: Option<u64>, limit: usize, wait: Duration) -> Page;
+    /// A recently received message, by id (for replies).
+    fn find(&self, id: &str) -> Option<Message>;
+    /// Acknowledges a message the model has read.
+    fn ack(&self, id: &str);
+    /// What the `status` tool answers.
+    async fn status(&self) -> Value;
+    /// A client error as a sentence for the model.
+    fn failure(&self, e: &ClientError, what: &str) -> String;
+}
+
+impl AgentPort for Bridge {
+    fn client_id(&self) -> &str {
+        &self.who.client_id
+    }
+
+    async fn connected(&self) -> Result<(), String> {
+        connected(self).await
+    }
+
+    async fn send(&self, msg: Outgoing) -> Result<Sent, ClientError> {
+        self.client.send(msg).await
+    }
+
+    async fn request(&self, msg: Outgoing, within: Duration) -> Result<Message, ClientError> {
+        self.client.request(msg, within).await
+    }
+
+    async fn call(&self, method: &str, params: &Map<String, Value>) -> Result<Value, ClientError> {
+        let a = Args { tool: method, map: params };
+        match method {
+            // Through the client's own join and leave, which keep the room joined across reconnects.
+            "room.join" => {
+                let (room, role, since) = (a.required_string("room"), a.string("role"), a.u64("since"));
+                let (room, role, since) = (room.map_err(ClientError::Protocol)?, role.map_err(ClientError::Protocol)?, since.map_err(ClientError::Protocol)?);
+                self.client.join_room(&room, role.as_deref(), since).await
+            }
+            "room.leave" => self.client.leave_room(&a.required_string("room").map_err(ClientError::Protocol)?).await,
+            method => self.client.call(method, Value::Object(params.clone())).await,
+        }
+    }
+
+    async fn read(&self, after: Option<u64>, limit: usize, wait: Duration) -> Page {
+        self.inbox.read(after, limit, wait).await
+    }
+
+    fn find(&self, id: &str) -> Option<Message> {
+        self.inbox.find(id)
+    }
+
+    fn ack(&self, id: &str) {
+        let _ = self.client.ack(id);
+    }
+
+    async fn status(&self) -> Value {
+        status(self).await
+    }
+
+    fn failure(&self, e: &ClientError, what: &str) -> String {
+        failure(self, e, what)
+    }
 }
 
 /// A tool's answer: JSON for the model, or an error sentence.
@@ -123,7 +208,7 @@ pub fn exists(name: &str) -> bool {
 }
 
 /// Runs a tool.
-pub async fn call(bridge: &Bridge, name: &str, args: &Map<String, Value>) -> ToolResult {
+pub async fn call(bridge: &impl AgentPort, name: &str, args: &Map<String, Value>) -> ToolResult {
     let a = Args { tool: name, map: args };
     match name {
         "send_message" => send_message(bridge, &a).await,
@@ -134,7 +219,7 @@ pub async fn call(bridge: &Bridge, name: &str, args: &Map<String, Value>) -> Too
         }
         "read_messages" => read_messages(bridge, &a).await,
         "reply" => reply(bridge, &a).await,
-        "status" => Ok(status(bridge).await),
+        "status" => Ok(bridge.status().await),
         other => match calls::by_tool(other) {
             Some(spec) => room_call(bridge, spec, &a).await,
             None => Err(format!("unknown tool {other:?}")),
@@ -143,21 +228,15 @@ pub async fn call(bridge: &Bridge, name: &str, args: &Map<String, Value>) -> Too
 }
 
 /// A tool of the table of calls: the arguments are the call's params, checked by the broker.
-async fn room_call(bridge: &Bridge, spec: &Spec, a: &Args<'_>) -> ToolResult {
-    connected(bridge).await?;
-    let fail = |e: ClientError| failure(bridge, &e, spec.name);
-    match spec.name {
-        // Through the client's own join and leave, which keep the room joined across reconnects.
-        "room.join" => {
-            let (room, role, since) = (a.required_string("room")?, a.string("role")?, a.u64("since")?);
-            bridge.client.join_room(&room, role.as_deref(), since).await.map_err(fail)
-        }
-        "room.leave" => bridge.client.leave_room(&a.required_string("room")?).await.map_err(fail),
-        method => bridge.client.call(method, Value::Object(a.map.clone())).await.map_err(fail),
-    }
+async fn room_call(bridge: &impl AgentPort, spec: &Spec, a: &Args<'_>) -> ToolResult {
+    bridge.connected().await?;
+    bridge.call(spec.name, a.map).await.map_err(|e| match e {
+        ClientError::Protocol(text) => text,
+        e => bridge.failure(&e, spec.name),
+    })
 }
 
-async fn send_message(bridge: &Bridge, a: &Args<'_>) -> ToolResult {
+async fn send_message(bridge: &impl AgentPort, a: &Args<'_>) -> ToolResult {
     let msg_type = a.string("type")?.unwrap_or_else(|| "message".into());
     let mut msg = match (a.string("to")?, a.string("room")?) {
         (Some(to), None) => Outgoing::to(to, msg_type, a.payload()?),
@@ -177,14 +256,14 @@ async fn send_message(bridge: &Bridge, a: &Args<'_>) -> ToolResult {
 }
 
 /// Sends and reports the `sent` reply.
-async fn sent(bridge: &Bridge, msg: Outgoing, what: &str) -> ToolResult {
+async fn sent(bridge: &impl AgentPort, msg: Outgoing, what: &str) -> ToolResult {
     msg.validate().map_err(|e| format!("{what}: {e}"))?;
-    connected(bridge).await?;
-    let s = bridge.client.send(msg).await.map_err(|e| failure(bridge, &e, what))?;
+    bridge.connected().await?;
+    let s = bridge.send(msg).await.map_err(|e| bridge.failure(&e, what))?;
     Ok(json!({"message_id": s.message_id, "seq": s.seq, "status": s.status, "recipients": s.recipients}))
 }
 
-async fn ask(bridge: &Bridge, a: &Args<'_>) -> ToolResult {
+async fn ask(bridge: &impl AgentPort, a: &Args<'_>) -> ToolResult {
     let to = a.required_string("to")?;
     let msg = Outgoing::to(to.clone(), a.string("type")?.unwrap_or_else(|| "question".into()), a.payload()?);
     msg.validate().map_err(|e| format!("ask: {e}"))?;
@@ -192,28 +271,28 @@ async fn ask(bridge: &Bridge, a: &Args<'_>) -> ToolResult {
     if !(timeout > 0.0 && timeout <= MAX_WAIT_S) {
         return Err(format!("ask: `timeout_s` must be between 0.1 and {MAX_WAIT_S}"));
     }
-    connected(bridge).await?;
-    match bridge.client.request(msg, Duration::from_secs_f64(timeout)).await {
+    bridge.connected().await?;
+    match bridge.request(msg, Duration::from_secs_f64(timeout)).await {
         Ok(reply) => Ok(json!({"reply": message_json(&reply, None)})),
         Err(ClientError::Timeout { .. }) => {
             Err(format!("No reply from {to} within {timeout} s. It may be offline or busy; the request stays queued for it."))
         }
-        Err(e) => Err(failure(bridge, &e, "asking")),
+        Err(e) => Err(bridge.failure(&e, "asking")),
     }
 }
 
-async fn read_messages(bridge: &Bridge, a: &Args<'_>) -> ToolResult {
+async fn read_messages(bridge: &impl AgentPort, a: &Args<'_>) -> ToolResult {
     let cursor = a.u64("cursor")?;
     let limit = a.u64("limit")?.unwrap_or(50).clamp(1, 500);
     let wait = a.f64("wait_s")?.unwrap_or(0.0);
     if !(0.0..=60.0).contains(&wait) {
         return Err("read_messages: `wait_s` must be between 0 and 60".into());
     }
-    let page = bridge.inbox.read(cursor, usize::try_from(limit).unwrap_or(500), Duration::from_secs_f64(wait)).await;
+    let page = bridge.read(cursor, usize::try_from(limit).unwrap_or(500), Duration::from_secs_f64(wait)).await;
     for (_, m) in &page.messages {
         if m.requires_ack {
             // Read by the model: that is what the sender asked to hear about.
-            let _ = bridge.client.ack(&m.id);
+            bridge.ack(&m.id);
         }
     }
     let messages: Vec<Value> = page.messages.iter().map(|(c, m)| message_json(m, Some(*c))).collect();
@@ -224,9 +303,9 @@ async fn read_messages(bridge: &Bridge, a: &Args<'_>) -> ToolResult {
     Ok(out)
 }
 
-async fn reply(bridge: &Bridge, a: &Args<'_>) -> ToolResult {
+async fn reply(bridge: &impl AgentPort, a: &Args<'_>) -> ToolResult {
     let id = a.required_string("message_id")?;
-    let Some(request) = bridge.inbox.find(&id) else {
+    let Some(request) = bridge.find(&id) else {
         return Err(format!("reply: no message {id:?} among the recent messages; use send_message with to and correlation_id"));
     };
     let msg = Outgoing::reply_to(&request, a.string("type")?.unwrap_or_else(|| "reply".into()), a.payload()?);
@@ -273,7 +352,7 @@ fn failure(bridge: &Bridge, e: &ClientError, what: &str) -> String {
 }
 
 /// A message as the model sees it.
-fn message_json(m: &Message, cursor: Option<u64>) -> Value {
+pub fn message_json(m: &Message, cursor: Option<u64>) -> Value {
     let mut v = serde_json::to_value(m).unwrap_or(Value::Null);
     if let (Some(c), Some(obj)) = (cursor, v.as_object_mut()) {
         obj.insert("cursor".into(), json!(c));
