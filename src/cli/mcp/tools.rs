@@ -86,7 +86,7 @@ pub fn definitions() -> Value {
         tool(
             "read_messages",
             "Read new messages",
-            "Return the messages received since the last read (oldest first) and a cursor. Pass an earlier cursor to read again from there. Messages that ask for an acknowledgement are acknowledged when returned. To answer one, use reply with its id.",
+            "Return the messages received since the last read (oldest first) and a cursor; messages already pushed to you as channel events count as read. Pass an earlier cursor to read again from there. Messages that ask for an acknowledgement are acknowledged when returned. To answer one, use reply with its id.",
             json!({
                 "cursor": {"type": "integer", "minimum": 0, "description": "Return messages after this cursor (from an earlier result). Default: after the last read."},
                 "limit": {"type": "integer", "minimum": 1, "maximum": 500, "description": "At most this many messages (default 50)."},
@@ -96,7 +96,7 @@ pub fn definitions() -> Value {
         ),
         message_tool(
             ("reply", "Reply to a message"),
-            "Answer a message returned by read_messages: sent to its sender with its correlation id, which is what an agent waiting in ask receives.",
+            "Answer a message returned by read_messages or pushed to you (its message_id): sent to its sender with its correlation id, which is what an agent waiting in ask receives.",
             "Message type (default \"reply\").",
             json!({"message_id": {"type": "string", "description": "The id of the message to answer."}}),
             &["message_id"],
