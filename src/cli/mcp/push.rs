@@ -5,7 +5,7 @@
 //! - A host that declares `capabilities.experimental["claude/channel"]` in `initialize` (Claude
 //!   Code's channels) gets `notifications/claude/channel` with `{content, meta}`: the text for the
 //!   model and the message's identity as string attributes. That puts the message into the model's
-//!   context, so it counts as read ([`Inbox::take`]) and, if it asks for one, is acknowledged.
+//!   context, so it counts as read ([`super::inbox::Inbox::take`]) and, if it asks for one, is acknowledged.
 //! - Any other host gets the standard logging notification `notifications/message`
 //!   (`level: info`, `logger: agent-bridge`, `data`: the message as `read_messages` shows it). MCP
 //!   hosts show logs to the user, not to the model, so such a message stays unread for
@@ -21,7 +21,6 @@ use agent_bridge_protocol::Message;
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, watch};
 
-use super::inbox::Inbox;
 use super::tools::{message_json, Bridge};
 
 /// The capability key of Claude Code's channels, in `capabilities.experimental`.
@@ -85,7 +84,7 @@ pub async fn run(bridge: Arc<Bridge>, out: mpsc::UnboundedSender<String>) {
     let mut arrivals = bridge.inbox.subscribe();
     let mut pushed = 0;
     loop {
-        pushed = push_new(&bridge, &bridge.inbox, pushed, &out);
+        pushed = push_new(&bridge, pushed, &out);
         if out.is_closed() || arrivals.changed().await.is_err() {
             return;
         }
@@ -93,9 +92,9 @@ pub async fn run(bridge: Arc<Bridge>, out: mpsc::UnboundedSender<String>) {
 }
 
 /// Pushes what arrived after `pushed`; returns the cursor to continue from.
-fn push_new(bridge: &Bridge, inbox: &Inbox, pushed: u64, out: &mpsc::UnboundedSender<String>) -> u64 {
+fn push_new(bridge: &Bridge, pushed: u64, out: &mpsc::UnboundedSender<String>) -> u64 {
     let channel = bridge.session.channel();
-    let (messages, cursor) = inbox.take(pushed, channel);
+    let (messages, cursor) = bridge.inbox.take(pushed, channel);
     for (c, m) in &messages {
         let note = if channel {
             channel_notification(m)
