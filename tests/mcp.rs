@@ -1,12 +1,14 @@
 //! `agent-bridge mcp` driven over stdio with raw JSON-RPC, as an MCP host (Claude Code, Claude
 //! Desktop) drives it: initialize, tools/list, tools/call; two instances messaging each other, and
-//! `ask` answered through `read_messages` + `reply`.
+//! `ask` answered through `read_messages` + `reply`; messages pushed as notifications
+//! (`notifications/claude/channel` or `notifications/message`) and an `ask` continued by `wait_reply`.
 
 mod common;
 
+use std::collections::VecDeque;
 use std::process::Stdio;
 
-use common::{Server, WAIT};
+use common::{Server, Ws, WAIT};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -17,6 +19,8 @@ struct Mcp {
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
     next_id: i64,
+    /// Notifications (lines without an id) read while waiting for a response, oldest first.
+    notifications: VecDeque<Value>,
 }
 
 impl Mcp {
@@ -38,7 +42,7 @@ impl Mcp {
             .expect("spawning agent-bridge mcp");
         let stdin = child.stdin.take().expect("stdin");
         let stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        Mcp { child, stdin, stdout, next_id: 0 }
+        Mcp { child, stdin, stdout, next_id: 0, notifications: VecDeque::new() }
     }
 
     async fn write(&mut self, line: &str) {
@@ -46,8 +50,34 @@ impl Mcp {
         self.stdin.flush().await.expect("flush");
     }
 
-    /// The next line the server writes, as JSON; every line on stdout must be JSON-RPC.
+    /// The next response the server writes; notifications met on the way are kept for
+    /// [`Mcp::notification`].
     async fn read(&mut self) -> Value {
+        loop {
+            let v = self.read_line().await;
+            if v.get("id").is_some() {
+                return v;
+            }
+            self.notifications.push_back(v);
+        }
+    }
+
+    /// The next notification of `method` (others before it are dropped).
+    async fn notification(&mut self, method: &str) -> Value {
+        loop {
+            let v = match self.notifications.pop_front() {
+                Some(v) => v,
+                None => self.read_line().await,
+            };
+            assert!(v.get("id").is_none(), "a response nobody waited for: {v}");
+            if v["method"] == method {
+                return v;
+            }
+        }
+    }
+
+    /// The next line the server writes, as JSON; every line on stdout must be JSON-RPC.
+    async fn read_line(&mut self) -> Value {
         let line = tokio::time::timeout(WAIT, self.stdout.next_line())
             .await
             .expect("the server answered in time")
@@ -70,12 +100,13 @@ impl Mcp {
 
     /// `initialize` + `notifications/initialized`, as a host opens a session.
     async fn initialize(&mut self) -> Value {
-        let r = self
-            .request(
-                "initialize",
-                json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test-host", "version": "1"}}),
-            )
-            .await;
+        self.initialize_with(json!({})).await
+    }
+
+    /// `initialize` declaring `capabilities` + `notifications/initialized`.
+    async fn initialize_with(&mut self, capabilities: Value) -> Value {
+        let params = json!({"protocolVersion": "2025-06-18", "capabilities": capabilities, "clientInfo": {"name": "test-host", "version": "1"}});
+        let r = self.request("initialize", params).await;
         self.write(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string()).await;
         r["result"].clone()
     }
@@ -118,7 +149,7 @@ async fn an_mcp_host_session_initialize_list_and_errors() {
     let mut mcp = Mcp::start(&server, "claude-one");
     let init = mcp.initialize().await;
     assert_eq!(init["protocolVersion"], "2025-06-18");
-    assert_eq!(init["capabilities"], json!({"tools": {}}));
+    assert_eq!(init["capabilities"], json!({"tools": {}, "logging": {}}), "no claude/channel for a host without it");
     assert_eq!(init["serverInfo"]["name"], "agent-bridge");
     assert!(init["instructions"].as_str().is_some_and(|s| s.contains("claude-one")), "{init}");
 
@@ -128,11 +159,13 @@ async fn an_mcp_host_session_initialize_list_and_errors() {
     assert_eq!(future["result"]["protocolVersion"], "2025-06-18", "an unknown version gets ours");
 
     assert_eq!(mcp.request("ping", json!({})).await["result"], json!({}));
+    assert_eq!(mcp.request("logging/setLevel", json!({"level": "debug"})).await["result"], json!({}));
+    assert_eq!(mcp.request("logging/setLevel", json!({"level": "loud"})).await["error"]["code"], -32602);
 
     let list = mcp.request("tools/list", json!({})).await;
     let tools = list["result"]["tools"].as_array().expect("tools").clone();
     let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
-    for name in ["send_message", "ask", "broadcast", "read_messages", "join_room", "room_history", "room_members", "status"] {
+    for name in ["send_message", "ask", "wait_reply", "broadcast", "read_messages", "join_room", "room_history", "room_members", "status"] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
     }
     // The room tools come from the table of calls, their schemas from the params' types.
@@ -233,10 +266,10 @@ async fn two_mcp_instances_message_each_other_and_ask_gets_its_reply() {
     let rest = a.tool_ok("read_messages", json!({})).await;
     assert_eq!(rest["messages"], json!([]));
 
-    // An ask nobody answers ends with a tool error that says so.
-    let unanswered = a.tool("ask", json!({"to": "agent-c", "text": "anyone?", "timeout_s": 0.5})).await;
-    assert_eq!(unanswered["isError"], true);
-    assert!(unanswered["content"][0]["text"].as_str().is_some_and(|t| t.contains("No reply from agent-c")), "{unanswered}");
+    // An ask nobody answers ends with a pending handle, not an error.
+    let unanswered = a.tool_ok("ask", json!({"to": "agent-c", "text": "anyone?", "timeout_s": 0.5})).await;
+    assert_eq!(unanswered["status"], "pending", "{unanswered}");
+    assert!(unanswered["hint"].as_str().is_some_and(|t| t.contains("no reply from agent-c") && t.contains("wait_reply")), "{unanswered}");
 
     let broadcast = a.tool_ok("broadcast", json!({"text": "all hands"})).await;
     assert!(broadcast["recipients"].as_u64().is_some_and(|n| n >= 1), "{broadcast}");
@@ -273,4 +306,100 @@ async fn two_mcp_instances_message_each_other_and_ask_gets_its_reply() {
 /// The text of a tool result.
 fn text(result: &Value) -> &str {
     result["content"][0]["text"].as_str().unwrap_or_default()
+}
+
+/// Starts a broker, an `agent-bridge mcp` as `client_id` whose host declares `capabilities`, and a
+/// WebSocket agent `ws-agent`; waits until the MCP server is connected.
+async fn mcp_and_agent(client_id: &str, capabilities: Value) -> (Server, Mcp, Value, Ws) {
+    let server = Server::start(&[]);
+    let mut mcp = Mcp::start(&server, client_id);
+    let init = mcp.initialize_with(capabilities).await;
+    assert_eq!(mcp.tool_ok("status", json!({})).await["connection"], "connected");
+    let ws = Ws::connect(&server, "ws-agent").await;
+    (server, mcp, init, ws)
+}
+
+#[tokio::test]
+async fn a_channel_host_gets_messages_pushed_without_calling_a_tool() {
+    let (_server, mut mcp, init, mut ws) = mcp_and_agent("claude-ch", json!({"experimental": {"claude/channel": {}}})).await;
+    assert_eq!(init["capabilities"]["experimental"], json!({"claude/channel": {}}), "{init}");
+    assert!(init["instructions"].as_str().is_some_and(|s| s.contains("channel events")), "{init}");
+
+    let sent = ws.send_msg("claude-ch", "note", json!({"text": "pushed to you"})).await;
+    let pushed = mcp.notification("notifications/claude/channel").await;
+    let params = &pushed["params"];
+    assert_eq!(params["content"], "pushed to you", "{pushed}");
+    let meta = &params["meta"];
+    assert_eq!((meta["from"].clone(), meta["type"].clone()), (json!("ws-agent"), json!("note")), "{pushed}");
+    assert_eq!(meta["message_id"], sent["message_id"], "{pushed}");
+    assert!(meta["seq"].as_str().is_some_and(|s| s.parse::<u64>().is_ok()), "{pushed}");
+    assert!(meta.get("room").is_none() && meta.get("correlation_id").is_none(), "{pushed}");
+
+    // A JSON payload arrives as its JSON text, with the correlation id; and it is acknowledged.
+    let r = "r-ack";
+    ws.send(json!({"type": "send", "to": "claude-ch", "msg_type": "task", "payload": {"n": 1}, "require_ack": true,
+                   "correlation_id": "job-7", "ref": r}))
+        .await;
+    let pushed = mcp.notification("notifications/claude/channel").await;
+    assert_eq!(pushed["params"]["content"], r#"{"n":1}"#, "{pushed}");
+    assert_eq!(pushed["params"]["meta"]["correlation_id"], "job-7", "{pushed}");
+
+    // Pushed once: they count as read.
+    let page = mcp.tool_ok("read_messages", json!({})).await;
+    assert_eq!(page["messages"], json!([]), "{page}");
+    assert_eq!(mcp.tool_ok("status", json!({})).await["unread"], 0);
+    let again = mcp.tool_ok("read_messages", json!({"cursor": 0})).await;
+    assert_eq!(again["messages"].as_array().map(Vec::len), Some(2), "an explicit cursor still re-reads: {again}");
+}
+
+#[tokio::test]
+async fn a_host_without_channels_gets_logging_notifications() {
+    let (_server, mut mcp, init, mut ws) = mcp_and_agent("plain-host", json!({})).await;
+    assert!(init["capabilities"].get("experimental").is_none(), "{init}");
+    let sent = ws.send_msg("plain-host", "note", json!({"text": "logged"})).await;
+    let logged = mcp.notification("notifications/message").await;
+    let params = &logged["params"];
+    assert_eq!((params["level"].clone(), params["logger"].clone()), (json!("info"), json!("agent-bridge")), "{logged}");
+    assert_eq!(params["data"]["id"], sent["message_id"], "{logged}");
+    assert_eq!((params["data"]["from"].clone(), params["data"]["payload"].clone()), (json!("ws-agent"), json!({"text": "logged"})));
+    // Logs do not reach the model: the message is still there for read_messages.
+    let got = mcp.read_messages(1).await;
+    assert_eq!(got[0]["id"], sent["message_id"]);
+
+    // Above info, nothing is logged.
+    assert_eq!(mcp.request("logging/setLevel", json!({"level": "error"})).await["result"], json!({}));
+    ws.send_msg("plain-host", "note", json!({"text": "quiet"})).await;
+    let quiet = mcp.read_messages(1).await;
+    assert_eq!(quiet[0]["payload"], json!({"text": "quiet"}));
+    assert_eq!(mcp.request("ping", json!({})).await["result"], json!({}));
+    assert!(mcp.notifications.iter().all(|n| n["params"]["data"]["payload"] != json!({"text": "quiet"})), "{:?}", mcp.notifications);
+}
+
+#[tokio::test]
+async fn a_pending_ask_is_continued_by_wait_reply() {
+    let (_server, mut mcp, _init, mut ws) = mcp_and_agent("asker", json!({})).await;
+    let pending = mcp.tool_ok("ask", json!({"to": "ws-agent", "text": "still there?", "timeout_s": 0.5})).await;
+    assert_eq!(pending["status"], "pending", "{pending}");
+    let correlation = pending["correlation_id"].as_str().expect("a correlation id").to_owned();
+
+    let question = ws.recv_msg().await;
+    assert_eq!((question["correlation_id"].as_str(), question["payload"].clone()), (Some(correlation.as_str()), json!({"text": "still there?"})));
+    let early = mcp.tool_ok("wait_reply", json!({"correlation_id": correlation, "timeout_s": 0.2})).await;
+    assert_eq!(early["status"], "pending", "{early}");
+
+    ws.send(json!({"type": "send", "to": "asker", "msg_type": "answer", "payload": {"text": "yes"}, "correlation_id": correlation}))
+        .await;
+    let done = mcp.tool_ok("wait_reply", json!({"correlation_id": correlation, "timeout_s": 10})).await;
+    assert_eq!((done["reply"]["from"].clone(), done["reply"]["payload"].clone()), (json!("ws-agent"), json!({"text": "yes"})), "{done}");
+    // Asked again later, the reply is still found.
+    let again = mcp.tool_ok("wait_reply", json!({"correlation_id": correlation, "timeout_s": 0.2})).await;
+    assert_eq!(again["reply"]["payload"], json!({"text": "yes"}));
+
+    // Waits are capped below the host's own timeout.
+    let tools = mcp.request("tools/list", json!({})).await;
+    let schema = |name: &str| tools["result"]["tools"].as_array().and_then(|t| t.iter().find(|t| t["name"] == name).cloned()).expect(name);
+    assert_eq!(schema("ask")["inputSchema"]["properties"]["timeout_s"]["maximum"], 50.0);
+    assert_eq!(schema("wait_reply")["inputSchema"]["properties"]["timeout_s"]["maximum"], 50.0);
+    assert_eq!(schema("read_messages")["inputSchema"]["properties"]["wait_s"]["maximum"], 50.0);
+    assert_eq!(schema("wait_reply")["inputSchema"]["required"], json!(["correlation_id"]));
 }

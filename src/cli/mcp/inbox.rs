@@ -4,6 +4,10 @@
 //! The cursor is this buffer's own counter, not the broker's `seq`: messages arrive by priority and
 //! room messages have their own seq, while a model needs one number that only grows. The buffer keeps
 //! the newest [`CAPACITY`] messages and says how many older ones it had to drop.
+//!
+//! The pusher ([`super::push`]) reads it too, with a cursor of its own: a push into the model's
+//! context (a `claude/channel` notification) marks the message read, so that a default
+//! `read_messages` does not return it again; a logging notification does not (see `push`).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -63,12 +67,15 @@ impl Inbox {
     /// Messages after `after` (default: after the last read), at most `limit`, waiting up to `wait`
     /// for the first one when there is none.
     pub async fn read(&self, after: Option<u64>, limit: usize, wait: Duration) -> Page {
+        let asked = after;
         let after = after.unwrap_or_else(|| self.entries.lock().read);
         if !wait.is_zero() {
             let mut rx = self.newest.subscribe();
             let _ = tokio::time::timeout(wait, rx.wait_for(|n| *n > after)).await;
         }
         let mut e = self.entries.lock();
+        // A default read continues after what was read (or pushed) meanwhile, not before it.
+        let after = asked.unwrap_or(e.read.max(after));
         let first = e.list.front().map_or(*self.newest.borrow() + 1, |(c, _)| *c);
         let missed = first.saturating_sub(after + 1);
         let messages: Vec<(u64, Message)> = e.list.iter().filter(|(c, _)| *c > after).take(limit.max(1)).cloned().collect();
@@ -76,6 +83,43 @@ impl Inbox {
         let more = *self.newest.borrow() > cursor;
         e.read = e.read.max(cursor);
         Page { messages, cursor, more, missed }
+    }
+
+    /// For the pusher: the messages after `pushed` and the cursor to continue from. With
+    /// `mark_read` they also count as read, and those a read returned already are left out, so
+    /// that a message reaches the model once.
+    pub fn take(&self, pushed: u64, mark_read: bool) -> (Vec<(u64, Message)>, u64) {
+        let mut e = self.entries.lock();
+        let after = if mark_read { pushed.max(e.read) } else { pushed };
+        let messages: Vec<(u64, Message)> = e.list.iter().filter(|(c, _)| *c > after).cloned().collect();
+        let newest = *self.newest.borrow();
+        if mark_read {
+            e.read = e.read.max(newest);
+        }
+        (messages, newest.max(pushed))
+    }
+
+    /// Wakes on every new message (its value is the newest cursor).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.newest.subscribe()
+    }
+
+    /// The newest message whose `correlation_id` is `correlation` (a late reply to an `ask`),
+    /// waiting up to `wait` for it; read or not.
+    pub async fn reply(&self, correlation: &str, wait: Duration) -> Option<Message> {
+        let find = || self.entries.lock().list.iter().rev().find(|(_, m)| m.correlation_id.as_deref() == Some(correlation)).map(|(_, m)| m.clone());
+        let mut rx = self.newest.subscribe();
+        let waiting = async {
+            loop {
+                if let Some(m) = find() {
+                    return m;
+                }
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(wait, waiting).await.ok()
     }
 
     /// A message still in the buffer, by id (for replies).
@@ -132,6 +176,38 @@ mod tests {
         inbox.push(msg("late"));
         let p = tokio::time::timeout(Duration::from_secs(5), reader).await.expect("woke").expect("task");
         assert_eq!(ids(&p), vec!["late"]);
+    }
+
+    #[tokio::test]
+    async fn pushed_messages_count_as_read_once() {
+        let inbox = Inbox::default();
+        inbox.push(msg("a"));
+        assert_eq!(ids(&inbox.read(None, 10, Duration::ZERO).await), vec!["a"]);
+        inbox.push(msg("b"));
+        let (logged, cursor) = inbox.take(0, false);
+        assert_eq!((logged.len(), cursor), (2, 2), "a logging push leaves the read state alone");
+        assert_eq!(inbox.unread(), 1);
+        let (pushed, cursor) = inbox.take(0, true);
+        assert_eq!(pushed.iter().map(|(_, m)| m.id.as_str()).collect::<Vec<_>>(), vec!["b"], "a was read already");
+        assert_eq!((cursor, inbox.unread()), (2, 0));
+        assert!(inbox.read(None, 10, Duration::ZERO).await.messages.is_empty());
+        assert!(inbox.take(cursor, true).0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_late_reply_is_found_by_correlation_id() {
+        let inbox = std::sync::Arc::new(Inbox::default());
+        let waiter = {
+            let inbox = std::sync::Arc::clone(&inbox);
+            tokio::spawn(async move { inbox.reply("req-1", Duration::from_secs(10)).await })
+        };
+        inbox.push(msg("other"));
+        let mut answer = msg("answer");
+        answer.correlation_id = Some("req-1".into());
+        inbox.push(answer);
+        let got = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("woke").expect("task");
+        assert_eq!(got.map(|m| m.id), Some("answer".to_owned()));
+        assert!(inbox.reply("req-2", Duration::from_millis(10)).await.is_none());
     }
 
     #[tokio::test]

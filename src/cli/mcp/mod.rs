@@ -3,16 +3,19 @@
 //!
 //! Transport: JSON-RPC 2.0, one message per line on stdin/stdout (stdout carries nothing else; logs
 //! go to stderr). Methods: `initialize` (protocol version 2025-06-18, older versions the host asks
-//! for are accepted; capabilities `{tools: {}}`), `notifications/initialized`, `ping`, `tools/list`,
-//! `tools/call`. Unknown methods answer -32601, malformed requests -32600, unparsable lines -32700,
+//! for are accepted; capabilities `{tools: {}, logging: {}}`, plus `experimental: {"claude/channel":
+//! {}}` for a host that declares it), `notifications/initialized`, `ping`, `logging/setLevel`,
+//! `tools/list`, `tools/call`. Unknown methods answer -32601, malformed requests -32600, unparsable lines -32700,
 //! bad `tools/call` params (no tool name, unknown tool) -32602. Requests are handled concurrently,
 //! so a long `ask` does not hold up a `ping`.
 //!
 //! The server is a broker client ([`crate::client`]) that connects in the background and keeps
 //! reconnecting: a host can start it before the broker, and tools say "not connected" meanwhile.
-//! Received messages wait in an [`inbox::Inbox`] for `read_messages`.
+//! Received messages wait in an [`inbox::Inbox`] for `read_messages`, and [`push`] sends each to the
+//! host as a notification. One writer task owns stdout, so responses and notifications are whole lines.
 
 pub mod inbox;
+mod push;
 pub mod tools;
 
 use std::process::ExitCode;
@@ -50,7 +53,8 @@ pub fn mcp(args: &McpArgs) -> ExitCode {
     run_async(async move {
         let who = args.client.resolve_bound("mcp").await?;
         let client = Client::start(who.config()?);
-        let bridge = Arc::new(Bridge { client: client.clone(), inbox: Arc::default(), who });
+        let bridge = Arc::new(Bridge { client: client.clone(), inbox: Arc::default(), who, session: push::Session::default() });
+        let (out, writer) = stdout_writer();
         let collector = {
             let (client, inbox) = (client.clone(), Arc::clone(&bridge.inbox));
             tokio::spawn(async move {
@@ -59,20 +63,25 @@ pub fn mcp(args: &McpArgs) -> ExitCode {
                 }
             })
         };
+        let pusher = tokio::spawn(push::run(Arc::clone(&bridge), out.clone()));
         info!(client_id = %bridge.who.client_id, url = %bridge.who.url, "mcp server on stdio");
-        let outcome = serve_stdio(&bridge).await;
+        let outcome = serve_stdio(&bridge, out).await;
+        pusher.abort();
+        let _ = pusher.await;
+        // Every sender is gone now: the writer ends after the lines queued.
+        let _ = writer.await;
         collector.abort();
         client.close().await;
         outcome
     })
 }
 
-/// Reads requests from stdin and writes responses to stdout, one JSON object per line.
-async fn serve_stdio(bridge: &Arc<Bridge>) -> Result<(), Failure> {
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
+/// The one task that writes stdout: each line sent to it, whole and flushed.
+fn stdout_writer() -> (mpsc::UnboundedSender<String>, tokio::task::JoinHandle<()>) {
+    let (out, mut lines) = mpsc::unbounded_channel::<String>();
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
-        while let Some(line) = out_rx.recv().await {
+        while let Some(line) = lines.recv().await {
             let written = async {
                 stdout.write_all(line.as_bytes()).await?;
                 stdout.write_all(b"\n").await?;
@@ -84,6 +93,11 @@ async fn serve_stdio(bridge: &Arc<Bridge>) -> Result<(), Failure> {
             }
         }
     });
+    (out, writer)
+}
+
+/// Reads requests from stdin and hands responses to the writer `out_tx`, one JSON object per line.
+async fn serve_stdio(bridge: &Arc<Bridge>, out_tx: mpsc::UnboundedSender<String>) -> Result<(), Failure> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut handlers = tokio::task::JoinSet::new();
     loop {
@@ -108,8 +122,6 @@ async fn serve_stdio(bridge: &Arc<Bridge>) -> Result<(), Failure> {
     }
     // stdin closed: the host is gone or done. Answer what is in progress, briefly.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async { while handlers.join_next().await.is_some() {} }).await;
-    drop(out_tx);
-    let _ = writer.await;
     Ok(())
 }
 
@@ -135,6 +147,9 @@ pub async fn handle_line(bridge: &Bridge, line: &str) -> Option<Value> {
     };
     let Some(id) = id else {
         debug!(method, "notification");
+        if method == "notifications/initialized" {
+            bridge.session.initialized();
+        }
         return None;
     };
     if !(id.is_string() || id.is_i64() || id.is_u64()) {
@@ -156,6 +171,7 @@ async fn dispatch(bridge: &Bridge, method: &str, params: &Value) -> Result<Value
     match method {
         "initialize" => Ok(initialize(bridge, params)),
         "ping" => Ok(json!({})),
+        "logging/setLevel" => bridge.session.set_level(params).map(|()| json!({})).map_err(|e| (INVALID_PARAMS, e)),
         "tools/list" => Ok(json!({ "tools": tools::definitions() })),
         "tools/call" => {
             let Some(p) = params.as_object() else {
@@ -183,18 +199,30 @@ fn initialize(bridge: &Bridge, params: &Value) -> Value {
     let asked = params.get("protocolVersion").and_then(Value::as_str).unwrap_or(PROTOCOL_VERSION);
     let version = SUPPORTED_VERSIONS.iter().find(|v| **v == asked).copied().unwrap_or(PROTOCOL_VERSION);
     let host = params.pointer("/clientInfo/name").and_then(Value::as_str).unwrap_or("unknown host");
-    info!(host, protocol_version = version, "initialize");
+    let channel = bridge.session.initialize(params);
+    info!(host, protocol_version = version, channel, "initialize");
+    let mut capabilities = json!({ "tools": {}, "logging": {} });
+    if channel {
+        capabilities["experimental"] = json!({ (push::CHANNEL_CAPABILITY): {} });
+    }
     json!({
         "protocolVersion": version,
-        "capabilities": { "tools": {} },
+        "capabilities": capabilities,
         "serverInfo": { "name": "agent-bridge", "title": "agent-bridge", "version": env!("CARGO_PKG_VERSION") },
         "instructions": format!(
             "You are the agent \"{1}\" on the agent-bridge broker at {0}; other agents reach you at that id. \
-             Use read_messages to see what arrived (wait_s to wait for it), reply to answer a message, send_message or \
-             broadcast to talk, ask to send a request and wait for its answer, and the room tools to work in shared rooms. \
+             {2} Use reply to answer a message, send_message or \
+             broadcast to talk, ask to send a request and wait for its answer (wait_reply continues a pending ask), and \
+             the room tools to work in shared rooms. \
              The status tool says whether the connection is up; a tool that answers \"authentication failed\" means the \
              broker refused this server's token (BRIDGE_TOKEN or --token in its MCP configuration).",
-            bridge.who.url, bridge.who.client_id
+            bridge.who.url,
+            bridge.who.client_id,
+            if channel {
+                "Messages sent to you arrive by themselves as channel events; read_messages returns any that did not (wait_s to wait)."
+            } else {
+                "Use read_messages to see what arrived (wait_s to wait for it)."
+            },
         ),
     })
 }

@@ -16,22 +16,27 @@ use agent_bridge_protocol::{Message, Priority};
 use serde_json::{json, Map, Value};
 
 use super::inbox::{Inbox, Page};
+use super::push::Session;
 use agent_bridge_protocol::frames::Sent;
 use crate::cli::common::{Failure, Resolved};
-use crate::client::{Client, ClientError, Connection, Outgoing};
+use crate::client::{new_id, Client, ClientError, Connection, Outgoing};
 
 /// How long a tool waits for the broker connection before saying it is not connected.
 const CONNECT_WAIT: Duration = Duration::from_secs(5);
 /// How long `status` waits for a connection in progress.
 const STATUS_WAIT: Duration = Duration::from_secs(2);
-/// The longest `ask` and `read_messages` wait.
-const MAX_WAIT_S: f64 = 600.0;
+/// The longest wait of `ask`, `wait_reply` and `read_messages`: a tool call must end before the
+/// host gives up on it (Claude Desktop cancels at about 60 s). Longer waits are cut to this; an
+/// `ask` that runs out answers a handle for `wait_reply`.
+const MAX_WAIT_S: f64 = 50.0;
 
 /// What the tools work with.
 pub struct Bridge {
     pub client: Client,
     pub inbox: Arc<Inbox>,
     pub who: Resolved,
+    /// What the host declared, for the pusher.
+    pub session: Session,
 }
 
 /// What the tools act through: the broker as one agent sees it. Errors are the client library's,
@@ -48,6 +53,8 @@ pub trait AgentPort {
     async fn send(&self, msg: Outgoing) -> Result<Sent, ClientError>;
     /// Sends a request and waits up to `within` for the message that answers it.
     async fn request(&self, msg: Outgoing, within: Duration) -> Result<Message, ClientError>;
+    /// The reply to an earlier request (its `correlation_id`), received already or within `within`.
+    async fn wait_reply(&self, correlation: &str, within: Duration) -> Result<Option<Message>, ClientError>;
     /// One call of the table of calls (`room.join`, `room.history`...), `params` as given.
     async fn call(&self, method: &str, params: &Map<String, Value>) -> Result<Value, ClientError>;
     /// Received messages after `after` (default: after the last read), waiting up to `wait`.
@@ -77,6 +84,10 @@ impl AgentPort for Bridge {
 
     async fn request(&self, msg: Outgoing, within: Duration) -> Result<Message, ClientError> {
         self.client.request(msg, within).await
+    }
+
+    async fn wait_reply(&self, correlation: &str, within: Duration) -> Result<Option<Message>, ClientError> {
+        Ok(self.inbox.reply(correlation, within).await)
     }
 
     async fn call(&self, method: &str, params: &Map<String, Value>) -> Result<Value, ClientError> {
@@ -138,11 +149,11 @@ pub fn definitions() -> Value {
         ),
         message_tool(
             ("ask", "Ask and wait for the reply"),
-            "Send a request to another agent and wait for its reply (the message it sends back with this request's correlation id). Returns the reply message, or an error if none came within timeout_s.",
+            "Send a request to another agent and wait for its reply (the message it sends back with this request's correlation id). Returns {reply}, or, if none came within timeout_s, {status: \"pending\", correlation_id}: continue waiting with wait_reply (the reply is also pushed to you when it comes).",
             "Message type of the request (default \"question\").",
             json!({
                 "to": {"type": "string", "description": "Who to ask: a client id or \"pool:NAME\"."},
-                "timeout_s": {"type": "number", "minimum": 0.1, "maximum": MAX_WAIT_S, "description": "Seconds to wait for the reply (default 60)."}
+                "timeout_s": wait_schema("Seconds to wait for the reply")
             }),
             &["to"],
         ),
@@ -154,19 +165,29 @@ pub fn definitions() -> Value {
             &[],
         ),
         tool(
+            "wait_reply",
+            "Wait for the reply to an ask",
+            "Continue waiting for the reply to an ask that answered status \"pending\": returns {reply} (also when it came meanwhile), or {status: \"pending\", correlation_id} again.",
+            json!({
+                "correlation_id": {"type": "string", "description": "The correlation_id of the pending ask."},
+                "timeout_s": wait_schema("Seconds to wait")
+            }),
+            &["correlation_id"],
+        ),
+        tool(
             "read_messages",
             "Read new messages",
-            "Return the messages received since the last read (oldest first) and a cursor. Pass an earlier cursor to read again from there. Messages that ask for an acknowledgement are acknowledged when returned. To answer one, use reply with its id.",
+            "Return the messages received since the last read (oldest first) and a cursor; messages already pushed to you as channel events count as read. Pass an earlier cursor to read again from there. Messages that ask for an acknowledgement are acknowledged when returned. To answer one, use reply with its id.",
             json!({
                 "cursor": {"type": "integer", "minimum": 0, "description": "Return messages after this cursor (from an earlier result). Default: after the last read."},
                 "limit": {"type": "integer", "minimum": 1, "maximum": 500, "description": "At most this many messages (default 50)."},
-                "wait_s": {"type": "number", "minimum": 0, "maximum": 60, "description": "If there is nothing new, wait up to this many seconds for a message (default 0)."}
+                "wait_s": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S, "description": "If there is nothing new, wait up to this many seconds for a message (default 0)."}
             }),
             &[],
         ),
         message_tool(
             ("reply", "Reply to a message"),
-            "Answer a message returned by read_messages: sent to its sender with its correlation id, which is what an agent waiting in ask receives.",
+            "Answer a message returned by read_messages or pushed to you (its message_id): sent to its sender with its correlation id, which is what an agent waiting in ask receives.",
             "Message type (default \"reply\").",
             json!({"message_id": {"type": "string", "description": "The id of the message to answer."}}),
             &["message_id"],
@@ -182,6 +203,11 @@ pub fn definitions() -> Value {
     // The room tools: one per call of the table, their schemas derived from the params' types.
     let room_tools = CALLS.iter().map(|c| json!({"name": c.tool, "title": c.title, "description": c.doc, "inputSchema": c.params_schema()}));
     Value::Array(tools.into_iter().chain(room_tools).collect())
+}
+
+/// A wait in seconds, default and maximum [`MAX_WAIT_S`].
+fn wait_schema(what: &str) -> Value {
+    json!({"type": "number", "minimum": 0.1, "maximum": MAX_WAIT_S, "description": format!("{what} (default and at most {MAX_WAIT_S}).")})
 }
 
 /// A tool that sends a message: `properties` and the body's (`type`, documented by `type_doc`,
@@ -217,6 +243,7 @@ pub async fn call(bridge: &impl AgentPort, name: &str, args: &Map<String, Value>
             let msg = Outgoing::to("all", a.string("type")?.unwrap_or_else(|| "announcement".into()), a.payload()?);
             sent(bridge, msg, "broadcasting").await
         }
+        "wait_reply" => wait_reply(bridge, &a).await,
         "read_messages" => read_messages(bridge, &a).await,
         "reply" => reply(bridge, &a).await,
         "status" => Ok(bridge.status().await),
@@ -265,29 +292,45 @@ async fn sent(bridge: &impl AgentPort, msg: Outgoing, what: &str) -> ToolResult 
 
 async fn ask(bridge: &impl AgentPort, a: &Args<'_>) -> ToolResult {
     let to = a.required_string("to")?;
-    let msg = Outgoing::to(to.clone(), a.string("type")?.unwrap_or_else(|| "question".into()), a.payload()?);
+    let correlation = new_id("req");
+    let msg = Outgoing::to(to.clone(), a.string("type")?.unwrap_or_else(|| "question".into()), a.payload()?).correlation_id(correlation.clone());
     msg.validate().map_err(|e| format!("ask: {e}"))?;
-    let timeout = a.f64("timeout_s")?.unwrap_or(60.0);
-    if !(timeout > 0.0 && timeout <= MAX_WAIT_S) {
-        return Err(format!("ask: `timeout_s` must be between 0.1 and {MAX_WAIT_S}"));
-    }
+    let timeout = a.wait("timeout_s")?;
     bridge.connected().await?;
-    match bridge.request(msg, Duration::from_secs_f64(timeout)).await {
+    match bridge.request(msg, timeout).await {
         Ok(reply) => Ok(json!({"reply": message_json(&reply, None)})),
-        Err(ClientError::Timeout { .. }) => {
-            Err(format!("No reply from {to} within {timeout} s. It may be offline or busy; the request stays queued for it."))
-        }
+        Err(ClientError::Timeout { .. }) => Ok(pending(&correlation, &format!("no reply from {to} within {} s yet", timeout.as_secs_f64()))),
         Err(e) => Err(bridge.failure(&e, "asking")),
     }
+}
+
+/// The reply to an `ask` that ran out of time: it lands in the inbox like any message.
+async fn wait_reply(bridge: &impl AgentPort, a: &Args<'_>) -> ToolResult {
+    let correlation = a.required_string("correlation_id")?;
+    let timeout = a.wait("timeout_s")?;
+    match bridge.wait_reply(&correlation, timeout).await.map_err(|e| bridge.failure(&e, "waiting for the reply"))? {
+        Some(reply) => Ok(json!({"reply": message_json(&reply, None)})),
+        None => Ok(pending(&correlation, &format!("no reply within {} s yet", timeout.as_secs_f64()))),
+    }
+}
+
+/// The handle an unanswered `ask` returns: not an error, the request stays queued for its recipient.
+fn pending(correlation: &str, why: &str) -> Value {
+    json!({
+        "status": "pending",
+        "correlation_id": correlation,
+        "hint": format!("{why}; the request stays queued for the recipient. Call wait_reply with this correlation_id to keep waiting (the reply is also pushed to you when it comes)."),
+    })
 }
 
 async fn read_messages(bridge: &impl AgentPort, a: &Args<'_>) -> ToolResult {
     let cursor = a.u64("cursor")?;
     let limit = a.u64("limit")?.unwrap_or(50).clamp(1, 500);
     let wait = a.f64("wait_s")?.unwrap_or(0.0);
-    if !(0.0..=60.0).contains(&wait) {
-        return Err("read_messages: `wait_s` must be between 0 and 60".into());
+    if wait < 0.0 {
+        return Err(a.wrong("wait_s", "a number of seconds, 0 or more"));
     }
+    let wait = wait.min(MAX_WAIT_S);
     let page = bridge.read(cursor, usize::try_from(limit).unwrap_or(500), Duration::from_secs_f64(wait)).await;
     for (_, m) in &page.messages {
         if m.requires_ack {
@@ -406,6 +449,15 @@ impl Args<'_> {
         }
     }
 
+    /// A wait in seconds: more than 0, [`MAX_WAIT_S`] when absent, cut to it when longer.
+    fn wait(&self, key: &str) -> Result<Duration, String> {
+        let seconds = self.f64(key)?.unwrap_or(MAX_WAIT_S);
+        if seconds <= 0.0 {
+            return Err(self.wrong(key, "a number of seconds above 0"));
+        }
+        Ok(Duration::from_secs_f64(seconds.min(MAX_WAIT_S)))
+    }
+
     fn bool(&self, key: &str) -> Result<Option<bool>, String> {
         match self.get(key) {
             None => Ok(None),
@@ -436,7 +488,7 @@ mod tests {
             assert!(t["description"].as_str().is_some_and(|d| d.len() > 20), "{t}");
             assert_eq!(t["inputSchema"]["type"], "object", "{t}");
         }
-        for name in ["send_message", "ask", "broadcast", "read_messages", "join_room", "room_history", "room_members", "status"] {
+        for name in ["send_message", "ask", "wait_reply", "broadcast", "read_messages", "join_room", "room_history", "room_members", "status"] {
             assert!(exists(name), "{name}");
         }
         assert!(!exists("rm_rf"));

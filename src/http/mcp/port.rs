@@ -63,6 +63,9 @@ fn client_error(e: ApiError) -> ClientError {
     ClientError::Server { code: e.code.to_owned(), message: e.message }
 }
 
+/// How far back in the inbox `wait_reply` looks for a reply that already came.
+const REPLY_LOOKBACK: u64 = 1000;
+
 impl BrokerPort<'_> {
     /// A page of this agent's inbox after `after`, waiting up to `wait` when it is empty.
     async fn poll(&self, after: u64, limit: usize, wait: Duration) -> Result<(Vec<Message>, u64), ClientError> {
@@ -122,6 +125,23 @@ impl AgentPort for BrokerPort<'_> {
             if left.is_zero() {
                 return Err(ClientError::Timeout { after: within, waiting_for: "a reply".into() });
             }
+        }
+    }
+
+    async fn wait_reply(&self, correlation: &str, within: Duration) -> Result<Option<Message>, ClientError> {
+        let deadline = Instant::now() + within;
+        // The reply came after the request: look back over the recent inbox, then wait on.
+        let mut after = self.newest().await?.saturating_sub(REPLY_LOOKBACK);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (messages, next) = self.poll(after, 100, left).await?;
+            if let Some(reply) = messages.iter().find(|m| m.correlation_id.as_deref() == Some(correlation)) {
+                return Ok(Some(reply.clone()));
+            }
+            if next <= after && left.is_zero() || left.is_zero() && messages.is_empty() {
+                return Ok(None);
+            }
+            after = next.max(after);
         }
     }
 
