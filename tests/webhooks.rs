@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -202,6 +203,29 @@ async fn deliveries_are_signed_in_each_format_for_each_event() {
     let listed = webhook(&server, generic["id"].as_str().expect("id")).await;
     assert_eq!((listed["delivered"].as_u64(), listed["breaker"].as_str()), (Some(2), Some("closed")), "{listed}");
     assert!(listed.get("secret").is_none(), "the secret is never listed: {listed}");
+
+    // A restarted webhooks actor reloads its registrations from the store.
+    let (status, body) = server.post("/admin/fault", &json!({"actor": "webhooks"})).await;
+    assert_eq!(status, 202, "{body}");
+    common::eventually("the webhooks actor restarted", || async {
+        let (_, tree) = server.get("/admin/supervisors").await;
+        tree["children"].as_array()?.iter().any(|c| c["name"] == "webhooks" && c["restarts"] == 1 && c["state"] == "running").then_some(())
+    })
+    .await;
+    let (_, list) = server.get("/admin/webhooks").await;
+    assert_eq!(list["count"], 3, "{list}");
+
+    // `agent-bridge admin webhooks` lists them.
+    let out = Command::new(env!("CARGO_BIN_EXE_agent-bridge"))
+        .args(["admin", "webhooks", "--url", &format!("ws://127.0.0.1:{}", server.port)])
+        .env("XDG_CONFIG_HOME", "/nonexistent/agent-bridge-tests")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let out = common::wait_output(out, Duration::from_secs(20), "admin webhooks");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("breaker") && text.contains(generic["id"].as_str().expect("id")), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
