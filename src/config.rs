@@ -21,6 +21,7 @@ use agent_bridge_actors::router::{Retention, RouterConfig};
 use agent_bridge_actors::ttl_sweeper::SweepConfig;
 use agent_bridge_actors::session::SessionConfig;
 use agent_bridge_actors::supervisor::Intensity;
+use agent_bridge_actors::webhooks::{BreakerConfig, RetryConfig, WebhooksConfig};
 use agent_bridge_actors::BrokerConfig;
 use clap::{ArgAction, ArgMatches, Args, FromArgMatches};
 use serde::{Deserialize, Serialize};
@@ -188,6 +189,27 @@ pub struct Config {
     /// Deliveries before dead-lettering.
     #[arg(long, env = "BRIDGE_ACK_MAX_ATTEMPTS")]
     pub ack_max_attempts: u32,
+    /// First webhook retry after about this many milliseconds (doubling, with jitter).
+    #[arg(long, env = "BRIDGE_WEBHOOK_RETRY_BASE_MS")]
+    pub webhook_retry_base_ms: u64,
+    /// Longest wait between webhook retries.
+    #[arg(long, env = "BRIDGE_WEBHOOK_RETRY_MAX_S")]
+    pub webhook_retry_max_s: u64,
+    /// Attempts of one webhook delivery, the first included.
+    #[arg(long, env = "BRIDGE_WEBHOOK_MAX_ATTEMPTS")]
+    pub webhook_max_attempts: u32,
+    /// Time one webhook attempt may take.
+    #[arg(long, env = "BRIDGE_WEBHOOK_TIMEOUT_S")]
+    pub webhook_timeout_s: u64,
+    /// Failed attempts in a row that open an endpoint's circuit breaker.
+    #[arg(long, env = "BRIDGE_WEBHOOK_BREAKER_THRESHOLD")]
+    pub webhook_breaker_threshold: u32,
+    /// Seconds an open breaker waits before one trial.
+    #[arg(long, env = "BRIDGE_WEBHOOK_BREAKER_COOLDOWN_S")]
+    pub webhook_breaker_cooldown_s: f64,
+    /// Failed webhook deliveries kept (the oldest beyond are dropped).
+    #[arg(long, env = "BRIDGE_WEBHOOK_MAX_FAILURES")]
+    pub webhook_max_failures: usize,
     /// A queued message moves up one priority level per this many seconds.
     #[arg(long, env = "BRIDGE_AGING_S")]
     pub aging_s: f64,
@@ -361,6 +383,11 @@ impl Config {
                 return bad(format!("{name} = {v} must be a positive number of seconds"));
             }
         }
+        if self.webhook_max_attempts == 0 || self.webhook_breaker_threshold == 0 || self.webhook_max_failures == 0
+            || self.webhook_timeout_s == 0 || !(self.webhook_breaker_cooldown_s >= 0.0 && self.webhook_breaker_cooldown_s.is_finite())
+        {
+            return bad("webhook_max_attempts, webhook_breaker_threshold, webhook_max_failures and webhook_timeout_s must be at least 1, webhook_breaker_cooldown_s not negative".into());
+        }
         if self.ack_max_attempts == 0 || self.sweep_max_per_pass == 0 || self.sweep_interval_ms == 0 || self.flush_interval_ms == 0 {
             return bad("ack_max_attempts, sweep_max_per_pass, sweep_interval_ms and flush_interval_ms must be at least 1".into());
         }
@@ -499,6 +526,16 @@ impl Config {
                 retention: self.retention(),
             },
             flush_interval: Duration::from_millis(self.flush_interval_ms),
+            webhooks: WebhooksConfig {
+                retry: RetryConfig {
+                    base: Duration::from_millis(self.webhook_retry_base_ms),
+                    max_delay: Duration::from_secs(self.webhook_retry_max_s),
+                    max_attempts: self.webhook_max_attempts,
+                    timeout: Duration::from_secs(self.webhook_timeout_s),
+                },
+                breaker: BreakerConfig { threshold: self.webhook_breaker_threshold, cooldown: Duration::from_secs_f64(self.webhook_breaker_cooldown_s) },
+                max_failures: self.webhook_max_failures,
+            },
             rooms: RoomsConfig {
                 max_file_bytes: self.max_file_bytes,
                 max_rooms_per_client: self.max_rooms_per_client,

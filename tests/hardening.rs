@@ -56,6 +56,11 @@ fn admin_routes() -> Vec<(&'static str, &'static str, &'static str)> {
         ("GET", "/admin/dead-letters", ""),
         ("GET", "/admin/rooms", ""),
         ("POST", "/admin/fault", r#"{"actor":"ttl_sweeper"}"#),
+        ("POST", "/admin/webhooks", r#"{"url":"http://127.0.0.1:9/hook","events":["message"]}"#),
+        ("GET", "/admin/webhooks", ""),
+        ("DELETE", "/admin/webhooks/wh_0", ""),
+        ("GET", "/admin/webhooks/failures", ""),
+        ("POST", "/admin/webhooks/failures/0/resend", ""),
     ]
 }
 

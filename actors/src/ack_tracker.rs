@@ -24,6 +24,7 @@ use tracing::{debug, error, warn};
 
 pub use crate::messages::tracker::*;
 use crate::delivery::Note;
+use crate::events::{BridgeEvent, EventKind};
 use crate::messages::{NotifyClient, Redeliver, Settled, Shards};
 use crate::metrics::metrics;
 use crate::store::{Batch, DeadLetter, Store, StoreError, Stream};
@@ -227,12 +228,14 @@ impl AckTracker {
     fn dead_letter(&mut self, key: &Key, ctx: &mut Context<Self>) -> Result<(), StoreError> {
         let message = self.store.get(Stream::Inbox(&key.0), key.1)?;
         let Some(entry) = self.settle(key, ctx)? else { return Ok(()) };
+        let reason = format!("not acknowledged after {} deliveries", entry.attempts);
         if let Some(message) = message {
+            self.publish_dead(&message, &key.0, entry.attempts, &reason);
             self.store.put_dead(&DeadLetter {
                 message,
                 recipient: key.0.clone(),
                 attempts: entry.attempts,
-                reason: format!("not acknowledged after {} deliveries", entry.attempts),
+                reason,
                 at_ms: Timestamp::now().millis(),
             })?;
         }
@@ -240,6 +243,16 @@ impl AckTracker {
         warn!(actor = AckTracker::NAME, client_id = %key.0, msg_id = %entry.message_id, attempts = entry.attempts, "dead-lettered");
         self.pending.receipts.push((entry.from, entry.message_id, ReceiptStatus::Dead, key.0.clone()));
         Ok(())
+    }
+
+    /// The `dead_letter` event for integrations (see [`crate::events`]).
+    fn publish_dead(&self, message: &agent_bridge_protocol::Message, recipient: &str, attempts: u32, reason: &str) {
+        let bus = self.child.events();
+        if bus.watched() {
+            let data = serde_json::json!({ "message_id": message.id, "from": message.from, "to": recipient, "type": message.msg_type,
+                                           "seq": message.seq, "attempts": attempts, "reason": reason });
+            bus.publish(BridgeEvent::now(EventKind::DeadLetter, Some(recipient.to_owned()), None, data));
+        }
     }
 
     /// Fires due timers: redeliver, or dead-letter at the attempt limit.

@@ -7,6 +7,8 @@
 //!  ├─ router-0 … router-N-1   Router shards, each on its own arbiter (permanent, critical):
 //!  │                          registry of live sessions, inbox seqs and queues, fan-out, feeds
 //!  ├─ ttl_sweeper             TtlSweeper (permanent, critical, own arbiter): bounded expiry passes
+//!  ├─ webhooks                Webhooks (permanent, not critical, own arbiter): registrations,
+//!  │                          signed deliveries with retries, breakers, failed deliveries
 //!  ├─ rooms                   Rooms registry (permanent, critical, own arbiter): creates, restores
 //!  │   │                      and finds rooms
 //!  │   └─ room:<name> …       one Room per room, started lazily on the rooms arbiter (permanent,
@@ -30,6 +32,7 @@ pub mod auth;
 pub mod batch;
 pub mod delivery;
 pub mod envelope;
+pub mod events;
 pub mod messages;
 pub mod metrics;
 pub mod room;
@@ -40,6 +43,7 @@ pub mod sse;
 pub mod store;
 pub mod supervisor;
 pub mod ttl_sweeper;
+pub mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,6 +60,7 @@ use crate::session::{SessionConfig, SessionDeps, SESSIONS_GROUP};
 use crate::store::{Store, StoreError};
 use crate::supervisor::{ChildSpec, Intensity, Mailbox, RestartPolicy, Root, Tree};
 use crate::ttl_sweeper::{SweepConfig, TtlSweeper};
+use crate::webhooks::{Webhooks, WebhooksConfig};
 
 /// Settings of the actor system.
 #[derive(Debug, Clone)]
@@ -70,6 +75,8 @@ pub struct BrokerConfig {
     pub sweep: SweepConfig,
     /// Rooms (its durability, retention, queue and intensity settings follow the others').
     pub rooms: RoomsConfig,
+    /// Webhook retries, breakers and kept failures.
+    pub webhooks: WebhooksConfig,
     /// With async durability: how often sled flushes in the background.
     pub flush_interval: Duration,
     /// Restart intensity of permanent children.
@@ -88,6 +95,7 @@ impl Default for BrokerConfig {
             ack: AckConfig::default(),
             sweep: SweepConfig::default(),
             rooms: RoomsConfig::default(),
+            webhooks: WebhooksConfig::default(),
             flush_interval: Duration::from_millis(500),
             intensity: Intensity::default(),
             exit_on_escalation: true,
@@ -103,6 +111,7 @@ pub struct Broker {
     pub tracker: Addr<AckTracker>,
     pub sweeper: Addr<TtlSweeper>,
     pub rooms: RoomsHandle,
+    pub webhooks: Addr<Webhooks>,
     pub store: Store,
     pub sessions: SessionDeps,
     /// The router threads; kept so they live as long as the broker.
@@ -179,6 +188,12 @@ impl Broker {
         };
         let router = RouterHandle::new(shards, rooms.clone());
 
+        let webhooks = {
+            let child = tree.register(ChildSpec { critical: false, ..spec(Webhooks::NAME.into(), Webhooks::NAME) });
+            let (store, wc, monitor, c) = (store.clone(), config.webhooks.clone(), router.monitor().clone(), child.clone());
+            Mailbox::new().supervise_in(&child, &arbiter(), move || Webhooks::new(c, store, wc, monitor))
+        };
+
         // The sessions group: a node the session children hang under.
         let _group = tree.register(ChildSpec {
             name: SESSIONS_GROUP.into(),
@@ -195,6 +210,6 @@ impl Broker {
             tree: Arc::clone(&tree),
             config: Arc::new(config.session),
         };
-        Ok(Broker { tree, root, router, tracker, sweeper, rooms, store, sessions, _arbiters: arbiters })
+        Ok(Broker { tree, root, router, tracker, sweeper, rooms, webhooks, store, sessions, _arbiters: arbiters })
     }
 }

@@ -1,4 +1,4 @@
-//! `agent-bridge admin tree|clients|kick|queues|rooms|keys|replay|redeliver|dead-letters`: the
+//! `agent-bridge admin tree|clients|kick|queues|rooms|keys|webhooks|replay|redeliver|dead-letters`: the
 //! admin HTTP API (PROTOCOL.md section 5) as readable tables on a terminal, or its JSON with `--json`.
 //!
 //! Each command is one route and the list in its answer that becomes the table; columns are the
@@ -40,6 +40,8 @@ pub enum AdminCommand {
     Rooms,
     /// API keys with their usage (`GET /admin/keys`).
     Keys,
+    /// Webhooks with their deliveries and breaker state (`GET /admin/webhooks`).
+    Webhooks,
     /// Stored messages of a client's inbox or a room, oldest first (`GET /admin/messages`).
     Replay(ReplayArgs),
     /// Send a dead letter to its recipient again (`POST /admin/messages/{id}/redeliver`).
@@ -108,6 +110,7 @@ impl AdminCommand {
             AdminCommand::Queues => (Method::GET, "/admin/queues".into(), "queues"),
             AdminCommand::Rooms => (Method::GET, "/admin/rooms".into(), "rooms"),
             AdminCommand::Keys => (Method::GET, "/admin/keys".into(), "keys"),
+            AdminCommand::Webhooks => (Method::GET, "/admin/webhooks".into(), "webhooks"),
             AdminCommand::Replay(r) => (Method::GET, r.path(r.from.as_deref(), r.limit.min(10_000)), "messages"),
             AdminCommand::Redeliver { message_id } => (Method::POST, format!("/admin/messages/{}/redeliver", enc(message_id)), ""),
             AdminCommand::DeadLetters { limit } => (Method::GET, format!("/admin/dead-letters?limit={limit}"), "dead_letters"),

@@ -67,7 +67,7 @@ pub async fn fault(_admin: Admin, payload: web::Payload, state: web::Data<AppSta
 
 /// `GET /admin/dead-letters?limit=`.
 pub async fn dead_letters(_admin: Admin, query: web::Query<LimitQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
+    let limit = query.limit(100, 10_000);
     let dead = state
         .broker
         .store
@@ -80,6 +80,13 @@ pub async fn dead_letters(_admin: Admin, query: web::Query<LimitQuery>, state: w
 #[derive(Deserialize)]
 pub struct LimitQuery {
     limit: Option<usize>,
+}
+
+impl LimitQuery {
+    /// The limit asked for, `default` without one, within `1..=max`.
+    pub fn limit(&self, default: usize, max: usize) -> usize {
+        self.limit.unwrap_or(default).clamp(1, max)
+    }
 }
 
 /// `GET /admin/queues`: per client, what waits for delivery or an ack.

@@ -17,6 +17,7 @@ pub mod replay;
 pub mod rooms;
 pub mod shutdown;
 pub mod sse;
+pub mod webhooks;
 pub mod ws;
 
 use std::sync::atomic::AtomicBool;
@@ -157,6 +158,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/fault", web::post().to(admin::fault))
         .route("/admin/dead-letters", web::get().to(admin::dead_letters))
         .route("/admin/queues", web::get().to(admin::queues))
+        .route("/admin/webhooks", web::post().to(webhooks::create))
+        .route("/admin/webhooks", web::get().to(webhooks::list))
+        .route("/admin/webhooks/failures", web::get().to(webhooks::failures))
+        .route("/admin/webhooks/failures/{id}/resend", web::post().to(webhooks::resend))
+        .route("/admin/webhooks/{id}", web::delete().to(webhooks::remove))
         .default_service(web::to(not_found));
 }
 

@@ -329,6 +329,41 @@ fn list_keys() {}
     responses((status = 200, description = "`{id, revoked, sessions_closed}`")))]
 fn revoke_key() {}
 
+#[utoipa::path(post, path = "/admin/webhooks", tag = "admin", request_body = WebhookBody,
+    responses((status = 201, description = "`{id, url, events, format, ..., secret}`: the signing secret is shown only here")))]
+fn create_webhook() {}
+#[utoipa::path(get, path = "/admin/webhooks", tag = "admin",
+    responses((status = 200, description = "`{count, webhooks}`, each with `delivered`, `failed`, `breaker` (closed, open, half_open)")))]
+fn list_webhooks() {}
+#[utoipa::path(delete, path = "/admin/webhooks/{id}", tag = "admin", params(("id" = String, Path)),
+    responses((status = 200, description = "`{id, removed}`; 404 `unknown_webhook`")))]
+fn remove_webhook() {}
+#[utoipa::path(get, path = "/admin/webhooks/failures", tag = "admin",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 10000)),
+    responses((status = 200, description = "`{count, failures}`: deliveries given up, oldest first")))]
+fn webhook_failures() {}
+#[utoipa::path(post, path = "/admin/webhooks/failures/{id}/resend", tag = "admin", params(("id" = String, Path)),
+    responses((status = 202, description = "`{id, status: resending}`; 404 `unknown_failure` or `unknown_webhook`")))]
+fn resend_webhook() {}
+
+/// `POST /admin/webhooks`.
+#[derive(ToSchema)]
+pub struct WebhookBody {
+    /// `http://` or `https://`, at most 2048 characters (`invalid_url`).
+    #[schema(max_length = 2048)]
+    url: String,
+    /// `message`, `member_joined`, `member_left`, `proposal_closed`, `actor_restarted`, `dead_letter` (`unknown_event`).
+    events: Vec<String>,
+    /// `json` (default: `{event, at, data}`), `slack` (`{text}`) or `discord` (`{content}`).
+    format: Option<String>,
+    /// The signing secret, 16 to 256 bytes; generated when absent.
+    secret: Option<String>,
+    /// Only events about this client (a message: its recipient or sender).
+    client_id: Option<String>,
+    /// Only events in this room and its channels.
+    room: Option<String>,
+}
+
 /// Bearer auth on every operation (but those that say `security(())`), and the error answers
 /// every operation may give.
 struct Common;
@@ -380,9 +415,10 @@ impl Modify for Common {
           mcp_post, mcp_get, mcp_delete,
           health, live, ready, startup, metrics, openapi,
           dashboard, home, kick, replay, redeliver, admin_stream,
-          supervisors, clients, admin_rooms, queues, dead_letters, fault, create_key, list_keys, revoke_key),
+          supervisors, clients, admin_rooms, queues, dead_letters, fault, create_key, list_keys, revoke_key,
+          create_webhook, list_webhooks, remove_webhook, webhook_failures, resend_webhook),
     components(schemas(ErrorBody, SendBody, SendAnswer, SendBatchBody, BatchResultDoc, SendBatchAnswer, MessageDoc, MessagesAnswer, AckBody, CallBody, FaultBody,
-                       CreateKeyRequest, KeyGrant, KeyView, KeyUsage)),
+                       CreateKeyRequest, KeyGrant, KeyView, KeyUsage, WebhookBody)),
     security(("bearer" = [])),
     modifiers(&Common),
 )]

@@ -9,6 +9,7 @@
 pub mod room;
 pub mod router;
 pub mod tracker;
+pub mod webhooks;
 
 pub use room::*;
 pub use router::*;

@@ -38,6 +38,7 @@ use tracing::error;
 
 use crate::auth::{may_join_room, Identity, RoomAccess};
 use crate::delivery::{Backlog, Envelope, Note, Notify, Outgoing, TypeFilter};
+use crate::events::{BridgeEvent, EventKind};
 pub use crate::messages::room::RoomError;
 use crate::messages::{Accepted, Durability, Retention};
 use crate::store::{Store, Stream};
@@ -318,8 +319,10 @@ impl Room {
         self.streams.get(stream).is_some_and(|l| l.links.iter().any(|k| k.client_id == client))
     }
 
-    /// Sends an event to every session joined to `stream`, except `skip`.
+    /// Sends an event to every session joined to `stream`, except `skip`; membership and proposal
+    /// events also go to the event bus ([`crate::events`]) for integrations.
     fn event(&self, stream: &str, name: &str, data: &Value, skip: Option<&str>) {
+        self.publish(stream, name, data);
         let Some(live) = self.streams.get(stream) else { return };
         if live.links.is_empty() {
             return;
@@ -328,6 +331,15 @@ impl Room {
         for l in live.links.iter().filter(|l| Some(l.session_id.as_str()) != skip) {
             l.notify.do_send(Notify(Arc::clone(&note)));
         }
+    }
+
+    /// Publishes a room event that integrations subscribe to (see [`EventKind`]); others are not.
+    fn publish(&self, stream: &str, name: &str, data: &Value) {
+        let bus = self.child.events();
+        let room_kind = |k: &EventKind| matches!(k, EventKind::MemberJoined | EventKind::MemberLeft | EventKind::ProposalClosed);
+        let Some(kind) = EventKind::parse(name).filter(room_kind).filter(|_| bus.watched()) else { return };
+        let client = data.get("client_id").and_then(Value::as_str).map(str::to_owned);
+        bus.publish(BridgeEvent::now(kind, client, Some(stream.to_owned()), data.clone()));
     }
 
     fn members_view(&self, stream: &str) -> Vec<Value> {

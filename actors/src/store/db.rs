@@ -45,6 +45,8 @@ pub struct Store {
     pub(super) rooms: Tree,
     pub(super) files: Tree,
     pub(super) keys: Tree,
+    pub(super) webhooks: Tree,
+    pub(super) webhook_failures: Tree,
     /// The sled database and its group-commit thread; `None` for `--in-memory`, whose trees are
     /// [`MemTree`](super::kv::MemTree)s: nothing survives the process, so nothing is flushed.
     pub(super) disk: Option<Disk>,
@@ -81,6 +83,8 @@ impl Store {
             rooms: Tree::mem(),
             files: Tree::mem(),
             keys: Tree::mem(),
+            webhooks: Tree::mem(),
+            webhook_failures: Tree::mem(),
             disk: None,
         }
     }
@@ -97,6 +101,8 @@ impl Store {
             rooms: tree("rooms")?,
             files: tree("files")?,
             keys: tree(KEYS_TREE)?,
+            webhooks: tree("webhooks")?,
+            webhook_failures: tree("webhook_failures")?,
             disk: Some(Disk { flusher: Flusher::start(db.clone()), db }),
         })
     }

@@ -17,6 +17,7 @@
 //! | `undelivered.rs` | delivery attempts, dead letters, the archive |
 //! | `rooms.rs` | room state and shared files |
 //! | `api_keys.rs` | API key records |
+//! | `webhooks.rs` | webhook registrations and failed deliveries |
 //!
 //! Layout. One key space, the `streams` tree, holds everything a routed message touches, so that one
 //! atomic batch writes a message with all its index entries:
@@ -31,7 +32,9 @@
 //!
 //! Other trees: `acks` (`<client>\0<seq BE>` → delivery attempts), `dead` (message id → dead letter),
 //! `archive` (message id → expired message, when archiving to the store), `rooms` (room name → the
-//! room's state), `files` (sha256 hex → file contents) and `keys` (API key id → key record).
+//! room's state), `files` (sha256 hex → file contents), `keys` (API key id → key record),
+//! `webhooks` (webhook id → registration) and `webhook_failures` (failure id, time-ordered → failed
+//! delivery, bounded).
 //!
 //! Values. Every struct value (the named types in the tables above) is written in the envelope of
 //! [`format`]: `0xFF`, its type's format version, then the bincode body; values from before the
@@ -57,6 +60,7 @@ mod queue;
 mod rooms;
 mod streams;
 mod undelivered;
+mod webhooks;
 
 pub use batch::Batch;
 pub use db::{Store, StoreError, CACHE_BYTES, KEYS_TREE};

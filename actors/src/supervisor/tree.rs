@@ -13,8 +13,8 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tracing::{error, info, warn};
 
+use crate::events::{BridgeEvent, EventKind, Events};
 use crate::metrics::metrics;
-
 
 /// When a child is restarted (OTP's restart types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -112,6 +112,8 @@ pub struct Tree {
     faults: Mutex<HashMap<String, Recipient<Fault>>>,
     /// Told about every escalation (the [`Root`], or a probe in a test).
     root: Recipient<Escalated>,
+    /// The event bus every supervised actor publishes to (see [`crate::events`]).
+    events: Events,
 }
 
 impl Tree {
@@ -120,7 +122,7 @@ impl Tree {
 
     /// A tree with only the root node; escalations go to `root` (see [`Root::new`]).
     pub fn new(root: Recipient<Escalated>) -> Arc<Self> {
-        let tree = Arc::new(Tree { nodes: Mutex::new(BTreeMap::new()), faults: Mutex::new(HashMap::new()), root });
+        let tree = Arc::new(Tree { nodes: Mutex::new(BTreeMap::new()), faults: Mutex::new(HashMap::new()), root, events: Events::default() });
         tree.insert(&ChildSpec {
             name: Tree::ROOT.into(),
             kind: "supervisor",
@@ -148,6 +150,11 @@ impl Tree {
             intensity: spec.intensity,
         };
         self.nodes.lock().insert(spec.name.clone(), node);
+    }
+
+    /// The event bus of this tree's actors.
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     /// Adds a child and returns the handle the actor reports through.
@@ -288,8 +295,14 @@ impl ChildHandle {
                 node.state = NodeState::Running;
                 info!(actor = %node.name, kind = node.kind, parent = %node.parent, reason = node.last_reason.as_deref().unwrap_or(""),
                       restarts = node.restarts, "actor restarted");
+                self.tree.events.publish(restarted(node));
             }
         }
+    }
+
+    /// The event bus (see [`crate::events`]): rooms and the AckTracker publish through it.
+    pub fn events(&self) -> &Events {
+        &self.tree.events
     }
 
     /// True once the child has escalated; a failed actor answers `unavailable`.
@@ -314,6 +327,14 @@ impl ChildHandle {
     pub fn set_fault_target(&self, target: Recipient<Fault>) {
         self.tree.faults.lock().insert(self.name.to_string(), target);
     }
+}
+
+/// The `actor_restarted` event of a node that runs again; a room's carries its room name.
+fn restarted(node: &Node) -> BridgeEvent {
+    let room = node.name.strip_prefix("room:").filter(|_| node.kind == "room").map(str::to_owned);
+    let data = serde_json::json!({ "actor": node.name, "kind": node.kind, "parent": node.parent,
+                                   "reason": node.last_reason, "restarts": node.restarts });
+    BridgeEvent::now(EventKind::ActorRestarted, None, room, data)
 }
 
 /// A supervised child exceeded its restart intensity. Sent by [`ChildHandle::failed`] to the root.
