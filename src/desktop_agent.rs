@@ -81,7 +81,7 @@ fn prompt_of(payload: &Value) -> String {
 
 /// Asks the desktop app and replies to the sender, or into the room.
 async fn answer(client: &Client, msg: &Message, timeout: Duration) {
-    let params = json!({ "text": prompt_of(&msg.payload.json()), "timeout_s": timeout.as_secs() });
+    let params = json!({ "text": prompt_of(&msg.payload.to_value()), "timeout_s": timeout.as_secs() });
     let payload = match client.call("desktop.prompt", params).await {
         Ok(result) => json!({ "text": result["response"] }),
         Err(e) => json!({ "error": { "code": e.code().unwrap_or("desktop_error"), "message": e.to_string() } }),

@@ -123,8 +123,10 @@ async fn prompts_reach_the_window_and_answers_come_back_through_the_clipboard() 
     assert_eq!(m["payload"], json!({"text": "echo: what is 2+2?"}));
 
     // In a room the desktop agent is a member of, the reply goes into the room.
+    // The agent creates lab when it connects: alice joins once it exists, then sees the agent in it.
     let joined = tokio::time::timeout(WAIT, async {
         loop {
+            let _ = call(&mut alice, "room.join", json!({"room": "lab"})).await;
             if let Ok(v) = call(&mut alice, "room.members", json!({"room": "lab"})).await {
                 if v.to_string().contains("\"desktop\"") {
                     return v;
@@ -134,8 +136,7 @@ async fn prompts_reach_the_window_and_answers_come_back_through_the_clipboard() 
         }
     })
     .await
-    .expect("the desktop agent joins lab");
-    call(&mut alice, "room.join", json!({"room": "lab"})).await.expect("alice joins lab");
+    .unwrap_or_else(|_| panic!("the desktop agent joins lab; logs:\n{}", server.logs()));
     alice.send(json!({"type": "send", "room": "lab", "msg_type": "prompt", "payload": "in the room", "ref": "r-room"})).await;
     let sent = alice.recv_type("sent").await;
     let id = sent["message_id"].as_str().expect("message_id").to_owned();
