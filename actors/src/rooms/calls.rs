@@ -575,8 +575,8 @@ fn desktop_prompt(p: PromptParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
     if p.timeout_s.is_some_and(|t| !(1..=3600).contains(&t)) {
         return Err(RoomError::InvalidParams("timeout_s must be between 1 and 3600".into()));
     }
-    let window = p.window.map(|w| text("window", w, MAX_SHORT)).transpose()?;
-    Ok(Parsed::Desktop(Prompt { text: text("text", p.text, MAX_TEXT)?, window, timeout: p.timeout_s.map(Duration::from_secs) }))
+    let (window, timeout) = (p.window.map(|w| text("window", w, MAX_SHORT)).transpose()?, p.timeout_s.map(Duration::from_secs));
+    Ok(Parsed::Desktop(Prompt { text: text("text", p.text, MAX_TEXT)?, window, timeout }))
 }
 
 #[cfg(test)]
@@ -614,6 +614,7 @@ mod tests {
         assert_eq!(code(&config, "room.topic", json!({"room": "lab"})), "ok");
         assert_eq!(code(&config, "room.topic", json!({"room": "lab", "topic": ""})), "invalid_params");
         assert_eq!(code(&config, "room.topic", json!({"room": "lab", "topic": "a\nb"})), "invalid_params");
+        assert_eq!(code(&config, "desktop.prompt", json!({"text": "hi", "timeout_s": 0})), "invalid_params");
         assert_eq!(code(&config, "agent.spawn", json!({})), "unknown_method");
     }
 
