@@ -160,3 +160,13 @@ async fn without_a_display_prompts_fail_with_no_display() {
     let m = reply(&mut alice, &id, WAIT).await;
     assert_eq!(m["payload"]["error"]["code"], "no_display", "{m}");
 }
+
+#[tokio::test]
+#[ignore = "needs Xvfb (apt xvfb)"]
+async fn typed_prompts_are_answered_too() {
+    let desktop = Desktop::start();
+    let server = broker(Some(&desktop.display), &["--desktop-input", "type"]);
+    let mut alice = Ws::connect(&server, "alice").await;
+    let answer = call(&mut alice, "desktop.prompt", json!({"text": "typed, key by key"})).await;
+    assert_eq!(answer, Ok(json!({"response": "echo: typed, key by key"})), "logs:\n{}", server.logs());
+}
