@@ -67,6 +67,22 @@ impl Desktop {
     }
 }
 
+impl Desktop {
+    /// Owns the clipboard with `text` (xclip serves it in the background until another owner).
+    fn clipboard_set(&self, text: &str) {
+        use std::io::Write;
+        let mut xclip = Command::new("xclip").args(["-selection", "clipboard"]).env("DISPLAY", &self.display).stdin(Stdio::piped()).spawn().expect("xclip");
+        xclip.stdin.take().expect("xclip stdin").write_all(text.as_bytes()).expect("writing to xclip");
+        assert!(xclip.wait().expect("xclip").success());
+    }
+
+    /// The clipboard's text.
+    fn clipboard(&self) -> String {
+        let out = Command::new("timeout").args(["5", "xclip", "-o", "-selection", "clipboard"]).env("DISPLAY", &self.display).output().expect("xclip -o");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
 /// The broker with the desktop controller and agent, on `display` (`None`: no DISPLAY at all).
 fn broker(display: Option<&str>, extra: &[&str]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent-bridge"));
@@ -110,10 +126,12 @@ async fn prompts_reach_the_window_and_answers_come_back_through_the_clipboard() 
     let desktop = Desktop::start();
     let server = broker(Some(&desktop.display), &["--desktop-rooms", "lab"]);
 
-    // The call.
+    // The call; what was on the clipboard before is there again after it.
+    desktop.clipboard_set("saved before the prompt");
     let mut alice = Ws::connect(&server, "alice").await;
     let answer = call(&mut alice, "desktop.prompt", json!({"text": "hello there", "timeout_s": 8})).await;
     assert_eq!(answer, Ok(json!({"response": "echo: hello there"})), "logs:\n{}", server.logs());
+    assert_eq!(desktop.clipboard(), "saved before the prompt");
 
     // A direct message to the desktop agent: the reply carries the request's id.
     let sent = alice.send_msg("desktop", "prompt", json!({"text": "what is 2+2?"})).await;

@@ -46,6 +46,10 @@ impl Message for Job {
 /// The worker thread: runs one [`Job`] after the other.
 struct Worker {
     config: DesktopConfig,
+    /// The devices, kept between prompts: the clipboard content restored after a prompt lives as
+    /// long as its owner does (an X selection is served by its owner), so the owner stays.
+    /// Dropped after a failed prompt, to start again from a fresh connection.
+    desk: Option<Desk>,
 }
 
 impl Actor for Worker {
@@ -59,7 +63,15 @@ impl Handler<Job> for Worker {
             return Err(DesktopError::Timeout(job.timeout));
         }
         let title = job.prompt.window.as_deref().unwrap_or(&self.config.window);
-        let answer = Desk::open().and_then(|mut desk| desk.prompt(&self.config, &job.prompt.text, title, job.deadline));
+        let desk = match self.desk.take() {
+            Some(desk) => desk,
+            None => Desk::open()?,
+        };
+        let desk = self.desk.insert(desk);
+        let answer = desk.prompt(&self.config, &job.prompt.text, title, job.deadline);
+        if matches!(answer, Err(DesktopError::Input(_) | DesktopError::NoDisplay(_))) {
+            self.desk = None;
+        }
         answer.map_err(|e| match e {
             DesktopError::Timeout(_) => DesktopError::Timeout(job.timeout),
             other => other,
@@ -85,7 +97,7 @@ impl DesktopController {
     /// The controller and its worker thread.
     pub fn new(child: ChildHandle, config: DesktopConfig) -> Self {
         let worker_config = config.clone();
-        let worker = SyncArbiter::start(1, move || Worker { config: worker_config.clone() });
+        let worker = SyncArbiter::start(1, move || Worker { config: worker_config.clone(), desk: None });
         DesktopController { child, config, waiting: Arc::new(AtomicUsize::new(0)), worker }
     }
 
