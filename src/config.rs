@@ -22,6 +22,7 @@ use agent_bridge_actors::ttl_sweeper::SweepConfig;
 use agent_bridge_actors::session::SessionConfig;
 use agent_bridge_actors::supervisor::Intensity;
 use agent_bridge_actors::webhooks::{BreakerConfig, RetryConfig, WebhooksConfig};
+use agent_bridge_actors::messages::{DesktopConfig, InputMode};
 use agent_bridge_actors::BrokerConfig;
 use clap::{ArgAction, ArgMatches, Args, FromArgMatches};
 use serde::{Deserialize, Serialize};
@@ -237,6 +238,28 @@ pub struct Config {
     /// Log filter (RUST_LOG syntax; RUST_LOG itself wins when set).
     #[arg(long, env = "BRIDGE_LOG_LEVEL")]
     pub log_level: String,
+    /// Desktop controller: the app window's title (substring; empty: no controller).
+    #[arg(long, env = "BRIDGE_DESKTOP_WINDOW")]
+    pub desktop_window: String,
+    /// The client id whose messages the desktop app answers (empty: none).
+    #[arg(long, env = "BRIDGE_DESKTOP_AGENT")]
+    pub desktop_agent: String,
+    /// Rooms (comma-separated) the desktop agent joins, created when missing.
+    #[arg(long, env = "BRIDGE_DESKTOP_ROOMS")]
+    #[serde(deserialize_with = "values::comma_list")]
+    pub desktop_rooms: String,
+    /// Credentials of the desktop agent when authentication is on (an API key or a JWT).
+    #[arg(long, env = "BRIDGE_DESKTOP_TOKEN", hide_env_values = true)]
+    pub desktop_token: String,
+    /// How the prompt gets in: "paste" (clipboard + Ctrl+V) or "type" (key by key).
+    #[arg(long, env = "BRIDGE_DESKTOP_INPUT")]
+    pub desktop_input: String,
+    /// A prompt's default timeout in seconds.
+    #[arg(long, env = "BRIDGE_DESKTOP_TIMEOUT_S")]
+    pub desktop_timeout_s: u64,
+    /// The answer is read once the copied text is unchanged for this many milliseconds.
+    #[arg(long, env = "BRIDGE_DESKTOP_STABLE_MS")]
+    pub desktop_stable_ms: u64,
 }
 
 /// The arguments of `agent-bridge serve` (and `config print`): `--config FILE` and every field of
@@ -361,6 +384,9 @@ impl Config {
         }
         if self.max_frame_bytes < 1024 || self.max_frame_bytes > 64 * 1024 * 1024 {
             return bad(format!("max_frame_bytes = {} must be between 1024 and 67108864", self.max_frame_bytes));
+        }
+        if InputMode::parse(&self.desktop_input).is_none() {
+            return bad(format!("desktop_input = {:?} must be \"paste\" or \"type\"", self.desktop_input));
         }
         if self.max_file_bytes == 0 || self.max_file_bytes > 1 << 30 {
             return bad(format!("max_file_bytes = {} must be between 1 and 1073741824", self.max_file_bytes));
@@ -556,7 +582,19 @@ impl Config {
                 within: Duration::from_secs(self.restart_window_s),
             },
             exit_on_escalation: self.exit_on_escalation,
+            desktop: self.desktop(),
         }
+    }
+
+    /// The desktop controller's settings, when a window is configured.
+    fn desktop(&self) -> Option<DesktopConfig> {
+        (!self.desktop_window.is_empty()).then(|| DesktopConfig {
+            window: self.desktop_window.clone(),
+            input: InputMode::parse(&self.desktop_input).unwrap_or_default(),
+            timeout: Duration::from_secs(self.desktop_timeout_s.max(1)),
+            stable_for: Duration::from_millis(self.desktop_stable_ms),
+            ..DesktopConfig::default()
+        })
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod desktop_agent;
 pub mod http;
 pub mod tls;
 
@@ -123,6 +124,7 @@ impl Serving {
         let handle = server.handle();
         // actix-server starts its workers and the accept thread when this is first polled.
         let stopped = actix_web::rt::spawn(server);
+        crate::desktop_agent::start(&config, addr);
         state.startup_done.store(true, Ordering::Release);
         info!(%addr, workers, shards = state.broker.router.shards().len(), data_dir = ?config.store_dir(), "agent-bridge serving");
         Ok(Serving { state, server: handle, stopped, addr })

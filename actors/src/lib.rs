@@ -9,6 +9,9 @@
 //!  ├─ ttl_sweeper             TtlSweeper (permanent, critical, own arbiter): bounded expiry passes
 //!  ├─ webhooks                Webhooks (permanent, not critical, own arbiter): registrations,
 //!  │                          signed deliveries with retries, breakers, failed deliveries
+//!  ├─ desktop                 DesktopController (permanent, not critical, own arbiter; with the
+//!  │                          `desktop` feature and a configured window): `desktop.prompt`, its
+//!  │                          X work on a worker thread of its own
 //!  ├─ rooms                   Rooms registry (permanent, critical, own arbiter): creates, restores
 //!  │   │                      and finds rooms
 //!  │   └─ room:<name> …       one Room per room, started lazily on the rooms arbiter (permanent,
@@ -31,6 +34,8 @@ pub mod ack_tracker;
 pub mod auth;
 pub mod batch;
 pub mod delivery;
+#[cfg(feature = "desktop")]
+pub mod desktop;
 pub mod envelope;
 pub mod events;
 pub mod messages;
@@ -83,6 +88,9 @@ pub struct BrokerConfig {
     pub intensity: Intensity,
     /// Stop the process (exit code 70) when a critical child escalates.
     pub exit_on_escalation: bool,
+    /// The desktop controller's settings; `None`: no controller (`desktop.prompt` answers
+    /// `not_supported`, as it does in a build without the `desktop` feature).
+    pub desktop: Option<messages::DesktopConfig>,
 }
 
 impl Default for BrokerConfig {
@@ -99,6 +107,7 @@ impl Default for BrokerConfig {
             flush_interval: Duration::from_millis(500),
             intensity: Intensity::default(),
             exit_on_escalation: true,
+            desktop: None,
         }
     }
 }
@@ -186,6 +195,10 @@ impl Broker {
             };
             Rooms::start(child, Arc::clone(&tree), store.clone(), rc, &arbiter())
         };
+        let rooms = match start_desktop(&tree, &config, &mut arbiter) {
+            Some(desktop) => rooms.with_desktop(desktop),
+            None => rooms,
+        };
         let router = RouterHandle::new(shards, rooms.clone());
 
         let webhooks = {
@@ -212,4 +225,30 @@ impl Broker {
         };
         Ok(Broker { tree, root, router, tracker, sweeper, rooms, webhooks, store, sessions, _arbiters: arbiters })
     }
+}
+
+/// The desktop controller, when configured and built in: a permanent child that is not critical.
+#[cfg(feature = "desktop")]
+fn start_desktop(tree: &Arc<Tree>, config: &BrokerConfig, arbiter: &mut impl FnMut() -> ArbiterHandle) -> Option<Recipient<messages::Prompt>> {
+    use crate::desktop::DesktopController;
+    let desktop = config.desktop.clone()?;
+    let child = tree.register(ChildSpec {
+        name: DesktopController::NAME.into(),
+        kind: DesktopController::NAME,
+        parent: Tree::ROOT.into(),
+        policy: RestartPolicy::Permanent,
+        intensity: config.intensity,
+        critical: false,
+    });
+    let c = child.clone();
+    Some(Mailbox::new().supervise_in(&child, &arbiter(), move || DesktopController::new(c, desktop)).recipient())
+}
+
+/// Built without the `desktop` feature: never a controller.
+#[cfg(not(feature = "desktop"))]
+fn start_desktop(_: &Arc<Tree>, config: &BrokerConfig, _: &mut impl FnMut() -> ArbiterHandle) -> Option<Recipient<messages::Prompt>> {
+    if config.desktop.is_some() {
+        tracing::warn!(actor = "desktop", "desktop settings ignored: built without the desktop feature");
+    }
+    None
 }

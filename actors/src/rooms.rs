@@ -34,7 +34,7 @@ use crate::room::{
     CallReply, JoinLink, Presence, Room, RoomCall, RoomError, RoomOp, RoomSend, RoomState, RoomsConfig,
     SessionClosed,
 };
-use crate::messages::Routed;
+use crate::messages::{DesktopError, Prompt, Routed};
 use crate::store::Store;
 use crate::supervisor::{guarded, supervisee, ChildHandle, ChildSpec, Mailbox, RestartPolicy, Supervisee, Tree};
 
@@ -88,7 +88,7 @@ impl Rooms {
             published: p,
             created: None,
         });
-        RoomsHandle { registry, started: published, joined: Arc::default(), store, config }
+        RoomsHandle { registry, started: published, joined: Arc::default(), store, config, desktop: None }
     }
 
     /// The started room, or the persisted one started now (`true`), or `unknown_room`.
@@ -271,6 +271,8 @@ pub struct RoomsHandle {
     joined: Arc<Mutex<HashMap<String, HashSet<String>>>>,
     store: Store,
     config: Arc<RoomsConfig>,
+    /// The desktop controller (`desktop.prompt`), when one runs.
+    desktop: Option<Recipient<Prompt>>,
 }
 
 /// Whether a listing shows `state`: a public room always; a private one only to whom may join it
@@ -383,6 +385,7 @@ impl RoomsHandle {
                     Ok(reply.value)
                 })
             }
+            Parsed::Desktop(prompt) => self.prompt(prompt),
             Parsed::List { limit, cursor } => self.list(Some(caller.to_owned()), identity, limit, cursor),
             Parsed::Room { stream, op, download: false } => self.submit(caller, method, stream, op),
             Parsed::Room { stream, op, download: true } => {
@@ -398,6 +401,22 @@ impl RoomsHandle {
                 })
             }
         }
+    }
+
+    /// Hands `desktop.prompt` calls to the desktop controller (`Broker::start`).
+    pub fn with_desktop(mut self, desktop: Recipient<Prompt>) -> Self {
+        self.desktop = Some(desktop);
+        self
+    }
+
+    /// `desktop.prompt`: the controller's answer as `{response}`, or `not_supported` without one.
+    fn prompt(&self, prompt: Prompt) -> Pending<Value> {
+        let Some(desktop) = &self.desktop else { return Box::pin(async { Err(DesktopError::Disabled.into()) }) };
+        let req = desktop.send(prompt);
+        Box::pin(async move {
+            let response = req.await.map_err(DesktopError::from)??;
+            Ok(json!({ "response": response }))
+        })
     }
 
     /// One page of the rooms `caller` may join, in name order: `room.list`, `GET /api/rooms`, and

@@ -6,11 +6,13 @@
 //! actor module imports it, so no actor depends on another actor's module and a test can stand a
 //! probe in for any of them.
 
+pub mod desktop;
 pub mod room;
 pub mod router;
 pub mod tracker;
 pub mod webhooks;
 
+pub use desktop::*;
 pub use room::*;
 pub use router::*;
 pub use tracker::*;

@@ -3,6 +3,7 @@
 use actix::MailboxError;
 use thiserror::Error;
 
+use super::desktop::DesktopError;
 use crate::store::StoreError;
 use crate::supervisor::{Failure, Refusal};
 
@@ -42,6 +43,9 @@ pub enum RoomError {
     Internal(String),
     #[error("the room is down after repeated failures")]
     Unavailable,
+    /// `desktop.prompt`: the controller's own error and code.
+    #[error(transparent)]
+    Desktop(#[from] DesktopError),
     #[error("room mailbox: {0}")]
     Mailbox(#[from] MailboxError),
 }
@@ -65,6 +69,7 @@ impl RoomError {
             RoomError::Store(_) | RoomError::NotDurable => "storage_error",
             RoomError::Internal(_) => "internal",
             RoomError::Unavailable | RoomError::Mailbox(_) => "unavailable",
+            RoomError::Desktop(e) => e.code(),
         }
     }
 }

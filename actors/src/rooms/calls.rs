@@ -1,5 +1,5 @@
 //! The table of calls (PROTOCOL.md section 4): every `room.*`, `channel.*`, `question.*`,
-//! `proposal.*`, `board.*` and `file.*` call declared once, in [`calls!`] — its name, the
+//! `proposal.*`, `board.*`, `file.*` and `desktop.*` call declared once, in [`calls!`] — its name, the
 //! permission it needs, whether it also works on a sub-channel, its MCP tool, its description, its
 //! typed parameters (serde for the wire, `utoipa::ToSchema` for the JSON Schema) and the handler
 //! that checks them and builds the room operation.
@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use agent_bridge_protocol::ids::MAX_ID_LEN;
 use agent_bridge_protocol::Payload;
@@ -26,6 +27,7 @@ use utoipa::ToSchema;
 use super::checks::{file_name, parse, rule, stream_name, text, upload_op, vote, MAX_DEADLINE_S, MAX_HISTORY, MAX_SHORT, MAX_TEXT};
 use super::requests::CreateRoom;
 use crate::auth::{Identity, Permission};
+use crate::messages::Prompt;
 use crate::room::{Column, JoinLink, RoomError, RoomOp, RoomsConfig, Rule};
 
 /// What a call needs from the credentials, and whether it changes anything.
@@ -117,6 +119,8 @@ pub(super) enum Parsed {
     List { limit: Option<usize>, cursor: Option<String> },
     /// A room operation; `download` adds the file's contents to the metadata.
     Room { stream: String, op: RoomOp, download: bool },
+    /// `desktop.prompt`, for the desktop controller.
+    Desktop(Prompt),
 }
 
 /// Declares the calls: the [`CALLS`] table and the [`parse`] dispatch, from one row per call.
@@ -224,6 +228,10 @@ calls! {
     "file.list" => RoomParams, file_list {
         access: Read, channels: false, tool: "list_files", title: "The room's files",
         doc: "The files shared in the room: {room, files}.",
+    }
+    "desktop.prompt" => PromptParams, desktop_prompt {
+        access: Write, channels: false, tool: "desktop_prompt", title: "Prompt the desktop app",
+        doc: "Put a prompt into the desktop app's window (Claude Desktop), submit it and answer its reply read back through the clipboard: {response}.",
     }
 }
 
@@ -551,6 +559,26 @@ fn file_list(p: RoomParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
     on(&p.room, RoomOp::FileList)
 }
 
+/// `desktop.prompt`.
+#[derive(Deserialize, ToSchema)]
+pub struct PromptParams {
+    /// The prompt.
+    pub text: String,
+    /// A title (substring) of the window to use instead of the configured one.
+    pub window: Option<String>,
+    /// Give up after this many seconds (default: the configured desktop timeout).
+    #[schema(minimum = 1, maximum = 3600)]
+    pub timeout_s: Option<u64>,
+}
+
+fn desktop_prompt(p: PromptParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
+    if p.timeout_s.is_some_and(|t| !(1..=3600).contains(&t)) {
+        return Err(RoomError::InvalidParams("timeout_s must be between 1 and 3600".into()));
+    }
+    let (window, timeout) = (p.window.map(|w| text("window", w, MAX_SHORT)).transpose()?, p.timeout_s.map(Duration::from_secs));
+    Ok(Parsed::Desktop(Prompt { text: text("text", p.text, MAX_TEXT)?, window, timeout }))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -586,6 +614,7 @@ mod tests {
         assert_eq!(code(&config, "room.topic", json!({"room": "lab"})), "ok");
         assert_eq!(code(&config, "room.topic", json!({"room": "lab", "topic": ""})), "invalid_params");
         assert_eq!(code(&config, "room.topic", json!({"room": "lab", "topic": "a\nb"})), "invalid_params");
+        assert_eq!(code(&config, "desktop.prompt", json!({"text": "hi", "timeout_s": 0})), "invalid_params");
         assert_eq!(code(&config, "agent.spawn", json!({})), "unknown_method");
     }
 
