@@ -2,6 +2,7 @@
 //!
 //! Every error body is `{"error": "...", "code": "..."}` with a stable machine code.
 
+pub mod a2a;
 pub mod admin;
 pub mod api;
 pub mod auth;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub long_polls_waiting: std::sync::atomic::AtomicUsize,
     /// Raised when the broker stops: WebSockets and SSE streams end (see [`shutdown`]).
     pub closing: shutdown::Closing,
+    /// The A2A gateway's tasks ([`a2a`]).
+    pub a2a: a2a::tasks::Tasks,
 }
 
 /// An HTTP error with a machine-readable code.
@@ -150,6 +153,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/fault", web::post().to(admin::fault))
         .route("/admin/dead-letters", web::get().to(admin::dead_letters))
         .route("/admin/queues", web::get().to(admin::queues))
+        .route("/.well-known/agent-card.json", web::get().to(a2a::gateway_card))
+        .route("/a2a/{client_id}/.well-known/agent-card.json", web::get().to(a2a::agent_card))
+        .route("/a2a", web::post().to(a2a::rpc_gateway))
+        .route("/a2a/{client_id}", web::post().to(a2a::rpc_agent))
         .default_service(web::to(not_found));
 }
 
