@@ -181,6 +181,12 @@ impl Tasks {
         let parts = reply_parts(payload);
         let mut rows = self.rows.lock();
         let e = rows.get_mut(id).filter(|e| e.agent == from && !e.task.status.state.is_final())?;
+        if e.task.status.state == State::Submitted {
+            // The answer overtook the gateway's `working` (the agent clearly has the message):
+            // streams still see submitted, working, then the answer.
+            e.task.status = Status { state: State::Working, message: None, timestamp: now_rfc3339() };
+            let _ = e.events.send(json!({ "statusUpdate": status_event(&e.task) }));
+        }
         let message = json!({
             "messageId": format!("msg-{}", uuid::Uuid::now_v7()), "role": "ROLE_AGENT",
             "taskId": id, "contextId": e.task.context_id, "parts": parts,
