@@ -81,7 +81,10 @@ impl Serving {
             long_polls_waiting: Default::default(),
             closing: crate::http::shutdown::Closing::default(),
             mcp: Default::default(),
+            a2a: Default::default(),
         });
+        // The A2A gateway's reader of agents' replies (src/http/a2a/gateway.rs).
+        actix_web::rt::spawn(crate::http::a2a::gateway::read_replies(state.clone()));
         let app_state = state.clone();
         let hosts = web::Data::new(crate::http::edge::HostPolicy::new(&config));
         let server = HttpServer::new(move || {

@@ -41,7 +41,7 @@ impl From<AuthError> for ApiError {
 fn is_public(path: &str) -> bool {
     matches!(
         path,
-        "/health" | "/health/live" | "/health/ready" | "/health/startup" | "/openapi.json" | "/metrics" | "/dashboard" | "/"
+        "/health" | "/health/live" | "/health/ready" | "/health/startup" | "/openapi.json" | "/metrics" | "/dashboard" | "/" | "/.well-known/agent-card.json"
     )
 }
 

@@ -2,6 +2,7 @@
 //!
 //! Every error body is `{"error": "...", "code": "..."}` with a stable machine code.
 
+pub mod a2a;
 pub mod admin;
 pub mod api;
 pub mod auth;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub closing: shutdown::Closing,
     /// MCP sessions and agent records of `/mcp` ([`mcp::session`]).
     pub mcp: mcp::session::Sessions,
+    /// The A2A gateway's tasks ([`a2a`]).
+    pub a2a: a2a::tasks::Tasks,
 }
 
 /// An HTTP error with a machine-readable code.
@@ -163,6 +166,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/webhooks/failures", web::get().to(webhooks::failures))
         .route("/admin/webhooks/failures/{id}/resend", web::post().to(webhooks::resend))
         .route("/admin/webhooks/{id}", web::delete().to(webhooks::remove))
+        .route("/.well-known/agent-card.json", web::get().to(a2a::gateway_card))
+        .route("/a2a/{client_id}/.well-known/agent-card.json", web::get().to(a2a::agent_card))
+        .route("/a2a", web::post().to(a2a::rpc_gateway))
+        .route("/a2a/{client_id}", web::post().to(a2a::rpc_agent))
         .default_service(web::to(not_found));
 }
 

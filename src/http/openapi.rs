@@ -408,6 +408,35 @@ impl Modify for Common {
     }
 }
 
+/// A JSON-RPC 2.0 request of the A2A binding (a2a-sdk 1.x method names).
+#[derive(ToSchema)]
+pub struct A2aRpcBody {
+    #[schema(example = "2.0")]
+    jsonrpc: String,
+    id: Option<Value>,
+    /// `SendMessage`, `SendStreamingMessage` (SSE), `GetTask`, `CancelTask`, `SubscribeToTask` (SSE).
+    #[schema(example = "SendMessage")]
+    method: String,
+    /// `{"message": {...}}` for the send methods, `{"id": "task-..."}` for the task methods.
+    params: Option<Value>,
+}
+
+const A2A_RPC: &str = "A JSON-RPC answer (`result` or `error`, code -32001 for an unknown task or agent); the streaming \
+                       methods answer `text/event-stream`, one JSON-RPC answer per event (PROTOCOL.md section 7)";
+
+#[utoipa::path(get, path = "/.well-known/agent-card.json", tag = "a2a", security(()),
+    responses((status = 200, description = "The broker's A2A agent card: a directory of the connected agents")))]
+fn a2a_gateway_card() {}
+#[utoipa::path(get, path = "/a2a/{client_id}/.well-known/agent-card.json", tag = "a2a", params(("client_id" = String, Path)),
+    responses((status = 200, description = "The A2A agent card of a connected agent"), (status = 404, description = "`unknown_agent`", body = ErrorBody)))]
+fn a2a_agent_card() {}
+#[utoipa::path(post, path = "/a2a", tag = "a2a", request_body = A2aRpcBody,
+    responses((status = 200, description = A2A_RPC)))]
+fn a2a_rpc_gateway() {}
+#[utoipa::path(post, path = "/a2a/{client_id}", tag = "a2a", params(("client_id" = String, Path)), request_body = A2aRpcBody,
+    responses((status = 200, description = A2A_RPC)))]
+fn a2a_rpc_agent() {}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "agent-bridge", description = "HTTP API of the agent-bridge broker (PROTOCOL.md sections 3 and 5)."),
@@ -416,9 +445,10 @@ impl Modify for Common {
           health, live, ready, startup, metrics, openapi,
           dashboard, home, kick, replay, redeliver, admin_stream,
           supervisors, clients, admin_rooms, queues, dead_letters, fault, create_key, list_keys, revoke_key,
-          create_webhook, list_webhooks, remove_webhook, webhook_failures, resend_webhook),
+          create_webhook, list_webhooks, remove_webhook, webhook_failures, resend_webhook,
+          a2a_gateway_card, a2a_agent_card, a2a_rpc_gateway, a2a_rpc_agent),
     components(schemas(ErrorBody, SendBody, SendAnswer, SendBatchBody, BatchResultDoc, SendBatchAnswer, MessageDoc, MessagesAnswer, AckBody, CallBody, FaultBody,
-                       CreateKeyRequest, KeyGrant, KeyView, KeyUsage, WebhookBody)),
+                       CreateKeyRequest, KeyGrant, KeyView, KeyUsage, WebhookBody, A2aRpcBody)),
     security(("bearer" = [])),
     modifiers(&Common),
 )]
