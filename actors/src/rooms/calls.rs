@@ -99,6 +99,26 @@ pub fn by_tool(tool: &str) -> Option<&'static Spec> {
     CALLS.iter().find(|s| s.tool == tool)
 }
 
+/// `thread.get`.
+#[derive(Deserialize, ToSchema)]
+pub struct ThreadParams {
+    /// The thread (1 to 256 bytes).
+    pub thread_id: String,
+    /// At most this many messages (default 100, at most 1000).
+    #[schema(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// The previous page's next_cursor.
+    pub cursor: Option<String>,
+}
+
+fn thread(p: ThreadParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
+    if p.thread_id.is_empty() || p.thread_id.len() > 256 || p.thread_id.contains('\0') {
+        return Err(RoomError::InvalidParams("thread_id must be 1 to 256 bytes without NUL".into()));
+    }
+    let limit = p.limit.unwrap_or(crate::threads::DEFAULT_THREAD_PAGE);
+    Ok(Parsed::Thread(crate::threads::ThreadQuery { thread_id: p.thread_id, limit, cursor: p.cursor }))
+}
+
 fn schema_of<P: ToSchema>() -> Value {
     serde_json::to_value(P::schema()).unwrap_or_default()
 }
@@ -115,6 +135,8 @@ pub(super) struct Cx<'a> {
 pub(super) enum Parsed {
     Create(CreateRoom),
     List { limit: Option<usize>, cursor: Option<String> },
+    /// `thread.get`: read from the store's thread index, not from one room.
+    Thread(crate::threads::ThreadQuery),
     /// A room operation; `download` adds the file's contents to the metadata.
     Room { stream: String, op: RoomOp, download: bool },
 }
@@ -225,6 +247,10 @@ calls! {
         access: Read, channels: false, tool: "list_files", title: "The room's files",
         doc: "The files shared in the room: {room, files}.",
     }
+    "thread.get" => ThreadParams, thread {
+        access: Read, channels: false, tool: "get_thread", title: "A conversation thread",
+        doc: "The messages of a thread the caller may read (its inbox, its own sends, rooms it is a member of), oldest first: {thread_id, count, messages, next_cursor}.",
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -322,11 +348,13 @@ pub struct HistoryParams {
     /// At most this many messages (default 100, at most 1000).
     #[schema(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
+    /// Only the messages of this thread (limit still counts the messages read; page with next_since).
+    pub thread_id: Option<String>,
 }
 
 fn history(p: HistoryParams, cx: Cx<'_>) -> Result<Parsed, RoomError> {
     let (since, limit) = (p.since.unwrap_or(0), p.limit.unwrap_or(100).clamp(1, MAX_HISTORY));
-    on(&p.room, RoomOp::History { since, limit, identity: cx.identity })
+    on(&p.room, RoomOp::History { since, limit, identity: cx.identity, thread_id: p.thread_id })
 }
 
 /// `room.topic`.
