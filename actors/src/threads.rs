@@ -58,9 +58,10 @@ impl Reader<'_> {
     }
 }
 
-/// The sort key of a message in a thread; the cursor names the last one a page returned.
-fn order(msg: &Message) -> (i64, u64, &str) {
-    (msg.timestamp.millis(), msg.seq, msg.id.as_str())
+/// The sort key of a message in a thread (ids are UUIDv7: time-ordered within a millisecond);
+/// the cursor names the last one a page returned.
+fn order(msg: &Message) -> (i64, &str, u64) {
+    (msg.timestamp.millis(), msg.id.as_str(), msg.seq)
 }
 
 fn cursor_of(msg: &Message) -> String {
@@ -91,7 +92,7 @@ pub fn get(store: &Store, caller: &str, q: &ThreadQuery) -> Result<Value, RoomEr
     }
     msgs.sort_by(|a, b| order(a).cmp(&order(b)));
     if let Some((ms, seq, id)) = &after {
-        msgs.retain(|m| order(m) > (*ms, *seq, id.as_str()));
+        msgs.retain(|m| order(m) > (*ms, id.as_str(), *seq));
     }
     let limit = q.limit.clamp(1, MAX_THREAD_PAGE);
     let next_cursor = (msgs.len() > limit).then(|| cursor_of(&msgs[limit - 1]));

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::format::decode_body;
 use super::db::StoreError;
-use super::undelivered::DeadLetter;
 
 /// `Message` at format versions 0 and 1 (releases up to the threads extension): no `thread_id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,12 +54,6 @@ pub struct DeadLetterV1 {
     pub attempts: u32,
     pub reason: String,
     pub at_ms: i64,
-}
-
-impl From<DeadLetterV1> for DeadLetter {
-    fn from(d: DeadLetterV1) -> Self {
-        DeadLetter { message: d.message.into(), recipient: d.recipient, attempts: d.attempts, reason: d.reason, at_ms: d.at_ms }
-    }
 }
 
 /// Reads `body` as the old layout `Old` when `version` is one that used it, and converts it.

@@ -30,6 +30,12 @@ impl Stored for DeadLetter {
     }
 }
 
+impl From<DeadLetterV1> for DeadLetter {
+    fn from(d: DeadLetterV1) -> Self {
+        DeadLetter { message: d.message.into(), recipient: d.recipient, attempts: d.attempts, reason: d.reason, at_ms: d.at_ms }
+    }
+}
+
 impl Store {
     /// Delivery attempts recorded for an inbox message.
     pub fn attempts(&self, client: &str, seq: u64) -> Result<u32, StoreError> {
