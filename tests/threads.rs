@@ -56,3 +56,14 @@ async fn a_thread_spans_inboxes_and_rooms_and_shows_only_what_the_caller_may_rea
     assert_eq!(status, 400, "{bad}");
     server.stop().expect("clean stop");
 }
+
+#[tokio::test]
+async fn an_expired_message_leaves_its_thread() {
+    let server = InProcess::with_args(&["--sweep-interval-ms", "100"]);
+    send(&server, json!({"from": "alice", "to": "bob", "type": "q", "payload": {"text": "brief"}, "thread_id": "t-x", "ttl": 1})).await;
+    send(&server, json!({"from": "alice", "to": "bob", "type": "q", "payload": {"text": "stays"}, "thread_id": "t-x"})).await;
+    assert_eq!(thread(&server, "bob", "t-x").await, ["brief", "stays"]);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(thread(&server, "bob", "t-x").await, ["stays"], "the ttl removed it from the thread");
+    server.stop().expect("clean stop");
+}
