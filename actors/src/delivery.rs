@@ -66,6 +66,8 @@ pub struct Envelope {
     pub correlation_id: Option<String>,
     pub idempotency_key: Option<String>,
     pub persist: bool,
+    /// The conversation (section 7, threads); the router may fill it from `correlation_id`.
+    pub thread_id: Option<String>,
     pub transport: Transport,
 }
 
@@ -89,6 +91,7 @@ impl Envelope {
             requires_ack: self.require_ack,
             correlation_id: self.correlation_id.clone(),
             expires_at: self.ttl.map(|t| timestamp.plus_secs(t)),
+            thread_id: self.thread_id.clone(),
         }
     }
 }

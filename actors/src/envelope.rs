@@ -39,6 +39,16 @@ fn check_key(field: &'static str, value: Option<&String>) -> Result<(), Protocol
     }
 }
 
+/// A thread id is a key (1 to 256 bytes) that names a store index entry, so it cannot hold the
+/// `\0` that ends names in the store's keys.
+fn check_thread(value: Option<&String>) -> Result<(), ProtocolError> {
+    check_key("thread_id", value)?;
+    match value {
+        Some(v) if v.contains('\0') => Err(ProtocolError::InvalidValue { field: "thread_id", reason: "must not contain NUL".into() }),
+        _ => Ok(()),
+    }
+}
+
 /// A `send` frame and a `POST /api/send` body carry the same fields: one validation for both.
 macro_rules! validated {
     ($src:ident, $from:expr, $transport:expr) => {{
@@ -46,6 +56,7 @@ macro_rules! validated {
         validate_msg_type(&$src.msg_type)?;
         check_key("correlation_id", $src.correlation_id.as_ref())?;
         check_key("idempotency_key", $src.idempotency_key.as_ref())?;
+        check_thread($src.thread_id.as_ref())?;
         Ok(Envelope {
             from: $from.to_owned(),
             target,
@@ -57,6 +68,7 @@ macro_rules! validated {
             correlation_id: $src.correlation_id,
             idempotency_key: $src.idempotency_key,
             persist: $src.persist,
+            thread_id: $src.thread_id,
             transport: $transport,
         })
     }};

@@ -47,6 +47,7 @@ pub mod session;
 pub mod sse;
 pub mod store;
 pub mod supervisor;
+pub mod threads;
 pub mod ttl_sweeper;
 pub mod webhooks;
 

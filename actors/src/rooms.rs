@@ -387,6 +387,10 @@ impl RoomsHandle {
             }
             Parsed::Desktop(prompt) => self.prompt(prompt),
             Parsed::List { limit, cursor } => self.list(Some(caller.to_owned()), identity, limit, cursor),
+            Parsed::Thread(q) => {
+                let answer = crate::threads::get(&self.store, caller, &q);
+                Box::pin(async move { answer })
+            }
             Parsed::Room { stream, op, download: false } => self.submit(caller, method, stream, op),
             Parsed::Room { stream, op, download: true } => {
                 let meta = self.submit(caller, method, stream, op);
@@ -435,7 +439,7 @@ impl RoomsHandle {
     /// `room.history` for HTTP clients.
     pub fn history(&self, caller: &str, identity: Option<Arc<Identity>>, room: &str, since: u64, limit: usize) -> Pending<Value> {
         match permitted(identity.as_deref(), "room.history").and_then(|()| stream_name(room)) {
-            Ok(stream) => self.submit(caller, "room.history", stream, RoomOp::History { since, limit: limit.clamp(1, MAX_HISTORY), identity }),
+            Ok(stream) => self.submit(caller, "room.history", stream, RoomOp::History { since, limit: limit.clamp(1, MAX_HISTORY), identity, thread_id: None }),
             Err(e) => Box::pin(async move { Err(e) }),
         }
     }

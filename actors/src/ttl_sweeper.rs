@@ -131,7 +131,7 @@ impl TtlSweeper {
                     continue;
                 }
                 self.archive(&msg)?;
-                batch.remove_message(e.stream.as_stream(), seq);
+                batch.remove_message(e.stream.as_stream(), &msg);
                 if let StreamName::Inbox(client) = &e.stream {
                     batch.dequeue(client, msg.priority, msg.seq);
                     if msg.requires_ack {

@@ -48,6 +48,9 @@ pub struct Send {
     /// false: fire-and-forget to online recipients only, never stored.
     #[serde(default = "yes")]
     pub persist: bool,
+    /// The conversation this message belongs to (section 7, threads).
+    #[serde(default)]
+    pub thread_id: Option<String>,
 }
 
 /// `ack`: the client has processed a delivered message.

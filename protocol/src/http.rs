@@ -35,6 +35,9 @@ pub struct SendRequest {
     pub idempotency_key: Option<String>,
     #[serde(default = "yes")]
     pub persist: bool,
+    /// The conversation this message belongs to (PROTOCOL.md section 7, threads).
+    #[serde(default)]
+    pub thread_id: Option<String>,
 }
 
 /// Answer to `POST /api/send`.

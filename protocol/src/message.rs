@@ -305,6 +305,10 @@ pub struct Message {
     pub correlation_id: Option<String>,
     /// When the message expires, if the sender gave a ttl.
     pub expires_at: Option<Timestamp>,
+    /// The conversation the message belongs to (PROTOCOL.md section 7, threads): given by the
+    /// sender, or inherited from the message named by `correlation_id`.
+    #[serde(default)]
+    pub thread_id: Option<String>,
 }
 
 impl Message {

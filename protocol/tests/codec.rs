@@ -208,6 +208,7 @@ mod python_client {
             r#ref: None,
             idempotency_key: None,
             persist: true,
+            thread_id: None,
         });
         assert_eq!(ClientFrame::from_json(text, LIMIT), Ok(expected));
     }

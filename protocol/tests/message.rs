@@ -25,7 +25,8 @@ fn json_shape_matches_the_protocol_example() {
         "priority": "normal",
         "requires_ack": false,
         "correlation_id": null,
-        "expires_at": null
+        "expires_at": null,
+        "thread_id": null
     });
     assert_eq!(to_value(&example_message()), expected);
 }
@@ -41,6 +42,7 @@ fn json_text_uses_the_protocol_spellings() {
         r#""expires_at":"2026-11-22T09:11:12.001Z""#,
         r#""priority":"critical""#,
         r#""requires_ack":true"#,
+        r#""thread_id":"th-1""#,
     ] {
         assert!(text.contains(fragment), "{text} lacks {fragment}");
     }

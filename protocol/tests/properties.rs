@@ -37,13 +37,13 @@ fn arb_send() -> impl Strategy<Value = Send> {
     (
         (text(), text(), any::<String>(), arb_json()),
         (any::<bool>(), arb_priority(), proptest::option::of(any::<u64>())),
-        (text(), text(), text(), any::<bool>()),
+        (text(), text(), text(), any::<bool>(), text()),
     )
         .prop_map(
             |(
                 (to, room, msg_type, payload),
                 (require_ack, priority, ttl),
-                (correlation_id, r#ref, idempotency_key, persist),
+                (correlation_id, r#ref, idempotency_key, persist, thread_id),
             )| Send {
                 to,
                 room,
@@ -56,6 +56,7 @@ fn arb_send() -> impl Strategy<Value = Send> {
                 r#ref,
                 idempotency_key,
                 persist,
+                thread_id,
             },
         )
 }
@@ -70,11 +71,13 @@ fn arb_message() -> impl Strategy<Value = Message> {
     (
         (any::<String>(), any::<u64>(), any::<String>(), text(), text(), any::<String>()),
         (arb_json(), arb_timestamp(), arb_priority(), any::<bool>(), text(), proptest::option::of(arb_timestamp())),
+        text(),
     )
         .prop_map(
             |(
                 (id, seq, from, to, room, msg_type),
                 (payload, timestamp, priority, requires_ack, correlation_id, expires_at),
+                thread_id,
             )| Message {
                 id,
                 seq,
@@ -88,6 +91,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 requires_ack,
                 correlation_id,
                 expires_at,
+                thread_id,
             },
         )
 }

@@ -651,5 +651,6 @@ pub(crate) fn sample_message(seq: u64, id: &str) -> Message {
         requires_ack: false,
         correlation_id: None,
         expires_at: None,
+        thread_id: None,
     }
 }

@@ -23,6 +23,8 @@ pub struct Outgoing {
     pub idempotency_key: Option<String>,
     /// false: fire-and-forget to online recipients only, never stored (and never retried).
     pub persist: bool,
+    /// The conversation (PROTOCOL.md section 7, threads); replies keep the request's.
+    pub thread_id: Option<String>,
 }
 
 impl Outgoing {
@@ -36,10 +38,12 @@ impl Outgoing {
         Outgoing { room: Some(room.into()), ..Outgoing::blank(msg_type.into(), payload) }
     }
 
-    /// A reply to `request`: addressed to its sender, carrying its correlation id (or its id).
+    /// A reply to `request`: addressed to its sender, carrying its correlation id (or its id),
+    /// in its thread (or a thread named after the request's id).
     pub fn reply_to(request: &Message, msg_type: impl Into<String>, payload: Value) -> Self {
         let correlation = request.correlation_id.clone().unwrap_or_else(|| request.id.clone());
-        Outgoing::to(request.from.clone(), msg_type, payload).correlation_id(correlation)
+        let thread = request.thread_id.clone().unwrap_or_else(|| request.id.clone());
+        Outgoing::to(request.from.clone(), msg_type, payload).correlation_id(correlation).thread_id(thread)
     }
 
     fn blank(msg_type: String, payload: Value) -> Self {
@@ -54,6 +58,7 @@ impl Outgoing {
             correlation_id: None,
             idempotency_key: None,
             persist: true,
+            thread_id: None,
         }
     }
 
@@ -75,6 +80,12 @@ impl Outgoing {
 
     pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
         self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Puts the message in a thread.
+    pub fn thread_id(mut self, id: impl Into<String>) -> Self {
+        self.thread_id = Some(id.into());
         self
     }
 
@@ -119,6 +130,7 @@ impl Outgoing {
             r#ref: Some(r#ref),
             idempotency_key: self.idempotency_key,
             persist: self.persist,
+            thread_id: self.thread_id,
         }
     }
 }

@@ -203,6 +203,7 @@ pub async fn redeliver(_admin: Admin, id: web::Path<String>, state: web::Data<Ap
         correlation_id: m.correlation_id,
         idempotency_key: None,
         persist: true,
+        thread_id: m.thread_id,
         transport: Transport::Http,
     };
     let routed = state.broker.router.route(env).await?;

@@ -42,14 +42,15 @@ impl Room {
                 self.require_member(&caller)?;
                 reply(json!({ "room": stream, "members": self.members_view(&stream) }))
             }
-            RoomOp::History { since, limit, identity } => {
+            RoomOp::History { since, limit, identity, thread_id } => {
                 self.require_member(&caller)?;
                 self.admit(identity.as_deref(), &caller, &stream)?;
                 let last = self.last_seq(&stream)?;
                 let t = now();
                 let msgs = self.store.range(Stream::Room(&stream), since, limit)?;
                 let next_since = msgs.last().map_or(since.min(last), |m| m.seq);
-                let msgs: Vec<Msg> = msgs.into_iter().filter(|m| !m.is_expired(t)).collect();
+                let in_thread = |m: &Msg| thread_id.is_none() || m.thread_id == thread_id;
+                let msgs: Vec<Msg> = msgs.into_iter().filter(|m| !m.is_expired(t) && in_thread(m)).collect();
                 reply(json!({ "room": stream, "count": msgs.len(), "messages": msgs, "next_since": next_since, "last_seq": last }))
             }
             RoomOp::Topic { topic: None } => {

@@ -118,7 +118,8 @@ pub enum RoomOp {
     /// Leave: on a room, membership ends; on a channel, the caller's sessions leave it.
     Leave,
     Members,
-    History { since: u64, limit: usize, identity: Option<Arc<Identity>> },
+    /// `thread_id`: only the messages of that thread.
+    History { since: u64, limit: usize, identity: Option<Arc<Identity>>, thread_id: Option<String> },
     /// Read the topic, or (with `topic`) set it.
     Topic { topic: Option<String> },
     ChannelCreate { name: String },

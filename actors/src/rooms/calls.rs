@@ -101,6 +101,26 @@ pub fn by_tool(tool: &str) -> Option<&'static Spec> {
     CALLS.iter().find(|s| s.tool == tool)
 }
 
+/// `thread.get`.
+#[derive(Deserialize, ToSchema)]
+pub struct ThreadParams {
+    /// The thread (1 to 256 bytes).
+    pub thread_id: String,
+    /// At most this many messages (default 100, at most 1000).
+    #[schema(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// The previous page's next_cursor.
+    pub cursor: Option<String>,
+}
+
+fn thread(p: ThreadParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
+    if p.thread_id.is_empty() || p.thread_id.len() > 256 || p.thread_id.contains('\0') {
+        return Err(RoomError::InvalidParams("thread_id must be 1 to 256 bytes without NUL".into()));
+    }
+    let limit = p.limit.unwrap_or(crate::threads::DEFAULT_THREAD_PAGE);
+    Ok(Parsed::Thread(crate::threads::ThreadQuery { thread_id: p.thread_id, limit, cursor: p.cursor }))
+}
+
 fn schema_of<P: ToSchema>() -> Value {
     serde_json::to_value(P::schema()).unwrap_or_default()
 }
@@ -117,6 +137,8 @@ pub(super) struct Cx<'a> {
 pub(super) enum Parsed {
     Create(CreateRoom),
     List { limit: Option<usize>, cursor: Option<String> },
+    /// `thread.get`: read from the store's thread index, not from one room.
+    Thread(crate::threads::ThreadQuery),
     /// A room operation; `download` adds the file's contents to the metadata.
     Room { stream: String, op: RoomOp, download: bool },
     /// `desktop.prompt`, for the desktop controller.
@@ -233,6 +255,10 @@ calls! {
         access: Write, channels: false, tool: "desktop_prompt", title: "Prompt the desktop app",
         doc: "Put a prompt into the desktop app's window (Claude Desktop), submit it and answer its reply read back through the clipboard: {response}.",
     }
+    "thread.get" => ThreadParams, thread {
+        access: Read, channels: false, tool: "get_thread", title: "A conversation thread",
+        doc: "The messages of a thread the caller may read (its inbox, its own sends, rooms it is a member of), oldest first: {thread_id, count, messages, next_cursor}.",
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,11 +356,13 @@ pub struct HistoryParams {
     /// At most this many messages (default 100, at most 1000).
     #[schema(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
+    /// Only the messages of this thread (limit still counts the messages read; page with next_since).
+    pub thread_id: Option<String>,
 }
 
 fn history(p: HistoryParams, cx: Cx<'_>) -> Result<Parsed, RoomError> {
     let (since, limit) = (p.since.unwrap_or(0), p.limit.unwrap_or(100).clamp(1, MAX_HISTORY));
-    on(&p.room, RoomOp::History { since, limit, identity: cx.identity })
+    on(&p.room, RoomOp::History { since, limit, identity: cx.identity, thread_id: p.thread_id })
 }
 
 /// `room.topic`.
@@ -580,71 +608,4 @@ fn desktop_prompt(p: PromptParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn code(config: &RoomsConfig, method: &str, params: Value) -> &'static str {
-        match parse_call(method, &Payload::from_serialize(&params), Cx { config, link: None, identity: None }) {
-            Ok(_) => "ok",
-            Err(e) => e.code(),
-        }
-    }
-
-    #[test]
-    fn params_are_checked_before_any_room_sees_them() {
-        let config = RoomsConfig { max_file_bytes: 10, ..RoomsConfig::default() };
-        assert_eq!(code(&config, "room.create", json!({"name": "lab"})), "ok");
-        assert_eq!(code(&config, "room.create", json!({"name": "lab/x"})), "invalid_params");
-        assert_eq!(code(&config, "room.create", json!({"name": "bad name"})), "invalid_params");
-        assert_eq!(code(&config, "room.list", Value::Null), "ok");
-        assert_eq!(code(&config, "board.move", json!({"room": "lab", "card_id": "card-1", "column": "doing"})), "bad_column");
-        assert_eq!(code(&config, "board.add", json!({"room": "lab", "title": ""})), "invalid_params");
-        assert_eq!(code(&config, "proposal.create", json!({"room": "lab", "text": "t", "rule": "quorum", "quorum": 0})), "invalid_params");
-        assert_eq!(code(&config, "proposal.create", json!({"room": "lab", "text": "t", "rule": "weighted", "weights": {"a": -1}})), "invalid_params");
-        assert_eq!(code(&config, "proposal.create", json!({"room": "lab", "text": "t", "rule": "veto", "deadline_s": 0})), "invalid_params");
-        assert_eq!(code(&config, "proposal.vote", json!({"room": "lab", "proposal_id": "p-1", "vote": "maybe"})), "invalid_params");
-        assert_eq!(code(&config, "file.upload", json!({"room": "lab", "name": "a", "content_base64": "AAAAAAAAAAAAAAAA"})), "too_large");
-        assert_eq!(code(&config, "file.upload", json!({"room": "lab", "name": "a", "content_base64": "!!"})), "invalid_params");
-        assert_eq!(code(&config, "file.upload", json!({"room": "lab", "name": "../a", "content_base64": "AA=="})), "invalid_params");
-        assert_eq!(code(&config, "file.upload", json!({"room": "lab", "name": "a.txt", "content_base64": "AA=="})), "ok");
-        assert_eq!(code(&config, "channel.create", json!({"room": "lab/x", "name": "y"})), "invalid_params");
-        assert_eq!(code(&config, "room.topic", json!({"room": "lab", "topic": "t"})), "ok");
-        assert_eq!(code(&config, "room.topic", json!({"room": "lab"})), "ok");
-        assert_eq!(code(&config, "room.topic", json!({"room": "lab", "topic": ""})), "invalid_params");
-        assert_eq!(code(&config, "room.topic", json!({"room": "lab", "topic": "a\nb"})), "invalid_params");
-        assert_eq!(code(&config, "desktop.prompt", json!({"text": "hi", "timeout_s": 0})), "invalid_params");
-        assert_eq!(code(&config, "agent.spawn", json!({})), "unknown_method");
-    }
-
-    #[test]
-    fn uploads_are_hashed_with_sha256() {
-        let Ok(RoomOp::FileUpload { sha256, bytes, .. }) = upload_op(1 << 20, "a".into(), b"abc".to_vec()) else { panic!("upload op") };
-        assert_eq!(sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert_eq!(bytes, b"abc");
-    }
-
-    #[test]
-    fn every_call_is_declared_once_with_an_object_schema() {
-        let mut names: Vec<&str> = CALLS.iter().map(|s| s.name).collect();
-        let mut tools: Vec<&str> = CALLS.iter().map(|s| s.tool).collect();
-        names.sort_unstable();
-        names.dedup();
-        tools.sort_unstable();
-        tools.dedup();
-        assert_eq!((names.len(), tools.len()), (CALLS.len(), CALLS.len()), "names and tools are unique");
-        for s in CALLS {
-            let schema = s.params_schema();
-            assert_eq!(schema["type"], "object", "{}: {schema}", s.name);
-            assert!(s.doc.len() > 20, "{}", s.name);
-        }
-        let topic = find("room.topic").expect("room.topic");
-        assert_eq!((topic.access, topic.changes_nothing()), (Access::Write, false));
-        assert!(topic.params_schema()["properties"]["topic"].is_object());
-        assert_eq!(topic.params_schema()["required"], json!(["room"]));
-        assert!(find("room.history").is_some_and(Spec::changes_nothing));
-        assert!(!find("room.join").is_some_and(Spec::changes_nothing));
-        assert_eq!(by_tool("join_room").map(|s| s.name), Some("room.join"));
-    }
-}
+mod tests;

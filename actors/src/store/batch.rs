@@ -8,7 +8,7 @@ use super::expiry::Expiring;
 use super::format::encode;
 use super::idempotency::IdempotencyRecord;
 use super::kv::KvBatch;
-use super::keys::{expiry_key, idempotency_key, queue_key, with_seq, Stream};
+use super::keys::{expiry_key, idempotency_key, queue_key, thread_key, with_seq, Stream};
 use super::queue::QueueEntry;
 use super::db::{Store, StoreError};
 
@@ -20,12 +20,17 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Stores a message in its stream and moves the stream's counter to its seq.
+    /// Stores a message in its stream, moves the stream's counter to its seq, and indexes it
+    /// under its thread, if it has one.
     pub fn message(&mut self, stream: Stream<'_>, msg: &Message) -> Result<(), StoreError> {
         let prefix = stream.key();
         self.inner.insert(with_seq(&prefix, msg.seq), encode(msg)?);
         self.inner.insert(prefix, &msg.seq.to_be_bytes());
         self.writes += 2;
+        if let Some(thread) = &msg.thread_id {
+            self.inner.insert(thread_key(thread, stream, msg.seq), &[][..]);
+            self.writes += 1;
+        }
         Ok(())
     }
 
@@ -69,10 +74,14 @@ impl Batch {
         Ok(())
     }
 
-    /// Deletes a stored message.
-    pub fn remove_message(&mut self, stream: Stream<'_>, seq: u64) {
-        self.inner.remove(with_seq(&stream.key(), seq));
+    /// Deletes a stored message, with its thread index entry.
+    pub fn remove_message(&mut self, stream: Stream<'_>, msg: &Message) {
+        self.inner.remove(with_seq(&stream.key(), msg.seq));
         self.writes += 1;
+        if let Some(thread) = &msg.thread_id {
+            self.inner.remove(thread_key(thread, stream, msg.seq));
+            self.writes += 1;
+        }
     }
 
     /// Deletes a swept expiry entry.

@@ -90,6 +90,7 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
+    use crate::store::legacy::{message_v1, DeadLetterV1};
     use crate::store::{DeadLetter, IdempotencyRecord, QueueEntry};
 
     fn message(id: &str) -> Message {
@@ -106,6 +107,7 @@ mod tests {
             requires_ack: true,
             correlation_id: None,
             expires_at: None,
+            thread_id: Some("th-1".into()),
         }
     }
 
@@ -134,10 +136,16 @@ mod tests {
 
     #[test]
     fn an_untagged_value_from_before_the_envelope_decodes() {
-        let old = message("msg-1");
-        let untagged = encode_bincode(&old).expect("encode as fdb8c93 did");
+        let old = Message { thread_id: None, ..message("msg-1") };
+        let untagged = encode_bincode(&message_v1(&old)).expect("encode as fdb8c93 did");
         assert_ne!(untagged[0], MARKER);
         assert_eq!(decode::<Message>(&untagged).expect("decode"), old);
+        let mut v1 = vec![MARKER, 1];
+        v1.extend_from_slice(&untagged);
+        assert_eq!(decode::<Message>(&v1).expect("version 1 upgrades"), old);
+        let dead = DeadLetterV1 { message: message_v1(&old), recipient: "b".into(), attempts: 2, reason: "r".into(), at_ms: 3 };
+        let expected = DeadLetter { message: old.clone(), recipient: "b".into(), attempts: 2, reason: "r".into(), at_ms: 3 };
+        assert_eq!(decode::<DeadLetter>(&encode_bincode(&dead).expect("v0")).expect("dead v0"), expected);
         let entry = QueueEntry { message_id: "m".into(), from: "a".into(), msg_type: "t".into(), requires_ack: false, timestamp_ms: 9 };
         assert_eq!(decode::<QueueEntry>(&encode_bincode(&entry).expect("encode")).expect("decode"), entry);
     }
@@ -146,7 +154,7 @@ mod tests {
     fn a_new_value_is_tagged_and_round_trips() {
         let m = message("msg-2");
         let bytes = encode(&m).expect("encode");
-        assert_eq!(&bytes[..2], &[MARKER, 1]);
+        assert_eq!(&bytes[..2], &[MARKER, 2]);
         assert_eq!(&bytes[2..], &encode_bincode(&m).expect("body")[..], "the body is today's bincode");
         assert_eq!(decode::<Message>(&bytes).expect("decode"), m);
         let rec = IdempotencyRecord { message_id: "m".into(), seq: Some(4), at_ms: 5 };
@@ -158,12 +166,12 @@ mod tests {
         let mut bytes = encode(&message("msg-3")).expect("encode");
         bytes[1] = 7;
         let err = decode::<Message>(&bytes).expect_err("version 7 is from the future");
-        assert!(matches!(err, StoreError::Format { what: "message", version: 7, supported: 1 }), "{err:?}");
+        assert!(matches!(err, StoreError::Format { what: "message", version: 7, supported: 2 }), "{err:?}");
         let text = err.to_string();
         assert!(text.contains("version 7") && text.contains("newer"), "{text}");
         assert!(matches!(decode::<Message>(&[MARKER]), Err(StoreError::Corrupt(_))), "a cut envelope is an error, not a panic");
         assert!(matches!(decode::<Message>(&[]), Err(StoreError::Corrupt(_))));
-        assert!(matches!(decode::<Message>(&[MARKER, 1, 0xFF]), Err(StoreError::Corrupt(_))));
+        assert!(matches!(decode::<Message>(&[MARKER, 2, 0xFF]), Err(StoreError::Corrupt(_))));
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub(super) const QUEUE: &[u8] = b"q:";
 pub(super) const EXPIRY: &[u8] = b"x:";
 /// Prefix of idempotency records: `k:<from>\0<to>\0<key>`.
 pub(super) const IDEMPOTENCY: &[u8] = b"k:";
+/// Prefix of the thread index: `t:<thread id>\0<stream key><seq BE>`.
+pub(super) const THREAD: &[u8] = b"t:";
 
 /// A message stream: a client's inbox or a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,6 +152,33 @@ pub(super) fn idempotency_key(from: &str, to: &str, key: &str) -> Vec<u8> {
     k
 }
 
+/// `t:<thread id>\0`: every index entry of a thread (thread ids never contain a `\0`).
+pub(super) fn thread_prefix(thread_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(thread_id.len() + 3);
+    k.extend_from_slice(THREAD);
+    k.extend_from_slice(thread_id.as_bytes());
+    k.push(0);
+    k
+}
+
+/// `t:<thread id>\0<stream key><seq BE>`: one message of a thread.
+pub(super) fn thread_key(thread_id: &str, stream: Stream<'_>, seq: u64) -> Vec<u8> {
+    let mut k = thread_prefix(thread_id);
+    k.extend_from_slice(&stream.key());
+    with_seq(&k, seq)
+}
+
+/// Reads back the stream and seq of what [`thread_key`] wrote under `prefix`.
+pub(super) fn parse_thread_key(prefix: &[u8], key: &[u8]) -> Result<(StreamName, u64), StoreError> {
+    let corrupt = || StoreError::Corrupt("thread key".into());
+    let body = key.strip_prefix(prefix).ok_or_else(corrupt)?;
+    if body.len() < 3 + 8 {
+        return Err(corrupt());
+    }
+    let stream = StreamName::from_key(&body[..body.len() - 8]).ok_or_else(corrupt)?;
+    Ok((stream, be_u64(&body[body.len() - 8..])?))
+}
+
 /// `<client>\0<seq BE>` in the `acks` tree.
 pub(super) fn ack_key(client: &str, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(client.len() + 9);
@@ -177,6 +206,14 @@ mod tests {
         let mut odd = expiry_key(5, Stream::Inbox("a"), 1);
         odd[10] = b'z';
         assert!(parse_expiry_key(&odd).is_err(), "an unknown stream tag is corrupt, not guessed");
+    }
+
+    #[test]
+    fn thread_keys_read_back() {
+        let k = thread_key("th-1", Stream::Room("lab/x"), 9);
+        assert_eq!(parse_thread_key(&thread_prefix("th-1"), &k).expect("thread key"), (StreamName::Room("lab/x".into()), 9));
+        assert!(!k.starts_with(&thread_prefix("th")), "a thread's prefix never covers a longer id");
+        assert!(parse_thread_key(&thread_prefix("th-1"), b"t:th-1\0i:").is_err());
     }
 
     #[test]

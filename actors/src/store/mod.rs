@@ -8,6 +8,8 @@
 //! | `kv.rs` | the backend seam: a `Tree` is a sled tree or a `MemTree` (`BTreeMap` behind a lock) |
 //! | `keys.rs` | key encoding: how every record is named, and read back from a scan |
 //! | `format.rs` | the value envelope: a format version before every bincode record, and upgrades |
+//! | `legacy.rs` | old layouts of stored types, read by the upgrades |
+//! | `threads.rs` | the thread index: a thread's messages across streams |
 //! | `batch.rs` | [`Batch`]: writes to `streams` that land together, atomically |
 //! | `flusher.rs` | group commit: [`Store::commit`] and the thread that flushes for many waiters |
 //! | `streams.rs` | stream counters and messages (inboxes and room streams) |
@@ -29,6 +31,7 @@
 //! | `q:<client>\0<level u8><seq BE>` | `QueueEntry` | undelivered or unacknowledged messages of an inbox, by priority |
 //! | `x:<expires ms BE><stream key><seq BE>` | `u64 BE` | expiry index (a run of seqs), swept in time order |
 //! | `k:<from>\0<to>\0<key>` | `IdempotencyRecord` | idempotency keys |
+//! | `t:<thread id>\0<stream key><seq BE>` | empty | thread index: the messages of a thread, in every stream |
 //!
 //! Other trees: `acks` (`<client>\0<seq BE>` → delivery attempts), `dead` (message id → dead letter),
 //! `archive` (message id → expired message, when archiving to the store), `rooms` (room name → the
@@ -56,9 +59,11 @@ mod flusher;
 mod idempotency;
 mod keys;
 mod kv;
+pub mod legacy;
 mod queue;
 mod rooms;
 mod streams;
+mod threads;
 mod undelivered;
 mod webhooks;
 
@@ -79,7 +84,7 @@ mod tests {
 
     use super::*;
 
-    fn msg(seq: u64, priority: Priority) -> Message {
+    pub(super) fn msg(seq: u64, priority: Priority) -> Message {
         Message {
             id: format!("msg-{seq}"),
             seq,
@@ -93,6 +98,7 @@ mod tests {
             requires_ack: seq % 2 == 0,
             correlation_id: None,
             expires_at: None,
+            thread_id: None,
         }
     }
 
@@ -142,7 +148,7 @@ mod tests {
         assert_eq!(due[0].stream, StreamName::Inbox("b".into()));
         let mut b = Batch::default();
         b.remove_expiry(&due[0]);
-        b.remove_message(Stream::Inbox("b"), 1);
+        b.remove_message(Stream::Inbox("b"), &msg(1, Priority::Normal));
         b.dequeue("b", Priority::Normal, 1);
         store.apply(b).expect("apply");
         assert_eq!(store.due_expiries(1003, 10).expect("due").len(), 2);
@@ -166,18 +172,19 @@ mod tests {
     fn untagged_values_on(store: &Store) {
         let old = msg(1, Priority::Normal);
         let key = keys::with_seq(&Stream::Inbox("b").key(), 1);
-        store.streams.insert(&key, agent_bridge_protocol::encode_bincode(&old).expect("as fdb8c93 wrote it")).expect("insert");
+        let untagged = agent_bridge_protocol::encode_bincode(&legacy::message_v1(&old)).expect("as fdb8c93 wrote it");
+        store.streams.insert(&key, untagged).expect("insert");
         assert_eq!(store.get(Stream::Inbox("b"), 1).expect("untagged reads"), Some(old.clone()));
         let mut b = Batch::default();
         b.message(Stream::Inbox("b"), &old).expect("msg");
         store.apply(b).expect("apply");
         let raw = store.streams.get(&key).expect("get").expect("stored");
-        assert_eq!(&raw[..2], &[format::MARKER, 1], "written again, it carries the envelope");
+        assert_eq!(&raw[..2], &[format::MARKER, 2], "written again, it carries the envelope");
         assert_eq!(store.get(Stream::Inbox("b"), 1).expect("tagged reads"), Some(old));
         let mut future = raw.to_vec();
-        future[1] = 2;
+        future[1] = 3;
         store.streams.insert(&key, future).expect("insert");
         let err = store.get(Stream::Inbox("b"), 1).expect_err("a newer format is refused");
-        assert!(matches!(err, StoreError::Format { what: "message", version: 2, supported: 1 }), "{err}");
+        assert!(matches!(err, StoreError::Format { what: "message", version: 3, supported: 2 }), "{err}");
     }
 }

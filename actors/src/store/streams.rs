@@ -4,11 +4,18 @@
 use agent_bridge_protocol::Message;
 
 use super::format::{decode, Stored};
+use super::legacy::{upgrade_from, MessageV1};
 use super::keys::{be_u64, with_seq, Stream};
 use super::db::{Store, StoreError};
 
 impl Stored for Message {
     const WHAT: &'static str = "message";
+    /// 2: `thread_id` added at the end.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, StoreError> {
+        upgrade_from::<MessageV1, _>(Self::WHAT, version, &[0, 1], body)
+    }
 }
 
 impl Store {

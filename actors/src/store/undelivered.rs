@@ -6,6 +6,7 @@ use agent_bridge_protocol::Message;
 use serde::{Deserialize, Serialize};
 
 use super::format::{decode, encode, Stored};
+use super::legacy::{upgrade_from, DeadLetterV1};
 use super::keys::ack_key;
 use super::db::{Store, StoreError};
 
@@ -21,6 +22,18 @@ pub struct DeadLetter {
 
 impl Stored for DeadLetter {
     const WHAT: &'static str = "dead letter";
+    /// 2: its message gained `thread_id`.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, StoreError> {
+        upgrade_from::<DeadLetterV1, _>(Self::WHAT, version, &[0, 1], body)
+    }
+}
+
+impl From<DeadLetterV1> for DeadLetter {
+    fn from(d: DeadLetterV1) -> Self {
+        DeadLetter { message: d.message.into(), recipient: d.recipient, attempts: d.attempts, reason: d.reason, at_ms: d.at_ms }
+    }
 }
 
 impl Store {

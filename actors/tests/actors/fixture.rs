@@ -52,6 +52,7 @@ pub fn send(from: &str, target: Target, n: u64) -> Envelope {
         correlation_id: None,
         idempotency_key: None,
         persist: true,
+        thread_id: None,
         transport: Transport::WebSocket,
     }
 }

@@ -126,7 +126,7 @@ async fn fire_and_forget_to_a_room_nobody_is_in_is_dropped_and_a_persisted_one_q
     assert_eq!((routed.status, routed.recipients), (SentStatus::Dropped, 0));
     let routed = room.say("alice", 2, true).await.expect("answered");
     assert_eq!((routed.status, routed.seq), (SentStatus::Queued, Some(1)), "stored in the room's stream");
-    let history = room.call("alice", RoomOp::History { since: 0, limit: 10, identity: None }).await.expect("history");
+    let history = room.call("alice", RoomOp::History { since: 0, limit: 10, identity: None, thread_id: None }).await.expect("history");
     assert_eq!(history["count"].as_u64(), Some(1), "only the persisted message is in the history: {history}");
 }
 

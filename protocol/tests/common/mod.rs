@@ -67,6 +67,7 @@ pub fn example_message() -> Message {
         requires_ack: false,
         correlation_id: None,
         expires_at: None,
+        thread_id: None,
     }
 }
 
@@ -85,6 +86,7 @@ pub fn room_message() -> Message {
         requires_ack: true,
         correlation_id: Some("msg-01JD7Z3K9Q8X".into()),
         expires_at: Some(time("2026-11-22T09:11:12.001Z")),
+        thread_id: Some("th-1".into()),
     }
 }
 
@@ -102,6 +104,7 @@ pub fn full_send() -> Send {
         r#ref: Some("r-1".into()),
         idempotency_key: Some("key-1".into()),
         persist: false,
+        thread_id: Some("th-1".into()),
     }
 }
 
@@ -110,7 +113,7 @@ pub fn client_samples() -> Vec<(ClientFrame, &'static [&'static str])> {
     #[rustfmt::skip]
     const SEND: &[&str] = &[
         "type", "to", "room", "msg_type", "payload", "require_ack", "priority", "ttl", "correlation_id", "ref",
-        "idempotency_key", "persist",
+        "idempotency_key", "persist", "thread_id",
     ];
     const BEAT: &[&str] = &["type", "timestamp"];
     let room_send = Send {

@@ -141,6 +141,7 @@ pub fn definitions() -> Value {
                 "to": {"type": "string", "description": "Recipient: a client id, \"all\", or \"pool:NAME\". Give to or room."},
                 "room": room,
                 "correlation_id": {"type": "string", "description": "Marks this as a reply to the request with this correlation id (or message id)."},
+                "thread_id": {"type": "string", "description": "The conversation this message belongs to (read it back with get_thread)."},
                 "require_ack": {"type": "boolean", "description": "Redeliver until the recipient acknowledges it."},
                 "priority": priority,
                 "ttl_s": {"type": "integer", "minimum": 1, "description": "Expire the message after this many seconds."}
@@ -273,6 +274,9 @@ async fn send_message(bridge: &impl AgentPort, a: &Args<'_>) -> ToolResult {
     };
     if let Some(c) = a.string("correlation_id")? {
         msg = msg.correlation_id(c);
+    }
+    if let Some(t) = a.string("thread_id")? {
+        msg = msg.thread_id(t);
     }
     if let Some(p) = a.string("priority")? {
         let p = crate::cli::common::parse_priority(&p).map_err(|e| format!("send_message: `priority`: {e}"))?;

@@ -101,6 +101,7 @@ impl AgentPort for BrokerPort<'_> {
             ttl: msg.ttl,
             require_ack: msg.require_ack,
             correlation_id: msg.correlation_id,
+            thread_id: msg.thread_id,
             idempotency_key: msg.idempotency_key,
             persist: msg.persist,
         };
