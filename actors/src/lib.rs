@@ -32,6 +32,7 @@ pub mod delivery;
 pub mod envelope;
 pub mod messages;
 pub mod metrics;
+pub mod pool;
 pub mod room;
 pub mod rooms;
 pub mod router;
