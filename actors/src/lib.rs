@@ -40,6 +40,7 @@ pub mod envelope;
 pub mod events;
 pub mod messages;
 pub mod metrics;
+pub mod pool;
 pub mod room;
 pub mod rooms;
 pub mod router;
