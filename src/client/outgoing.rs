@@ -169,13 +169,14 @@ mod tests {
             .priority(Priority::High)
             .ttl(Some(5))
             .idempotency_key("k")
+            .thread_id("t-9")
             .fire_and_forget()
             .into_frame("s-1".into());
         let json: Value = serde_json::from_str(&agent_bridge_protocol::ClientFrame::Send(f).to_json()).expect("json");
         assert_eq!(
             json,
             json!({"type": "send", "to": "bob", "room": null, "msg_type": "t", "payload": {"a": 1}, "require_ack": true,
-                   "priority": "high", "ttl": 5, "correlation_id": null, "ref": "s-1", "idempotency_key": "k", "persist": false})
+                   "priority": "high", "ttl": 5, "correlation_id": null, "thread_id": "t-9", "ref": "s-1", "idempotency_key": "k", "persist": false})
         );
     }
 }
