@@ -43,7 +43,8 @@ impl RouteError {
     pub fn code(&self) -> &'static str {
         match self {
             RouteError::UnknownRecipient(_) => "unknown_recipient",
-            RouteError::Store(_) | RouteError::NotDurable => "storage_error",
+            RouteError::Store(_) => "storage_error",
+            RouteError::NotDurable => "unavailable",
             RouteError::Internal(_) => "internal",
             RouteError::Unavailable | RouteError::Mailbox(_) => "unavailable",
             RouteError::Room(e) => e.code(),

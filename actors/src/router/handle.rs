@@ -89,7 +89,10 @@ impl RouterHandle {
         };
         async move {
             match pending {
-                Pending::One(rx) => rx.await.map_err(|_| RouteError::Unavailable)?,
+                Pending::One(rx) => tokio::time::timeout(super::writes::DURABILITY_TIMEOUT * 2, rx)
+                    .await
+                    .map_err(|_| RouteError::Unavailable)?
+                    .map_err(|_| RouteError::Unavailable)?,
                 Pending::All(parts, message_id, transport, priority, persist) => {
                     let mut recipients = 0u32;
                     let mut duplicate = false;
@@ -98,7 +101,10 @@ impl RouterHandle {
                         recipients = recipients.saturating_add(part.recipients);
                         duplicate |= part.duplicate;
                         if let Some(durable) = part.durable {
-                            durable.await.map_err(|_| RouteError::NotDurable)?;
+                            tokio::time::timeout(super::writes::DURABILITY_TIMEOUT, durable)
+                                .await
+                                .map_err(|_| RouteError::NotDurable)?
+                                .map_err(|_| RouteError::NotDurable)?;
                         }
                     }
                     metrics().routed(transport.label(), priority);

@@ -8,6 +8,9 @@ use actix::prelude::*;
 use agent_bridge_protocol::frames::SentStatus;
 use agent_bridge_protocol::{Message as Msg, Timestamp};
 use tokio::sync::oneshot;
+
+/// The longest a reply waits for the group commit before answering `unavailable`.
+pub(crate) const DURABILITY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 use tracing::{debug, error};
 
 use crate::delivery::{new_message_id, Envelope, Note, Notify, Outgoing, Target};
@@ -160,7 +163,8 @@ impl Router {
         let mut durable = Vec::new();
         for (reply, result, needs_flush) in pending.replies {
             match (&applied, needs_flush) {
-                (Err(e), _) => reply.send(Err(RouteError::Store(StoreError::Corrupt(format!("write failed: {e}"))))),
+                // The store cannot write (disk full …): retryable, `unavailable`, never `sent`.
+                (Err(_), _) => reply.send(Err(RouteError::NotDurable)),
                 (Ok(()), true) => durable.push((reply, result)),
                 (Ok(()), false) => reply.send(result),
             }
@@ -173,7 +177,9 @@ impl Router {
         // drops the context's futures, and with them these replies, although the batch is written.
         let commit = self.store.commit();
         actix::spawn(async move {
-            let ok = commit.await.is_ok();
+            // Bounded: a store that cannot write (disk full, a stuck flush) answers `unavailable`
+            // rather than never.
+            let ok = matches!(tokio::time::timeout(DURABILITY_TIMEOUT, commit).await, Ok(Ok(())));
             for (reply, result) in durable {
                 reply.send(if ok { result } else { Err(RouteError::NotDurable) });
             }
