@@ -8,9 +8,6 @@ use actix::prelude::*;
 use agent_bridge_protocol::frames::SentStatus;
 use agent_bridge_protocol::{Message as Msg, Timestamp};
 use tokio::sync::oneshot;
-
-/// The longest a reply waits for the group commit before answering `unavailable`.
-pub(crate) const DURABILITY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 use tracing::{debug, error};
 
 use crate::delivery::{new_message_id, Envelope, Note, Notify, Outgoing, Target};
@@ -19,6 +16,9 @@ use crate::metrics::metrics;
 use crate::store::{IdempotencyRecord, StoreError, Stream};
 
 use super::shard::*;
+
+/// The longest a reply waits for the group commit before answering `unavailable`.
+pub(crate) const DURABILITY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Router {
     /// Stores (unless `persist: false`) and hands a message to every session that keeps up, both
