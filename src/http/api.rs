@@ -174,7 +174,7 @@ pub async fn poll(state: &AppState, to: &str, from: PollFrom, limit: usize, wait
     let shard = state.broker.router.shard(to).poll.clone();
     loop {
         let waiting = Instant::now() < deadline;
-        let polled = shard.send(Poll { client_id: to.to_owned(), from, limit, wait: waiting }).await.map_err(|e| {
+        let polled = shard.send(Poll { client_id: to.to_owned(), from, limit, wait: waiting, seen: true }).await.map_err(|e| {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("router unavailable: {e}"))
         })??;
         match polled {

@@ -267,6 +267,9 @@ pub struct Poll {
     pub from: PollFrom,
     pub limit: usize,
     pub wait: bool,
+    /// Whether the poll counts its client as seen (a recipient of `all` for `seen_window`): true
+    /// for clients; the broker's own readers (the A2A gateway) are not agents and say false.
+    pub seen: bool,
 }
 
 /// Answer to [`Poll`].

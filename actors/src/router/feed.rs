@@ -218,7 +218,9 @@ impl Router {
         self.sync(ctx);
         let limit = msg.limit.clamp(1, 1000);
         let last = self.last_seq(&msg.client_id)?;
-        self.client(&msg.client_id).last_seen = Some(Instant::now());
+        if msg.seen {
+            self.client(&msg.client_id).last_seen = Some(Instant::now());
+        }
         let now = Timestamp::now();
         let inbox = Stream::Inbox(&msg.client_id);
         let (messages, base) = match msg.from {

@@ -268,7 +268,7 @@ async fn a_note_for_a_client_reaches_each_of_its_sessions() {
 #[actix::test]
 async fn a_long_poll_on_an_empty_inbox_is_parked_and_woken_by_the_next_message() {
     let shard = start_shard(RouterConfig::default());
-    let poll = |from| Poll { client_id: "bob".into(), from, limit: 10, wait: true };
+    let poll = |from| Poll { client_id: "bob".into(), from, limit: 10, wait: true, seen: true };
     let polled = shard.addr.send(poll(PollFrom::Seq(0))).await.expect("answers").expect("polled");
     let Polled::Wait { mut wake, next_since } = polled else { panic!("an empty inbox parks the poll") };
     assert_eq!(next_since, 0);

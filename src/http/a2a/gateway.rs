@@ -58,7 +58,7 @@ pub fn message_payload(task_id: &str, context_id: &str, message: &Value) -> Valu
 pub async fn read_replies(state: web::Data<AppState>) {
     let shard = state.broker.router.shard(GATEWAY).poll.clone();
     loop {
-        let polled = shard.send(Poll { client_id: GATEWAY.into(), from: PollFrom::Queue, limit: 100, wait: true }).await;
+        let polled = shard.send(Poll { client_id: GATEWAY.into(), from: PollFrom::Queue, limit: 100, wait: true, seen: false }).await;
         match polled {
             Ok(Ok(Polled::Page { messages, .. })) => {
                 for m in messages {
