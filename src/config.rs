@@ -21,6 +21,7 @@ use agent_bridge_actors::router::{Retention, RouterConfig};
 use agent_bridge_actors::ttl_sweeper::SweepConfig;
 use agent_bridge_actors::session::SessionConfig;
 use agent_bridge_actors::supervisor::Intensity;
+use agent_bridge_actors::agents::AgentsConfig;
 use agent_bridge_actors::webhooks::{BreakerConfig, RetryConfig, WebhooksConfig};
 use agent_bridge_actors::messages::{DesktopConfig, InputMode};
 use agent_bridge_actors::BrokerConfig;
@@ -190,6 +191,9 @@ pub struct Config {
     /// Deliveries before dead-lettering.
     #[arg(long, env = "BRIDGE_ACK_MAX_ATTEMPTS")]
     pub ack_max_attempts: u32,
+    /// A registered agent `working` without progress for this many seconds is marked `stuck`.
+    #[arg(long, env = "BRIDGE_AGENT_STUCK_AFTER_S")]
+    pub agent_stuck_after_s: f64,
     /// First webhook retry after about this many milliseconds (doubling, with jitter).
     #[arg(long, env = "BRIDGE_WEBHOOK_RETRY_BASE_MS")]
     pub webhook_retry_base_ms: u64,
@@ -404,7 +408,7 @@ impl Config {
         if self.max_restarts == 0 || self.restart_window_s == 0 {
             return bad("max_restarts and restart_window_s must be at least 1".into());
         }
-        for (name, v) in [("ack_timeout_s", self.ack_timeout_s), ("ack_backoff_max_s", self.ack_backoff_max_s), ("aging_s", self.aging_s)] {
+        for (name, v) in [("ack_timeout_s", self.ack_timeout_s), ("ack_backoff_max_s", self.ack_backoff_max_s), ("aging_s", self.aging_s), ("agent_stuck_after_s", self.agent_stuck_after_s)] {
             if !(v > 0.0 && v.is_finite()) {
                 return bad(format!("{name} = {v} must be a positive number of seconds"));
             }
@@ -552,6 +556,7 @@ impl Config {
                 retention: self.retention(),
             },
             flush_interval: Duration::from_millis(self.flush_interval_ms),
+            agents: AgentsConfig { stuck_after: Duration::from_secs_f64(self.agent_stuck_after_s), ..AgentsConfig::default() },
             webhooks: WebhooksConfig {
                 retry: RetryConfig {
                     base: Duration::from_millis(self.webhook_retry_base_ms),

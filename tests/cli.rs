@@ -663,3 +663,40 @@ fn an_unauthenticated_public_bind_is_refused_before_binding() {
         assert!(!done.stderr.contains("binding"), "{extra:?}: {done:?}");
     }
 }
+
+#[test]
+fn agent_pool_and_task_calls_and_the_agents_command() {
+    let server = Server::start(&[]);
+    let u = url(&server);
+    let call = |who: &str, args: &[&str]| {
+        let mut all = vec!["call", "--url", &u, "--client-id", who];
+        all.extend_from_slice(args);
+        run(cli(&all), None)
+    };
+    let agent = call("rev", &["agent.register", r#"{"pools": ["reviewers"], "capabilities": ["review"]}"#, "--json"]).ok().json();
+    assert_eq!(agent["pools"], json!(["reviewers"]), "{agent}");
+    call("rev", &["agent.status", r#"{"status": "completed", "detail": "done"}"#]).ok();
+    let set = call("boss", &["pool.configure", r#"{"pool": "reviewers", "strategy": "fastest"}"#, "--json"]).ok().json();
+    assert_eq!(set["strategy"], "fastest");
+    let pools = call("boss", &["pool.list", "--json"]).ok().json();
+    assert_eq!(pools["pools"][0]["strategy"], "fastest", "{pools}");
+    // The CLI's session has closed: the agent is offline, so the pool is empty.
+    call("boss", &["task.assign", r#"{"to": "pool:reviewers", "title": "x"}"#]).fails(1, &["task.assign failed", "no healthy member"]);
+    let task = call("boss", &["task.assign", r#"{"to": "rev", "title": "review #1"}"#, "--json"]).ok().json();
+    let id = task["id"].as_str().expect("id").to_owned();
+    let update = format!(r#"{{"id": "{id}", "state": "rejected"}}"#);
+    assert_eq!(call("rev", &["task.update", &update, "--json"]).ok().json()["state"], "rejected");
+    let get = format!(r#"{{"id": "{id}"}}"#);
+    assert_eq!(call("boss", &["task.get", &get, "--json"]).ok().json()["state"], "rejected");
+    assert_eq!(call("boss", &["task.list", r#"{"state": "rejected"}"#, "--json"]).ok().json()["count"], 1);
+    let second = call("boss", &["task.assign", r#"{"to": "rev", "title": "review #2"}"#, "--json"]).ok().json();
+    let cancel = format!(r#"{{"id": "{}"}}"#, second["id"].as_str().expect("id"));
+    assert_eq!(call("boss", &["task.cancel", &cancel, "--json"]).ok().json()["state"], "canceled");
+
+    let listed = run(cli(&["agents", "--url", &u, "--client-id", "ops", "--json"]), None).ok().json();
+    assert_eq!((listed["agents"][0]["client_id"].as_str(), listed["agents"][0]["status"].as_str()), (Some("rev"), Some("offline")), "{listed}");
+    let table = run(cli(&["agents", "--url", &u, "--client-id", "ops", "--pool", "reviewers"]), None).ok().stdout;
+    assert!(table.contains("AGENT") && table.contains("rev") && table.contains("offline"), "{table}");
+    let pools = run(cli(&["agents", "--url", &u, "--client-id", "ops", "--pools"]), None).ok().stdout;
+    assert!(pools.contains("reviewers") && pools.contains("fastest"), "{pools}");
+}

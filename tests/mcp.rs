@@ -403,3 +403,25 @@ async fn a_pending_ask_is_continued_by_wait_reply() {
     assert_eq!(schema("read_messages")["inputSchema"]["properties"]["wait_s"]["maximum"], 50.0);
     assert_eq!(schema("wait_reply")["inputSchema"]["required"], json!(["correlation_id"]));
 }
+
+#[tokio::test]
+async fn agent_pool_and_task_tools_are_the_calls_of_the_table() {
+    let server = Server::start(&[]);
+    let mut m = Mcp::start(&server, "agent-m");
+    m.initialize().await;
+    let agent = m.tool_ok("register_agent", json!({"pools": ["mcp-crew"], "capabilities": ["review"], "weight": 2})).await;
+    assert_eq!((agent["client_id"].as_str(), agent["online"].as_bool()), (Some("agent-m"), Some(true)), "{agent}");
+    m.tool_ok("agent_status", json!({"status": "working", "detail": "reading"})).await;
+    let listed = m.tool_ok("list_agents", json!({"capability": "review"})).await;
+    assert_eq!(listed["agents"][0]["status"], "working", "{listed}");
+    assert_eq!(m.tool_ok("configure_pool", json!({"pool": "mcp-crew", "strategy": "weighted"})).await["strategy"], "weighted");
+    let pools = m.tool_ok("list_pools", json!({})).await;
+    assert_eq!(pools["pools"][0]["strategy"], "weighted", "{pools}");
+    let task = m.tool_ok("assign_task", json!({"to": "pool:mcp-crew", "title": "self-review"})).await;
+    let id = task["id"].as_str().expect("id");
+    assert_eq!(m.tool_ok("update_task", json!({"id": id, "state": "completed", "result": {"ok": true}})).await["state"], "completed");
+    assert_eq!(m.tool_ok("get_task", json!({"id": id})).await["result"]["ok"], true);
+    assert_eq!(m.tool_ok("list_tasks", json!({"state": "completed"})).await["count"], 1);
+    let other = m.tool_ok("assign_task", json!({"to": "agent-m", "title": "second"})).await;
+    assert_eq!(m.tool_ok("cancel_task", json!({"id": other["id"]})).await["state"], "canceled");
+}

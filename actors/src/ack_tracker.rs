@@ -25,7 +25,8 @@ use tracing::{debug, error, warn};
 pub use crate::messages::tracker::*;
 use crate::delivery::Note;
 use crate::events::{BridgeEvent, EventKind};
-use crate::messages::{NotifyClient, Redeliver, Settled, Shards};
+use crate::delivery::PoolTag;
+use crate::messages::{NotifyClient, PoolDirectory, PoolOutcome, PoolSettled, PoolWithdraw, Redeliver, Settled, Shards, Withdrawn};
 use crate::metrics::metrics;
 use crate::store::{Batch, DeadLetter, Store, StoreError, Stream};
 use crate::supervisor::{supervisee, ChildHandle, Refused, Supervisee};
@@ -63,6 +64,9 @@ struct Entry {
     from: String,
     attempts: u32,
     due: Option<Instant>,
+    /// A pool send (its balancer is told how it ends) and its first delivery (for the latency).
+    pool: Option<PoolTag>,
+    first_delivery: Option<Instant>,
 }
 
 /// Tracks acknowledgements and drives redelivery.
@@ -82,6 +86,8 @@ pub struct AckTracker {
     timers: BTreeSet<(Instant, String, u64)>,
     /// Settlements waiting for the next batch write.
     pending: Settling,
+    /// The pools' balancers, told how their require-ack messages end.
+    pools: PoolDirectory,
 }
 
 /// Settled entries not written yet, and the receipts that follow their flush.
@@ -112,6 +118,22 @@ impl AckTracker {
             by_id: HashMap::new(),
             timers: BTreeSet::new(),
             pending: Settling::default(),
+            pools: PoolDirectory::default(),
+        }
+    }
+
+    /// Tells the pools' balancers how their messages end (`Broker::start`).
+    pub fn with_pools(mut self, pools: PoolDirectory) -> Self {
+        self.pools = pools;
+        self
+    }
+
+    /// Tells a pool message's balancer how it ended for `member`.
+    fn pool_settled(&self, entry: &Entry, member: &str, outcome: PoolOutcome) {
+        if let Some(tag) = &entry.pool {
+            if let Some(port) = self.pools.get(&tag.pool) {
+                port.settled.do_send(PoolSettled { ticket: tag.ticket, member: member.to_owned(), outcome });
+            }
         }
     }
 
@@ -126,7 +148,7 @@ impl AckTracker {
             let attempts = self.store.attempts(&q.client, q.seq)?;
             self.by_id.insert(q.entry.message_id.clone(), (q.client.clone(), q.seq));
             self.timers.insert((due, q.client.clone(), q.seq));
-            let entry = Entry { priority: q.priority, message_id: q.entry.message_id, from: q.entry.from, attempts, due: Some(due) };
+            let entry = Entry { priority: q.priority, message_id: q.entry.message_id, from: q.entry.from, attempts, due: Some(due), pool: None, first_delivery: None };
             self.entries.insert((q.client, q.seq), entry);
         }
         debug!(actor = AckTracker::NAME, pending = self.entries.len(), "pending acks rebuilt from the store");
@@ -153,6 +175,7 @@ impl AckTracker {
         entry.attempts += 1;
         let attempts = entry.attempts;
         if attempts == 1 {
+            entry.first_delivery = Some(Instant::now());
             let (from, id) = (entry.from.clone(), entry.message_id.clone());
             self.receipt(&from, &id, ReceiptStatus::Delivered, &key.0);
         } else {
@@ -221,6 +244,8 @@ impl AckTracker {
         }
         let Some(entry) = self.settle(&key, ctx)? else { return Ok(false) };
         metrics().acks.inc();
+        let latency_ms = entry.first_delivery.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0);
+        self.pool_settled(&entry, &key.0, PoolOutcome::Acked { latency_ms });
         self.pending.receipts.push((entry.from, entry.message_id, ReceiptStatus::Acked, key.0));
         Ok(true)
     }
@@ -228,6 +253,7 @@ impl AckTracker {
     fn dead_letter(&mut self, key: &Key, ctx: &mut Context<Self>) -> Result<(), StoreError> {
         let message = self.store.get(Stream::Inbox(&key.0), key.1)?;
         let Some(entry) = self.settle(key, ctx)? else { return Ok(()) };
+        self.pool_settled(&entry, &key.0, PoolOutcome::Gone);
         let reason = format!("not acknowledged after {} deliveries", entry.attempts);
         if let Some(message) = message {
             self.publish_dead(&message, &key.0, entry.attempts, &reason);
@@ -266,6 +292,13 @@ impl AckTracker {
             let key = (first.1, first.2);
             let Some(entry) = self.entries.get_mut(&key) else { continue };
             entry.due = None;
+            if entry.pool.is_some() {
+                // A member that misses its ack loses the message: its pool gives it to another.
+                if let Some(entry) = self.settle(&key, ctx)? {
+                    self.pool_settled(&entry, &key.0, PoolOutcome::Missed);
+                }
+                continue;
+            }
             if entry.attempts >= self.config.max_attempts {
                 self.dead_letter(&key, ctx)?;
                 continue;
@@ -336,7 +369,7 @@ impl Handler<Track> for AckTracker {
             let key = (msg.client_id, msg.seq);
             a.by_id.insert(msg.message_id.clone(), key.clone());
             // After a restart the rebuild may already have it (with its timer): keep that entry.
-            a.entries.entry(key).or_insert(Entry { priority: msg.priority, message_id: msg.message_id, from: msg.from, attempts: 0, due: None });
+            a.entries.entry(key).or_insert(Entry { priority: msg.priority, message_id: msg.message_id, from: msg.from, attempts: 0, due: None, pool: msg.pool, first_delivery: None });
             Ok(())
         });
     }
@@ -376,10 +409,35 @@ impl Handler<Expired> for AckTracker {
             let key = (msg.client_id, msg.seq);
             // The sweeper counts removals in bridge_messages_expired_total; here only the receipt.
             if let Some(entry) = a.settle(&key, ctx)? {
+                a.pool_settled(&entry, &key.0, PoolOutcome::Gone);
                 a.pending.receipts.push((entry.from, entry.message_id, ReceiptStatus::Expired, key.0));
             }
             Ok(())
         });
+    }
+}
+
+impl Handler<PoolWithdraw> for AckTracker {
+    type Result = ();
+    fn handle(&mut self, msg: PoolWithdraw, ctx: &mut Self::Context) {
+        let tickets = self
+            .run(ctx, |a, ctx| {
+                let keys: Vec<Key> = a
+                    .entries
+                    .iter()
+                    .filter(|(k, e)| k.0 == msg.client_id && e.pool.as_ref().is_some_and(|t| t.pool == msg.pool))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                let mut tickets = Vec::with_capacity(keys.len());
+                for key in keys {
+                    if let Some(tag) = a.settle(&key, ctx)?.and_then(|e| e.pool) {
+                        tickets.push(tag.ticket);
+                    }
+                }
+                Ok(tickets)
+            })
+            .unwrap_or_default();
+        msg.reply.do_send(Withdrawn { client_id: msg.client_id, tickets });
     }
 }
 

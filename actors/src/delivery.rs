@@ -69,6 +69,18 @@ pub struct Envelope {
     /// The conversation (section 7, threads); the router may fill it from `correlation_id`.
     pub thread_id: Option<String>,
     pub transport: Transport,
+    /// Set by a pool's balancer on the copy it hands to the chosen member.
+    pub pool: Option<PoolTag>,
+}
+
+/// Which pool send a message is: the pool, the balancer's ticket for it, and the message id the
+/// balancer chose, kept when the message fails over to another member (so the sender's receipts
+/// name the id its `sent` answered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolTag {
+    pub pool: Arc<str>,
+    pub ticket: u64,
+    pub message_id: String,
 }
 
 impl Envelope {

@@ -70,6 +70,7 @@ macro_rules! validated {
             persist: $src.persist,
             thread_id: $src.thread_id,
             transport: $transport,
+            pool: None,
         })
     }};
 }

@@ -37,17 +37,23 @@ pub enum EventKind {
     ActorRestarted,
     /// A require-ack message exhausted its deliveries.
     DeadLetter,
+    /// A registered agent's status changed (registered, online, offline, its report, stuck).
+    AgentStatus,
+    /// A task changed state, progress or result (including a timeout).
+    TaskUpdated,
 }
 
 impl EventKind {
     /// Every kind, in documentation order.
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Message,
         EventKind::MemberJoined,
         EventKind::MemberLeft,
         EventKind::ProposalClosed,
         EventKind::ActorRestarted,
         EventKind::DeadLetter,
+        EventKind::AgentStatus,
+        EventKind::TaskUpdated,
     ];
 
     /// The wire name (`member_joined`).
@@ -59,6 +65,8 @@ impl EventKind {
             EventKind::ProposalClosed => "proposal_closed",
             EventKind::ActorRestarted => "actor_restarted",
             EventKind::DeadLetter => "dead_letter",
+            EventKind::AgentStatus => "agent_status",
+            EventKind::TaskUpdated => "task_updated",
         }
     }
 

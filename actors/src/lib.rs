@@ -12,6 +12,10 @@
 //!  ├─ desktop                 DesktopController (permanent, not critical, own arbiter; with the
 //!  │                          `desktop` feature and a configured window): `desktop.prompt`, its
 //!  │                          X work on a worker thread of its own
+//!  ├─ agents                  Agents registry (permanent, not critical, own arbiter): agent
+//!  │   │                      registrations, status, presence, tasks (`crate::agents`)
+//!  │   └─ pool:<name> …       one LoadBalancer per pool, on the registry's arbiter (permanent,
+//!  │                          not critical): picks a member per message, fails over (`crate::pool`)
 //!  ├─ rooms                   Rooms registry (permanent, critical, own arbiter): creates, restores
 //!  │   │                      and finds rooms
 //!  │   └─ room:<name> …       one Room per room, started lazily on the rooms arbiter (permanent,
@@ -31,6 +35,7 @@
 //! it starts, cycles (tracker ↔ shards) included.
 
 pub mod ack_tracker;
+pub mod agents;
 pub mod auth;
 pub mod batch;
 pub mod delivery;
@@ -59,7 +64,8 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::ack_tracker::{AckConfig, AckTracker};
-use crate::messages::{Durability, ShardLink, ShardPort, Shards, TrackerLink};
+use crate::agents::{Agents, AgentsConfig};
+use crate::messages::{Durability, PoolDirectory, PoolHooks, ShardLink, ShardPort, Shards, TrackerLink};
 use crate::room::RoomsConfig;
 use crate::rooms::{Rooms, RoomsHandle};
 use crate::router::{Router, RouterConfig, RouterHandle};
@@ -84,6 +90,8 @@ pub struct BrokerConfig {
     pub rooms: RoomsConfig,
     /// Webhook retries, breakers and kept failures.
     pub webhooks: WebhooksConfig,
+    /// The agent registry: when a working agent counts as stuck.
+    pub agents: AgentsConfig,
     /// With async durability: how often sled flushes in the background.
     pub flush_interval: Duration,
     /// Restart intensity of permanent children.
@@ -106,6 +114,7 @@ impl Default for BrokerConfig {
             sweep: SweepConfig::default(),
             rooms: RoomsConfig::default(),
             webhooks: WebhooksConfig::default(),
+            agents: AgentsConfig::default(),
             flush_interval: Duration::from_millis(500),
             intensity: Intensity::default(),
             exit_on_escalation: true,
@@ -123,6 +132,7 @@ pub struct Broker {
     pub sweeper: Addr<TtlSweeper>,
     pub rooms: RoomsHandle,
     pub webhooks: Addr<Webhooks>,
+    pub agents: Addr<Agents>,
     pub store: Store,
     pub sessions: SessionDeps,
     /// The router threads; kept so they live as long as the broker.
@@ -160,12 +170,16 @@ impl Broker {
         let shard_mailboxes: Vec<Mailbox<Router>> = (0..config.shards.max(1)).map(|_| Mailbox::new()).collect();
         let tracker_mailbox = Mailbox::<AckTracker>::new();
         let tracker_link = TrackerLink::of(&tracker_mailbox.address());
+        // The shards tell the agent registry about presence: its mailbox comes first too.
+        let agents_mailbox = Mailbox::<Agents>::new();
+        let pools = PoolDirectory::default();
+        let hooks = PoolHooks { presence: agents_mailbox.address().recipient(), withdraw: tracker_mailbox.address().recipient() };
 
         let tracker = {
             let child = tree.register(spec(AckTracker::NAME.into(), AckTracker::NAME));
             let shards = Shards::new(shard_mailboxes.iter().map(|m| ShardLink::of(&m.address())).collect());
-            let (store, ack, c) = (store.clone(), config.ack.clone(), child.clone());
-            tracker_mailbox.supervise_in(&child, &arbiter(), move || AckTracker::new(c, store, ack, shards))
+            let (store, ack, c, p) = (store.clone(), config.ack.clone(), child.clone(), pools.clone());
+            tracker_mailbox.supervise_in(&child, &arbiter(), move || AckTracker::new(c, store, ack, shards).with_pools(p))
         };
 
         let shards: Vec<ShardPort> = shard_mailboxes
@@ -173,8 +187,8 @@ impl Broker {
             .enumerate()
             .map(|(i, mailbox)| {
                 let child = tree.register(spec(format!("{}-{i}", Router::NAME), Router::NAME));
-                let (store, rc, tracker, c) = (store.clone(), config.router.clone(), tracker_link.clone(), child.clone());
-                ShardPort::of(&mailbox.supervise_in(&child, &arbiter(), move || Router::new(c, store, rc, tracker)))
+                let (store, rc, tracker, c, h) = (store.clone(), config.router.clone(), tracker_link.clone(), child.clone(), hooks.clone());
+                ShardPort::of(&mailbox.supervise_in(&child, &arbiter(), move || Router::new(c, store, rc, tracker).with_pools(h)))
             })
             .collect();
 
@@ -201,7 +215,13 @@ impl Broker {
             Some(desktop) => rooms.with_desktop(desktop),
             None => rooms,
         };
-        let router = RouterHandle::new(shards, rooms.clone());
+        let agents = {
+            let child = tree.register(ChildSpec { critical: false, ..spec(Agents::NAME.into(), Agents::NAME) });
+            let ac = AgentsConfig { intensity: config.intensity, ..config.agents.clone() };
+            Agents::start(child, Arc::clone(&tree), store.clone(), ac, shards.clone(), pools.clone(), &arbiter(), agents_mailbox)
+        };
+        let rooms = rooms.with_agents(agents.clone().recipient());
+        let router = RouterHandle::new(shards, rooms.clone()).with_pools(pools);
 
         let webhooks = {
             let child = tree.register(ChildSpec { critical: false, ..spec(Webhooks::NAME.into(), Webhooks::NAME) });
@@ -225,7 +245,7 @@ impl Broker {
             tree: Arc::clone(&tree),
             config: Arc::new(config.session),
         };
-        Ok(Broker { tree, root, router, tracker, sweeper, rooms, webhooks, store, sessions, _arbiters: arbiters })
+        Ok(Broker { tree, root, router, tracker, sweeper, rooms, webhooks, agents, store, sessions, _arbiters: arbiters })
     }
 }
 

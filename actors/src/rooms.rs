@@ -34,10 +34,12 @@ use crate::room::{
     CallReply, JoinLink, Presence, Room, RoomCall, RoomError, RoomOp, RoomSend, RoomState, RoomsConfig,
     SessionClosed,
 };
-use crate::messages::{DesktopError, Prompt, Routed};
+use crate::messages::{AgentCall, DesktopError, Prompt, Routed};
 use crate::store::Store;
 use crate::supervisor::{guarded, supervisee, ChildHandle, ChildSpec, Mailbox, RestartPolicy, Supervisee, Tree};
 
+mod access;
+mod agent_calls;
 pub mod calls;
 mod checks;
 mod requests;
@@ -88,7 +90,7 @@ impl Rooms {
             published: p,
             created: None,
         });
-        RoomsHandle { registry, started: published, joined: Arc::default(), store, config, desktop: None }
+        RoomsHandle { registry, started: published, joined: Arc::default(), store, config, desktop: None, agents: None }
     }
 
     /// The started room, or the persisted one started now (`true`), or `unknown_room`.
@@ -273,6 +275,8 @@ pub struct RoomsHandle {
     config: Arc<RoomsConfig>,
     /// The desktop controller (`desktop.prompt`), when one runs.
     desktop: Option<Recipient<Prompt>>,
+    /// The agent registry (`agent.*`, `pool.*`, `task.*`).
+    agents: Option<Recipient<AgentCall>>,
 }
 
 /// Whether a listing shows `state`: a public room always; a private one only to whom may join it
@@ -386,6 +390,11 @@ impl RoomsHandle {
                 })
             }
             Parsed::Desktop(prompt) => self.prompt(prompt),
+            Parsed::Agent(op) => {
+                let Some(agents) = &self.agents else { return Box::pin(async { Err(RoomError::NotSupported("no agent registry".into())) }) };
+                let req = agents.send(AgentCall { caller: caller.to_owned(), op });
+                Box::pin(async move { req.await? })
+            }
             Parsed::List { limit, cursor } => self.list(Some(caller.to_owned()), identity, limit, cursor),
             Parsed::Thread(q) => {
                 let answer = crate::threads::get(&self.store, caller, &q);
@@ -405,6 +414,12 @@ impl RoomsHandle {
                 })
             }
         }
+    }
+
+    /// Hands agent, pool and task calls to the agent registry (`Broker::start`).
+    pub fn with_agents(mut self, agents: Recipient<AgentCall>) -> Self {
+        self.agents = Some(agents);
+        self
     }
 
     /// Hands `desktop.prompt` calls to the desktop controller (`Broker::start`).

@@ -1,11 +1,12 @@
 //! The command line: `agent-bridge serve` runs the broker; `send`, `listen`, `ask`, `room`, `call`,
-//! `status`, `admin` and `mcp` are clients of it, built on [`crate::client`].
+//! `agents`, `status`, `admin` and `mcp` are clients of it, built on [`crate::client`].
 //!
 //! Client subcommands share `--url`, `--token`, `--client-id`, `--config` and `--json` (see
 //! [`common`]); they print results on stdout and diagnostics on stderr, and exit 0 on success,
 //! 1 on a failure, 2 on bad usage and 3 when an answer did not come in time.
 
 pub mod admin;
+pub mod agents;
 pub mod ask;
 pub mod call;
 pub mod common;
@@ -57,6 +58,8 @@ pub enum Command {
     Room(room::RoomArgs),
     /// Make any room, proposal, board or file call (`--list` lists them) and print its result.
     Call(call::CallArgs),
+    /// List the registered agents and their status, or the pools (`--pools`).
+    Agents(agents::AgentsArgs),
     /// Show the broker's status.
     #[command(after_help = "Examples:\n  agent-bridge status\n  agent-bridge status --url ws://10.0.0.5:5001 --token \"$KEY\" --json")]
     Status(status::StatusArgs),

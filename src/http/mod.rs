@@ -112,7 +112,7 @@ impl From<RouteError> for ApiError {
         let status = match e {
             RouteError::UnknownRecipient(_) => StatusCode::NOT_FOUND,
             RouteError::Store(_) | RouteError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            RouteError::Unavailable | RouteError::NotDurable | RouteError::Mailbox(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RouteError::Unavailable | RouteError::NotDurable | RouteError::Mailbox(_) | RouteError::PoolEmpty(_) => StatusCode::SERVICE_UNAVAILABLE,
             RouteError::Room(ref r) => rooms::status(r),
         };
         ApiError::new(status, e.code(), e.to_string())

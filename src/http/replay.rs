@@ -205,6 +205,7 @@ pub async fn redeliver(_admin: Admin, id: web::Path<String>, state: web::Data<Ap
         persist: true,
         thread_id: m.thread_id,
         transport: Transport::Http,
+        pool: None,
     };
     let routed = state.broker.router.route(env).await?;
     store.remove_dead(&id).map_err(storage)?;

@@ -6,12 +6,14 @@
 //! actor module imports it, so no actor depends on another actor's module and a test can stand a
 //! probe in for any of them.
 
+pub mod agents;
 pub mod desktop;
 pub mod room;
 pub mod router;
 pub mod tracker;
 pub mod webhooks;
 
+pub use agents::*;
 pub use desktop::*;
 pub use room::*;
 pub use router::*;

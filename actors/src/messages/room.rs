@@ -32,6 +32,9 @@ pub enum RoomError {
     NotFound(String),
     #[error("{0}")]
     NotSupported(String),
+    /// `task.assign` to a pool with no healthy member.
+    #[error("pool {0:?} has no healthy member")]
+    PoolEmpty(String),
     /// `room.create` beyond `max_rooms_per_client`.
     #[error("{client:?} has created {limit} rooms, the most one client id may create")]
     QuotaExceeded { client: String, limit: usize },
@@ -65,6 +68,7 @@ impl RoomError {
             RoomError::Forbidden(_) => "forbidden",
             RoomError::NotFound(_) => "not_found",
             RoomError::NotSupported(_) => "not_supported",
+            RoomError::PoolEmpty(_) => "pool_empty",
             RoomError::QuotaExceeded { .. } => "quota_exceeded",
             RoomError::Store(_) | RoomError::NotDurable => "storage_error",
             RoomError::Internal(_) => "internal",

@@ -23,6 +23,9 @@ use crate::supervisor::{Failure, Refusal};
 pub enum RouteError {
     #[error("unknown recipient {0:?}: no such pool or room")]
     UnknownRecipient(String),
+    /// A pool whose members are all offline (or circuit-open).
+    #[error("pool {0:?} has no healthy member")]
+    PoolEmpty(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the message could not be made durable (store flush failed)")]
@@ -43,6 +46,7 @@ impl RouteError {
     pub fn code(&self) -> &'static str {
         match self {
             RouteError::UnknownRecipient(_) => "unknown_recipient",
+            RouteError::PoolEmpty(_) => "pool_empty",
             RouteError::Store(_) => "storage_error",
             RouteError::NotDurable => "unavailable",
             RouteError::Internal(_) => "internal",
@@ -310,6 +314,26 @@ pub struct NotifyClient {
     pub note: Arc<Note>,
 }
 
+/// Take back the unacknowledged messages of `pool` given to `client_id` (it went offline). Sent by
+/// a balancer to the member's router shard, which writes what it has pending and passes it on to
+/// the tracker (so every `Track` the shard sent comes first); the tracker dequeues them and answers
+/// [`Withdrawn`] to `reply`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PoolWithdraw {
+    pub client_id: String,
+    pub pool: Arc<str>,
+    pub reply: Recipient<Withdrawn>,
+}
+
+/// The tickets the tracker took back from a member. Sent by the AckTracker to a balancer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Withdrawn {
+    pub client_id: String,
+    pub tickets: Vec<u64>,
+}
+
 /// Close every session of a client and end its long-polls (`DELETE /admin/clients/{id}`); answers
 /// how many sessions and polls were ended. Sent through [`RouterHandle::kick`].
 #[derive(Message)]
@@ -379,6 +403,7 @@ pub struct ShardPort {
     pub seen: Recipient<Seen>,
     pub clients: Recipient<ListClients>,
     pub kick: Recipient<Kick>,
+    pub withdraw: Recipient<PoolWithdraw>,
 }
 
 impl ShardPort {
@@ -394,7 +419,8 @@ impl ShardPort {
             + Handler<Poll>
             + Handler<Seen>
             + Handler<ListClients>
-            + Handler<Kick>,
+            + Handler<Kick>
+            + Handler<PoolWithdraw>,
     {
         ShardPort {
             route: addr.clone().recipient(),
@@ -406,6 +432,7 @@ impl ShardPort {
             seen: addr.clone().recipient(),
             clients: addr.clone().recipient(),
             kick: addr.clone().recipient(),
+            withdraw: addr.clone().recipient(),
         }
     }
 }

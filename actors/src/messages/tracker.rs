@@ -12,6 +12,8 @@ pub struct Track {
     pub priority: Priority,
     pub message_id: String,
     pub from: String,
+    /// A pool send: the balancer hears how it ends.
+    pub pool: Option<crate::delivery::PoolTag>,
 }
 
 /// A require-ack message was handed to a session (or an HTTP poller). Sent by the router.

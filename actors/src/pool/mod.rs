@@ -1,6 +1,7 @@
-//! Pools of agents (issue #14): the load-balancing strategies a pool picks its member with.
-//!
-//! Only the pure selection logic lives here so far ([`strategy`]); the `LoadBalancer` actor, the
-//! agent registry calls and `pool:NAME` routing are not wired in yet.
+//! Pools of agents (issue 14): the strategies a pool picks its member with ([`strategy`]) and the
+//! [`LoadBalancer`] actor, one per pool, started by the agent registry (`crate::agents`).
 
+pub mod balancer;
 pub mod strategy;
+
+pub use balancer::LoadBalancer;

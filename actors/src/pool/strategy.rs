@@ -5,26 +5,7 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
-
-/// The strategy of a pool, set with `pool.configure {pool, strategy}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    /// Members in turn.
-    #[default]
-    RoundRobin,
-    /// The member with the fewest unacknowledged (in-flight) messages.
-    LeastLoaded,
-    /// The member with the lowest moving average of ack/reply latency.
-    Fastest,
-    /// A uniformly random member.
-    Random,
-    /// Random, in proportion to each member's weight.
-    Weighted,
-    /// The same member for the same key (`sticky_key`, else `correlation_id`), while it stays.
-    Sticky,
-}
+pub use crate::messages::Strategy;
 
 /// The weight of the moving average: the newest sample counts for a fifth.
 const EWMA_ALPHA: f64 = 0.2;
@@ -105,6 +86,19 @@ impl Balancer {
                 None => latency_ms,
             });
         }
+    }
+
+    /// One fewer in flight for `id`, without a latency sample (a message that needs no ack, a
+    /// missed ack, a dead letter).
+    pub fn release(&mut self, id: &str) {
+        if let Some(m) = self.members.iter_mut().find(|m| m.id == id) {
+            m.in_flight = m.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Whether `id` is a (healthy) member.
+    pub fn contains(&self, id: &str) -> bool {
+        self.members.iter().any(|m| m.id == id)
     }
 
     fn next_in_turn(&mut self) -> usize {

@@ -25,41 +25,12 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::checks::{file_name, parse, rule, stream_name, text, upload_op, vote, MAX_DEADLINE_S, MAX_HISTORY, MAX_SHORT, MAX_TEXT};
+use super::agent_calls::*;
 use super::requests::CreateRoom;
-use crate::auth::{Identity, Permission};
+pub use super::access::Access;
+use crate::auth::Identity;
 use crate::messages::Prompt;
 use crate::room::{Column, JoinLink, RoomError, RoomOp, RoomsConfig, Rule};
-
-/// What a call needs from the credentials, and whether it changes anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Changes nothing: needs `read`, and may be made with `GET /api/call`.
-    Read,
-    /// Changes only the caller's own membership (`room.join`, `room.leave`): needs `read` (a
-    /// private room's allow-list is checked by the room), but not over `GET`.
-    Membership,
-    /// Changes state: needs `write`.
-    Write,
-}
-
-impl Access {
-    /// The permission the credentials must hold.
-    pub fn permission(self) -> Permission {
-        match self {
-            Access::Read | Access::Membership => Permission::Read,
-            Access::Write => Permission::Write,
-        }
-    }
-
-    /// `read`, `read (membership)` or `write`, for tables.
-    pub fn label(self) -> &'static str {
-        match self {
-            Access::Read => "read",
-            Access::Membership => "read (membership)",
-            Access::Write => "write",
-        }
-    }
-}
 
 /// One call of the table.
 #[derive(Debug)]
@@ -143,6 +114,13 @@ pub(super) enum Parsed {
     Room { stream: String, op: RoomOp, download: bool },
     /// `desktop.prompt`, for the desktop controller.
     Desktop(Prompt),
+    /// `agent.*`, `pool.*`, `task.*`, for the agent registry.
+    Agent(crate::messages::AgentOp),
+}
+
+/// The handler of every agent, pool and task call: its params build the registry's operation.
+fn agent<P: AgentParams>(p: P, _: Cx<'_>) -> Result<Parsed, RoomError> {
+    Ok(Parsed::Agent(p.op()?))
 }
 
 /// Declares the calls: the [`CALLS`] table and the [`parse`] dispatch, from one row per call.
@@ -254,6 +232,46 @@ calls! {
     "desktop.prompt" => PromptParams, desktop_prompt {
         access: Write, channels: false, tool: "desktop_prompt", title: "Prompt the desktop app",
         doc: "Put a prompt into the desktop app's window (Claude Desktop), submit it and answer its reply read back through the clipboard: {response}.",
+    }
+    "agent.register" => RegisterParams, agent {
+        access: Write, channels: false, tool: "register_agent", title: "Register as an agent",
+        doc: "Register the caller as an agent: capabilities, pools (messages to pool:NAME reach one healthy member), weight. Answers the agent.",
+    }
+    "agent.status" => StatusParams, agent {
+        access: Write, channels: false, tool: "agent_status", title: "Report the agent's status",
+        doc: "Say what the caller is doing (idle, working, stuck, completed) with a detail; an agent working without progress becomes stuck.",
+    }
+    "agent.list" => AgentListParams, agent {
+        access: Read, channels: false, tool: "list_agents", title: "List agents",
+        doc: "The registered agents, filtered by pool, capability or status: {count, agents}.",
+    }
+    "pool.configure" => PoolConfigureParams, agent {
+        access: Write, channels: false, tool: "configure_pool", title: "Configure a pool",
+        doc: "Set a pool's strategy (round_robin, least_loaded, fastest, random, weighted, sticky) at run time: {pool, strategy}.",
+    }
+    "pool.list" => NoParams, agent {
+        access: Read, channels: false, tool: "list_pools", title: "List pools",
+        doc: "Every pool with its strategy, healthy members and their statistics, open circuits and unacked messages: {count, pools}.",
+    }
+    "task.assign" => AssignParams, agent {
+        access: Write, channels: false, tool: "assign_task", title: "Assign a task",
+        doc: "Give a task to an agent or a pool (one member is picked); the assignee gets a task message, the caller task_updated messages. Answers the task.",
+    }
+    "task.update" => UpdateParams, agent {
+        access: Write, channels: false, tool: "update_task", title: "Update a task",
+        doc: "The assignee reports a task's state (working, input-required, completed, failed, rejected), progress or result. Answers the task.",
+    }
+    "task.get" => TaskParams, agent {
+        access: Read, channels: false, tool: "get_task", title: "A task",
+        doc: "One task the caller assigned or was assigned.",
+    }
+    "task.list" => TaskListParams, agent {
+        access: Read, channels: false, tool: "list_tasks", title: "List tasks",
+        doc: "The caller's tasks (assigned by or to it), newest first, filtered by assignee, state or assigner: {count, tasks}.",
+    }
+    "task.cancel" => CancelParams, agent {
+        access: Write, channels: false, tool: "cancel_task", title: "Cancel a task",
+        doc: "The assigner cancels an unfinished task; the assignee gets a task_canceled message. Answers the task.",
     }
     "thread.get" => ThreadParams, thread {
         access: Read, channels: false, tool: "get_thread", title: "A conversation thread",

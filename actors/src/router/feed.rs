@@ -32,7 +32,11 @@ impl Router {
         // Start behind: nothing live reaches the session until its feed has caught up, so the
         // replay and the queue come first and in order.
         let must_feed = msg.link.backlog.start_lag();
+        let first = state.sessions.is_empty();
         state.sessions.push(Live { link: msg.link, feed });
+        if first {
+            self.presence(&msg.client_id, true);
+        }
         if must_feed {
             self.feed(&msg.client_id, &session_id, ctx)?;
         }
@@ -41,17 +45,23 @@ impl Router {
 
     pub(super) fn disconnect(&mut self, msg: &Disconnect) {
         let Some(state) = self.clients.get_mut(&msg.client_id) else { return };
+        let mut removed = false;
         if let Some(pos) = state.sessions.iter().position(|s| s.link.session_id == msg.session_id) {
             let live = state.sessions.swap_remove(pos);
             metrics().connections.with_label_values(&[live.link.transport.label()]).dec();
             live.link.backlog.stop_lag();
+            removed = true;
         }
+        let gone = removed && state.sessions.is_empty();
         if state.sessions.is_empty() {
             // Whatever was in flight is redelivered from the queue at the next connect.
             state.inflight.clear();
             state.scan_from = [0; 5];
         }
         state.last_seen = Some(Instant::now());
+        if gone {
+            self.presence(&msg.client_id, false);
+        }
     }
 
     /// The next `limit` queue entries in delivery order: priority, moved up one level per

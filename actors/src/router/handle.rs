@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 
 use crate::delivery::{new_message_id, Envelope, Target, Transport};
 use super::monitor::Monitor;
-use crate::messages::{shard_index, ClientInfo, Kick, ListClients, ReplyTo, RoomError, Route, RouteBroadcast, RouteError, Routed, ShardPort};
+use crate::messages::{shard_index, ClientInfo, Kick, ListClients, PoolDirectory, ReplyTo, RoomError, Route, RouteBroadcast, RouteError, Routed, ShardPort};
 use crate::metrics::metrics;
 use crate::rooms::RoomsHandle;
 
@@ -20,13 +20,21 @@ pub struct RouterHandle {
     rooms: RoomsHandle,
     /// What the dashboard's live stream watches.
     monitor: Monitor,
+    /// Pool sends go to their pool's balancer.
+    pools: PoolDirectory,
 }
 
 impl RouterHandle {
     /// The shards (started on their mailboxes), and the rooms that room messages go to.
     pub fn new(shards: Vec<ShardPort>, rooms: RoomsHandle) -> Self {
         assert!(!shards.is_empty(), "at least one router shard");
-        RouterHandle { shards: shards.into(), rooms, monitor: Monitor::default() }
+        RouterHandle { shards: shards.into(), rooms, monitor: Monitor::default(), pools: PoolDirectory::default() }
+    }
+
+    /// Sends to `pool:<name>` go to the balancers published in `pools` (`Broker::start`).
+    pub fn with_pools(mut self, pools: PoolDirectory) -> Self {
+        self.pools = pools;
+        self
     }
 
     /// The shard that owns `client_id` ([`shard_index`], as the tracker's [`crate::messages::Shards`]).
@@ -43,10 +51,19 @@ impl RouterHandle {
     /// goes straight into its shard's mailbox, the reply comes back as a plain message: no future
     /// per send. Other targets run [`RouterHandle::route`] on the current arbiter.
     pub fn route_to(&self, env: Envelope, reply: ReplyTo) {
-        if let Target::Client(c) = &env.target {
-            self.monitor.observe(&env);
-            self.shard(c).route.do_send(Route { env, reply });
-            return;
+        match &env.target {
+            Target::Client(c) => {
+                self.monitor.observe(&env);
+                self.shard(c).route.do_send(Route { env, reply });
+                return;
+            }
+            Target::Pool(p) => {
+                self.monitor.observe(&env);
+                let p = p.clone();
+                self.pools.route(&p, env, reply);
+                return;
+            }
+            _ => {}
         }
         let fut = self.route(env);
         actix::spawn(async move { reply.send(fut.await) });
@@ -62,7 +79,6 @@ impl RouterHandle {
             One(oneshot::Receiver<Result<Routed, RouteError>>),
             All(Vec<actix::dev::RecipientRequest<RouteBroadcast>>, String, Transport, agent_bridge_protocol::Priority, bool),
             Room(crate::rooms::Pending<Routed>),
-            Failed(RouteError),
         }
         self.monitor.observe(&env);
         let pending = match env.target {
@@ -84,7 +100,12 @@ impl RouterHandle {
                 self.shard(c).route.do_send(Route { env, reply: ReplyTo::Future(tx) });
                 Pending::One(rx)
             }
-            Target::Pool(p) => Pending::Failed(RouteError::UnknownRecipient(format!("pool:{p}"))),
+            Target::Pool(ref p) => {
+                let (tx, rx) = oneshot::channel();
+                let p = p.clone();
+                self.pools.route(&p, env, ReplyTo::Future(tx));
+                Pending::One(rx)
+            }
             Target::Room(_) => Pending::Room(self.rooms.route(env)),
         };
         async move {
@@ -124,7 +145,6 @@ impl RouterHandle {
                     RoomError::UnknownRoom(r) => RouteError::UnknownRecipient(r),
                     e => RouteError::Room(e),
                 }),
-                Pending::Failed(e) => Err(e),
             }
         }
     }

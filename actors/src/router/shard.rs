@@ -88,6 +88,8 @@ pub struct Router {
     pub(super) seqs: HashMap<String, u64>,
     /// Writes and effects waiting for the next batch.
     pub(super) pending: PendingWrites,
+    /// Presence for the agent registry, withdrawals for the tracker; `None` without pools.
+    pub(super) pools: Option<PoolHooks>,
 }
 
 impl Router {
@@ -103,6 +105,20 @@ impl Router {
             clients: HashMap::new(),
             seqs: HashMap::new(),
             pending: PendingWrites::default(),
+            pools: None,
+        }
+    }
+
+    /// Tells the agent registry about presence and passes withdrawals on (`Broker::start`).
+    pub fn with_pools(mut self, hooks: PoolHooks) -> Self {
+        self.pools = Some(hooks);
+        self
+    }
+
+    /// A client's first session opened or its last one closed.
+    pub(super) fn presence(&self, client_id: &str, online: bool) {
+        if let Some(h) = &self.pools {
+            h.presence.do_send(Presence { client_id: client_id.to_owned(), online });
         }
     }
 
@@ -235,6 +251,18 @@ impl Handler<Kick> for Router {
         let polls = std::mem::take(&mut state.waiters).len();
         // The sessions leave the registry with their own `Disconnect` as they stop.
         state.sessions.len() + polls
+    }
+}
+
+impl Handler<PoolWithdraw> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: PoolWithdraw, ctx: &mut Self::Context) {
+        // The `Track`s of what this shard routed to the member go to the tracker first.
+        self.sync(ctx);
+        match &self.pools {
+            Some(h) => h.withdraw.do_send(msg),
+            None => msg.reply.do_send(Withdrawn { client_id: msg.client_id, tickets: Vec::new() }),
+        }
     }
 }
 

@@ -101,6 +101,7 @@ impl Router {
                     priority: message.priority,
                     message_id: id.to_owned(),
                     from: env.from.clone(),
+                    pool: env.pool.clone(),
                 });
             }
         } else if state.sessions.is_empty() {
@@ -224,7 +225,8 @@ impl Router {
             let routed = Routed { message_id: rec.message_id, seq: rec.seq, status: SentStatus::Duplicate, recipients: 1 };
             return Ok((routed, false));
         }
-        let id = new_message_id();
+        // A pool send keeps the id its balancer chose, also when it fails over.
+        let id = env.pool.as_ref().map_or_else(new_message_id, |t| t.message_id.clone());
         let (seq, delivered) = self.deliver_to(&client, &env, &id, Timestamp::now(), ctx)?;
         metrics().routed(env.transport.label(), env.priority);
         debug!(actor = Router::NAME, msg_id = %id, client_id = %client, seq, "routed");

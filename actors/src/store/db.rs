@@ -47,6 +47,10 @@ pub struct Store {
     pub(super) keys: Tree,
     pub(super) webhooks: Tree,
     pub(super) webhook_failures: Tree,
+    /// Agent registrations (`agents.rs`).
+    pub(super) agents: Tree,
+    /// Tasks (`agents.rs`).
+    pub(super) tasks: Tree,
     /// The sled database and its group-commit thread; `None` for `--in-memory`, whose trees are
     /// [`MemTree`](super::kv::MemTree)s: nothing survives the process, so nothing is flushed.
     pub(super) disk: Option<Disk>,
@@ -85,6 +89,8 @@ impl Store {
             keys: Tree::mem(),
             webhooks: Tree::mem(),
             webhook_failures: Tree::mem(),
+            agents: Tree::mem(),
+            tasks: Tree::mem(),
             disk: None,
         }
     }
@@ -103,6 +109,8 @@ impl Store {
             keys: tree(KEYS_TREE)?,
             webhooks: tree("webhooks")?,
             webhook_failures: tree("webhook_failures")?,
+            agents: tree("agents")?,
+            tasks: tree("tasks")?,
             disk: Some(Disk { flusher: Flusher::start(db.clone()), db }),
         })
     }

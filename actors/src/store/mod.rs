@@ -20,6 +20,7 @@
 //! | `rooms.rs` | room state and shared files |
 //! | `api_keys.rs` | API key records |
 //! | `webhooks.rs` | webhook registrations and failed deliveries |
+//! | `agents.rs` | agent registrations and tasks |
 //!
 //! Layout. One key space, the `streams` tree, holds everything a routed message touches, so that one
 //! atomic batch writes a message with all its index entries:
@@ -57,6 +58,7 @@ mod expiry;
 pub mod format;
 mod flusher;
 mod idempotency;
+mod agents;
 mod keys;
 mod kv;
 pub mod legacy;
@@ -83,6 +85,14 @@ mod tests {
     use agent_bridge_protocol::{Message, Payload, Priority, Timestamp};
 
     use super::*;
+
+    /// A record of the trees whose types live outside the store (webhooks, agents).
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub(super) struct Rec(pub(super) String);
+
+    impl Stored for Rec {
+        const WHAT: &'static str = "test record";
+    }
 
     pub(super) fn msg(seq: u64, priority: Priority) -> Message {
         Message {

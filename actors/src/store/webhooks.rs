@@ -56,16 +56,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use serde::{Deserialize, Serialize};
-
-    use super::*;
-
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct Rec(String);
-
-    impl Stored for Rec {
-        const WHAT: &'static str = "test record";
-    }
+    use crate::store::tests::Rec;
 
     #[test]
     fn registrations_and_bounded_failures() {

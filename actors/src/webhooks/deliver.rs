@@ -97,6 +97,8 @@ pub fn summary(event: &BridgeEvent) -> String {
         EventKind::ProposalClosed => format!("proposal {} in {room} closed: {}", s("proposal_id"), s("outcome")),
         EventKind::ActorRestarted => format!("actor {} restarted ({}), {} restarts", s("actor"), s("reason"), s("restarts")),
         EventKind::DeadLetter => format!("message {} from {} to {} dead-lettered: {}", s("message_id"), s("from"), s("to"), s("reason")),
+        EventKind::AgentStatus => format!("agent {} is {} ({})", s("client_id"), s("status"), s("detail")),
+        EventKind::TaskUpdated => format!("task {} ({}) for {} is {}", s("id"), s("title"), s("assignee"), s("state")),
     };
     let text = format!("agent-bridge: {text}");
     match text.char_indices().nth(TEXT_CHARS) {

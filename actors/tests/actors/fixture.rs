@@ -54,6 +54,7 @@ pub fn send(from: &str, target: Target, n: u64) -> Envelope {
         persist: true,
         thread_id: None,
         transport: Transport::WebSocket,
+        pool: None,
     }
 }
 

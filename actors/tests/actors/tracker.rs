@@ -45,7 +45,7 @@ impl TestTracker {
     /// Message `seq` for bob from alice, stored and tracked as the router does, then delivered.
     async fn delivered(&self, seq: u64) -> String {
         let msg = stored(&self.store, "bob", seq, true, None);
-        self.addr.do_send(Track { client_id: "bob".into(), seq, priority: Priority::Normal, message_id: msg.id.clone(), from: "alice".into() });
+        self.addr.do_send(Track { client_id: "bob".into(), seq, priority: Priority::Normal, message_id: msg.id.clone(), from: "alice".into(), pool: None });
         self.addr.do_send(Delivered { client_id: "bob".into(), seq });
         msg.id
     }

@@ -1,0 +1,104 @@
+//! Tasks (issue 14): `task.assign` to an agent or a pool, the A2A lifecycle driven by the
+//! assignee's `task.update`, `task_updated` messages to the assigner, a deadline that fails the
+//! task, `task.cancel`, `task.get` and `task.list` over WebSocket and HTTP.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{InProcess, Ws};
+use serde_json::{json, Value};
+
+/// A call over the socket: `Ok(result)` or `Err(code)`; other frames are skipped.
+async fn call(ws: &mut Ws, method: &str, params: Value) -> Result<Value, String> {
+    let r = format!("c-{method}");
+    ws.send(json!({"type": "call", "ref": r, "method": method, "params": params})).await;
+    loop {
+        let f = ws.recv().await;
+        if f["type"] == "result" && f["ref"] == r.as_str() {
+            return if f["ok"] == true { Ok(f["result"].clone()) } else { Err(f["error"]["code"].as_str().unwrap_or("?").to_owned()) };
+        }
+    }
+}
+
+async fn ok(ws: &mut Ws, method: &str, params: Value) -> Value {
+    call(ws, method, params.clone()).await.unwrap_or_else(|code| panic!("{method} {params}: {code}"))
+}
+
+/// The next message of type `msg_type` (others skipped).
+async fn message(ws: &mut Ws, msg_type: &str) -> Value {
+    loop {
+        let m = ws.recv_msg().await;
+        if m["type"] == msg_type {
+            return m;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_goes_through_its_lifecycle_and_the_assigner_hears_each_step() {
+    let server = InProcess::with_args(&[]);
+    let mut boss = Ws::connect(&server, "boss").await;
+    let mut worker = Ws::connect(&server, "worker").await;
+    ok(&mut worker, "agent.register", json!({"pools": ["crew"]})).await;
+
+    let task = ok(&mut boss, "task.assign", json!({"to": "worker", "title": "review the diff", "payload": {"diff": "+1"}, "timeout_s": 60})).await;
+    let id = task["id"].as_str().expect("an id").to_owned();
+    assert_eq!((task["state"].as_str(), task["assignee"].as_str()), (Some("submitted"), Some("worker")), "{task}");
+    let handed = message(&mut worker, "task").await;
+    assert_eq!((handed["from"].as_str(), handed["correlation_id"].as_str()), (Some("boss"), Some(id.as_str())));
+    assert_eq!(handed["payload"]["payload"], json!({"diff": "+1"}));
+
+    for (state, extra) in [("working", json!({"progress": {"pct": 50}})), ("input-required", json!({})), ("completed", json!({"result": {"ok": true}}))] {
+        let mut params = json!({"id": id, "state": state});
+        for (k, v) in extra.as_object().expect("object") {
+            params[k] = v.clone();
+        }
+        ok(&mut worker, "task.update", params).await;
+        let told = message(&mut boss, "task_updated").await;
+        assert_eq!((told["from"].as_str(), told["payload"]["state"].as_str()), (Some("worker"), Some(state)), "{told}");
+    }
+    let done = ok(&mut boss, "task.get", json!({"id": id})).await;
+    assert_eq!((done["progress"]["pct"].as_u64(), done["result"]["ok"].as_bool()), (Some(50), Some(true)), "{done}");
+    assert_eq!(call(&mut worker, "task.update", json!({"id": id, "state": "working"})).await, Err("invalid_params".into()), "nothing follows completed");
+    assert_eq!(call(&mut boss, "task.update", json!({"id": id, "state": "failed"})).await, Err("forbidden".into()), "only the assignee updates");
+    assert_eq!(call(&mut boss, "task.assign", json!({"to": "all", "title": "x"})).await, Err("invalid_params".into()));
+    assert_eq!(call(&mut boss, "task.update", json!({"id": id, "state": "done"})).await, Err("invalid_params".into()), "not a state");
+
+    // Over HTTP: read with GET, a stranger sees nothing.
+    let (s, v) = server.get(&format!("/api/call?method=task.list&from=boss&params={}", urlencode(&json!({"state": "completed"})))).await;
+    assert_eq!((s, v["result"]["count"].as_u64()), (200, Some(1)), "{v}");
+    let (s, v) = server.post("/api/call", &json!({"method": "task.get", "from": "stranger", "params": {"id": id}})).await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("not_found")), "{v}");
+
+    // Through a pool, then canceled by the assigner.
+    let task = ok(&mut boss, "task.assign", json!({"to": "pool:crew", "title": "second"})).await;
+    let id2 = task["id"].as_str().expect("id").to_owned();
+    assert_eq!((task["assignee"].as_str(), task["pool"].as_str()), (Some("worker"), Some("crew")), "{task}");
+    message(&mut worker, "task").await;
+    let canceled = ok(&mut boss, "task.cancel", json!({"id": id2})).await;
+    assert_eq!(canceled["state"], "canceled");
+    assert_eq!(message(&mut worker, "task_canceled").await["payload"]["id"], id2.as_str());
+    assert_eq!(message(&mut boss, "task_updated").await["payload"]["state"], "canceled");
+    let mine = ok(&mut worker, "task.list", json!({"assignee": "worker"})).await;
+    assert_eq!(mine["count"], 2, "{mine}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_past_its_timeout_fails_and_the_assigner_is_told() {
+    let server = InProcess::with_args(&[]);
+    let mut boss = Ws::connect(&server, "boss").await;
+    let mut worker = Ws::connect(&server, "worker").await;
+    let task = ok(&mut boss, "task.assign", json!({"to": "worker", "title": "slow", "timeout_s": 1})).await;
+    let id = task["id"].as_str().expect("id").to_owned();
+    ok(&mut worker, "task.update", json!({"id": id, "state": "working"})).await;
+    assert_eq!(message(&mut boss, "task_updated").await["payload"]["state"], "working");
+    let failed = tokio::time::timeout(Duration::from_secs(5), message(&mut boss, "task_updated")).await.expect("the timeout within 5 s");
+    assert_eq!((failed["from"].as_str(), failed["payload"]["state"].as_str()), (Some("broker"), Some("failed")), "{failed}");
+    assert_eq!(failed["payload"]["result"]["error"], "timeout");
+    assert_eq!(call(&mut worker, "task.update", json!({"id": id, "state": "completed"})).await, Err("invalid_params".into()));
+}
+
+fn urlencode(v: &Value) -> String {
+    v.to_string().bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
