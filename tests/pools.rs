@@ -266,3 +266,75 @@ async fn an_agent_goes_offline_when_its_sessions_drop_and_stuck_when_working_wit
     let (_, v) = server.post("/api/call", &json!({"method": "agent.status", "from": "solver", "params": {"status": "offline"}})).await;
     assert_eq!(v["code"], "invalid_params", "offline is the broker's: {v}");
 }
+
+/// Acks every message a socket got until it was quiet for `quiet`, each `delay` after it came.
+async fn ack_after(ws: &mut Ws, quiet: Duration, delay: Duration) -> usize {
+    let mut n = 0;
+    while let Some(f) = ws.try_recv(quiet).await {
+        if f["type"] == "message" {
+            tokio::time::sleep(delay).await;
+            ws.send(json!({"type": "ack", "message_id": f["message"]["id"]})).await;
+            n += 1;
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_random_least_loaded_and_fastest_distribute_as_their_names_promise() {
+    let server = InProcess::with_args(&[]);
+    let mut sender = Ws::connect(&server, "boss").await;
+
+    // weighted: 1 : 1 : 2, over 1,000 messages, each share within 5 points.
+    let mut ws = Vec::new();
+    for (i, w) in [1, 1, 2].into_iter().enumerate() {
+        ws.push(member(&server, &format!("wt{i}"), "weighted", w).await);
+    }
+    call(&mut sender, "pool.configure", json!({"pool": "weighted", "strategy": "weighted"})).await;
+    send_n(&mut sender, "pool:weighted", 1000, json!({})).await;
+    let mut shares = Vec::new();
+    for m in &mut ws {
+        shares.push(drain(m, Duration::from_millis(300), false).await.len() as f64 / 1000.0);
+    }
+    for (share, want) in shares.iter().zip([0.25, 0.25, 0.5]) {
+        assert!((share - want).abs() < 0.05, "weighted shares {shares:?}");
+    }
+
+    // random: every member gets a fair part.
+    call(&mut sender, "pool.configure", json!({"pool": "weighted", "strategy": "random"})).await;
+    send_n(&mut sender, "pool:weighted", 1000, json!({})).await;
+    for m in &mut ws {
+        let n = drain(m, Duration::from_millis(300), false).await.len();
+        assert!((200..=470).contains(&n), "random gave one member {n} of 1000");
+    }
+
+    // least_loaded: a member that acks nothing gets little once its unacked messages pile up.
+    let mut busy = member(&server, "busy", "loaded", 1).await;
+    let mut idle = member(&server, "idle", "loaded", 1).await;
+    call(&mut sender, "pool.configure", json!({"pool": "loaded", "strategy": "least_loaded"})).await;
+    let (mut to_busy, mut to_idle) = (0, 0);
+    for _ in 0..50 {
+        send_n(&mut sender, "pool:loaded", 20, json!({"require_ack": true})).await;
+        to_idle += ack_after(&mut idle, Duration::from_millis(30), Duration::ZERO).await;
+        to_busy += drain(&mut busy, Duration::from_millis(5), false).await.len();
+    }
+    to_busy += drain(&mut busy, Duration::from_millis(100), false).await.len();
+    assert_eq!(to_busy + to_idle, 1000);
+    assert!(to_idle > 3 * to_busy, "least_loaded: idle {to_idle}, busy {to_busy}");
+
+    // fastest: a member that acks at once beats one that takes 20 ms.
+    let mut slow = member(&server, "slow", "quick", 1).await;
+    let mut fast = member(&server, "fast", "quick", 1).await;
+    call(&mut sender, "pool.configure", json!({"pool": "quick", "strategy": "fastest"})).await;
+    let (mut to_slow, mut to_fast) = (0, 0);
+    for _ in 0..50 {
+        send_n(&mut sender, "pool:quick", 20, json!({"require_ack": true})).await;
+        to_slow += ack_after(&mut slow, Duration::from_millis(30), Duration::from_millis(20)).await;
+        to_fast += ack_after(&mut fast, Duration::from_millis(30), Duration::ZERO).await;
+    }
+    assert_eq!(to_slow + to_fast, 1000);
+    assert!(to_fast > 4 * to_slow, "fastest: fast {to_fast}, slow {to_slow}");
+    let pools = call(&mut sender, "pool.list", json!({})).await;
+    let quick = pools["pools"].as_array().and_then(|p| p.iter().find(|p| p["pool"] == "quick")).cloned().expect("quick listed");
+    assert!(quick["members"].as_array().is_some_and(|m| m.iter().all(|m| m["latency_ms"].is_number())), "{quick}");
+}
