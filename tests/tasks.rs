@@ -102,3 +102,46 @@ async fn a_task_past_its_timeout_fails_and_the_assigner_is_told() {
 fn urlencode(v: &Value) -> String {
     v.to_string().bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_agent_pool_and_task_call_works_over_http() {
+    let server = InProcess::with_args(&[]);
+    let mut worker = Ws::connect(&server, "worker").await;
+    let post = |from: &'static str, method: &'static str, params: Value| {
+        let server = &server;
+        async move {
+            let (status, v) = server.post("/api/call", &json!({"method": method, "from": from, "params": params})).await;
+            assert_eq!((status, v["ok"].as_bool()), (200, Some(true)), "{method}: {v}");
+            v["result"].clone()
+        }
+    };
+    assert_eq!(post("worker", "agent.register", json!({"pool": "http-crew", "weight": 3})).await["pools"], json!(["http-crew"]));
+    assert_eq!(post("worker", "agent.status", json!({"status": "idle", "detail": "ready"})).await["detail"], "ready");
+    assert_eq!(post("boss", "agent.list", json!({"pool": "http-crew"})).await["count"], 1);
+    assert_eq!(post("boss", "pool.configure", json!({"pool": "http-crew", "strategy": "least_loaded"})).await["strategy"], "least_loaded");
+    let pools = post("boss", "pool.list", json!({})).await;
+    assert_eq!((pools["pools"][0]["strategy"].as_str(), pools["pools"][0]["members"][0]["weight"].as_u64()), (Some("least_loaded"), Some(3)), "{pools}");
+    let task = post("boss", "task.assign", json!({"pool": "http-crew", "title": "over http", "description": "spec spelling"})).await;
+    let id = task["id"].as_str().expect("id").to_owned();
+    assert_eq!(message(&mut worker, "task").await["payload"]["description"], "spec spelling");
+    assert_eq!(post("worker", "task.update", json!({"task_id": id, "status": "working"})).await["state"], "working");
+    assert_eq!(post("boss", "task.get", json!({"id": id})).await["state"], "working");
+    assert_eq!(post("boss", "task.list", json!({"assigner": "boss"})).await["count"], 1);
+    assert_eq!(post("boss", "task.cancel", json!({"id": id})).await["state"], "canceled");
+
+    // Refusals are coded: a bad strategy, an empty pool, a stranger's cancel, a state that is not one.
+    for (from, method, params, status, code) in [
+        ("boss", "pool.configure", json!({"pool": "http-crew", "strategy": "fair"}), 400, "invalid_params"),
+        ("boss", "task.assign", json!({"to": "pool:nobody", "title": "x"}), 503, "pool_empty"),
+        ("boss", "task.assign", json!({"title": "x"}), 400, "invalid_params"),
+        ("stranger", "task.cancel", json!({"id": id}), 404, "not_found"),
+        ("worker", "agent.status", json!({"status": "asleep"}), 400, "invalid_params"),
+        ("nobody", "agent.status", json!({"status": "idle"}), 404, "not_found"),
+        ("boss", "agent.register", json!({"weight": 0}), 400, "invalid_params"),
+    ] {
+        let (s, v) = server.post("/api/call", &json!({"method": method, "from": from, "params": params})).await;
+        assert_eq!((s, v["code"].as_str()), (status, Some(code)), "{method} {params}: {v}");
+    }
+    let (s, v) = server.get("/api/call?method=task.assign&from=boss&params=%7B%7D").await;
+    assert_eq!((s, v["code"].as_str()), (405, Some("method_not_allowed")), "{v}");
+}

@@ -19,6 +19,12 @@ use crate::pool::LoadBalancer;
 use crate::store::{Store, StoreError};
 use crate::supervisor::{supervisee, ChildHandle, ChildSpec, Mailbox, RestartPolicy, Supervisee, Tree};
 
+/// Most registered agents: a registration is small (at most 32 × 2 names and a description), and
+/// this bounds them all.
+pub(super) const MAX_AGENTS: usize = 100_000;
+/// Most pools (each is an actor): `agent.register` and `pool.configure` naming a new pool beyond
+/// it are refused.
+pub(super) const MAX_POOLS: usize = 1_000;
 /// The sender of the messages the broker itself sends (task timeouts).
 pub(super) const BROKER: &str = "broker";
 
@@ -104,6 +110,15 @@ impl Agents {
         addr
     }
 
+    /// Refuses pools beyond [`MAX_POOLS`].
+    fn room_for(&self, names: &[String]) -> Result<(), RoomError> {
+        let new = names.iter().filter(|n| !self.pools.contains_key(*n)).count();
+        if new > 0 && self.pools.len() + new > MAX_POOLS {
+            return Err(RoomError::Limit(format!("the broker runs at most {MAX_POOLS} pools")));
+        }
+        Ok(())
+    }
+
     /// Publishes an `agent_status` event.
     pub(super) fn status_event(&self, id: &str) {
         let Some(a) = self.agents.get(id) else { return };
@@ -149,6 +164,10 @@ impl Agents {
     fn register(&mut self, caller: &str, capabilities: Vec<String>, pools: Vec<String>, weight: u32, description: Option<String>) -> Result<Value, RoomError> {
         for pool in &pools {
             To::parse(&format!("pool:{pool}")).map_err(|e| RoomError::InvalidParams(e.to_string()))?;
+        }
+        self.room_for(&pools)?;
+        if !self.agents.contains_key(caller) && self.agents.len() >= MAX_AGENTS {
+            return Err(RoomError::Limit(format!("the broker keeps at most {MAX_AGENTS} agent registrations")));
         }
         let record = AgentRecord { client_id: caller.to_owned(), capabilities, pools, weight, description, registered_at_ms: Timestamp::now().millis() };
         self.store.put_agent(caller, &record)?;
@@ -306,11 +325,10 @@ impl Handler<AgentCall> for Agents {
             }
             AgentOp::Status { status, detail } => self.guard(ctx, |a, _| a.status(&caller, status, detail)),
             AgentOp::List { pool, capability, status } => Ok(self.list(pool.as_deref(), capability.as_deref(), status)),
-            AgentOp::PoolConfigure { pool, strategy } => {
-                let lb = self.pool(&pool);
-                lb.do_send(Configure(strategy));
-                Ok(json!({ "pool": pool, "strategy": strategy }))
-            }
+            AgentOp::PoolConfigure { pool, strategy } => self.room_for(std::slice::from_ref(&pool)).map(|()| {
+                self.pool(&pool).do_send(Configure(strategy));
+                json!({ "pool": pool, "strategy": strategy })
+            }),
             AgentOp::PoolList => {
                 let all: Vec<_> = self.pools.values().map(|lb| lb.send(Describe)).collect();
                 return Box::pin(

@@ -13,9 +13,18 @@ use crate::events::{BridgeEvent, EventKind};
 use crate::messages::*;
 use crate::supervisor::Supervisee;
 
-/// Most tasks kept; beyond it the oldest finished ones are forgotten, and with none finished a new
-/// task is refused (`quota_exceeded`). Bounds what the registry holds.
-pub(super) const MAX_TASKS: usize = 100_000;
+/// Most tasks kept, and bytes of them; beyond either the oldest finished ones are forgotten, and
+/// when that is not enough a new task (or an update that grows one) is refused with
+/// `quota_exceeded`. Bounds what the registry holds. (Tasks come at the pace of agents, so the
+/// total is summed when needed rather than kept.)
+pub(super) const MAX_TASKS: usize = 10_000;
+pub(super) const MAX_TASK_BYTES: usize = 64 << 20;
+
+/// What a task costs in memory, roughly.
+fn size(t: &TaskRecord) -> usize {
+    let opt = |o: &Option<String>| o.as_ref().map_or(0, String::len);
+    t.id.len() + t.assigner.len() + t.assignee.len() + t.title.len() + t.payload.len() + opt(&t.description) + opt(&t.progress) + opt(&t.result) + 256
+}
 
 /// A JSON value kept as text.
 fn text(v: &Value) -> String {
@@ -37,7 +46,8 @@ impl Agents {
                 Box::pin(self.durable(r).into_actor(self))
             }
             Err(pool) => {
-                let pick = self.pool(&pool).send(Pick { key: None });
+                let Some(lb) = self.pools.get(&pool) else { return Box::pin(fut::ready(Err(RoomError::PoolEmpty(pool)))) };
+                let pick = lb.send(Pick { key: None });
                 Box::pin(pick.into_actor(self).then(move |picked, act, ctx| {
                     let r = match picked {
                         Ok(Some(member)) => act.guard(ctx, |a, _| a.create_task(&caller, member, Some(pool), title, &payload, timeout_s)),
@@ -51,10 +61,11 @@ impl Agents {
     }
 
     fn create_task(&mut self, caller: &str, assignee: String, pool: Option<String>, (title, description): (String, Option<String>), payload: &Value, timeout_s: Option<u64>) -> Result<Value, RoomError> {
-        if self.tasks.len() >= MAX_TASKS {
+        let full = |a: &Self| a.tasks.len() >= MAX_TASKS || a.task_bytes() >= MAX_TASK_BYTES;
+        if full(self) {
             self.forget_finished();
-            if self.tasks.len() >= MAX_TASKS {
-                return Err(RoomError::InvalidParams(format!("the broker keeps at most {MAX_TASKS} tasks and none has finished")));
+            if full(self) {
+                return Err(RoomError::Limit(format!("the broker keeps at most {MAX_TASKS} tasks or {MAX_TASK_BYTES} bytes of them, and none has finished")));
             }
         }
         let now = Timestamp::now().millis();
@@ -79,6 +90,10 @@ impl Agents {
         self.send(caller, &task.assignee, "task", &shown, &id);
         self.tasks.insert(id, task);
         Ok(shown)
+    }
+
+    fn task_bytes(&self) -> usize {
+        self.tasks.values().map(size).sum()
     }
 
     /// Drops the oldest half of the finished tasks (memory and store).
@@ -125,7 +140,7 @@ impl Agents {
         if state == Some(TaskState::Submitted) {
             return Err(RoomError::InvalidParams("a task cannot go back to submitted".into()));
         }
-        let task = self.tasks.get_mut(id).expect("checked above");
+        let mut task = task.clone();
         if let Some(s) = state {
             task.state = s;
         }
@@ -135,6 +150,11 @@ impl Agents {
         if let Some(r) = &result {
             task.result = Some(text(r));
         }
+        let grows = size(&task).saturating_sub(self.tasks.get(id).map_or(0, size));
+        if grows > 0 && self.task_bytes() + grows > MAX_TASK_BYTES {
+            return Err(RoomError::Limit(format!("the broker keeps at most {MAX_TASK_BYTES} bytes of tasks")));
+        }
+        self.tasks.insert(id.to_owned(), task);
         self.progress(caller);
         self.changed(id, caller)
     }

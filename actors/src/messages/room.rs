@@ -32,6 +32,9 @@ pub enum RoomError {
     NotFound(String),
     #[error("{0}")]
     NotSupported(String),
+    /// A bound on what the broker holds for clients (agents, tasks).
+    #[error("{0}")]
+    Limit(String),
     /// `task.assign` to a pool with no healthy member.
     #[error("pool {0:?} has no healthy member")]
     PoolEmpty(String),
@@ -69,6 +72,7 @@ impl RoomError {
             RoomError::NotFound(_) => "not_found",
             RoomError::NotSupported(_) => "not_supported",
             RoomError::PoolEmpty(_) => "pool_empty",
+            RoomError::Limit(_) => "quota_exceeded",
             RoomError::QuotaExceeded { .. } => "quota_exceeded",
             RoomError::Store(_) | RoomError::NotDurable => "storage_error",
             RoomError::Internal(_) => "internal",

@@ -33,9 +33,16 @@ use crate::supervisor::{guarded, supervisee, ChildHandle};
 pub const MISSES_TO_OPEN: u32 = 3;
 /// How long an open circuit keeps a member out of the pool.
 pub const OPEN_FOR: Duration = Duration::from_secs(30);
-/// Most unsettled require-ack messages kept for failover; beyond it a message still goes to a
-/// member but cannot fail over (a warning says so). Bounds what the balancer holds.
+/// Most unsettled require-ack messages, and bytes of them, kept for failover; beyond either a
+/// message still goes to a member but cannot fail over (a warning says so). Bounds what the
+/// balancer holds.
 pub const MAX_IN_FLIGHT: usize = 200_000;
+pub const MAX_IN_FLIGHT_BYTES: usize = 256 << 20;
+
+/// What keeping an envelope costs, counted against [`MAX_IN_FLIGHT_BYTES`].
+fn cost(env: &Envelope) -> usize {
+    env.payload.len() + env.msg_type.len() + env.from.len() + 256
+}
 
 /// A member's standing.
 struct MemberState {
@@ -60,6 +67,8 @@ pub struct LoadBalancer {
     balancer: Balancer,
     members: HashMap<String, MemberState>,
     flights: HashMap<u64, Flight>,
+    /// What the flights' envelopes cost ([`cost`]).
+    flight_bytes: usize,
     next_ticket: u64,
     /// The router shards, for the chosen member's `Route` and for withdrawals.
     shards: Arc<[ShardPort]>,
@@ -75,6 +84,7 @@ impl LoadBalancer {
             balancer: Balancer::new(strategy),
             members: HashMap::new(),
             flights: HashMap::new(),
+            flight_bytes: 0,
             next_ticket: 0,
             shards,
         }
@@ -91,10 +101,12 @@ impl LoadBalancer {
             reply.send(Err(RouteError::PoolEmpty(self.pool.to_string())));
             return;
         };
-        if env.require_ack && env.persist && self.flights.len() < MAX_IN_FLIGHT {
+        let fits = self.flights.len() < MAX_IN_FLIGHT && self.flight_bytes.saturating_add(cost(&env)) <= MAX_IN_FLIGHT_BYTES;
+        if env.require_ack && env.persist && fits {
             let ticket = self.next_ticket;
             self.next_ticket += 1;
             env.pool = Some(PoolTag { pool: Arc::clone(&self.pool), ticket, message_id: new_message_id() });
+            self.flight_bytes += cost(&env);
             self.flights.insert(ticket, Flight { member: member.clone(), env: env.clone() });
         } else {
             if env.require_ack && env.persist {
@@ -109,12 +121,14 @@ impl LoadBalancer {
     /// Gives a message taken back from a member to another one (or back to it, queued until it
     /// returns, when nobody else is there).
     fn fail_over(&mut self, ticket: u64) {
-        let Some(flight) = self.flights.remove(&ticket) else { return };
-        let mut env = flight.env;
+        let Some(flight) = self.flights.get(&ticket) else { return };
+        let (mut env, from) = (flight.env.clone(), flight.member.clone());
         let key = env.correlation_id.clone().or_else(|| env.thread_id.clone());
-        let member = self.balancer.pick(key.as_deref()).unwrap_or(flight.member);
+        let member = self.balancer.pick(key.as_deref()).unwrap_or(from);
         debug!(actor = LoadBalancer::NAME, pool = %self.pool, client_id = %member, "pool message failed over");
-        self.flights.insert(ticket, Flight { member: member.clone(), env: env.clone() });
+        if let Some(f) = self.flights.get_mut(&ticket) {
+            f.member = member.clone();
+        }
         env.target = Target::Client(member.clone());
         // The sender was answered by the first route; this copy's answer goes nowhere.
         let (tx, _) = tokio::sync::oneshot::channel();
@@ -130,13 +144,13 @@ impl LoadBalancer {
                     m.misses = 0;
                 }
                 if ours {
-                    self.flights.remove(&msg.ticket);
+                    self.land(msg.ticket);
                 }
             }
             PoolOutcome::Gone => {
                 self.balancer.release(&msg.member);
                 if ours {
-                    self.flights.remove(&msg.ticket);
+                    self.land(msg.ticket);
                 }
             }
             PoolOutcome::Missed => {
@@ -146,6 +160,13 @@ impl LoadBalancer {
                     self.fail_over(msg.ticket);
                 }
             }
+        }
+    }
+
+    /// Forgets a settled flight.
+    fn land(&mut self, ticket: u64) {
+        if let Some(f) = self.flights.remove(&ticket) {
+            self.flight_bytes = self.flight_bytes.saturating_sub(cost(&f.env));
         }
     }
 
