@@ -338,3 +338,30 @@ async fn weighted_random_least_loaded_and_fastest_distribute_as_their_names_prom
     let quick = pools["pools"].as_array().and_then(|p| p.iter().find(|p| p["pool"] == "quick")).cloned().expect("quick listed");
     assert!(quick["members"].as_array().is_some_and(|m| m.iter().all(|m| m["latency_ms"].is_number())), "{quick}");
 }
+
+/// The node `name` anywhere in the supervision tree.
+fn node<'a>(tree: &'a Value, name: &str) -> Option<&'a Value> {
+    if tree["name"] == name {
+        return Some(tree);
+    }
+    tree["children"].as_array()?.iter().find_map(|c| node(c, name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_balancer_is_restarted_under_the_registry_and_keeps_its_pool() {
+    let server = InProcess::with_args(&["--enable-fault-injection"]);
+    let mut one = member(&server, "one", "crew", 1).await;
+    let mut two = member(&server, "two", "crew", 1).await;
+    let (status, body) = server.post("/admin/fault", &json!({"actor": "pool:crew"})).await;
+    assert_eq!(status, 202, "{body}");
+    let tree = common::eventually("the balancer's restart", || async {
+        let (_, tree) = server.get("/admin/supervisors").await;
+        node(&tree, "pool:crew").is_some_and(|n| n["restarts"] == 1 && n["state"] == "running").then_some(tree)
+    })
+    .await;
+    assert!(node(&tree, "agents").and_then(|a| node(a, "pool:crew")).is_some(), "the balancer hangs under agents: {tree}");
+    let mut sender = Ws::connect(&server, "boss").await;
+    send_n(&mut sender, "pool:crew", 10, json!({})).await;
+    let counts = [drain(&mut one, Duration::from_millis(300), false).await.len(), drain(&mut two, Duration::from_millis(300), false).await.len()];
+    assert_eq!(counts, [5, 5], "the restarted balancer kept its members and its turn");
+}

@@ -160,11 +160,20 @@ impl Supervised for Router {
             self.write_pending(ctx);
         }
         self.seqs.clear();
-        for state in self.clients.values_mut() {
+        let mut gone = Vec::new();
+        for (id, state) in self.clients.iter_mut() {
+            let had = !state.sessions.is_empty();
             state.sessions.retain(|s| s.link.deliver.connected());
+            if had && state.sessions.is_empty() {
+                gone.push(id.clone());
+            }
             state.waiters.retain(|w| !w.is_closed());
             state.inflight.clear();
             state.scan_from = [0; 5];
+        }
+        // Sessions that closed without their `Disconnect` (lost with the failed context).
+        for id in gone {
+            self.presence(&id, false);
         }
     }
 }
