@@ -69,7 +69,8 @@ const BLOCKS: &[(&str, How)] = &[
     (
         "cargo bench --bench throughput     # issue 2 and 9: sender → receiver over WebSocket, windowed and flat out (tests/bench/README.md)\n\
          cargo bench --bench durable        # issue 3: require_ack on disk, 1→1 and 100→100, latency, soak\n\
-         cargo bench --bench rooms          # rooms: one room, 100 members, fan-out\n",
+         cargo bench --bench rooms          # rooms: one room, 100 members, fan-out\n\
+         cargo bench --bench pools          # issue 14: one sender → a pool of 10 agents, require_ack, round robin\n",
         How::Elsewhere("benchmarks need a release build and a quiet machine; they are run by hand, not by tests"),
     ),
     (
