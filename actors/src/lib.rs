@@ -218,7 +218,8 @@ impl Broker {
         let agents = {
             let child = tree.register(ChildSpec { critical: false, ..spec(Agents::NAME.into(), Agents::NAME) });
             let ac = AgentsConfig { intensity: config.intensity, ..config.agents.clone() };
-            Agents::start(child, Arc::clone(&tree), store.clone(), ac, shards.clone(), pools.clone(), &arbiter(), agents_mailbox)
+            let (c, t, st, sh, p) = (child.clone(), Arc::clone(&tree), store.clone(), shards.clone(), pools.clone());
+            agents_mailbox.supervise_in(&child, &arbiter(), move || Agents::new(c, t, st, ac, sh, p))
         };
         let rooms = rooms.with_agents(agents.clone().recipient());
         let router = RouterHandle::new(shards, rooms.clone()).with_pools(pools);

@@ -59,23 +59,20 @@ pub struct Agents {
 impl Agents {
     pub const NAME: &'static str = "agents";
 
-    /// Starts the registry on `arbiter`; the directory is what the router handle and the tracker
-    /// are given.
-    pub fn start(child: ChildHandle, tree: Arc<Tree>, store: Store, config: AgentsConfig, shards: Vec<ShardPort>, directory: PoolDirectory, arbiter: &ArbiterHandle, mailbox: Mailbox<Agents>) -> Addr<Agents> {
-        let c = child.clone();
-        let shards: Arc<[ShardPort]> = shards.into();
-        mailbox.supervise_in(&c, arbiter, move || Agents {
+    /// The registry; `directory` is what the router handle and the tracker are given.
+    pub fn new(child: ChildHandle, tree: Arc<Tree>, store: Store, config: AgentsConfig, shards: Vec<ShardPort>, directory: PoolDirectory) -> Self {
+        Agents {
             child,
             tree,
             store,
             config,
-            shards,
+            shards: shards.into(),
             agents: HashMap::new(),
             online: HashSet::new(),
             pools: HashMap::new(),
             directory,
             tasks: HashMap::new(),
-        })
+        }
     }
 
     fn load(&mut self) -> Result<(), StoreError> {
