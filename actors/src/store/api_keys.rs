@@ -20,7 +20,7 @@ impl Store {
         let mut out = Vec::new();
         for item in self.keys.iter() {
             let (k, v) = item?;
-            out.extend(intact(super::db::KEYS_TREE, &k, &v)?);
+            out.extend(intact(super::disk::KEYS_TREE, &k, &v)?);
         }
         Ok(out)
     }

@@ -9,11 +9,8 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-use super::disk::{Disk, Open, SledTree};
+use super::disk::{Disk, Open, SledTree, KEYS_TREE};
 use super::kv::Tree;
-
-/// The sled tree of API key records.
-pub const KEYS_TREE: &str = "keys";
 
 /// sled's page cache, in bytes (sled's default is 1 GiB). What does not fit is read back from the
 /// store's file; with a larger cache a broker held every message of a burst in RSS until

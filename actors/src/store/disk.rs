@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::oneshot;
 
-use super::db::KEYS_TREE;
+/// The sled tree of API key records.
+pub const KEYS_TREE: &str = "keys";
 
 /// The trees of a data directory, in the order [`SledTree`] indexes them.
 pub(super) const TREES: [&str; 9] =
@@ -235,5 +236,47 @@ impl SledTree {
             self.disk.failed(e);
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::store::{Batch, Store, StoreError, Stream};
+
+    fn message(seq: u64) -> agent_bridge_protocol::Message {
+        crate::store::tests::msg(seq, agent_bridge_protocol::Priority::Normal)
+    }
+
+    fn write(store: &Store, seq: u64) -> Result<(), StoreError> {
+        let mut b = Batch::default();
+        b.message(Stream::Inbox("b"), &message(seq))?;
+        store.apply(b)
+    }
+
+    /// After a write failure the store refuses writes at once, closes its database, opens it
+    /// again (the file lock released by the last handle) and takes writes again, keeping what was
+    /// flushed before.
+    #[test]
+    fn a_failed_store_refuses_writes_then_reopens_itself() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(Some(dir.path()), None).expect("open");
+        write(&store, 1).expect("write");
+        store.commit().blocking_recv().expect("flushed");
+        let disk = store.disk.clone().expect("on disk");
+        disk.failed(&super::unavailable());
+        assert!(!store.writable());
+        let refused = write(&store, 2).expect_err("refused while failed");
+        assert!(refused.is_unavailable(), "{refused}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !store.writable() {
+            assert!(Instant::now() < deadline, "the store reopens within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(store.reopened(), 1);
+        assert_eq!(store.get(Stream::Inbox("b"), 1).expect("read").map(|m| m.seq), Some(1), "what was flushed is there");
+        write(&store, 2).expect("writes again");
+        store.commit().blocking_recv().expect("flushed again");
     }
 }

@@ -70,7 +70,8 @@ mod undelivered;
 mod webhooks;
 
 pub use batch::Batch;
-pub use db::{Store, StoreError, CACHE_BYTES, KEYS_TREE};
+pub use db::{Store, StoreError, CACHE_BYTES};
+pub use disk::KEYS_TREE;
 pub use expiry::Expiring;
 pub use format::Stored;
 pub use idempotency::IdempotencyRecord;
