@@ -79,6 +79,13 @@ fn data_arg(dir: &Path) -> String {
     format!("--data-dir={}", dir.display())
 }
 
+/// A broker on `data` and the sender's WebSocket.
+async fn serving(data: &Path) -> (Server, Ws) {
+    let server = Server::start(&[&data_arg(data)]);
+    let sender = Ws::connect(&server, "sender").await;
+    (server, sender)
+}
+
 /// `GET /health/ready` with a short timeout: the status, or 0 when it did not answer in time.
 async fn ready(server: &Server) -> u16 {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
@@ -305,8 +312,7 @@ impl Drop for Ext4 {
 async fn a_data_dir_turning_read_only_at_run_time_answers_unavailable_and_loses_nothing_sent() {
     let fs = Ext4::mount();
     let data = fs.mnt().join("data");
-    let mut server = Server::start(&[&data_arg(&data)]);
-    let mut sender = Ws::connect(&server, "sender").await;
+    let (mut server, mut sender) = serving(&data).await;
     let before = stream(&mut sender, 1..=20).await;
     assert_eq!(sent(&before).len(), 20);
 
@@ -455,4 +461,47 @@ async fn a_corrupted_value_is_skipped_counted_and_the_rest_is_served() {
     let metrics = reqwest::get(server.http("/metrics")).await.expect("metrics").text().await.expect("text");
     let line = metrics.lines().find(|l| l.starts_with("bridge_store_corrupt_records_total")).expect("the counter");
     assert_ne!(line.split_whitespace().last(), Some("0"), "{line}");
+}
+
+/// A frozen filesystem (`fsfreeze`) is a disk that hangs: writes and flushes block until it thaws.
+#[tokio::test]
+async fn a_hanging_disk_answers_unavailable_within_the_bound_and_the_stop_has_a_deadline() {
+    let fs = Ext4::mount();
+    let data = fs.mnt().join("data");
+    let (mut server, mut sender) = serving(&data).await;
+    assert_eq!(sent(&stream(&mut sender, 1..=5).await).len(), 5);
+
+    let freeze = |how: &str| {
+        let status = Command::new("fsfreeze").arg(how).arg(fs.mnt()).status().expect("fsfreeze");
+        assert!(status.success(), "fsfreeze {how}");
+    };
+    freeze("--freeze");
+    // One send while the flush hangs: answered within the durability bound, not never. (A stream
+    // of sends is not: sled's writers wait behind the hung log write, on the shard's thread; see
+    // README, "The store under faults".)
+    let started = Instant::now();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().expect("client");
+    let body = json!({"from": "sender", "to": "receiver", "msg_type": "work", "payload": {"n": 6}});
+    let r = client.post(server.http("/api/send")).json(&body).send().await.expect("answered within 15 s");
+    let took = started.elapsed();
+    let status = r.status().as_u16();
+    let answer: serde_json::Value = r.json().await.expect("json");
+    assert_eq!((status, answer["code"].as_str()), (503, Some("unavailable")), "{answer}");
+    eprintln!("frozen: the send answered unavailable after {took:?}");
+    let took = wait_ready(&server, 503, Duration::from_secs(10)).await;
+    eprintln!("frozen: readiness 503 after {took:?}, every probe answered within 2 s");
+
+    // SIGTERM: the watchdog ends the stop at its deadline although the last flush hangs.
+    let pid = server.pid().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let said = common::poll_until(Duration::from_secs(15), || async {
+        server.logs().contains("stopping took longer than the shutdown deadline").then_some(())
+    })
+    .await;
+    // The kernel keeps threads blocked on a frozen filesystem until it thaws, exit or not.
+    freeze("--unfreeze");
+    assert!(said.is_some(), "the deadline fired within 15 s; logs:\n{}", server.logs());
+    let exit = server.wait_exit(Duration::from_secs(10)).expect("gone once the filesystem thaws");
+    eprintln!("frozen: stopped by the deadline with {exit}");
+    assert_eq!(exit.code(), Some(1));
 }
