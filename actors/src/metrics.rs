@@ -45,6 +45,10 @@ pub struct Metrics {
     pub delivery_latency: HistogramVec,
     /// Sled flushes to disk (group commits and the durability waits they serve).
     pub store_flush: Histogram,
+    /// Times the store stopped taking writes (a failed write or flush; it is reopened after).
+    pub store_failures: IntCounter,
+    /// Stored records that could not be decoded and were skipped (at start-up or while reading).
+    pub store_corrupt: IntCounter,
     /// HTTP requests by route pattern (`/api/rooms/{room}/history`, never the raw path) and status.
     pub http_requests: IntCounterVec,
     /// Set at each scrape (see [`Snapshot`]).
@@ -203,6 +207,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
             r,
             Histogram::with_opts(HistogramOpts::new("bridge_store_flush_seconds", "Store flushes to disk").buckets(LATENCY_BUCKETS.to_vec())),
         )?,
+        store_failures: counter("bridge_store_write_failures_total", "Times the store stopped taking writes (then reopened)")?,
+        store_corrupt: counter("bridge_store_corrupt_records_total", "Stored records that could not be decoded and were skipped")?,
         http_requests: registered(r, IntCounterVec::new(Opts::new("bridge_http_requests_total", "HTTP requests by route pattern and status"), &["route", "status"]))?,
         queue_depth: gauge("bridge_queue_depth_messages", "Messages queued for clients")?,
         acks_pending: gauge("bridge_acks_pending", "Require-ack deliveries waiting for their ack")?,

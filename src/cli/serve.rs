@@ -104,6 +104,11 @@ fn serve_inner(config: Config) -> anyhow::Result<i32> {
     println!("agent-bridge listening on {scheme}://{local}");
     let closed = Arc::new(AtomicBool::new(false));
     let done = Arc::clone(&closed);
+    let signals = async {
+        let how = signals.await;
+        arm_shutdown_deadline();
+        how
+    };
     system.block_on(async move {
         actix::spawn(async move {
             if let Err(e) = serving.until(signals).await {
@@ -116,6 +121,7 @@ fn serve_inner(config: Config) -> anyhow::Result<i32> {
     // Exit code 70 when a critical actor escalated (it stops the System); 0 after a signal.
     let code = system.run_with_code().context("running the actor system")?;
     if !closed.load(Ordering::Acquire) {
+        arm_shutdown_deadline();
         // The System stopped under a stop in progress: save and flush on a runtime of our own.
         match tokio::runtime::Builder::new_current_thread().build() {
             Ok(rt) => rt.block_on(crate::close(&state)),
@@ -124,6 +130,25 @@ fn serve_inner(config: Config) -> anyhow::Result<i32> {
     }
     tracing::info!(exit_code = code, "agent-bridge stopped");
     Ok(code)
+}
+
+/// The longest a stop may take once it has begun: the HTTP server's graceful stop (5 s), saving
+/// key usage and the last flush. A store that hangs (a stuck disk, a hung network mount) must not
+/// keep the process alive past it: then it exits with code 1, saying so.
+pub const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Starts the watchdog of [`SHUTDOWN_DEADLINE`]: a plain thread, so it fires even when every
+/// event loop is blocked.
+fn arm_shutdown_deadline() {
+    let spawned = std::thread::Builder::new().name("shutdown-deadline".into()).spawn(|| {
+        std::thread::sleep(SHUTDOWN_DEADLINE);
+        tracing::error!(deadline_s = SHUTDOWN_DEADLINE.as_secs(), "stopping took longer than the shutdown deadline: exiting now");
+        eprintln!("agent-bridge: the stop did not finish within {} s (is the store stuck?): exiting", SHUTDOWN_DEADLINE.as_secs());
+        std::process::exit(1);
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "starting the shutdown watchdog");
+    }
 }
 
 /// SIGTERM stops gracefully, SIGINT and SIGQUIT at once (as actix-server's own handling did);

@@ -23,13 +23,16 @@ pub async fn live() -> HttpResponse {
     probe(json!({ "http": { "ok": true } }))
 }
 
-/// `GET /health/ready`: no supervised actor has failed (escalated) and the store answers.
+/// `GET /health/ready`: no supervised actor has failed (escalated) and the store takes writes.
+/// It does no I/O: the store's flusher thread keeps `writable` current (a failed write or flush
+/// turns it off, a probe write flushed after the reopen turns it on, and an idle store is probed
+/// every few seconds), so the probe answers at once however the disk behaves.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let failed = state.broker.tree.failed();
-    let store_ok = state.broker.store.last_seq(agent_bridge_actors::store::Stream::Inbox("health")).is_ok();
+    let store = &state.broker.store;
     probe(json!({
         "supervisors": { "ok": state.broker.tree.healthy(), "failed": failed },
-        "store": { "ok": store_ok },
+        "store": { "ok": store.writable(), "reopened": store.reopened() },
         "startup": { "ok": state.startup_done.load(Ordering::Acquire) },
     }))
 }

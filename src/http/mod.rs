@@ -111,6 +111,7 @@ impl From<RouteError> for ApiError {
     fn from(e: RouteError) -> Self {
         let status = match e {
             RouteError::UnknownRecipient(_) => StatusCode::NOT_FOUND,
+            RouteError::Store(ref s) if s.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             RouteError::Store(_) | RouteError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             RouteError::Unavailable | RouteError::NotDurable | RouteError::Mailbox(_) | RouteError::PoolEmpty(_) => StatusCode::SERVICE_UNAVAILABLE,
             RouteError::Room(ref r) => rooms::status(r),

@@ -268,11 +268,13 @@ fn mcp_get() {}
     responses((status = 204, description = "The session ended")))]
 fn mcp_delete() {}
 
-#[utoipa::path(get, path = "/health", tag = "health", security(()), responses((status = 200, description = OK_JSON)))]
+#[utoipa::path(get, path = "/health", tag = "health", security(()), responses((status = 200, description = OK_JSON),
+    (status = 503, description = "Not ready: an actor escalated, or the store cannot write (disk full, read-only); `checks` says which")))]
 fn health() {}
 #[utoipa::path(get, path = "/health/live", tag = "health", security(()), responses((status = 200, description = OK_JSON)))]
 fn live() {}
-#[utoipa::path(get, path = "/health/ready", tag = "health", security(()), responses((status = 200, description = OK_JSON)))]
+#[utoipa::path(get, path = "/health/ready", tag = "health", security(()), responses((status = 200, description = OK_JSON),
+    (status = 503, description = "Not ready: an actor escalated, or the store cannot write (disk full, read-only); `checks` says which")))]
 fn ready() {}
 #[utoipa::path(get, path = "/health/startup", tag = "health", security(()), responses((status = 200, description = OK_JSON)))]
 fn startup() {}

@@ -22,6 +22,7 @@ impl From<WebhookError> for ApiError {
         let status = match e {
             WebhookError::InvalidUrl(_) | WebhookError::UnknownEvent(_) | WebhookError::Invalid(_) => StatusCode::BAD_REQUEST,
             WebhookError::UnknownWebhook(_) | WebhookError::UnknownFailure(_) => StatusCode::NOT_FOUND,
+            WebhookError::Store(ref s) if s.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             WebhookError::Store(_) | WebhookError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             WebhookError::Unavailable | WebhookError::Mailbox(_) => StatusCode::SERVICE_UNAVAILABLE,
         };

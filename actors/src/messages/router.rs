@@ -28,7 +28,7 @@ pub enum RouteError {
     PoolEmpty(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the message could not be made durable (store flush failed)")]
+    #[error("the store cannot write right now (disk full, read-only or failing): the message was not accepted; send again later")]
     NotDurable,
     #[error("the router failed while handling this message ({0}); it has been restarted, send again")]
     Internal(String),
@@ -47,6 +47,7 @@ impl RouteError {
         match self {
             RouteError::UnknownRecipient(_) => "unknown_recipient",
             RouteError::PoolEmpty(_) => "pool_empty",
+            RouteError::Store(e) if e.is_unavailable() => "unavailable",
             RouteError::Store(_) => "storage_error",
             RouteError::NotDurable => "unavailable",
             RouteError::Internal(_) => "internal",

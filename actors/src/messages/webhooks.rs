@@ -166,6 +166,7 @@ impl WebhookError {
             WebhookError::Invalid(_) => "bad_request",
             WebhookError::UnknownWebhook(_) => "unknown_webhook",
             WebhookError::UnknownFailure(_) => "unknown_failure",
+            WebhookError::Store(e) if e.is_unavailable() => "unavailable",
             WebhookError::Store(_) => "storage_error",
             WebhookError::Internal(_) => "internal",
             WebhookError::Unavailable | WebhookError::Mailbox(_) => "unavailable",

@@ -144,16 +144,19 @@ impl Router {
         }
         let applied = self.store.apply(pending.batch);
         if let Err(e) = &applied {
+            // Not a bug of this shard (disk full, read-only …): the senders are answered
+            // `unavailable` below, and the shard goes on; the store reopens itself. The cached
+            // seqs stay ahead of the store: the failed batch leaves a gap, never a reused seq.
             error!(actor = Router::NAME, error = %e, "writing a batch failed");
-            self.seqs.clear();
-        }
-        // The tracker hears of a message before any session can see it, so an ack can never
-        // overtake its `Track` in the tracker's mailbox.
-        for t in pending.track {
-            self.tracker.track.do_send(t);
-        }
-        for d in pending.delivered {
-            self.tracker.delivered.do_send(d);
+        } else {
+            // The tracker hears of a message before any session can see it, so an ack can never
+            // overtake its `Track` in the tracker's mailbox.
+            for t in pending.track {
+                self.tracker.track.do_send(t);
+            }
+            for d in pending.delivered {
+                self.tracker.delivered.do_send(d);
+            }
         }
         for (link, out) in pending.handovers {
             link.hand_over(out);

@@ -5,7 +5,7 @@
 //! A write lands in sled's page cache; it is durable after the next [`Store::commit`], which the
 //! flusher thread serves: no `fsync` on the caller's thread.
 
-use super::format::{decode, encode, Stored};
+use super::format::{encode, intact, Stored};
 use super::db::{Store, StoreError};
 
 impl Store {
@@ -17,6 +17,11 @@ impl Store {
 
     /// Every API key record, in id order.
     pub fn api_keys<T: Stored>(&self) -> Result<Vec<T>, StoreError> {
-        self.keys.iter().map(|item| decode(&item?.1)).collect()
+        let mut out = Vec::new();
+        for item in self.keys.iter() {
+            let (k, v) = item?;
+            out.extend(intact(super::disk::KEYS_TREE, &k, &v)?);
+        }
+        Ok(out)
     }
 }

@@ -9,11 +9,8 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-use super::flusher::Flusher;
+use super::disk::{Disk, Open, SledTree, KEYS_TREE};
 use super::kv::Tree;
-
-/// The sled tree of API key records.
-pub const KEYS_TREE: &str = "keys";
 
 /// sled's page cache, in bytes (sled's default is 1 GiB). What does not fit is read back from the
 /// store's file; with a larger cache a broker held every message of a burst in RSS until
@@ -33,6 +30,17 @@ pub enum StoreError {
          it was written by a newer agent-bridge; run that version, or restore a backup made for this one"
     )]
     Format { what: &'static str, version: u8, supported: u8 },
+    /// The data directory's database could not be opened: the problem in words, then sled's error.
+    #[error("cannot open the store in {path}: {problem}")]
+    Open { path: String, problem: String },
+}
+
+impl StoreError {
+    /// The store cannot read or write right now (an I/O error: disk full, read-only, being
+    /// reopened): retryable, answered `unavailable` (503), unlike a corrupt record.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Sled(sled::Error::Io(_)))
+    }
 }
 
 /// Handle to the database; cheap to clone and safe to share between threads.
@@ -51,16 +59,10 @@ pub struct Store {
     pub(super) agents: Tree,
     /// Tasks (`agents.rs`).
     pub(super) tasks: Tree,
-    /// The sled database and its group-commit thread; `None` for `--in-memory`, whose trees are
-    /// [`MemTree`](super::kv::MemTree)s: nothing survives the process, so nothing is flushed.
-    pub(super) disk: Option<Disk>,
-}
-
-/// What a store in a data directory has besides its trees.
-#[derive(Clone)]
-pub(super) struct Disk {
-    pub(super) db: sled::Db,
-    pub(super) flusher: Arc<Flusher>,
+    /// The sled database (reopenable, see `disk.rs`) and its group-commit thread; `None` for
+    /// `--in-memory`, whose trees are [`MemTree`](super::kv::MemTree)s: nothing survives the
+    /// process, so nothing is flushed.
+    pub(super) disk: Option<Arc<Disk>>,
 }
 
 impl Store {
@@ -71,7 +73,16 @@ impl Store {
         match dir {
             Some(d) => {
                 let every_ms = background_flush.map(|d| d.as_millis().max(1) as u64);
-                Self::open_sled(sled::Config::new().path(d.join("db")).flush_every_ms(every_ms))
+                let path = d.join("db");
+                let config = sled::Config::new().path(&path).flush_every_ms(every_ms);
+                // sled recovers a torn tail by itself; a damaged file it cannot read may make it
+                // panic rather than answer an error: either way the start-up is refused, once,
+                // with the path and the problem (never a panic loop of restarts).
+                let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::open_sled(config, Some(&path)))).unwrap_or_else(|panic| {
+                    let what = panic.downcast_ref::<&str>().map(|s| (*s).to_owned()).or_else(|| panic.downcast_ref::<String>().cloned());
+                    Err(StoreError::Corrupt(format!("sled failed reading its files: {}", what.unwrap_or_default())))
+                });
+                opened.map_err(|e| StoreError::Open { path: path.display().to_string(), problem: open_problem(&e) })
             }
             None => Ok(Self::in_memory()),
         }
@@ -96,43 +107,82 @@ impl Store {
     }
 
     /// A sled store, with its flusher thread.
-    fn open_sled(config: sled::Config) -> Result<Self, StoreError> {
-        let db = config.mode(sled::Mode::HighThroughput).cache_capacity(CACHE_BYTES).open()?;
-        let tree = |name: &str| db.open_tree(name).map(Tree::Sled);
+    fn open_sled(config: sled::Config, path: Option<&Path>) -> Result<Self, StoreError> {
+        let config = config.mode(sled::Mode::HighThroughput).cache_capacity(CACHE_BYTES);
+        let open = Open::new(&config, path)?;
+        let disk = Disk::new(config, path.map(Path::to_path_buf), open);
+        super::flusher::start(&disk);
+        let tree = |name: &str| Tree::Sled(SledTree::new(&disk, name));
         Ok(Store {
-            streams: tree("streams")?,
-            acks: tree("acks")?,
-            dead: tree("dead")?,
-            archive: tree("archive")?,
-            rooms: tree("rooms")?,
-            files: tree("files")?,
-            keys: tree(KEYS_TREE)?,
-            webhooks: tree("webhooks")?,
-            webhook_failures: tree("webhook_failures")?,
-            agents: tree("agents")?,
-            tasks: tree("tasks")?,
-            disk: Some(Disk { flusher: Flusher::start(db.clone()), db }),
+            streams: tree("streams"),
+            acks: tree("acks"),
+            dead: tree("dead"),
+            archive: tree("archive"),
+            rooms: tree("rooms"),
+            files: tree("files"),
+            keys: tree(KEYS_TREE),
+            webhooks: tree("webhooks"),
+            webhook_failures: tree("webhook_failures"),
+            agents: tree("agents"),
+            tasks: tree("tasks"),
+            disk: Some(disk),
         })
     }
 
     /// A sled store in a temporary directory: the store's tests run on both backends.
     #[cfg(test)]
     pub(super) fn open_sled_temporary() -> Self {
-        Self::open_sled(sled::Config::new().temporary(true)).expect("temporary sled store")
+        Self::open_sled(sled::Config::new().temporary(true), None).expect("temporary sled store")
     }
 
     /// Flushes everything written so far to disk, now, on the caller's thread: for the command
     /// line and shutdown; a running broker waits on [`Store::commit`] instead.
     pub fn flush(&self) -> Result<usize, StoreError> {
         match &self.disk {
-            Some(disk) => Ok(disk.db.flush()?),
+            Some(disk) => Ok(disk.flush()?),
             None => Ok(0),
         }
     }
 
-    /// Bytes the database occupies on disk (0 in memory).
+    /// Bytes the database occupies on disk (0 in memory, or while it is being reopened).
     pub fn size_on_disk(&self) -> u64 {
-        self.disk.as_ref().map_or(0, |disk| disk.db.size_on_disk().unwrap_or(0))
+        self.disk.as_ref().map_or(0, |disk| disk.size_on_disk().unwrap_or(0))
+    }
+
+    /// Whether the store takes writes: always in memory; on disk, unless a write or a flush failed
+    /// and the database has not been reopened since (the flusher retries with backoff, and also
+    /// probes an idle store with a small write every few seconds). Read without I/O: what
+    /// `/health/ready` answers.
+    pub fn writable(&self) -> bool {
+        self.disk.as_ref().is_none_or(|disk| disk.writable())
+    }
+
+    /// Times the database was reopened after a write failure since it was opened.
+    pub fn reopened(&self) -> u64 {
+        self.disk.as_ref().map_or(0, |disk| disk.reopened.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// What an error opening the database means for the operator.
+fn open_problem(e: &StoreError) -> String {
+    use std::io::ErrorKind;
+    let StoreError::Sled(sled::Error::Io(io)) = e else {
+        let corrupt = matches!(e, StoreError::Corrupt(_) | StoreError::Sled(sled::Error::Corruption { .. }));
+        return if corrupt {
+            format!("its files are damaged beyond what sled recovers ({e}); restore a backup, or move the directory aside to start with an empty store")
+        } else {
+            e.to_string()
+        };
+    };
+    let os = io.raw_os_error();
+    if io.kind() == ErrorKind::PermissionDenied || os == Some(30) {
+        format!("the data directory is read-only or not writable ({io}); the broker needs to write there")
+    } else if os == Some(28) {
+        format!("the disk is full ({io}); free space and start again")
+    } else if io.to_string().contains("could not acquire lock") {
+        format!("another process has it open ({io}); stop it first, or use another data_dir")
+    } else {
+        format!("{io}")
     }
 }
 
@@ -143,8 +193,8 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         match &self.disk {
             Some(disk) => {
-                disk.flusher.waiters.lock().push(tx);
-                disk.flusher.wake.notify_one();
+                disk.waiters.lock().push(tx);
+                disk.wake.notify_one();
             }
             None => {
                 let _ = tx.send(());

@@ -79,6 +79,23 @@ pub(super) fn decode<T: Stored>(bytes: &[u8]) -> Result<T, StoreError> {
     T::upgrade(version, body)
 }
 
+/// Decodes a stored value read by a scan or a lookup, skipping one that cannot be decoded (a
+/// corrupted record: a torn write, a flipped byte): it is logged with its tree and key, counted in
+/// `bridge_store_corrupt_records_total` and read as absent, so the intact records around it are
+/// still served. A value from a newer build is not corrupt: that stays an error
+/// ([`StoreError::Format`]).
+pub(super) fn intact<T: Stored>(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<Option<T>, StoreError> {
+    match decode(bytes) {
+        Ok(v) => Ok(Some(v)),
+        Err(StoreError::Corrupt(e)) => {
+            tracing::warn!(tree, key = %String::from_utf8_lossy(key).escape_debug(), what = T::WHAT, error = %e, "skipping an undecodable stored record");
+            crate::metrics::metrics().store_corrupt.inc();
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Decodes a bare bincode body: for [`Stored::upgrade`] implementations reading an old layout.
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, StoreError> {
     bincode::serde::decode_from_slice(body, config()).map(|(v, _)| v).map_err(|e| StoreError::Corrupt(e.to_string()))

@@ -19,6 +19,8 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use sled::IVec;
 
+use super::disk::SledTree;
+
 /// Entries an [`Iter`] copies out of a [`MemTree`] per lock.
 const CHUNK: usize = 64;
 
@@ -31,7 +33,8 @@ pub(super) struct MemTree {
 /// One tree of the store, on either backend.
 #[derive(Clone)]
 pub(super) enum Tree {
-    Sled(sled::Tree),
+    /// A tree of a data directory's database (see `disk.rs`: the database can be reopened).
+    Sled(SledTree),
     Mem(Arc<MemTree>),
 }
 
@@ -61,28 +64,28 @@ impl Tree {
 
     pub(super) fn insert(&self, key: impl AsRef<[u8]>, value: impl Into<IVec>) -> sled::Result<Option<IVec>> {
         match self {
-            Tree::Sled(t) => t.insert(key, value),
+            Tree::Sled(t) => t.check(t.write()?.insert(key, value)),
             Tree::Mem(m) => Ok(m.map.write().insert(IVec::from(key.as_ref()), value.into())),
         }
     }
 
     pub(super) fn remove(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<IVec>> {
         match self {
-            Tree::Sled(t) => t.remove(key),
+            Tree::Sled(t) => t.check(t.write()?.remove(key)),
             Tree::Mem(m) => Ok(m.map.write().remove(key.as_ref())),
         }
     }
 
     pub(super) fn get(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<IVec>> {
         match self {
-            Tree::Sled(t) => t.get(key),
+            Tree::Sled(t) => t.read()?.get(key),
             Tree::Mem(m) => Ok(m.map.read().get(key.as_ref()).cloned()),
         }
     }
 
     pub(super) fn contains_key(&self, key: impl AsRef<[u8]>) -> sled::Result<bool> {
         match self {
-            Tree::Sled(t) => t.contains_key(key),
+            Tree::Sled(t) => t.read()?.contains_key(key),
             Tree::Mem(m) => Ok(m.map.read().contains_key(key.as_ref())),
         }
     }
@@ -90,7 +93,7 @@ impl Tree {
     /// Entries with keys in `range`, in key order (or reversed with `.rev()`).
     pub(super) fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
         match self {
-            Tree::Sled(t) => Iter::Sled(t.range(range)),
+            Tree::Sled(t) => t.read().map_or_else(Iter::failed, |t| Iter::Sled(t.range(range))),
             Tree::Mem(m) => {
                 let own = |b: Bound<&K>| b.map(|k| IVec::from(k.as_ref()));
                 Iter::Mem(MemIter::new(m, own(range.start_bound()), own(range.end_bound())))
@@ -101,7 +104,7 @@ impl Tree {
     /// Entries whose keys start with `prefix`, in key order.
     pub(super) fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
         match self {
-            Tree::Sled(t) => Iter::Sled(t.scan_prefix(prefix)),
+            Tree::Sled(t) => t.read().map_or_else(Iter::failed, |t| Iter::Sled(t.scan_prefix(prefix))),
             Tree::Mem(m) => {
                 let prefix = prefix.as_ref();
                 let end = prefix_end(prefix).map_or(Bound::Unbounded, |e| Bound::Excluded(IVec::from(e)));
@@ -113,14 +116,14 @@ impl Tree {
     /// Every entry, in key order.
     pub(super) fn iter(&self) -> Iter {
         match self {
-            Tree::Sled(t) => Iter::Sled(t.iter()),
+            Tree::Sled(t) => t.read().map_or_else(Iter::failed, |t| Iter::Sled(t.iter())),
             Tree::Mem(m) => Iter::Mem(MemIter::new(m, Bound::Unbounded, Bound::Unbounded)),
         }
     }
 
     pub(super) fn len(&self) -> usize {
         match self {
-            Tree::Sled(t) => t.len(),
+            Tree::Sled(t) => t.read().map_or(0, |t| t.len()),
             Tree::Mem(m) => m.map.read().len(),
         }
     }
@@ -136,7 +139,7 @@ impl Tree {
                         None => b.remove(k),
                     }
                 }
-                t.apply_batch(b)
+                t.check(t.write()?.apply_batch(b))
             }
             Tree::Mem(m) => {
                 let mut map = m.map.write();
@@ -165,10 +168,18 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// An iterator over a [`Tree`]: sled's own, or a [`MemIter`].
+/// An iterator over a [`Tree`]: sled's own, or a [`MemIter`], or the one error of a tree whose
+/// database is closed (being reopened).
 pub(super) enum Iter {
     Sled(sled::Iter),
     Mem(MemIter),
+    Failed(Option<sled::Error>),
+}
+
+impl Iter {
+    fn failed(e: sled::Error) -> Iter {
+        Iter::Failed(Some(e))
+    }
 }
 
 impl Iterator for Iter {
@@ -178,6 +189,7 @@ impl Iterator for Iter {
         match self {
             Iter::Sled(i) => i.next(),
             Iter::Mem(i) => i.next().map(Ok),
+            Iter::Failed(e) => e.take().map(Err),
         }
     }
 }
@@ -187,6 +199,7 @@ impl DoubleEndedIterator for Iter {
         match self {
             Iter::Sled(i) => i.next_back(),
             Iter::Mem(i) => i.next_back().map(Ok),
+            Iter::Failed(e) => e.take().map(Err),
         }
     }
 }
@@ -282,8 +295,7 @@ mod tests {
 
     /// A memory tree and a temporary sled tree with the same 300 entries (more than a chunk).
     fn both() -> Vec<Tree> {
-        let sled = sled::Config::new().temporary(true).open().expect("sled");
-        let trees = vec![Tree::mem(), Tree::Sled(sled.open_tree("t").expect("tree"))];
+        let trees = vec![Tree::mem(), Tree::Sled(SledTree::temporary())];
         for t in &trees {
             for n in 0..300u16 {
                 t.insert(key(n), &n.to_le_bytes()).expect("insert");

@@ -11,7 +11,8 @@
 //! | `legacy.rs` | old layouts of stored types, read by the upgrades |
 //! | `threads.rs` | the thread index: a thread's messages across streams |
 //! | `batch.rs` | [`Batch`]: writes to `streams` that land together, atomically |
-//! | `flusher.rs` | group commit: [`Store::commit`] and the thread that flushes for many waiters |
+//! | `disk.rs` | a data directory's sled database, reopenable after a write failure; whether it takes writes |
+//! | `flusher.rs` | group commit: [`Store::commit`] and the thread that flushes for many waiters, probes, reopens |
 //! | `streams.rs` | stream counters and messages (inboxes and room streams) |
 //! | `queue.rs` | inbox queue entries, by priority; the unacknowledged ones after a restart |
 //! | `expiry.rs` | the expiry index the TtlSweeper reads |
@@ -54,6 +55,7 @@
 mod api_keys;
 mod batch;
 mod db;
+mod disk;
 mod expiry;
 pub mod format;
 mod flusher;
@@ -70,7 +72,8 @@ mod undelivered;
 mod webhooks;
 
 pub use batch::Batch;
-pub use db::{Store, StoreError, CACHE_BYTES, KEYS_TREE};
+pub use db::{Store, StoreError, CACHE_BYTES};
+pub use disk::KEYS_TREE;
 pub use expiry::Expiring;
 pub use format::Stored;
 pub use idempotency::IdempotencyRecord;

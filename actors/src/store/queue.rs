@@ -5,7 +5,7 @@
 use agent_bridge_protocol::Priority;
 use serde::{Deserialize, Serialize};
 
-use super::format::{decode, Stored};
+use super::format::{intact, Stored};
 use super::keys::{be_u64, parse_queue_key, queue_level_prefix, queue_prefix, with_seq, QUEUE};
 use super::db::{Store, StoreError};
 
@@ -65,7 +65,7 @@ impl Store {
         for item in self.streams.range(start..=end) {
             let (k, v) = item?;
             let seq = be_u64(&k[prefix.len()..])?;
-            let entry: QueueEntry = decode(&v)?;
+            let Some(entry) = intact::<QueueEntry>("streams", &k, &v)? else { continue };
             match skip(seq, &entry) {
                 Skip::Inflight => {
                     if leading {
@@ -92,7 +92,7 @@ impl Store {
         let mut out = Vec::new();
         for item in self.streams.scan_prefix(QUEUE) {
             let (k, v) = item?;
-            let entry: QueueEntry = decode(&v)?;
+            let Some(entry) = intact::<QueueEntry>("streams", &k, &v)? else { continue };
             if !entry.requires_ack {
                 continue;
             }

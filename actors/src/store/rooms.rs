@@ -6,7 +6,7 @@
 //! The store does not know the room's types: the caller names them, so this module depends on
 //! nothing in `room/`.
 
-use super::format::{decode, encode, Stored};
+use super::format::{encode, intact, Stored};
 use super::db::{Store, StoreError};
 
 impl Store {
@@ -20,7 +20,7 @@ impl Store {
     /// One room's state, if the room exists.
     pub fn get_room<T: Stored>(&self, name: &str) -> Result<Option<T>, StoreError> {
         match self.rooms.get(name.as_bytes())? {
-            Some(v) => Ok(Some(decode(&v)?)),
+            Some(v) => intact("rooms", name.as_bytes(), &v),
             None => Ok(None),
         }
     }
@@ -35,9 +35,12 @@ impl Store {
     pub fn rooms_after<T: Stored>(&self, after: Option<&str>) -> impl Iterator<Item = Result<(String, T), StoreError>> {
         use std::ops::Bound;
         let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.as_bytes().to_vec()));
-        self.rooms.range::<Vec<u8>, _>((start, Bound::Unbounded)).map(|item| {
-            let (k, v) = item?;
-            Ok((String::from_utf8_lossy(&k).into_owned(), decode(&v)?))
+        self.rooms.range::<Vec<u8>, _>((start, Bound::Unbounded)).filter_map(|item| {
+            let read = || {
+                let (k, v) = item?;
+                Ok(intact("rooms", &k, &v)?.map(|state| (String::from_utf8_lossy(&k).into_owned(), state)))
+            };
+            read().transpose()
         })
     }
 

@@ -3,7 +3,7 @@
 
 use agent_bridge_protocol::Message;
 
-use super::format::{decode, Stored};
+use super::format::{intact, Stored};
 use super::legacy::{upgrade_from, MessageV1};
 use super::keys::{be_u64, with_seq, Stream};
 use super::db::{Store, StoreError};
@@ -29,8 +29,9 @@ impl Store {
 
     /// One stored message.
     pub fn get(&self, stream: Stream<'_>, seq: u64) -> Result<Option<Message>, StoreError> {
-        match self.streams.get(with_seq(&stream.key(), seq))? {
-            Some(v) => Ok(Some(decode(&v)?)),
+        let key = with_seq(&stream.key(), seq);
+        match self.streams.get(&key)? {
+            Some(v) => intact("streams", &key, &v),
             None => Ok(None),
         }
     }
@@ -42,8 +43,8 @@ impl Store {
         let end = with_seq(&prefix, u64::MAX);
         let mut out = Vec::new();
         for item in self.streams.range(start..=end).take(limit) {
-            let (_, v) = item?;
-            out.push(decode::<Message>(&v)?);
+            let (k, v) = item?;
+            out.extend(intact::<Message>("streams", &k, &v)?);
         }
         Ok(out)
     }
