@@ -44,6 +44,7 @@ pub mod pool;
 pub mod room;
 pub mod rooms;
 pub mod router;
+pub mod search;
 pub mod session;
 pub mod sse;
 pub mod store;
@@ -63,6 +64,7 @@ use crate::messages::{Durability, ShardLink, ShardPort, Shards, TrackerLink};
 use crate::room::RoomsConfig;
 use crate::rooms::{Rooms, RoomsHandle};
 use crate::router::{Router, RouterConfig, RouterHandle};
+use crate::search::SearchIndex;
 use crate::session::{SessionConfig, SessionDeps, SESSIONS_GROUP};
 use crate::store::{Store, StoreError};
 use crate::supervisor::{ChildSpec, Intensity, Mailbox, RestartPolicy, Root, Tree};
@@ -124,6 +126,8 @@ pub struct Broker {
     pub rooms: RoomsHandle,
     pub webhooks: Addr<Webhooks>,
     pub store: Store,
+    /// The search index (`history.search`); `None` when it could not be opened (logged).
+    pub search: Option<SearchIndex>,
     pub sessions: SessionDeps,
     /// The router threads; kept so they live as long as the broker.
     _arbiters: Vec<Arbiter>,
@@ -137,6 +141,14 @@ impl Broker {
             Durability::Async => Some(config.flush_interval),
         };
         let store = Store::open(config.data_dir.as_deref(), background)?;
+        // Before the store is handed round: every handle then feeds the index's writer.
+        let (search, store) = match SearchIndex::open(config.data_dir.as_deref(), store.clone()) {
+            Ok((search, fed)) => (Some(search), fed),
+            Err(e) => {
+                tracing::error!(actor = search::NAME, error = %e, "search index unavailable: history.search answers not_supported");
+                (None, store)
+            }
+        };
         let root_mailbox = Mailbox::new();
         let tree = Tree::new(root_mailbox.address().recipient());
         let root = root_mailbox.start(Root::new(Arc::clone(&tree), config.exit_on_escalation));
@@ -201,6 +213,10 @@ impl Broker {
             Some(desktop) => rooms.with_desktop(desktop),
             None => rooms,
         };
+        let rooms = match &search {
+            Some(search) => rooms.with_search(search.clone()),
+            None => rooms,
+        };
         let router = RouterHandle::new(shards, rooms.clone());
 
         let webhooks = {
@@ -225,7 +241,7 @@ impl Broker {
             tree: Arc::clone(&tree),
             config: Arc::new(config.session),
         };
-        Ok(Broker { tree, root, router, tracker, sweeper, rooms, webhooks, store, sessions, _arbiters: arbiters })
+        Ok(Broker { tree, root, router, tracker, sweeper, rooms, webhooks, store, search, sessions, _arbiters: arbiters })
     }
 }
 

@@ -88,7 +88,7 @@ impl Rooms {
             published: p,
             created: None,
         });
-        RoomsHandle { registry, started: published, joined: Arc::default(), store, config, desktop: None }
+        RoomsHandle { registry, started: published, joined: Arc::default(), store, config, desktop: None, search: None }
     }
 
     /// The started room, or the persisted one started now (`true`), or `unknown_room`.
@@ -273,6 +273,8 @@ pub struct RoomsHandle {
     config: Arc<RoomsConfig>,
     /// The desktop controller (`desktop.prompt`), when one runs.
     desktop: Option<Recipient<Prompt>>,
+    /// The search index (`history.search`), when it opened.
+    search: Option<crate::search::SearchIndex>,
 }
 
 /// Whether a listing shows `state`: a public room always; a private one only to whom may join it
@@ -391,6 +393,13 @@ impl RoomsHandle {
                 let answer = crate::threads::get(&self.store, caller, &q);
                 Box::pin(async move { answer })
             }
+            Parsed::Search(q) => {
+                let answer = match &self.search {
+                    Some(index) => index.search(&self.store, caller, identity.as_deref(), &q),
+                    None => Err(RoomError::NotSupported("history.search: the search index could not be opened (see the broker's log)".into())),
+                };
+                Box::pin(async move { answer })
+            }
             Parsed::Room { stream, op, download: false } => self.submit(caller, method, stream, op),
             Parsed::Room { stream, op, download: true } => {
                 let meta = self.submit(caller, method, stream, op);
@@ -405,6 +414,12 @@ impl RoomsHandle {
                 })
             }
         }
+    }
+
+    /// Answers `history.search` from this index (`Broker::start`).
+    pub fn with_search(mut self, search: crate::search::SearchIndex) -> Self {
+        self.search = Some(search);
+        self
     }
 
     /// Hands `desktop.prompt` calls to the desktop controller (`Broker::start`).

@@ -1,4 +1,4 @@
-//! The command line: `agent-bridge serve` runs the broker; `send`, `listen`, `ask`, `room`, `call`,
+//! The command line: `agent-bridge serve` runs the broker; `send`, `listen`, `ask`, `room`, `call`, `search`,
 //! `status`, `admin` and `mcp` are clients of it, built on [`crate::client`].
 //!
 //! Client subcommands share `--url`, `--token`, `--client-id`, `--config` and `--json` (see
@@ -14,6 +14,7 @@ pub mod keys;
 pub mod listen;
 pub mod mcp;
 pub mod room;
+pub mod search;
 pub mod send;
 pub mod serve;
 pub mod status;
@@ -57,6 +58,8 @@ pub enum Command {
     Room(room::RoomArgs),
     /// Make any room, proposal, board or file call (`--list` lists them) and print its result.
     Call(call::CallArgs),
+    /// Search the messages you may read (full text, best first).
+    Search(search::SearchArgs),
     /// Show the broker's status.
     #[command(after_help = "Examples:\n  agent-bridge status\n  agent-bridge status --url ws://10.0.0.5:5001 --token \"$KEY\" --json")]
     Status(status::StatusArgs),

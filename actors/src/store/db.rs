@@ -9,6 +9,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
+use super::changes::Feed;
 use super::flusher::Flusher;
 use super::kv::Tree;
 
@@ -50,6 +51,8 @@ pub struct Store {
     /// The sled database and its group-commit thread; `None` for `--in-memory`, whose trees are
     /// [`MemTree`](super::kv::MemTree)s: nothing survives the process, so nothing is flushed.
     pub(super) disk: Option<Disk>,
+    /// Where applied batches report their messages (the search index), if anything follows them.
+    pub(super) feed: Option<Feed>,
 }
 
 /// What a store in a data directory has besides its trees.
@@ -86,6 +89,7 @@ impl Store {
             webhooks: Tree::mem(),
             webhook_failures: Tree::mem(),
             disk: None,
+            feed: None,
         }
     }
 
@@ -104,6 +108,7 @@ impl Store {
             webhooks: tree("webhooks")?,
             webhook_failures: tree("webhook_failures")?,
             disk: Some(Disk { flusher: Flusher::start(db.clone()), db }),
+            feed: None,
         })
     }
 
@@ -120,6 +125,13 @@ impl Store {
             Some(disk) => Ok(disk.db.flush()?),
             None => Ok(0),
         }
+    }
+
+    /// This store, reporting every applied batch's messages to `feed` (set before the handle is
+    /// cloned for the actors).
+    pub fn with_feed(mut self, feed: Feed) -> Self {
+        self.feed = Some(feed);
+        self
     }
 
     /// Bytes the database occupies on disk (0 in memory).

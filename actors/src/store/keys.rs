@@ -49,6 +49,14 @@ pub enum StreamName {
 }
 
 impl StreamName {
+    /// The owned name of a stream.
+    pub fn of(stream: Stream<'_>) -> Self {
+        match stream {
+            Stream::Inbox(c) => StreamName::Inbox(c.to_owned()),
+            Stream::Room(r) => StreamName::Room(r.to_owned()),
+        }
+    }
+
     pub fn as_stream(&self) -> Stream<'_> {
         match self {
             StreamName::Inbox(c) => Stream::Inbox(c),
@@ -57,7 +65,7 @@ impl StreamName {
     }
 
     /// Reads back what [`Stream::key`] wrote.
-    fn from_key(key: &[u8]) -> Option<Self> {
+    pub(super) fn from_key(key: &[u8]) -> Option<Self> {
         let (tag, rest) = key.split_at_checked(2)?;
         let name = String::from_utf8_lossy(rest.strip_suffix(&[0])?).into_owned();
         match tag {

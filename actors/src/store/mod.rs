@@ -11,6 +11,7 @@
 //! | `legacy.rs` | old layouts of stored types, read by the upgrades |
 //! | `threads.rs` | the thread index: a thread's messages across streams |
 //! | `batch.rs` | [`Batch`]: writes to `streams` that land together, atomically |
+//! | `changes.rs` | the change feed: the messages each applied batch stored or removed (for search) |
 //! | `flusher.rs` | group commit: [`Store::commit`] and the thread that flushes for many waiters |
 //! | `streams.rs` | stream counters and messages (inboxes and room streams) |
 //! | `queue.rs` | inbox queue entries, by priority; the unacknowledged ones after a restart |
@@ -52,6 +53,7 @@
 
 mod api_keys;
 mod batch;
+pub mod changes;
 mod db;
 mod expiry;
 pub mod format;
@@ -68,6 +70,7 @@ mod undelivered;
 mod webhooks;
 
 pub use batch::Batch;
+pub use changes::{Change, Feed};
 pub use db::{Store, StoreError, CACHE_BYTES, KEYS_TREE};
 pub use expiry::Expiring;
 pub use format::Stored;
