@@ -104,7 +104,17 @@ impl SearchIndex {
             }
         };
         let reader: IndexReader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        let writer = index.writer_with_num_threads(1, WRITER_BUDGET)?;
+        // A writer of this directory closing in this process (a broker restarted in-process)
+        // lets go of its lock within moments.
+        let started = std::time::Instant::now();
+        let writer = loop {
+            match index.writer_with_num_threads(1, WRITER_BUDGET) {
+                Err(tantivy::TantivyError::LockFailure(..)) if started.elapsed() < Duration::from_secs(3) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        };
         let closing = Arc::new(AtomicBool::new(false));
         let (closed_tx, closed) = std::sync::mpsc::channel();
         let parser = QueryParser::for_index(&index, vec![fields.text, fields.msg_type]);

@@ -99,7 +99,10 @@ impl Writer {
                 }
             }
         }
-        let _ = self.closed.send(());
+        // The index writer (and its lock on the directory) goes before the close is confirmed.
+        let closed = self.closed.clone();
+        drop(self);
+        let _ = closed.send(());
     }
 
     fn apply(&mut self, change: Change) {

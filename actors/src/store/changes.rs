@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
-use super::keys::StreamName;
+use super::names::StreamName;
 
 /// Changes a follower may be behind before new ones are dropped.
 pub const FEED_CAPACITY: usize = 65_536;

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `db.rs` | [`Store`] (the database and its trees), [`StoreError`], opening, [`Store::commit`] |
 //! | `kv.rs` | the backend seam: a `Tree` is a sled tree or a `MemTree` (`BTreeMap` behind a lock) |
+//! | `names.rs` | stream names (inbox or room) and their key prefix |
 //! | `keys.rs` | key encoding: how every record is named, and read back from a scan |
 //! | `format.rs` | the value envelope: a format version before every bincode record, and upgrades |
 //! | `legacy.rs` | old layouts of stored types, read by the upgrades |
@@ -62,6 +63,7 @@ mod idempotency;
 mod keys;
 mod kv;
 pub mod legacy;
+mod names;
 mod queue;
 mod rooms;
 mod streams;
