@@ -92,6 +92,8 @@ pub struct BrokerConfig {
     pub intensity: Intensity,
     /// Stop the process (exit code 70) when a critical child escalates.
     pub exit_on_escalation: bool,
+    /// Keep the search index (`history.search`).
+    pub search: bool,
     /// The desktop controller's settings; `None`: no controller (`desktop.prompt` answers
     /// `not_supported`, as it does in a build without the `desktop` feature).
     pub desktop: Option<messages::DesktopConfig>,
@@ -111,6 +113,7 @@ impl Default for BrokerConfig {
             flush_interval: Duration::from_millis(500),
             intensity: Intensity::default(),
             exit_on_escalation: true,
+            search: true,
             desktop: None,
         }
     }
@@ -142,9 +145,11 @@ impl Broker {
         };
         let store = Store::open(config.data_dir.as_deref(), background)?;
         // Before the store is handed round: every handle then feeds the index's writer.
-        let (search, store) = match SearchIndex::open(config.data_dir.as_deref(), store.clone()) {
-            Ok((search, fed)) => (Some(search), fed),
-            Err(e) => {
+        let opened = if config.search { Some(SearchIndex::open(config.data_dir.as_deref(), store.clone())) } else { None };
+        let (search, store) = match opened {
+            None => (None, store),
+            Some(Ok((search, fed))) => (Some(search), fed),
+            Some(Err(e)) => {
                 tracing::error!(actor = search::NAME, error = %e, "search index unavailable: history.search answers not_supported");
                 (None, store)
             }

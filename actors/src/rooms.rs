@@ -396,7 +396,7 @@ impl RoomsHandle {
             Parsed::Search(q) => {
                 let answer = match &self.search {
                     Some(index) => index.search(&self.store, caller, identity.as_deref(), &q),
-                    None => Err(RoomError::NotSupported("history.search: the search index could not be opened (see the broker's log)".into())),
+                    None => Err(RoomError::NotSupported("history.search: this broker keeps no search index (search_index = false, or it could not be opened: see its log)".into())),
                 };
                 Box::pin(async move { answer })
             }
