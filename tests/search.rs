@@ -235,3 +235,12 @@ async fn the_index_is_rebuilt_from_the_store_when_it_is_missing() {
     assert_eq!(texts(&hit), ["remember the milk"]);
     assert!(dir.path().join("search").is_dir(), "rebuilt in place");
 }
+
+#[tokio::test]
+async fn without_the_index_search_is_not_supported() {
+    let server = InProcess::with_args(&["--search-index", "false"]);
+    send(&server, json!({"from": "alice", "to": "bob", "type": "note", "payload": {"text": "unindexed"}})).await;
+    let (status, answer) = call(&server, "bob", "history.search", json!({"query": "unindexed"})).await;
+    assert_eq!((status, answer["code"].as_str()), (400, Some("not_supported")), "{answer}");
+    server.stop().expect("clean stop");
+}
