@@ -123,6 +123,8 @@ async fn search_ranks_filters_pages_and_shows_only_what_the_caller_may_read() {
         json!({"query": "deploy", "since": "yesterday"}),
         json!({"query": "deploy", "limit": 0}),
         json!({"query": "deploy", "cursor": "nope"}),
+        json!({"query": "deploy", "cursor": "18446744073709551615"}),
+        json!({"query": "deploy", "cursor": "9990", "limit": 20}),
         json!({"query": "x".repeat(2000)}),
         json!({"query": "deploy", "color": "red"}),
     ] {

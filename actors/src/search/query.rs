@@ -108,7 +108,7 @@ impl SearchParams {
         if !(1..=MAX_SEARCH_PAGE).contains(&limit) {
             return Err(invalid(format!("limit must be between 1 and {MAX_SEARCH_PAGE}")));
         }
-        if offset + limit > MAX_SEARCH_DEPTH {
+        if offset.saturating_add(limit) > MAX_SEARCH_DEPTH {
             return Err(invalid(format!("search pages reach at most {MAX_SEARCH_DEPTH} hits deep; narrow the query")));
         }
         let (since_ms, until_ms) = (time("since", self.since)?, time("until", self.until)?);
