@@ -128,6 +128,10 @@ pub struct Config {
     /// Expose POST /admin/fault for recovery tests.
     #[arg(long, env = "BRIDGE_ENABLE_FAULT_INJECTION", num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     pub enable_fault_injection: bool,
+    /// Keep the full-text index of stored messages (`history.search`); off: the call answers
+    /// `not_supported` and nothing is indexed.
+    #[arg(long, env = "BRIDGE_SEARCH_INDEX", num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub search_index: bool,
     /// NATS URL for clustering.
     #[arg(long, env = "BRIDGE_CLUSTER_NATS")]
     pub cluster_nats: String,
@@ -587,6 +591,7 @@ impl Config {
                 within: Duration::from_secs(self.restart_window_s),
             },
             exit_on_escalation: self.exit_on_escalation,
+            search: self.search_index,
             desktop: self.desktop(),
         }
     }

@@ -95,6 +95,9 @@ impl Serving {
                     crate::http::ApiError::new(actix_web::http::StatusCode::BAD_REQUEST, "bad_request", e.to_string()).into()
                 }))
                 .configure(crate::http::routes)
+                // Innermost: handlers read decoded bodies and their answers are compressed.
+                .wrap(actix_web::middleware::from_fn(crate::http::encoding::decode))
+                .wrap(actix_web::middleware::Compress::default())
                 .wrap(actix_web::middleware::from_fn(crate::http::auth::authenticate))
                 .wrap(actix_web::middleware::from_fn(crate::http::edge::body_deadline))
                 .wrap(crate::http::cors(&app_state.config))
@@ -175,6 +178,13 @@ pub async fn close(state: &AppState) {
     }
     if let Err(e) = state.broker.store.flush() {
         tracing::error!(error = %e, "flushing the store at shutdown");
+    }
+    // The search index's last changes are committed off the event loop (bounded).
+    if let Some(search) = state.broker.search.clone() {
+        let closed = tokio::task::spawn_blocking(move || search.close(std::time::Duration::from_secs(5)));
+        if let Err(e) = closed.await {
+            tracing::error!(error = %e, "closing the search index at shutdown");
+        }
     }
 }
 

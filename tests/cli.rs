@@ -10,21 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use common::{Server, WAIT};
+use common::{cli, Server, WAIT};
 use serde_json::{json, Value};
-
-/// The `agent-bridge` binary with a clean environment: no BRIDGE_* from the caller, no user config.
-fn cli(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent-bridge"));
-    cmd.args(args);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("BRIDGE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("XDG_CONFIG_HOME", "/nonexistent/agent-bridge-tests").env("RUST_LOG", "warn");
-    cmd
-}
 
 fn url(server: &Server) -> String {
     format!("ws://127.0.0.1:{}", server.port)

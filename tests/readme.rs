@@ -78,6 +78,10 @@ const BLOCKS: &[(&str, How)] = &[
         How::Elsewhere("benchmarks need a release build and a quiet machine; they are run by hand, not by tests"),
     ),
     (
+        "cargo bench --bench throughput -- flat-memory flat-batch   # single frames vs send_batch of 100, in memory\n",
+        How::Elsewhere("benchmarks need a release build and a quiet machine; they are run by hand, not by tests"),
+    ),
+    (
         "cargo bench --bench idle                      # 10,000 connections (as many as the open-file limit allows), 10 s idle\n\
          MIMALLOC_PURGE_DELAY=0 cargo bench --bench idle   # mimalloc returning freed pages at once (see \"RSS after a burst\")\n",
         How::Elsewhere("benchmarks need a release build and a quiet machine; they are run by hand, not by tests"),
@@ -127,6 +131,7 @@ const BLOCKS: &[(&str, How)] = &[
          claude mcp add agent-bridge -e BRIDGE_TOKEN=your-api-key -- agent-bridge mcp --client-id claude-code   # with auth\n",
         How::Claude,
     ),
+    ("agent-bridge search --client-id code '\"run the tests\"'\n", How::Run(&["browser → code [command]", "run the tests"])),
 ];
 
 /// The `$ command` lines of plain blocks, with the start of what they print (up to the `…`).

@@ -49,6 +49,7 @@ pub mod pool;
 pub mod room;
 pub mod rooms;
 pub mod router;
+pub mod search;
 pub mod session;
 pub mod sse;
 pub mod store;
@@ -69,6 +70,7 @@ use crate::messages::{Durability, PoolDirectory, PoolHooks, ShardLink, ShardPort
 use crate::room::RoomsConfig;
 use crate::rooms::{Rooms, RoomsHandle};
 use crate::router::{Router, RouterConfig, RouterHandle};
+use crate::search::SearchIndex;
 use crate::session::{SessionConfig, SessionDeps, SESSIONS_GROUP};
 use crate::store::{Store, StoreError};
 use crate::supervisor::{ChildSpec, Intensity, Mailbox, RestartPolicy, Root, Tree};
@@ -98,6 +100,8 @@ pub struct BrokerConfig {
     pub intensity: Intensity,
     /// Stop the process (exit code 70) when a critical child escalates.
     pub exit_on_escalation: bool,
+    /// Keep the search index (`history.search`).
+    pub search: bool,
     /// The desktop controller's settings; `None`: no controller (`desktop.prompt` answers
     /// `not_supported`, as it does in a build without the `desktop` feature).
     pub desktop: Option<messages::DesktopConfig>,
@@ -118,6 +122,7 @@ impl Default for BrokerConfig {
             flush_interval: Duration::from_millis(500),
             intensity: Intensity::default(),
             exit_on_escalation: true,
+            search: true,
             desktop: None,
         }
     }
@@ -134,6 +139,8 @@ pub struct Broker {
     pub webhooks: Addr<Webhooks>,
     pub agents: Addr<Agents>,
     pub store: Store,
+    /// The search index (`history.search`); `None` when it could not be opened (logged).
+    pub search: Option<SearchIndex>,
     pub sessions: SessionDeps,
     /// The router threads; kept so they live as long as the broker.
     _arbiters: Vec<Arbiter>,
@@ -147,6 +154,16 @@ impl Broker {
             Durability::Async => Some(config.flush_interval),
         };
         let store = Store::open(config.data_dir.as_deref(), background)?;
+        // Before the store is handed round: every handle then feeds the index's writer.
+        let opened = if config.search { Some(SearchIndex::open(config.data_dir.as_deref(), store.clone())) } else { None };
+        let (search, store) = match opened {
+            None => (None, store),
+            Some(Ok((search, fed))) => (Some(search), fed),
+            Some(Err(e)) => {
+                tracing::error!(actor = search::NAME, error = %e, "search index unavailable: history.search answers not_supported");
+                (None, store)
+            }
+        };
         let root_mailbox = Mailbox::new();
         let tree = Tree::new(root_mailbox.address().recipient());
         let root = root_mailbox.start(Root::new(Arc::clone(&tree), config.exit_on_escalation));
@@ -222,6 +239,10 @@ impl Broker {
             agents_mailbox.supervise_in(&child, &arbiter(), move || Agents::new(c, t, st, ac, sh, p))
         };
         let rooms = rooms.with_agents(agents.clone().recipient());
+        let rooms = match &search {
+            Some(search) => rooms.with_search(search.clone()),
+            None => rooms,
+        };
         let router = RouterHandle::new(shards, rooms.clone()).with_pools(pools);
 
         let webhooks = {
@@ -246,7 +267,7 @@ impl Broker {
             tree: Arc::clone(&tree),
             config: Arc::new(config.session),
         };
-        Ok(Broker { tree, root, router, tracker, sweeper, rooms, webhooks, agents, store, sessions, _arbiters: arbiters })
+        Ok(Broker { tree, root, router, tracker, sweeper, rooms, webhooks, agents, store, search, sessions, _arbiters: arbiters })
     }
 }
 

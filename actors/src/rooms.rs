@@ -90,7 +90,7 @@ impl Rooms {
             published: p,
             created: None,
         });
-        RoomsHandle { registry, started: published, joined: Arc::default(), store, config, desktop: None, agents: None }
+        RoomsHandle { registry, started: published, joined: Arc::default(), store, config, desktop: None, agents: None, search: None }
     }
 
     /// The started room, or the persisted one started now (`true`), or `unknown_room`.
@@ -277,6 +277,8 @@ pub struct RoomsHandle {
     desktop: Option<Recipient<Prompt>>,
     /// The agent registry (`agent.*`, `pool.*`, `task.*`).
     agents: Option<Recipient<AgentCall>>,
+    /// The search index (`history.search`), when it opened.
+    search: Option<crate::search::SearchIndex>,
 }
 
 /// Whether a listing shows `state`: a public room always; a private one only to whom may join it
@@ -400,6 +402,13 @@ impl RoomsHandle {
                 let answer = crate::threads::get(&self.store, caller, &q);
                 Box::pin(async move { answer })
             }
+            Parsed::Search(q) => {
+                let answer = match &self.search {
+                    Some(index) => index.search(&self.store, caller, identity.as_deref(), &q),
+                    None => Err(RoomError::NotSupported("history.search: this broker keeps no search index (search_index = false, or it could not be opened: see its log)".into())),
+                };
+                Box::pin(async move { answer })
+            }
             Parsed::Room { stream, op, download: false } => self.submit(caller, method, stream, op),
             Parsed::Room { stream, op, download: true } => {
                 let meta = self.submit(caller, method, stream, op);
@@ -419,6 +428,12 @@ impl RoomsHandle {
     /// Hands agent, pool and task calls to the agent registry (`Broker::start`).
     pub fn with_agents(mut self, agents: Recipient<AgentCall>) -> Self {
         self.agents = Some(agents);
+        self
+    }
+
+    /// Answers `history.search` from this index (`Broker::start`).
+    pub fn with_search(mut self, search: crate::search::SearchIndex) -> Self {
+        self.search = Some(search);
         self
     }
 

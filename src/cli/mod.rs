@@ -1,5 +1,5 @@
 //! The command line: `agent-bridge serve` runs the broker; `send`, `listen`, `ask`, `room`, `call`,
-//! `agents`, `status`, `admin` and `mcp` are clients of it, built on [`crate::client`].
+//! `agents`, `search`, `status`, `admin` and `mcp` are clients of it, built on [`crate::client`].
 //!
 //! Client subcommands share `--url`, `--token`, `--client-id`, `--config` and `--json` (see
 //! [`common`]); they print results on stdout and diagnostics on stderr, and exit 0 on success,
@@ -15,6 +15,7 @@ pub mod keys;
 pub mod listen;
 pub mod mcp;
 pub mod room;
+pub mod search;
 pub mod send;
 pub mod serve;
 pub mod status;
@@ -60,6 +61,8 @@ pub enum Command {
     Call(call::CallArgs),
     /// List the registered agents and their status, or the pools (`--pools`).
     Agents(agents::AgentsArgs),
+    /// Search the messages you may read (full text, best first).
+    Search(search::SearchArgs),
     /// Show the broker's status.
     #[command(after_help = "Examples:\n  agent-bridge status\n  agent-bridge status --url ws://10.0.0.5:5001 --token \"$KEY\" --json")]
     Status(status::StatusArgs),

@@ -135,7 +135,7 @@ pub async fn stream(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
         };
         Some((Ok::<_, actix_web::Error>(Bytes::from(text)), (rx, ticks, before, since)))
     });
-    let resp = HttpResponse::Ok()
+    let resp = super::encoding::uncompressed(&mut HttpResponse::Ok())
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
         .insert_header(("x-accel-buffering", "no"))

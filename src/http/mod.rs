@@ -9,6 +9,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod health;
 pub mod edge;
+pub mod encoding;
 pub mod keys;
 pub mod mcp;
 pub mod metrics;
@@ -134,6 +135,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/whoami", web::get().to(api::whoami))
         .route("/api/call", web::post().to(rooms::call))
         .route("/api/call", web::get().to(rooms::call_get))
+        .route("/api/search", web::get().to(rooms::search))
         .route("/api/rooms", web::get().to(rooms::list))
         .route("/api/rooms/{room}/history", web::get().to(rooms::history))
         .route("/api/rooms/{room}/files/{name}", web::put().to(rooms::put_file))
@@ -187,6 +189,8 @@ pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::B
             actix_web::error::PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
                 ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", format!("reading body: {io}"))
             }
+            // A compressed body that inflates past every route's limit (`encoding::decode`).
+            actix_web::error::PayloadError::Overflow => ProtocolError::TooLarge { size: buf.len() + 1, limit }.into(),
             _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("reading body: {e}")),
         })?;
         if buf.len() + chunk.len() > limit {

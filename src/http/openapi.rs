@@ -220,6 +220,19 @@ fn rooms() {}
     responses((status = 200, description = OK_JSON)))]
 fn room_history() {}
 
+#[utoipa::path(get, path = "/api/search", tag = "rooms",
+    params(("q" = String, Query, description = "The query: terms, \"phrases\", AND, OR, -term, field:term (text, type, from, thread); 1 to 1024 bytes"),
+           ("client_id" = Option<String>, Query, description = "Who searches; may be left out with credentials bound to one client id"),
+           ("room" = Option<String>, Query, description = "Only this room (and its channels) or room/channel"),
+           ("with" = Option<String>, Query, description = "Only the direct conversation with this client id (not with room)"),
+           ("from" = Option<String>, Query, description = "Only messages sent by this client id"),
+           ("type" = Option<String>, Query, description = "Only messages of exactly this type"),
+           ("since" = Option<String>, Query, description = "RFC 3339: only messages at or after"),
+           ("until" = Option<String>, Query, description = "RFC 3339: only messages before"),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 200), ("cursor" = Option<String>, Query, description = "The previous page's next_cursor")),
+    responses((status = 200, description = "`{query, count, results: [{score, message}], next_cursor}`: the history.search call, best first")))]
+fn search() {}
+
 #[utoipa::path(put, path = "/api/rooms/{room}/files/{name}", tag = "rooms",
     params(("room" = String, Path), ("name" = String, Path), ("from" = Option<String>, Query)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
@@ -391,7 +404,8 @@ impl Modify for Common {
                 let mut errors = vec![
                     ("400", "Bad request (`bad_request`, `bad_frame`, `invalid_client_id`, ...)"),
                     ("404", "Not found"),
-                    ("413", "Body too large (`too_large`)"),
+                    ("413", "Body too large (`too_large`), decoded size when sent with Content-Encoding"),
+                    ("415", "Content-Encoding other than gzip, zstd or identity (`unsupported_encoding`)"),
                     ("503", "Temporarily unavailable"),
                 ];
                 if !public {
@@ -442,7 +456,7 @@ fn a2a_rpc_agent() {}
 #[derive(OpenApi)]
 #[openapi(
     info(title = "agent-bridge", description = "HTTP API of the agent-bridge broker (PROTOCOL.md sections 3 and 5)."),
-    paths(ws, send, send_batch, messages, ack, status, whoami, subscribe, call, call_get, rooms, room_history, put_file, get_file, events,
+    paths(ws, send, send_batch, messages, ack, status, whoami, subscribe, call, call_get, search, rooms, room_history, put_file, get_file, events,
           mcp_post, mcp_get, mcp_delete,
           health, live, ready, startup, metrics, openapi,
           dashboard, home, kick, replay, redeliver, admin_stream,

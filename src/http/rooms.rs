@@ -209,3 +209,32 @@ pub async fn get_file(
         .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file_name}\"")))
         .body(bytes))
 }
+
+/// Query of `GET /api/search`: `history.search`'s params, with `q` for the query; the caller is
+/// `client_id` (`from` is the sender filter here, as in the call).
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    q: String,
+    room: Option<String>,
+    with: Option<String>,
+    from: Option<String>,
+    r#type: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+    client_id: Option<String>,
+}
+
+/// `GET /api/search?q=&client_id=[&room=&with=&from=&type=&since=&until=&limit=&cursor=]`: the
+/// `history.search` call: `{query, count, results: [{score, message}], next_cursor}`.
+pub async fn search(req: HttpRequest, query: web::Query<SearchQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let who = caller(&req, q.client_id.as_deref())?;
+    let params = json!({
+        "query": q.q, "room": q.room, "with": q.with, "from": q.from, "type": q.r#type,
+        "since": q.since, "until": q.until, "limit": q.limit, "cursor": q.cursor,
+    });
+    let result = state.broker.rooms.call(&who, identity(&req), "history.search", &Payload::from_serialize(&params), None).await?;
+    Ok(HttpResponse::Ok().json(result))
+}

@@ -49,7 +49,7 @@ where
     S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + 'static,
     E: Into<Box<dyn std::error::Error>> + 'static,
 {
-    let resp = HttpResponse::Ok()
+    let resp = super::encoding::uncompressed(&mut HttpResponse::Ok())
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
         .insert_header(("x-accel-buffering", "no"))

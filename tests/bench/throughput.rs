@@ -24,6 +24,8 @@
 //! - `flat-ack`: on disk, `require_ack`, the receiver acks every message; counts `acked` receipts.
 //! - `flat-nopersist`: persist=false, 1→1 (drops, if any, are answered `dropped` and counted).
 //! - `flat-4pairs`: persist=true, in memory, 4 sender→receiver pairs at once.
+//! - `flat-batch`: `flat-memory` sent as `send_batch` frames of 100 messages (issue 18: target
+//!   ≥ 3× `flat-memory`'s rate); `BENCH_BATCH` sets the batch size.
 //!
 //! Usage: `cargo bench --bench throughput [-- [--quick] [SCENARIO...]]`; `BENCH_QUICK=1` = `--quick`,
 //! `BENCH_THREADS` sets the client runtime's worker threads (default 2), `BENCH_SERVER_BIN` runs
@@ -141,6 +143,24 @@ fn send_frame(prefix: &str, i: u64, t_ns: u64) -> String {
     s
 }
 
+/// A `send_batch` frame of the `n` messages from `first` on; `prefix` is a `send` frame's start
+/// (its `"type":"send",` becomes the batch's).
+fn batch_frame(prefix: &str, first: u64, n: u64, t_ns: u64) -> String {
+    let entry = prefix.replacen(r#""type":"send","#, "", 1);
+    let mut s = String::with_capacity(32 + n as usize * (entry.len() + PAYLOAD_BYTES + 2));
+    s.push_str(r#"{"type":"send_batch","messages":["#);
+    for i in first..first + n {
+        if i > first {
+            s.push(',');
+        }
+        s.push_str(&entry);
+        write_payload(&mut s, i, t_ns);
+        s.push('}');
+    }
+    s.push_str("]}");
+    s
+}
+
 /// The unsigned integer after `key` (e.g. `"bench_t":`), if any.
 fn number_after(text: &str, key: &str) -> Option<u64> {
     let p = text.find(key)? + key.len();
@@ -176,17 +196,19 @@ struct Scenario {
     ack: bool,
     /// Sender→receiver pairs running at once.
     pairs: usize,
+    /// Messages per frame: 1 sends `send` frames, more sends `send_batch` frames of that many.
+    batch: usize,
 }
 
 impl Scenario {
     /// A windowed, in-memory, 1→1 scenario.
     fn windowed(name: &'static str, title: &'static str, persist: bool, pace: Pace, limit: Duration) -> Scenario {
-        Scenario { name, title, persist, pace, limit, windowed: true, disk: false, ack: false, pairs: 1 }
+        Scenario { name, title, persist, pace, limit, windowed: true, disk: false, ack: false, pairs: 1, batch: 1 }
     }
 
     /// A flat-out scenario: no window.
     fn flat(name: &'static str, title: &'static str, count: u64, limit: Duration) -> Scenario {
-        Scenario { name, title, persist: true, pace: Pace::Flat { count }, limit, windowed: false, disk: false, ack: false, pairs: 1 }
+        Scenario { name, title, persist: true, pace: Pace::Flat { count }, limit, windowed: false, disk: false, ack: false, pairs: 1, batch: 1 }
     }
 }
 
@@ -207,6 +229,8 @@ struct Shared {
     receipts: AtomicU64,
     /// Whether sends wait for a window slot.
     windowed: bool,
+    /// Messages per frame (`send_batch` when above 1; flat-out scenarios only).
+    batch: u64,
     /// Whether `acked` receipts are expected.
     ack: bool,
     /// ns of the first write and of the last `sent` reply.
@@ -255,12 +279,14 @@ async fn writer(
                         p.forget();
                     }
                 }
-                if sink.feed(send_one(i)).await.is_err() {
+                let n = sh.batch.min(count - i);
+                let frame = if sh.batch > 1 { WsMessage::Text(batch_frame(&prefix, i, n, sh.clock.now_ns())) } else { send_one(i) };
+                if sink.feed(frame).await.is_err() {
                     break;
                 }
-                i += 1;
+                i += n;
                 sh.written.store(i, Ordering::Relaxed);
-                unflushed += 1;
+                unflushed += n;
                 if unflushed >= FLUSH_EVERY {
                     if sink.flush().await.is_err() {
                         break;
@@ -346,6 +372,25 @@ async fn reply_reader(mut stream: SplitStream<Ws>, sh: Arc<Shared>) -> SplitStre
                 sh.acked.fetch_add(1, Ordering::AcqRel);
                 sh.last_ack_ns.store(sh.clock.now_ns(), Ordering::Relaxed);
                 sh.window.add_permits(1);
+            }
+            "sent_batch" => {
+                // One result per entry: `status` when sent, `code` when refused.
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                for r in v["results"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                    if r.get("code").is_some() {
+                        sh.errors.fetch_add(1, Ordering::AcqRel);
+                        let mut first = sh.first_error.lock().expect("lock");
+                        if first.is_none() {
+                            *first = Some(r.to_string().chars().take(300).collect());
+                        }
+                    } else {
+                        if r["outcome"] == "dropped" {
+                            sh.dropped.fetch_add(1, Ordering::AcqRel);
+                        }
+                        sh.acked.fetch_add(1, Ordering::AcqRel);
+                    }
+                }
+                sh.last_ack_ns.store(sh.clock.now_ns(), Ordering::Relaxed);
             }
             "error" => {
                 sh.errors.fetch_add(1, Ordering::AcqRel);
@@ -521,6 +566,7 @@ async fn run_scenario(opts: &Opts, sc: &Scenario) -> Outcome {
             dropped: AtomicU64::new(0),
             receipts: AtomicU64::new(0),
             windowed: sc.windowed,
+            batch: sc.batch.max(1) as u64,
             ack: sc.ack,
             first_send_ns: AtomicU64::new(0),
             last_ack_ns: AtomicU64::new(0),
@@ -843,6 +889,10 @@ fn main() {
             pairs: 4,
             pace: Pace::Flat { count: flat_many / 4 },
             ..Scenario::flat("flat-4pairs", "9. Flat out, no window, persist=true, in memory, 4 pairs at once", 0, limit(30, 90))
+        },
+        Scenario {
+            batch: std::env::var("BENCH_BATCH").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(100),
+            ..Scenario::flat("flat-batch", "10. Flat out, no window, persist=true, in memory, 1→1, send_batch frames", flat_1, limit(30, 90))
         },
     ];
     let selected: Vec<&Scenario> = scenarios.iter().filter(|s| opts.wants(s.name)).collect();

@@ -165,13 +165,16 @@ impl Endpoint {
     }
 
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
-        let r = reqwest::Client::new()
-            .post(self.http(path))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("POST");
+        self.post_with(path, &[], body).await
+    }
+
+    /// A JSON `POST` with extra headers (`content-encoding`, ...).
+    pub async fn post_with(&self, path: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let mut req = reqwest::Client::new().post(self.http(path)).header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.body(body).send().await.expect("POST");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -549,6 +552,20 @@ pub fn create_key(dir: &std::path::Path, args: &[&str]) -> String {
 /// One key per `(client id pattern, permissions)`, created as [`create_key`] does.
 pub fn create_keys<const N: usize>(dir: &std::path::Path, grants: [(&str, &str); N]) -> [String; N] {
     grants.map(|(client, permissions)| create_key(dir, &["--client-id", client, "--permissions", permissions]))
+}
+
+/// `agent-bridge ARGS` with the test environment: no `BRIDGE_*` variables, no user config, warnings
+/// only.
+pub fn cli(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent-bridge"));
+    cmd.args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("BRIDGE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("XDG_CONFIG_HOME", "/nonexistent/agent-bridge-tests").env("RUST_LOG", "warn");
+    cmd
 }
 
 /// Waits for `child` at most `within` (killing it and panicking with `what` past that); its output.

@@ -110,6 +110,8 @@ pub(super) enum Parsed {
     List { limit: Option<usize>, cursor: Option<String> },
     /// `thread.get`: read from the store's thread index, not from one room.
     Thread(crate::threads::ThreadQuery),
+    /// `history.search`: answered from the search index.
+    Search(crate::search::SearchQuery),
     /// A room operation; `download` adds the file's contents to the metadata.
     Room { stream: String, op: RoomOp, download: bool },
     /// `desktop.prompt`, for the desktop controller.
@@ -277,6 +279,14 @@ calls! {
         access: Read, channels: false, tool: "get_thread", title: "A conversation thread",
         doc: "The messages of a thread the caller may read (its inbox, its own sends, rooms it is a member of), oldest first: {thread_id, count, messages, next_cursor}.",
     }
+    "history.search" => crate::search::SearchParams, search {
+        access: Read, channels: false, tool: "search_messages", title: "Search message history",
+        doc: "Full-text search (BM25-ranked) over the messages the caller may read: its inbox, its own sends, rooms it is a member of. Query syntax: terms, \"phrases\", AND, OR, -term, field:term (text, type, from, thread). Answers {query, count, results: [{score, message}], next_cursor}.",
+    }
+}
+
+fn search(p: crate::search::SearchParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
+    Ok(Parsed::Search(p.check()?))
 }
 
 // ---------------------------------------------------------------------------------------------

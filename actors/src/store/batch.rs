@@ -4,11 +4,12 @@
 
 use agent_bridge_protocol::{Message, Priority};
 
+use super::changes::Change;
 use super::expiry::Expiring;
 use super::format::encode;
 use super::idempotency::IdempotencyRecord;
 use super::kv::KvBatch;
-use super::keys::{expiry_key, idempotency_key, queue_key, thread_key, with_seq, Stream};
+use super::keys::{expiry_key, idempotency_key, queue_key, thread_key, with_seq, Stream, StreamName};
 use super::queue::QueueEntry;
 use super::db::{Store, StoreError};
 
@@ -17,6 +18,8 @@ use super::db::{Store, StoreError};
 pub struct Batch {
     inner: KvBatch,
     writes: usize,
+    /// The messages stored and removed, for the change feed (`changes.rs`).
+    changes: Vec<Change>,
 }
 
 impl Batch {
@@ -27,6 +30,7 @@ impl Batch {
         self.inner.insert(with_seq(&prefix, msg.seq), encode(msg)?);
         self.inner.insert(prefix, &msg.seq.to_be_bytes());
         self.writes += 2;
+        self.changes.push(Change::Stored(StreamName::of(stream), msg.seq));
         if let Some(thread) = &msg.thread_id {
             self.inner.insert(thread_key(thread, stream, msg.seq), &[][..]);
             self.writes += 1;
@@ -78,6 +82,7 @@ impl Batch {
     pub fn remove_message(&mut self, stream: Stream<'_>, msg: &Message) {
         self.inner.remove(with_seq(&stream.key(), msg.seq));
         self.writes += 1;
+        self.changes.push(Change::Removed(StreamName::of(stream), msg.seq));
         if let Some(thread) = &msg.thread_id {
             self.inner.remove(thread_key(thread, stream, msg.seq));
             self.writes += 1;
@@ -97,10 +102,13 @@ impl Batch {
 }
 
 impl Store {
-    /// Applies a batch atomically.
+    /// Applies a batch atomically, then hands its messages to the change feed, if there is one.
     pub fn apply(&self, batch: Batch) -> Result<(), StoreError> {
         if !batch.is_empty() {
             self.streams.apply_batch(batch.inner)?;
+        }
+        if let Some(feed) = &self.feed {
+            batch.changes.into_iter().for_each(|c| feed.push(c));
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use super::disk::{Disk, Open, SledTree, KEYS_TREE};
+use super::changes::Feed;
 use super::kv::Tree;
 
 /// sled's page cache, in bytes (sled's default is 1 GiB). What does not fit is read back from the
@@ -63,6 +64,8 @@ pub struct Store {
     /// `--in-memory`, whose trees are [`MemTree`](super::kv::MemTree)s: nothing survives the
     /// process, so nothing is flushed.
     pub(super) disk: Option<Arc<Disk>>,
+    /// Where applied batches report their messages (the search index), if anything follows them.
+    pub(super) feed: Option<Feed>,
 }
 
 impl Store {
@@ -103,6 +106,7 @@ impl Store {
             agents: Tree::mem(),
             tasks: Tree::mem(),
             disk: None,
+            feed: None,
         }
     }
 
@@ -126,6 +130,7 @@ impl Store {
             agents: tree("agents"),
             tasks: tree("tasks"),
             disk: Some(disk),
+            feed: None,
         })
     }
 
@@ -142,6 +147,13 @@ impl Store {
             Some(disk) => Ok(disk.flush()?),
             None => Ok(0),
         }
+    }
+
+    /// This store, reporting every applied batch's messages to `feed` (set before the handle is
+    /// cloned for the actors).
+    pub fn with_feed(mut self, feed: Feed) -> Self {
+        self.feed = Some(feed);
+        self
     }
 
     /// Bytes the database occupies on disk (0 in memory, or while it is being reopened).

@@ -9,6 +9,7 @@
 use agent_bridge_protocol::Priority;
 
 use super::db::StoreError;
+pub use super::names::{Stream, StreamName};
 
 /// Prefix of queue entries: `q:<client>\0<level u8><seq BE>`.
 pub(super) const QUEUE: &[u8] = b"q:";
@@ -18,55 +19,6 @@ pub(super) const EXPIRY: &[u8] = b"x:";
 pub(super) const IDEMPOTENCY: &[u8] = b"k:";
 /// Prefix of the thread index: `t:<thread id>\0<stream key><seq BE>`.
 pub(super) const THREAD: &[u8] = b"t:";
-
-/// A message stream: a client's inbox or a room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Stream<'a> {
-    Inbox(&'a str),
-    Room(&'a str),
-}
-
-impl Stream<'_> {
-    /// `i:<client>\0` or `r:<room>\0`: the stream's counter, and the prefix of its messages.
-    pub(super) fn key(self) -> Vec<u8> {
-        let (tag, name) = match self {
-            Stream::Inbox(c) => (b"i:", c),
-            Stream::Room(r) => (b"r:", r),
-        };
-        let mut k = Vec::with_capacity(name.len() + 11);
-        k.extend_from_slice(tag);
-        k.extend_from_slice(name.as_bytes());
-        k.push(0);
-        k
-    }
-}
-
-/// An owned stream name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum StreamName {
-    Inbox(String),
-    Room(String),
-}
-
-impl StreamName {
-    pub fn as_stream(&self) -> Stream<'_> {
-        match self {
-            StreamName::Inbox(c) => Stream::Inbox(c),
-            StreamName::Room(r) => Stream::Room(r),
-        }
-    }
-
-    /// Reads back what [`Stream::key`] wrote.
-    fn from_key(key: &[u8]) -> Option<Self> {
-        let (tag, rest) = key.split_at_checked(2)?;
-        let name = String::from_utf8_lossy(rest.strip_suffix(&[0])?).into_owned();
-        match tag {
-            b"i:" => Some(StreamName::Inbox(name)),
-            b"r:" => Some(StreamName::Room(name)),
-            _ => None,
-        }
-    }
-}
 
 /// `prefix` followed by `seq`, big-endian.
 pub(super) fn with_seq(prefix: &[u8], seq: u64) -> Vec<u8> {

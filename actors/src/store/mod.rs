@@ -6,11 +6,13 @@
 //! |---|---|
 //! | `db.rs` | [`Store`] (the database and its trees), [`StoreError`], opening, [`Store::commit`] |
 //! | `kv.rs` | the backend seam: a `Tree` is a sled tree or a `MemTree` (`BTreeMap` behind a lock) |
+//! | `names.rs` | stream names (inbox or room) and their key prefix |
 //! | `keys.rs` | key encoding: how every record is named, and read back from a scan |
 //! | `format.rs` | the value envelope: a format version before every bincode record, and upgrades |
 //! | `legacy.rs` | old layouts of stored types, read by the upgrades |
 //! | `threads.rs` | the thread index: a thread's messages across streams |
 //! | `batch.rs` | [`Batch`]: writes to `streams` that land together, atomically |
+//! | `changes.rs` | the change feed: the messages each applied batch stored or removed (for search) |
 //! | `disk.rs` | a data directory's sled database, reopenable after a write failure; whether it takes writes |
 //! | `flusher.rs` | group commit: [`Store::commit`] and the thread that flushes for many waiters, probes, reopens |
 //! | `streams.rs` | stream counters and messages (inboxes and room streams) |
@@ -54,6 +56,7 @@
 
 mod api_keys;
 mod batch;
+pub mod changes;
 mod db;
 mod disk;
 mod expiry;
@@ -64,6 +67,7 @@ mod agents;
 mod keys;
 mod kv;
 pub mod legacy;
+mod names;
 mod queue;
 mod rooms;
 mod streams;
@@ -72,6 +76,7 @@ mod undelivered;
 mod webhooks;
 
 pub use batch::Batch;
+pub use changes::{Change, Feed};
 pub use db::{Store, StoreError, CACHE_BYTES};
 pub use disk::KEYS_TREE;
 pub use expiry::Expiring;

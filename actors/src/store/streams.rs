@@ -5,7 +5,7 @@ use agent_bridge_protocol::Message;
 
 use super::format::{intact, Stored};
 use super::legacy::{upgrade_from, MessageV1};
-use super::keys::{be_u64, with_seq, Stream};
+use super::keys::{be_u64, with_seq, Stream, StreamName};
 use super::db::{Store, StoreError};
 
 impl Stored for Message {
@@ -47,6 +47,27 @@ impl Store {
             out.extend(intact::<Message>("streams", &k, &v)?);
         }
         Ok(out)
+    }
+
+    /// Every stored message of every stream (inboxes, then rooms) with its stream, for rebuilding
+    /// what follows the store (the search index). Counters are skipped; a record that does not
+    /// decode is an error item, and the scan goes on.
+    pub fn all_messages(&self) -> impl Iterator<Item = Result<(StreamName, Message), StoreError>> + '_ {
+        let scan = |tag: &'static [u8]| self.streams.scan_prefix(tag);
+        scan(b"i:").chain(scan(b"r:")).filter_map(|item| {
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(e.into())),
+            };
+            // `<tag><name>\0<seq BE>`: a counter is `<tag><name>\0`, with no seq after it.
+            let end = k.iter().position(|&b| b == 0)?;
+            if k.len() != end + 9 {
+                return None;
+            }
+            let stream = StreamName::from_key(&k[..=end])?;
+            // An undecodable record is skipped (logged and counted by `intact`), as everywhere.
+            intact::<Message>("streams", &k, &v).transpose().map(|m| m.map(|m| (stream, m)))
+        })
     }
 
     /// Number of stored messages in a stream.

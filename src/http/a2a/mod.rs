@@ -184,7 +184,7 @@ async fn cancel_task(state: &AppState, agent: Option<&str>, params: &Value) -> R
 fn stream_answer(state: &AppState, id: &Value, started: Result<(Task, tokio::sync::broadcast::Receiver<Value>), A2aError>) -> HttpResponse {
     match started {
         Ok((task, rx)) => {
-            let resp = HttpResponse::Ok()
+            let resp = crate::http::encoding::uncompressed(&mut HttpResponse::Ok())
                 .content_type("text/event-stream")
                 .insert_header(("cache-control", "no-cache"))
                 .insert_header(("x-accel-buffering", "no"))
