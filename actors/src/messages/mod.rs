@@ -7,6 +7,8 @@
 //! probe in for any of them.
 
 pub mod desktop;
+pub mod email;
+pub mod github;
 pub mod room;
 pub mod router;
 pub mod tracker;

@@ -1,5 +1,5 @@
 //! The table of calls (PROTOCOL.md section 4): every `room.*`, `channel.*`, `question.*`,
-//! `proposal.*`, `board.*`, `file.*` and `desktop.*` call declared once, in [`calls!`] — its name, the
+//! `proposal.*`, `board.*`, `file.*`, `desktop.*` and `github.*` call declared once, in [`calls!`] — its name, the
 //! permission it needs, whether it also works on a sub-channel, its MCP tool, its description, its
 //! typed parameters (serde for the wire, `utoipa::ToSchema` for the JSON Schema) and the handler
 //! that checks them and builds the room operation.
@@ -27,6 +27,7 @@ use utoipa::ToSchema;
 use super::checks::{file_name, parse, rule, stream_name, text, upload_op, vote, MAX_DEADLINE_S, MAX_HISTORY, MAX_SHORT, MAX_TEXT};
 use super::requests::CreateRoom;
 use crate::auth::{Identity, Permission};
+use crate::messages::github::IssueSource;
 use crate::messages::Prompt;
 use crate::room::{Column, JoinLink, RoomError, RoomOp, RoomsConfig, Rule};
 
@@ -143,6 +144,8 @@ pub(super) enum Parsed {
     Room { stream: String, op: RoomOp, download: bool },
     /// `desktop.prompt`, for the desktop controller.
     Desktop(Prompt),
+    /// `github.issue`: the card or proposal is read in the room, then handed to the GitHub actor.
+    GitHub { room: String, source: IssueSource, labels: Vec<String> },
 }
 
 /// Declares the calls: the [`CALLS`] table and the [`parse`] dispatch, from one row per call.
@@ -254,6 +257,10 @@ calls! {
     "desktop.prompt" => PromptParams, desktop_prompt {
         access: Write, channels: false, tool: "desktop_prompt", title: "Prompt the desktop app",
         doc: "Put a prompt into the desktop app's window (Claude Desktop), submit it and answer its reply read back through the clipboard: {response}.",
+    }
+    "github.issue" => IssueParams, github_issue {
+        access: Write, channels: false, tool: "github_issue", title: "Open a GitHub issue",
+        doc: "Open an issue in the room's GitHub repository from a board card (card_id) or a decision (proposal_id of a closed proposal), and post its link into the room: {room, repo, number, html_url, card_id | proposal_id, message_seq}. Moves of the card become comments on the issue.",
     }
     "thread.get" => ThreadParams, thread {
         access: Read, channels: false, tool: "get_thread", title: "A conversation thread",
@@ -605,6 +612,33 @@ fn desktop_prompt(p: PromptParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
     }
     let (window, timeout) = (p.window.map(|w| text("window", w, MAX_SHORT)).transpose()?, p.timeout_s.map(Duration::from_secs));
     Ok(Parsed::Desktop(Prompt { text: text("text", p.text, MAX_TEXT)?, window, timeout }))
+}
+
+/// `github.issue`.
+#[derive(Deserialize, ToSchema)]
+pub struct IssueParams {
+    /// The room (not a channel); it must be mapped to a repository.
+    pub room: String,
+    /// The board card (card-1 …); or give proposal_id.
+    pub card_id: Option<String>,
+    /// A closed proposal (p-1 …).
+    pub proposal_id: Option<String>,
+    /// Labels for the issue (at most 10).
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+fn github_issue(p: IssueParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
+    let source = match (p.card_id, p.proposal_id) {
+        (Some(card), None) => IssueSource::Card(text("card_id", card, MAX_SHORT)?),
+        (None, Some(proposal)) => IssueSource::Proposal(text("proposal_id", proposal, MAX_SHORT)?),
+        _ => return Err(RoomError::InvalidParams("give card_id or proposal_id (one of them)".into())),
+    };
+    if p.labels.len() > 10 {
+        return Err(RoomError::InvalidParams("at most 10 labels".into()));
+    }
+    let labels = p.labels.into_iter().map(|l| text("labels", l, 50)).collect::<Result<_, _>>()?;
+    Ok(Parsed::GitHub { room: stream_name(&p.room)?, source, labels })
 }
 
 #[cfg(test)]

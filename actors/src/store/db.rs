@@ -35,6 +35,9 @@ pub enum StoreError {
     Format { what: &'static str, version: u8, supported: u8 },
 }
 
+/// The trees of the integrations' record collections, in the order of `store::Records`.
+pub(super) const RECORD_TREES: [&str; 6] = ["webhooks", "webhook_failures", "email", "email_failures", "github", "github_failures"];
+
 /// Handle to the database; cheap to clone and safe to share between threads.
 #[derive(Clone)]
 pub struct Store {
@@ -45,8 +48,8 @@ pub struct Store {
     pub(super) rooms: Tree,
     pub(super) files: Tree,
     pub(super) keys: Tree,
-    pub(super) webhooks: Tree,
-    pub(super) webhook_failures: Tree,
+    /// The integrations' collections ([`RECORD_TREES`]), indexed by `store::Records`.
+    pub(super) records: [Tree; 6],
     /// The sled database and its group-commit thread; `None` for `--in-memory`, whose trees are
     /// [`MemTree`](super::kv::MemTree)s: nothing survives the process, so nothing is flushed.
     pub(super) disk: Option<Disk>,
@@ -83,8 +86,7 @@ impl Store {
             rooms: Tree::mem(),
             files: Tree::mem(),
             keys: Tree::mem(),
-            webhooks: Tree::mem(),
-            webhook_failures: Tree::mem(),
+            records: std::array::from_fn(|_| Tree::mem()),
             disk: None,
         }
     }
@@ -101,8 +103,13 @@ impl Store {
             rooms: tree("rooms")?,
             files: tree("files")?,
             keys: tree(KEYS_TREE)?,
-            webhooks: tree("webhooks")?,
-            webhook_failures: tree("webhook_failures")?,
+            records: {
+                let mut trees = Vec::new();
+                for name in RECORD_TREES {
+                    trees.push(tree(name)?);
+                }
+                trees.try_into().map_err(|_| StoreError::Corrupt("integration trees".into()))?
+            },
             disk: Some(Disk { flusher: Flusher::start(db.clone()), db }),
         })
     }
