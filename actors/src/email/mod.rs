@@ -33,6 +33,8 @@ pub use compose::{Security, SmtpConfig};
 
 /// Recipients of one subscription.
 pub const MAX_RECIPIENTS: usize = 50;
+/// Subscriptions kept at once (each may hold a digest of `digest_max_events` events).
+pub const MAX_SUBSCRIPTIONS: usize = 1000;
 /// Longest digest window (a day).
 pub const MAX_DIGEST_S: u64 = 86_400;
 /// Mails being sent at once; one more is kept as a failure (`busy`), never queued without bound.
@@ -139,6 +141,9 @@ impl Mailer {
     }
 
     fn subscribe(&mut self, new: NewSubscription, ctx: &mut Context<Self>) -> Result<SubscriptionView, EmailError> {
+        if self.subs.len() >= MAX_SUBSCRIPTIONS {
+            return Err(EmailError::Invalid(format!("at most {MAX_SUBSCRIPTIONS} e-mail subscriptions; remove one first")));
+        }
         let record = validate(new)?;
         self.store.put_record(Records::Email, &record.id, &record)?;
         let _ = self.store.commit();
