@@ -197,7 +197,7 @@ async fn a_digest_batches_the_events_of_its_window_into_one_mail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mail_the_server_cannot_take_is_kept_as_a_failure() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let server = InProcess::with_args(&["--smtp-url", &format!("smtp://127.0.0.1:{closed}"), "--smtp-timeout-s", "2"]);
+    let server = InProcess::with_args(&["--smtp-url", &format!("smtp://127.0.0.1:{closed}"), "--smtp-timeout-s", "2", "--enable-fault-injection"]);
     let sub = subscribe(&server, json!({"to": ["ops@example.org"], "events": ["member_joined"]})).await;
     call(&server, "alice", "room.create", json!({"name": "lab"})).await;
     call(&server, "bob", "room.join", json!({"room": "lab"})).await;
@@ -212,6 +212,13 @@ async fn a_mail_the_server_cannot_take_is_kept_as_a_failure() {
     let listed = subscription(&server, sub["id"].as_str().expect("id")).await;
     assert_eq!(listed["failed"], 1, "{listed}");
     assert!(listed["last_error"].as_str().is_some(), "{listed}");
+
+    // A restarted e-mail actor reloads its subscriptions; the failure stays kept.
+    common::fault_and_restart(&server, "email").await;
+    let (_, list) = server.get("/admin/email").await;
+    assert_eq!(list["count"], 1, "{list}");
+    let (_, failures) = server.get("/admin/email/failures").await;
+    assert_eq!(failures["count"], 1, "{failures}");
 }
 
 #[test]

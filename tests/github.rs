@@ -161,7 +161,7 @@ async fn issues_from_a_card_and_a_decision_are_linked_and_card_moves_are_comment
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn githubs_refusals_are_clear_codes() {
     let gh = github().await;
-    let server = InProcess::with_args(&["--github-api-url", &gh.url(""), "--github-token", TOKEN]);
+    let server = InProcess::with_args(&["--github-api-url", &gh.url(""), "--github-token", TOKEN, "--enable-fault-injection"]);
     for (room, repo) in [("private", "octo/private"), ("limited", "octo/limited"), ("revoked", "octo/revoked"), ("lab", "octo/agents")] {
         ok(&server, "alice", "room.create", json!({"name": room})).await;
         assert_eq!(map(&server, room, repo).await.0, 200);
@@ -177,6 +177,11 @@ async fn githubs_refusals_are_clear_codes() {
         assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{room}: {body}");
         assert!(body["error"].as_str().is_some_and(|e| e.contains(says)), "{room}: {body}");
     }
+    // A restarted GitHub actor keeps its mappings (they are in the store).
+    common::fault_and_restart(&server, "github").await;
+    let (_, repos) = server.get("/admin/github/repos").await;
+    assert_eq!(repos["count"], 4, "{repos}");
+
     let (status, body) = call(&server, "alice", "github.issue", json!({"room": "lab"})).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_params")), "{body}");
     let (status, body) = call(&server, "alice", "github.issue", json!({"room": "lab", "card_id": "card-9"})).await;

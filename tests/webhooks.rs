@@ -131,13 +131,7 @@ async fn deliveries_are_signed_in_each_format_for_each_event() {
     assert!(listed.get("secret").is_none(), "the secret is never listed: {listed}");
 
     // A restarted webhooks actor reloads its registrations from the store.
-    let (status, body) = server.post("/admin/fault", &json!({"actor": "webhooks"})).await;
-    assert_eq!(status, 202, "{body}");
-    common::eventually("the webhooks actor restarted", || async {
-        let (_, tree) = server.get("/admin/supervisors").await;
-        tree["children"].as_array()?.iter().any(|c| c["name"] == "webhooks" && c["restarts"] == 1 && c["state"] == "running").then_some(())
-    })
-    .await;
+    common::fault_and_restart(&server, "webhooks").await;
     let (_, list) = server.get("/admin/webhooks").await;
     assert_eq!(list["count"], 3, "{list}");
 

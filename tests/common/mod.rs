@@ -561,6 +561,18 @@ pub fn wait_output(mut child: Child, within: Duration, what: &str) -> std::proce
     child.wait_with_output().expect("output")
 }
 
+/// Makes the root's child `actor` fail (`POST /admin/fault`, the broker started with
+/// `--enable-fault-injection`) and waits until it runs again after its first restart.
+pub async fn fault_and_restart(server: &Endpoint, actor: &str) {
+    let (status, body) = server.post("/admin/fault", &json!({ "actor": actor })).await;
+    assert_eq!(status, 202, "{body}");
+    eventually(&format!("{actor} restarted"), || async {
+        let (_, tree) = server.get("/admin/supervisors").await;
+        tree["children"].as_array()?.iter().any(|c| c["name"] == actor && c["restarts"] == 1 && c["state"] == "running").then_some(())
+    })
+    .await;
+}
+
 /// `agent-bridge ARGS --url ws://127.0.0.1:PORT` with no user config, within 20 s: its output.
 pub fn cli(port: u16, args: &[&str]) -> std::process::Output {
     let child = Command::new(env!("CARGO_BIN_EXE_agent-bridge"))
