@@ -79,6 +79,7 @@ impl Stored for WebhookRecord {
 
 /// The layout of version 1 (and 0), read by [`WebhookRecord::upgrade`].
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct WebhookRecordV1 {
     id: String,
     url: String,
@@ -218,5 +219,29 @@ impl Refusal for WebhookError {
     }
     fn unavailable() -> Self {
         WebhookError::Unavailable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_registration_is_read_with_its_filter() {
+        let v1 = WebhookRecordV1 {
+            id: "wh_1".into(),
+            url: "https://hooks.example/x".into(),
+            events: vec![EventKind::Message, EventKind::DeadLetter],
+            format: WebhookFormat::Slack,
+            secret: "a-secret-of-sixteen-or-more".into(),
+            client_id: Some("bob".into()),
+            room: None,
+            created_at_ms: 7,
+        };
+        let body = bincode::serde::encode_to_vec(&v1, bincode::config::standard()).expect("encode");
+        let read = WebhookRecord::upgrade(1, &body).expect("upgrade");
+        assert_eq!(read.filter, EventFilter { events: v1.events.clone(), client_id: Some("bob".into()), room: None });
+        assert_eq!((read.id.as_str(), read.format, read.secret.as_str(), read.created_at_ms), ("wh_1", WebhookFormat::Slack, v1.secret.as_str(), 7));
+        assert!(WebhookRecord::upgrade(3, &body).is_err(), "a version it does not know");
     }
 }
