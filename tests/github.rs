@@ -123,6 +123,10 @@ async fn issues_from_a_card_and_a_decision_are_linked_and_card_moves_are_comment
     assert_eq!((link["from"].as_str(), link["payload"]["html_url"].as_str()), (Some("alice"), made["html_url"].as_str()), "{link}");
     assert_eq!(link["seq"], made["message_seq"], "{link} {made}");
 
+    // The card carries its issue.
+    let board = ok(&server, "bob", "board.list", json!({"room": "lab"})).await;
+    assert_eq!(board["cards"][0]["issue"], json!({"repo": "octo/agents", "number": 1, "html_url": made["html_url"]}), "{board}");
+
     let (status, again) = call(&server, "bob", "github.issue", json!({"room": "lab", "card_id": "card-1"})).await;
     assert_eq!((status, again["code"].as_str()), (409, Some("already_exists")), "{again}");
     assert_eq!(issue_hits(&gh).len(), 1, "no second issue for the card");

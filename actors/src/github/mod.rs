@@ -75,7 +75,7 @@ fn repo_key(room: &str) -> String {
 }
 
 fn link_key(room: &str, id: &str) -> String {
-    format!("link:{room}\0{id}")
+    format!("{}{id}", links_prefix(room))
 }
 
 /// `owner/name`, each part of GitHub's characters.
@@ -206,7 +206,7 @@ impl GitHub {
     }
 
     fn links(&self, msg: &ListLinks) -> Result<Vec<IssueLink>, GitHubError> {
-        let prefix = msg.room.as_deref().map_or_else(|| "link:".to_owned(), |r| format!("link:{r}\0"));
+        let prefix = msg.room.as_deref().map_or_else(|| "link:".to_owned(), links_prefix);
         Ok(self.store.records(Records::GitHub, &prefix, msg.limit)?)
     }
 }

@@ -49,6 +49,12 @@ impl IssueSource {
     }
 }
 
+/// The key of a room's links in the store's `github` collection (`link:<room>\0`), followed by the
+/// card or proposal id: the GitHub actor writes them, a room reads its cards' links.
+pub fn links_prefix(room: &str) -> String {
+    format!("link:{room}\0")
+}
+
 /// An issue made from a card or a decision, as stored (`link:<room>\0<id>`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IssueLink {
