@@ -146,7 +146,7 @@ impl Mailer {
         }
         let record = validate(new)?;
         self.store.put_record(Records::Email, &record.id, &record)?;
-        let _ = self.store.commit();
+        drop(self.store.commit()); // flushed with the next group commit; nobody waits
         info!(actor = Mailer::NAME, subscription = %record.id, to = ?record.to, events = ?record.filter.events, "e-mail subscription added");
         let view = self.view(&record);
         self.subs.push(record);
@@ -158,7 +158,7 @@ impl Mailer {
         if !self.store.remove_record(Records::Email, id)? {
             return Err(EmailError::UnknownSubscription(id.to_owned()));
         }
-        let _ = self.store.commit();
+        drop(self.store.commit()); // flushed with the next group commit; nobody waits
         self.subs.retain(|s| s.id != id);
         self.figures.remove(id);
         self.digests.remove(id);

@@ -107,7 +107,7 @@ impl GitHub {
         valid_repo(&msg.repo)?;
         let mapping = RepoMapping { room: msg.room, repo: msg.repo, created_at_ms: Timestamp::now().millis() };
         self.store.put_record(Records::GitHub, &repo_key(&mapping.room), &mapping)?;
-        let _ = self.store.commit();
+        drop(self.store.commit()); // flushed with the next group commit; nobody waits
         info!(actor = GitHub::NAME, room = %mapping.room, repo = %mapping.repo, "room mapped to a GitHub repository");
         Ok(mapping)
     }
@@ -148,7 +148,7 @@ impl GitHub {
                     created_at_ms: Timestamp::now().millis(),
                 };
                 actor.store.put_record(Records::GitHub, &link_key(&link.room, link.source.id()), &link)?;
-                let _ = actor.store.commit();
+                drop(actor.store.commit()); // flushed with the next group commit; nobody waits
                 info!(actor = GitHub::NAME, room = %link.room, repo = %link.repo, number = link.number, "GitHub issue created");
                 Ok((msg.caller, link))
             });
@@ -242,7 +242,7 @@ guarded!(GitHub, UnmapRepo, |g, msg, _| {
     if !g.store.remove_record(Records::GitHub, &repo_key(&msg.0))? {
         return Err(GitHubError::NoRepository(msg.0));
     }
-    let _ = g.store.commit();
+    drop(g.store.commit()); // flushed with the next group commit; nobody waits
     Ok(())
 });
 guarded!(GitHub, ListRepos, |g, _msg, _| Ok(g.store.records(Records::GitHub, "repo:", usize::MAX)?));
