@@ -22,6 +22,8 @@ use agent_bridge_actors::ttl_sweeper::SweepConfig;
 use agent_bridge_actors::session::SessionConfig;
 use agent_bridge_actors::supervisor::Intensity;
 use agent_bridge_actors::agents::AgentsConfig;
+use agent_bridge_actors::email::{MailerConfig, SmtpConfig};
+use agent_bridge_actors::github::GitHubConfig;
 use agent_bridge_actors::webhooks::{BreakerConfig, RetryConfig, WebhooksConfig};
 use agent_bridge_actors::messages::{DesktopConfig, InputMode};
 use agent_bridge_actors::BrokerConfig;
@@ -219,6 +221,37 @@ pub struct Config {
     /// Failed webhook deliveries kept (the oldest beyond are dropped).
     #[arg(long, env = "BRIDGE_WEBHOOK_MAX_FAILURES")]
     pub webhook_max_failures: usize,
+    /// The SMTP server of e-mail notifications: smtp://host:port (plain, a local relay),
+    /// smtp+starttls://host:port (STARTTLS required) or smtps://host:port (implicit TLS); empty: none.
+    #[arg(long, env = "BRIDGE_SMTP_URL")]
+    pub smtp_url: String,
+    /// The sender of e-mail notifications (`name@host` or `Name <name@host>`).
+    #[arg(long, env = "BRIDGE_SMTP_FROM")]
+    pub smtp_from: String,
+    /// SMTP AUTH username (empty: no AUTH).
+    #[arg(long, env = "BRIDGE_SMTP_USERNAME")]
+    pub smtp_username: String,
+    /// SMTP AUTH password (better given as BRIDGE_SMTP_PASSWORD than as a flag).
+    #[arg(long, env = "BRIDGE_SMTP_PASSWORD")]
+    pub smtp_password: String,
+    /// Time to connect to the SMTP server, and for each SMTP command.
+    #[arg(long, env = "BRIDGE_SMTP_TIMEOUT_S")]
+    pub smtp_timeout_s: u64,
+    /// Events one e-mail digest holds (more are counted, not listed).
+    #[arg(long, env = "BRIDGE_EMAIL_DIGEST_MAX_EVENTS")]
+    pub email_digest_max_events: usize,
+    /// Failed mails kept (the oldest beyond are dropped).
+    #[arg(long, env = "BRIDGE_EMAIL_MAX_FAILURES")]
+    pub email_max_failures: usize,
+    /// GitHub's REST API: https://api.github.com, or a GitHub Enterprise server's https://HOST/api/v3.
+    #[arg(long, env = "BRIDGE_GITHUB_API_URL")]
+    pub github_api_url: String,
+    /// A GitHub token that may write issues (better given as BRIDGE_GITHUB_TOKEN); empty: no GitHub.
+    #[arg(long, env = "BRIDGE_GITHUB_TOKEN")]
+    pub github_token: String,
+    /// Time one GitHub request may take.
+    #[arg(long, env = "BRIDGE_GITHUB_TIMEOUT_S")]
+    pub github_timeout_s: u64,
     /// A queued message moves up one priority level per this many seconds.
     #[arg(long, env = "BRIDGE_AGING_S")]
     pub aging_s: f64,
@@ -422,6 +455,16 @@ impl Config {
         {
             return bad("webhook_max_attempts, webhook_breaker_threshold, webhook_max_failures and webhook_timeout_s must be at least 1, webhook_breaker_cooldown_s not negative".into());
         }
+        if let Err(e) = self.smtp() {
+            return bad(e);
+        }
+        if self.smtp_timeout_s == 0 || self.github_timeout_s == 0 || self.email_digest_max_events == 0 || self.email_max_failures == 0 {
+            return bad("smtp_timeout_s, github_timeout_s, email_digest_max_events and email_max_failures must be at least 1".into());
+        }
+        match reqwest::Url::parse(&self.github_api_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            _ => return bad(format!("github_api_url = {:?} must be an http:// or https:// URL", self.github_api_url)),
+        }
         if self.ack_max_attempts == 0 || self.sweep_max_per_pass == 0 || self.sweep_interval_ms == 0 || self.flush_interval_ms == 0 {
             return bad("ack_max_attempts, sweep_max_per_pass, sweep_interval_ms and flush_interval_ms must be at least 1".into());
         }
@@ -499,8 +542,10 @@ impl Config {
     /// The configuration with secrets masked, for the start-up log.
     pub fn redacted(&self) -> Config {
         let mut c = self.clone();
-        if !c.jwt_secret.is_empty() {
-            c.jwt_secret = "<redacted>".into();
+        for secret in [&mut c.jwt_secret, &mut c.smtp_password, &mut c.github_token] {
+            if !secret.is_empty() {
+                *secret = "<redacted>".into();
+            }
         }
         c
     }
@@ -571,6 +616,17 @@ impl Config {
                 breaker: BreakerConfig { threshold: self.webhook_breaker_threshold, cooldown: Duration::from_secs_f64(self.webhook_breaker_cooldown_s) },
                 max_failures: self.webhook_max_failures,
             },
+            email: MailerConfig {
+                smtp: self.smtp().ok().flatten(),
+                max_failures: self.email_max_failures,
+                digest_max_events: self.email_digest_max_events,
+            },
+            github: GitHubConfig {
+                api_url: self.github_api_url.clone(),
+                token: self.github_token.clone(),
+                timeout: Duration::from_secs(self.github_timeout_s),
+                ..GitHubConfig::default()
+            },
             rooms: RoomsConfig {
                 max_file_bytes: self.max_file_bytes,
                 max_rooms_per_client: self.max_rooms_per_client,
@@ -594,6 +650,14 @@ impl Config {
             search: self.search_index,
             desktop: self.desktop(),
         }
+    }
+
+    /// The SMTP server, when `smtp_url` is set.
+    fn smtp(&self) -> Result<Option<SmtpConfig>, String> {
+        if self.smtp_url.is_empty() {
+            return Ok(None);
+        }
+        SmtpConfig::parse(&self.smtp_url, &self.smtp_from, &self.smtp_username, &self.smtp_password, Duration::from_secs(self.smtp_timeout_s.max(1))).map(Some)
     }
 
     /// The desktop controller's settings, when a window is configured.

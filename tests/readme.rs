@@ -55,6 +55,16 @@ const BLOCKS: &[(&str, How)] = &[
     ("agent-bridge send --client-id code --to browser --type result '{\"ok\":true}'\n", How::Run(&["sent msg-", "to browser"])),
     ("curl -s 'localhost:5001/api/messages?to=browser&since=0&wait=30'\n", How::Run(&["\"payload\":{\"ok\":true}", "\"next_since\":1"])),
     (
+        "agent-bridge admin email-subscribe --to ops@example.org --events member_joined,proposal_closed,task_updated --room lab --digest-seconds 300\n\
+         agent-bridge admin email          # subscriptions: mails sent, failed, events pending for the digest\n",
+        How::Run(&["em_", "300"]),
+    ),
+    (
+        "agent-bridge admin github-repo lab octo-org/agents    # PUT /admin/github/repos/lab {\"repo\": \"octo-org/agents\"}\n\
+         agent-bridge admin github-links                       # issues made: room, card or proposal, number, URL\n",
+        How::Run(&["octo-org/agents", "(none)"]),
+    ),
+    (
         "# the first admin key, before the first start (the key is the last line)\n\
          ADMIN=$(agent-bridge keys create --data-dir /var/lib/agent-bridge --client-id ops --permissions admin | tail -n1)\n\
          agent-bridge serve --data-dir /var/lib/agent-bridge --bind 0.0.0.0:5001 &\n\

@@ -6,110 +6,36 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::sink::{Answer, Hit, Sink};
 use common::{Server, Ws};
 use hmac::{Hmac, Mac};
-use parking_lot::Mutex;
 use serde_json::{json, Value};
 use sha2::Sha256;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
-/// One request the receiver got.
-#[derive(Debug, Clone)]
-struct Hit {
-    at: Instant,
-    path: String,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-impl Hit {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
-    }
-}
-
-/// A small HTTP server that records every request and answers `status` (settable).
+/// A webhook receiver: the shared sink, answering `status` (settable).
 struct Receiver {
-    port: u16,
-    hits: Arc<Mutex<Vec<Hit>>>,
+    sink: Sink,
     status: Arc<AtomicU16>,
+}
+
+impl std::ops::Deref for Receiver {
+    type Target = Sink;
+    fn deref(&self) -> &Sink {
+        &self.sink
+    }
 }
 
 impl Receiver {
     async fn start(status: u16) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
-        let port = listener.local_addr().expect("addr").port();
-        let (hits, status) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicU16::new(status)));
-        let (h, s) = (Arc::clone(&hits), Arc::clone(&status));
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let (h, s) = (Arc::clone(&h), Arc::clone(&s));
-                tokio::spawn(async move {
-                    if let Some(hit) = read_request(&mut conn).await {
-                        h.lock().push(hit);
-                        let code = s.load(Ordering::SeqCst);
-                        let answer = format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-                        let _ = conn.write_all(answer.as_bytes()).await;
-                    }
-                });
-            }
-        });
-        Receiver { port, hits, status }
+        let status = Arc::new(AtomicU16::new(status));
+        let s = Arc::clone(&status);
+        let sink = Sink::start(move |_| Answer::empty(s.load(Ordering::SeqCst))).await;
+        Receiver { sink, status }
     }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().clone()
-    }
-
-    /// Waits (bounded) until `n` requests arrived to `path`.
-    async fn wait(&self, path: &str, n: usize) -> Vec<Hit> {
-        let got = common::poll_until(Duration::from_secs(15), || async {
-            let hits: Vec<Hit> = self.hits().into_iter().filter(|h| h.path == path).collect();
-            (hits.len() >= n).then_some(hits)
-        })
-        .await;
-        got.unwrap_or_else(|| panic!("{n} requests to {path}; got {:?}", self.hits()))
-    }
-}
-
-async fn read_request(conn: &mut tokio::net::TcpStream) -> Option<Hit> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk)).await.ok()?.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let path = lines.next()?.split(' ').nth(1)?.to_owned();
-    let headers: HashMap<String, String> =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
-    let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-    while buf.len() < head_end + 4 + len {
-        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk)).await.ok()?.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let body = String::from_utf8_lossy(&buf[head_end + 4..head_end + 4 + len]).into_owned();
-    Some(Hit { at: Instant::now(), path, headers, body })
 }
 
 /// What a receiver does: recompute `v1` over `"<t>.<body>"`, compare in constant time (the
@@ -205,25 +131,12 @@ async fn deliveries_are_signed_in_each_format_for_each_event() {
     assert!(listed.get("secret").is_none(), "the secret is never listed: {listed}");
 
     // A restarted webhooks actor reloads its registrations from the store.
-    let (status, body) = server.post("/admin/fault", &json!({"actor": "webhooks"})).await;
-    assert_eq!(status, 202, "{body}");
-    common::eventually("the webhooks actor restarted", || async {
-        let (_, tree) = server.get("/admin/supervisors").await;
-        tree["children"].as_array()?.iter().any(|c| c["name"] == "webhooks" && c["restarts"] == 1 && c["state"] == "running").then_some(())
-    })
-    .await;
+    common::fault_and_restart(&server, "webhooks").await;
     let (_, list) = server.get("/admin/webhooks").await;
     assert_eq!(list["count"], 3, "{list}");
 
     // `agent-bridge admin webhooks` lists them.
-    let out = Command::new(env!("CARGO_BIN_EXE_agent-bridge"))
-        .args(["admin", "webhooks", "--url", &format!("ws://127.0.0.1:{}", server.port)])
-        .env("XDG_CONFIG_HOME", "/nonexistent/agent-bridge-tests")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let out = common::wait_output(out, Duration::from_secs(20), "admin webhooks");
+    let out = common::cli_at(server.port, &["admin", "webhooks"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("breaker") && text.contains(generic["id"].as_str().expect("id")), "{text}");
 }

@@ -84,6 +84,25 @@ pub struct PoolTag {
 }
 
 impl Envelope {
+    /// A plain send: normal priority, persisted, no ack, no ttl, keys or thread.
+    pub fn plain(from: &str, target: Target, msg_type: &str, payload: Payload, transport: Transport) -> Envelope {
+        Envelope {
+            from: from.to_owned(),
+            target,
+            msg_type: msg_type.to_owned(),
+            payload,
+            priority: Priority::Normal,
+            ttl: None,
+            require_ack: false,
+            correlation_id: None,
+            idempotency_key: None,
+            persist: true,
+            thread_id: None,
+            transport,
+            pool: None,
+        }
+    }
+
     /// The message object for one recipient stream.
     pub fn to_message(&self, id: &str, seq: u64, timestamp: Timestamp) -> Msg {
         let room = match &self.target {

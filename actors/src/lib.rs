@@ -9,6 +9,10 @@
 //!  ├─ ttl_sweeper             TtlSweeper (permanent, critical, own arbiter): bounded expiry passes
 //!  ├─ webhooks                Webhooks (permanent, not critical, own arbiter): registrations,
 //!  │                          signed deliveries with retries, breakers, failed deliveries
+//!  ├─ email                   Mailer (permanent, not critical, own arbiter): e-mail subscriptions,
+//!  │                          mails and digests over SMTP, failed mails
+//!  ├─ github                  GitHub (permanent, not critical, own arbiter): room → repository,
+//!  │                          issues from cards and decisions, comments on card moves
 //!  ├─ desktop                 DesktopController (permanent, not critical, own arbiter; with the
 //!  │                          `desktop` feature and a configured window): `desktop.prompt`, its
 //!  │                          X work on a worker thread of its own
@@ -41,8 +45,10 @@ pub mod batch;
 pub mod delivery;
 #[cfg(feature = "desktop")]
 pub mod desktop;
+pub mod email;
 pub mod envelope;
 pub mod events;
+pub mod github;
 pub mod messages;
 pub mod metrics;
 pub mod pool;
@@ -75,6 +81,8 @@ use crate::session::{SessionConfig, SessionDeps, SESSIONS_GROUP};
 use crate::store::{Store, StoreError};
 use crate::supervisor::{ChildSpec, Intensity, Mailbox, RestartPolicy, Root, Tree};
 use crate::ttl_sweeper::{SweepConfig, TtlSweeper};
+use crate::email::{Mailer, MailerConfig};
+use crate::github::{GitHub, GitHubConfig};
 use crate::webhooks::{Webhooks, WebhooksConfig};
 
 /// Settings of the actor system.
@@ -94,6 +102,10 @@ pub struct BrokerConfig {
     pub webhooks: WebhooksConfig,
     /// The agent registry: when a working agent counts as stuck.
     pub agents: AgentsConfig,
+    /// The SMTP server and the e-mail actor's bounds.
+    pub email: MailerConfig,
+    /// The GitHub API (base URL, token) and the kept failures.
+    pub github: GitHubConfig,
     /// With async durability: how often sled flushes in the background.
     pub flush_interval: Duration,
     /// Restart intensity of permanent children.
@@ -119,6 +131,8 @@ impl Default for BrokerConfig {
             rooms: RoomsConfig::default(),
             webhooks: WebhooksConfig::default(),
             agents: AgentsConfig::default(),
+            email: MailerConfig::default(),
+            github: GitHubConfig::default(),
             flush_interval: Duration::from_millis(500),
             intensity: Intensity::default(),
             exit_on_escalation: true,
@@ -138,6 +152,8 @@ pub struct Broker {
     pub rooms: RoomsHandle,
     pub webhooks: Addr<Webhooks>,
     pub agents: Addr<Agents>,
+    pub email: Addr<Mailer>,
+    pub github: Addr<GitHub>,
     pub store: Store,
     /// The search index (`history.search`); `None` when it could not be opened (logged).
     pub search: Option<SearchIndex>,
@@ -232,6 +248,9 @@ impl Broker {
             Some(desktop) => rooms.with_desktop(desktop),
             None => rooms,
         };
+        // GitHub posts its links into rooms, and rooms hand it `github.issue`: its mailbox first.
+        let github_mailbox = Mailbox::<GitHub>::new();
+        let rooms = rooms.with_github(github_mailbox.address().recipient());
         let agents = {
             let child = tree.register(ChildSpec { critical: false, ..spec(Agents::NAME.into(), Agents::NAME) });
             let ac = AgentsConfig { intensity: config.intensity, ..config.agents.clone() };
@@ -244,11 +263,22 @@ impl Broker {
             None => rooms,
         };
         let router = RouterHandle::new(shards, rooms.clone()).with_pools(pools);
+        let integration = |name: &'static str| tree.register(ChildSpec { critical: false, ..spec(name.into(), name) });
 
         let webhooks = {
-            let child = tree.register(ChildSpec { critical: false, ..spec(Webhooks::NAME.into(), Webhooks::NAME) });
+            let child = integration(Webhooks::NAME);
             let (store, wc, monitor, c) = (store.clone(), config.webhooks.clone(), router.monitor().clone(), child.clone());
             Mailbox::new().supervise_in(&child, &arbiter(), move || Webhooks::new(c, store, wc, monitor))
+        };
+        let email = {
+            let child = integration(Mailer::NAME);
+            let (store, ec, monitor, c) = (store.clone(), config.email.clone(), router.monitor().clone(), child.clone());
+            Mailbox::new().supervise_in(&child, &arbiter(), move || Mailer::new(c, store, ec, monitor))
+        };
+        let github = {
+            let child = integration(GitHub::NAME);
+            let (store, gc, r, c) = (store.clone(), config.github.clone(), rooms.clone(), child.clone());
+            github_mailbox.supervise_in(&child, &arbiter(), move || GitHub::new(c, store, gc, r))
         };
 
         // The sessions group: a node the session children hang under.
@@ -267,7 +297,7 @@ impl Broker {
             tree: Arc::clone(&tree),
             config: Arc::new(config.session),
         };
-        Ok(Broker { tree, root, router, tracker, sweeper, rooms, webhooks, agents, store, search, sessions, _arbiters: arbiters })
+        Ok(Broker { tree, root, router, tracker, sweeper, rooms, webhooks, email, github, agents, store, search, sessions, _arbiters: arbiters })
     }
 }
 

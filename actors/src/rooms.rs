@@ -34,12 +34,14 @@ use crate::room::{
     CallReply, JoinLink, Presence, Room, RoomCall, RoomError, RoomOp, RoomSend, RoomState, RoomsConfig,
     SessionClosed,
 };
+use crate::messages::github::{CreateIssue, GitHubError, IssueSource};
 use crate::messages::{AgentCall, DesktopError, Prompt, Routed};
 use crate::store::Store;
 use crate::supervisor::{guarded, supervisee, ChildHandle, ChildSpec, Mailbox, RestartPolicy, Supervisee, Tree};
 
 mod access;
 mod agent_calls;
+mod call_params;
 pub mod calls;
 mod checks;
 mod requests;
@@ -90,7 +92,7 @@ impl Rooms {
             published: p,
             created: None,
         });
-        RoomsHandle { registry, started: published, joined: Arc::default(), store, config, desktop: None, agents: None, search: None }
+        RoomsHandle { registry, started: published, joined: Arc::default(), store, config, desktop: None, agents: None, search: None, github: None }
     }
 
     /// The started room, or the persisted one started now (`true`), or `unknown_room`.
@@ -279,6 +281,8 @@ pub struct RoomsHandle {
     agents: Option<Recipient<AgentCall>>,
     /// The search index (`history.search`), when it opened.
     search: Option<crate::search::SearchIndex>,
+    /// The GitHub actor (`github.issue`).
+    github: Option<Recipient<CreateIssue>>,
 }
 
 /// Whether a listing shows `state`: a public room always; a private one only to whom may join it
@@ -293,6 +297,36 @@ fn visible(identity: Option<&Identity>, caller: Option<&str>, state: &RoomState)
     match caller {
         Some(client) => may_join_room(identity, client, &state.name, RoomAccess::Private { allow: &state.allow }).is_ok(),
         None => identity.permissions.has(Permission::Admin),
+    }
+}
+
+/// The issue's title and body: a card's title and description, or a closed proposal's text with
+/// its outcome (an open proposal is not a decision: `invalid_params`).
+fn issue_text(room: &str, source: &IssueSource, read: &Value) -> Result<(String, String), RoomError> {
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+    let short = |t: &str| t.lines().next().unwrap_or("-").chars().take(200).collect::<String>();
+    match source {
+        IssueSource::Card(id) => {
+            let cards = read.get("cards").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            let card = cards.iter().find(|c| c["card_id"] == id.as_str()).ok_or_else(|| RoomError::NotFound(format!("no card {id:?} on this board")))?;
+            let description = card.get("description").and_then(Value::as_str).unwrap_or("");
+            let body = format!(
+                "{description}\n\n---\nBoard card `{id}` of room `{room}` (agent-bridge): column {}, created by {}, assignee {}.",
+                s(card, "column"), s(card, "created_by"), s(card, "assignee")
+            );
+            Ok((short(&s(card, "title")), body.trim_start().to_owned()))
+        }
+        IssueSource::Proposal(id) => {
+            if read.get("status").and_then(Value::as_str) != Some("closed") {
+                return Err(RoomError::InvalidParams(format!("proposal {id} is still open: an issue is made from a decision")));
+            }
+            let text = s(read, "text");
+            let body = format!(
+                "{text}\n\n---\nDecision `{id}` of room `{room}` (agent-bridge): {} under rule {}, proposed by {}; tally {}.",
+                s(read, "outcome"), s(read, "rule"), s(read, "created_by"), read.get("tally").cloned().unwrap_or_default()
+            );
+            Ok((format!("Decision: {}", short(&text)), body))
+        }
     }
 }
 
@@ -397,6 +431,7 @@ impl RoomsHandle {
                 let req = agents.send(AgentCall { caller: caller.to_owned(), op });
                 Box::pin(async move { req.await? })
             }
+            Parsed::GitHub { room, source, labels } => self.issue(caller, room, source, labels),
             Parsed::List { limit, cursor } => self.list(Some(caller.to_owned()), identity, limit, cursor),
             Parsed::Thread(q) => {
                 let answer = crate::threads::get(&self.store, caller, &q);
@@ -441,6 +476,27 @@ impl RoomsHandle {
     pub fn with_desktop(mut self, desktop: Recipient<Prompt>) -> Self {
         self.desktop = Some(desktop);
         self
+    }
+
+    /// Hands `github.issue` calls to the GitHub actor (`Broker::start`).
+    pub fn with_github(mut self, github: Recipient<CreateIssue>) -> Self {
+        self.github = Some(github);
+        self
+    }
+
+    /// `github.issue`: reads the card or proposal as `caller` (a member), then the GitHub actor
+    /// makes the issue and posts its link.
+    fn issue(&self, caller: &str, room: String, source: IssueSource, labels: Vec<String>) -> Pending<Value> {
+        let Some(github) = self.github.clone() else { return Box::pin(async { Err(GitHubError::NotConfigured.into()) }) };
+        let read = match &source {
+            IssueSource::Card(_) => self.submit(caller, "board.list", room.clone(), RoomOp::BoardList),
+            IssueSource::Proposal(id) => self.submit(caller, "proposal.get", room.clone(), RoomOp::ProposalGet { proposal_id: Some(id.clone()) }),
+        };
+        let caller = caller.to_owned();
+        Box::pin(async move {
+            let (title, body) = issue_text(&room, &source, &read.await?)?;
+            Ok(github.send(CreateIssue { room, caller, source, title, body, labels }).await.map_err(GitHubError::from)??)
+        })
     }
 
     /// `desktop.prompt`: the controller's answer as `{response}`, or `not_supported` without one.

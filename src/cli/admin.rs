@@ -1,4 +1,5 @@
-//! `agent-bridge admin tree|clients|kick|queues|rooms|keys|webhooks|replay|redeliver|dead-letters`: the
+//! `agent-bridge admin tree|clients|kick|queues|rooms|keys|webhooks|email|email-subscribe|github|
+//! github-repo|github-links|replay|redeliver|dead-letters`: the
 //! admin HTTP API (PROTOCOL.md section 5) as readable tables on a terminal, or its JSON with `--json`.
 //!
 //! Each command is one route and the list in its answer that becomes the table; columns are the
@@ -42,6 +43,21 @@ pub enum AdminCommand {
     Keys,
     /// Webhooks with their deliveries and breaker state (`GET /admin/webhooks`).
     Webhooks,
+    /// E-mail subscriptions with their mails sent and failed (`GET /admin/email`).
+    Email,
+    /// Subscribe addresses to events by e-mail (`POST /admin/email`).
+    EmailSubscribe(EmailArgs),
+    /// Rooms mapped to GitHub repositories (`GET /admin/github/repos`).
+    Github,
+    /// Map a room to a GitHub repository (`PUT /admin/github/repos/{room}`).
+    GithubRepo {
+        /// The room.
+        room: String,
+        /// The repository, owner/name.
+        repo: String,
+    },
+    /// Issues made from cards and decisions (`GET /admin/github/links`).
+    GithubLinks,
     /// Stored messages of a client's inbox or a room, oldest first (`GET /admin/messages`).
     Replay(ReplayArgs),
     /// Send a dead letter to its recipient again (`POST /admin/messages/{id}/redeliver`).
@@ -55,6 +71,27 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+}
+
+/// Flags of `agent-bridge admin email-subscribe`.
+#[derive(Debug, Clone, Args)]
+pub struct EmailArgs {
+    /// A recipient (repeat for more).
+    #[arg(long, required = true)]
+    to: Vec<String>,
+    /// Event names, comma-separated (message, member_joined, member_left, proposal_closed,
+    /// actor_restarted, dead_letter, task_updated).
+    #[arg(long, value_delimiter = ',', required = true)]
+    events: Vec<String>,
+    /// Only events in this room (and its channels).
+    #[arg(long)]
+    room: Option<String>,
+    /// Only events about this client.
+    #[arg(long, value_name = "CLIENT_ID")]
+    client: Option<String>,
+    /// One mail per this many seconds with every event of the window (a digest).
+    #[arg(long)]
+    digest_seconds: Option<u64>,
 }
 
 /// Flags of `agent-bridge admin replay`.
@@ -111,9 +148,27 @@ impl AdminCommand {
             AdminCommand::Rooms => (Method::GET, "/admin/rooms".into(), "rooms"),
             AdminCommand::Keys => (Method::GET, "/admin/keys".into(), "keys"),
             AdminCommand::Webhooks => (Method::GET, "/admin/webhooks".into(), "webhooks"),
+            AdminCommand::Email => (Method::GET, "/admin/email".into(), "subscriptions"),
+            AdminCommand::EmailSubscribe(_) => (Method::POST, "/admin/email".into(), ""),
+            AdminCommand::Github => (Method::GET, "/admin/github/repos".into(), "repos"),
+            AdminCommand::GithubRepo { room, .. } => (Method::PUT, format!("/admin/github/repos/{}", enc(room)), ""),
+            AdminCommand::GithubLinks => (Method::GET, "/admin/github/links".into(), "links"),
             AdminCommand::Replay(r) => (Method::GET, r.path(r.from.as_deref(), r.limit.min(10_000)), "messages"),
             AdminCommand::Redeliver { message_id } => (Method::POST, format!("/admin/messages/{}/redeliver", enc(message_id)), ""),
             AdminCommand::DeadLetters { limit } => (Method::GET, format!("/admin/dead-letters?limit={limit}"), "dead_letters"),
+        }
+    }
+}
+
+impl AdminCommand {
+    /// The request body of the commands that change something.
+    fn body(&self) -> Option<Value> {
+        match self {
+            AdminCommand::EmailSubscribe(e) => Some(serde_json::json!({
+                "to": e.to, "events": e.events, "room": e.room, "client_id": e.client, "digest_seconds": e.digest_seconds,
+            })),
+            AdminCommand::GithubRepo { repo, .. } => Some(serde_json::json!({ "repo": repo })),
+            _ => None,
         }
     }
 }
@@ -129,7 +184,7 @@ pub fn admin(args: &AdminArgs) -> ExitCode {
             }
         }
         let (method, path, rows) = args.command.route();
-        let body = http_json(&url, method, &path, who.token.as_deref(), None)
+        let body = http_json(&url, method, &path, who.token.as_deref(), args.command.body().as_ref())
             .await
             .map_err(|e| Failure::client(&e, &who.url, &format!("calling {path}")))?;
         if who.json {
@@ -149,6 +204,7 @@ pub fn admin(args: &AdminArgs) -> ExitCode {
                 cell(&body["seq"])
             )),
             AdminCommand::Replay(_) => print_messages(&body[rows]),
+            AdminCommand::EmailSubscribe(_) | AdminCommand::GithubRepo { .. } => print_rows(&Value::Array(vec![body])),
             _ => print_rows(&body[rows]),
         }
     })

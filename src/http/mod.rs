@@ -13,6 +13,8 @@ pub mod encoding;
 pub mod keys;
 pub mod mcp;
 pub mod metrics;
+pub mod email;
+pub mod github;
 pub mod openapi;
 pub mod origin;
 pub mod replay;
@@ -169,6 +171,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/webhooks/failures", web::get().to(webhooks::failures))
         .route("/admin/webhooks/failures/{id}/resend", web::post().to(webhooks::resend))
         .route("/admin/webhooks/{id}", web::delete().to(webhooks::remove))
+        .route("/admin/email", web::post().to(email::create))
+        .route("/admin/email", web::get().to(email::list))
+        .route("/admin/email/failures", web::get().to(email::failures))
+        .route("/admin/email/{id}", web::delete().to(email::remove))
+        .route("/admin/github/repos", web::get().to(github::repos))
+        .route("/admin/github/repos/{room}", web::put().to(github::map))
+        .route("/admin/github/repos/{room}", web::delete().to(github::unmap))
+        .route("/admin/github/links", web::get().to(github::links))
+        .route("/admin/github/failures", web::get().to(github::failures))
         .route("/.well-known/agent-card.json", web::get().to(a2a::gateway_card))
         .route("/a2a/{client_id}/.well-known/agent-card.json", web::get().to(a2a::agent_card))
         .route("/a2a", web::post().to(a2a::rpc_gateway))

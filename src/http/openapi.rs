@@ -197,7 +197,8 @@ fn ack() {}
 fn status() {}
 
 #[utoipa::path(post, path = "/api/call", tag = "rooms", request_body = CallBody,
-    responses((status = 200, description = "`{ok, ref, result}`")))]
+    responses((status = 200, description = "`{ok, ref, result}`"),
+              (status = 502, description = "`github.issue`: GitHub refused the request (`github_unauthorized`, `github_forbidden`, `github_not_found`, `github_unprocessable`, `github_error`, `github_unreachable`)", body = ErrorBody)))]
 fn call() {}
 
 #[utoipa::path(get, path = "/api/call", tag = "rooms",
@@ -361,6 +362,62 @@ fn webhook_failures() {}
     responses((status = 202, description = "`{id, status: resending}`; 404 `unknown_failure` or `unknown_webhook`")))]
 fn resend_webhook() {}
 
+#[utoipa::path(post, path = "/admin/email", tag = "admin", request_body = EmailBody,
+    responses((status = 201, description = "`{id, to, events, client_id, room, digest_seconds, created_at, sent, failed, pending, last_error}`; 400 `invalid_address`, `unknown_event`, `bad_request`")))]
+fn create_email() {}
+#[utoipa::path(get, path = "/admin/email", tag = "admin",
+    responses((status = 200, description = "`{count, subscriptions}`, each with `sent`, `failed` and `pending` (events waiting for the digest)")))]
+fn list_email() {}
+#[utoipa::path(delete, path = "/admin/email/{id}", tag = "admin", params(("id" = String, Path)),
+    responses((status = 200, description = "`{id, removed}`; 404 `unknown_subscription`")))]
+fn remove_email() {}
+#[utoipa::path(get, path = "/admin/email/failures", tag = "admin",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 10000)),
+    responses((status = 200, description = "`{count, failures}`: mails not sent (`id, subscription_id, to, subject, events, error, at_ms`), oldest first")))]
+fn email_failures() {}
+
+#[utoipa::path(put, path = "/admin/github/repos/{room}", tag = "admin", params(("room" = String, Path)), request_body = GitHubRepoBody,
+    responses((status = 200, description = "`{room, repo, created_at_ms}`; 400 `invalid_params` for a repo that is not owner/name")))]
+fn map_github_repo() {}
+#[utoipa::path(get, path = "/admin/github/repos", tag = "admin", responses((status = 200, description = "`{count, repos}`")))]
+fn list_github_repos() {}
+#[utoipa::path(delete, path = "/admin/github/repos/{room}", tag = "admin", params(("room" = String, Path)),
+    responses((status = 200, description = "`{room, removed}`; 404 `no_repository`")))]
+fn unmap_github_repo() {}
+#[utoipa::path(get, path = "/admin/github/links", tag = "admin",
+    params(("room" = Option<String>, Query), ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000)),
+    responses((status = 200, description = "`{count, links}`: issues made (`room, source, repo, number, html_url, created_by, created_at_ms`)")))]
+fn github_links() {}
+#[utoipa::path(get, path = "/admin/github/failures", tag = "admin",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 10000)),
+    responses((status = 200, description = "`{count, failures}`: comments GitHub refused (`id, room, what, code, error, at_ms`), oldest first")))]
+fn github_failures() {}
+
+/// `POST /admin/email`.
+#[derive(ToSchema)]
+pub struct EmailBody {
+    /// Recipients, 1 to 50 (`name@host` or `Name <name@host>`; `invalid_address`).
+    #[schema(min_items = 1, max_items = 50)]
+    to: Vec<String>,
+    /// Event names as for webhooks, and `task_updated` (`unknown_event`).
+    events: Vec<String>,
+    /// Only events about this client.
+    client_id: Option<String>,
+    /// Only events in this room and its channels.
+    room: Option<String>,
+    /// One mail per this many seconds with every event of the window (1 to 86400); absent: a mail per event.
+    #[schema(minimum = 1, maximum = 86400)]
+    digest_seconds: Option<u64>,
+}
+
+/// `PUT /admin/github/repos/{room}`.
+#[derive(ToSchema)]
+pub struct GitHubRepoBody {
+    /// `owner/name`.
+    #[schema(example = "octo-org/agents")]
+    repo: String,
+}
+
 /// `POST /admin/webhooks`.
 #[derive(ToSchema)]
 pub struct WebhookBody {
@@ -462,9 +519,11 @@ fn a2a_rpc_agent() {}
           dashboard, home, kick, replay, redeliver, admin_stream,
           supervisors, clients, admin_rooms, queues, dead_letters, fault, create_key, list_keys, revoke_key,
           create_webhook, list_webhooks, remove_webhook, webhook_failures, resend_webhook,
+          create_email, list_email, remove_email, email_failures,
+          map_github_repo, list_github_repos, unmap_github_repo, github_links, github_failures,
           a2a_gateway_card, a2a_agent_card, a2a_rpc_gateway, a2a_rpc_agent),
     components(schemas(ErrorBody, SendBody, SendAnswer, SendBatchBody, BatchResultDoc, SendBatchAnswer, MessageDoc, MessagesAnswer, AckBody, CallBody, FaultBody,
-                       CreateKeyRequest, KeyGrant, KeyView, KeyUsage, WebhookBody, A2aRpcBody)),
+                       CreateKeyRequest, KeyGrant, KeyView, KeyUsage, WebhookBody, EmailBody, GitHubRepoBody, A2aRpcBody)),
     security(("bearer" = [])),
     modifiers(&Common),
 )]

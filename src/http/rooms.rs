@@ -18,6 +18,9 @@ use super::{parse_json, read_body, ApiError, AppState};
 
 /// The HTTP status of a room error.
 pub fn status(e: &RoomError) -> StatusCode {
+    if let RoomError::GitHub(e) = e {
+        return super::github::status(e);
+    }
     match e.code() {
         "unknown_room" | "not_found" | "unknown_method" => StatusCode::NOT_FOUND,
         "not_member" | "forbidden" | "quota_exceeded" => StatusCode::FORBIDDEN,

@@ -9,7 +9,7 @@ use actix::{Handler, Message};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use agent_bridge_actors::webhooks::{
-    ListFailures, ListWebhooks, NewWebhook, Register, RemoveWebhook, Resend, WebhookError, Webhooks,
+    ListFailures, ListWebhooks, NewWebhook, Register, RemoveWebhook, Resend, WebhookError,
 };
 use serde_json::json;
 
@@ -30,15 +30,19 @@ impl From<WebhookError> for ApiError {
     }
 }
 
-/// Sends `msg` to the webhooks actor and answers its result.
-async fn ask<M, T>(state: &AppState, msg: M) -> Result<T, ApiError>
+/// Sends `msg` to an integration actor (webhooks, e-mail, GitHub) and answers its result.
+pub(super) async fn ask<A, M, T, E>(actor: &actix::Addr<A>, msg: M) -> Result<T, ApiError>
 where
-    M: Message<Result = Result<T, WebhookError>> + Send + 'static,
+    A: Handler<M>,
+    M: Message<Result = Result<T, E>> + Send + 'static,
     T: Send + 'static,
-    Webhooks: Handler<M>,
-    <Webhooks as actix::Actor>::Context: ToEnvelope<Webhooks, M>,
+    E: From<actix::MailboxError> + Into<ApiError> + Send + 'static,
+    A::Context: ToEnvelope<A, M>,
 {
-    Ok(state.broker.webhooks.send(msg).await.map_err(WebhookError::from)??)
+    match actor.send(msg).await {
+        Ok(answer) => answer.map_err(Into::into),
+        Err(e) => Err(E::from(e).into()),
+    }
 }
 
 /// `POST /admin/webhooks {url, events, format?, secret?, client_id?, room?}`: 201 with the id and
@@ -46,7 +50,7 @@ where
 pub async fn create(_admin: Admin, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let body = read_body(payload, 64 * 1024).await?;
     let req: NewWebhook = parse_json(&body, "webhook request")?;
-    let created = ask(&state, Register(req)).await?;
+    let created = ask(&state.broker.webhooks, Register(req)).await?;
     let mut view = serde_json::to_value(created).unwrap_or_default();
     view["note"] = json!("store this secret now: it is shown only once");
     Ok(HttpResponse::Created().json(view))
@@ -54,24 +58,24 @@ pub async fn create(_admin: Admin, payload: web::Payload, state: web::Data<AppSt
 
 /// `GET /admin/webhooks`: every webhook with `delivered`, `failed` and `breaker`.
 pub async fn list(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let hooks = ask(&state, ListWebhooks).await?;
+    let hooks = ask(&state.broker.webhooks, ListWebhooks).await?;
     Ok(HttpResponse::Ok().json(json!({ "count": hooks.len(), "webhooks": hooks })))
 }
 
 /// `DELETE /admin/webhooks/{id}`.
 pub async fn remove(_admin: Admin, id: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    ask(&state, RemoveWebhook(id.clone())).await?;
+    ask(&state.broker.webhooks, RemoveWebhook(id.clone())).await?;
     Ok(HttpResponse::Ok().json(json!({ "id": id.as_str(), "removed": true })))
 }
 
 /// `GET /admin/webhooks/failures?limit=`: deliveries given up, oldest first.
 pub async fn failures(_admin: Admin, query: web::Query<LimitQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let failures = ask(&state, ListFailures(query.limit(100, 10_000))).await?;
+    let failures = ask(&state.broker.webhooks, ListFailures(query.limit(100, 10_000))).await?;
     Ok(HttpResponse::Ok().json(json!({ "count": failures.len(), "failures": failures })))
 }
 
 /// `POST /admin/webhooks/failures/{id}/resend`: 202; the delivery starts again with its retries.
 pub async fn resend(_admin: Admin, id: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    ask(&state, Resend(id.clone())).await?;
+    ask(&state.broker.webhooks, Resend(id.clone())).await?;
     Ok(HttpResponse::Accepted().json(json!({ "id": id.as_str(), "status": "resending" })))
 }

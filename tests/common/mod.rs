@@ -518,6 +518,7 @@ pub fn raw_request(method: &str, path: &str, headers: &[(&str, &str)], body: &st
     r.into_bytes()
 }
 pub mod python;
+pub mod sink;
 
 /// The lines `reader` (a child's stdout) writes, as they come, read on a thread of their own.
 pub fn lines_of(reader: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
@@ -575,6 +576,31 @@ pub fn wait_output(mut child: Child, within: Duration, what: &str) -> std::proce
         panic!("did not finish in time: {what}");
     }
     child.wait_with_output().expect("output")
+}
+
+/// Makes the root's child `actor` fail (`POST /admin/fault`, the broker started with
+/// `--enable-fault-injection`) and waits until it runs again after its first restart.
+pub async fn fault_and_restart(server: &Endpoint, actor: &str) {
+    let (status, body) = server.post("/admin/fault", &json!({ "actor": actor })).await;
+    assert_eq!(status, 202, "{body}");
+    eventually(&format!("{actor} restarted"), || async {
+        let (_, tree) = server.get("/admin/supervisors").await;
+        tree["children"].as_array()?.iter().any(|c| c["name"] == actor && c["restarts"] == 1 && c["state"] == "running").then_some(())
+    })
+    .await;
+}
+
+/// `agent-bridge ARGS --url ws://127.0.0.1:PORT` with no user config, within 20 s: its output.
+pub fn cli_at(port: u16, args: &[&str]) -> std::process::Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_agent-bridge"))
+        .args(args)
+        .args(["--url", &format!("ws://127.0.0.1:{port}")])
+        .env("XDG_CONFIG_HOME", "/nonexistent/agent-bridge-tests")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn agent-bridge");
+    wait_output(child, Duration::from_secs(20), &args.join(" "))
 }
 
 /// Runs `agent-bridge mcp` as an MCP host does: writes `initialize`, then `tools/call` of `tool`

@@ -9,8 +9,13 @@ fn imports(python: &str, module: &str) -> bool {
     Command::new(python).args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
 }
 
+/// One test at a time makes or fills a venv: tests of one binary run on threads, and a second
+/// one must not use a venv the first is still creating.
+static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A `python3` that can import every `(module, pip package)` of `needs`; panics saying what failed.
 pub fn with(venv_name: &str, needs: &[(&str, &str)]) -> String {
+    let _one_at_a_time = MAKING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if needs.iter().all(|(m, _)| imports("python3", m)) {
         return "python3".into();
     }

@@ -8,6 +8,8 @@
 
 pub mod agents;
 pub mod desktop;
+pub mod email;
+pub mod github;
 pub mod room;
 pub mod router;
 pub mod tracker;

@@ -4,6 +4,7 @@ use actix::MailboxError;
 use thiserror::Error;
 
 use super::desktop::DesktopError;
+use super::github::GitHubError;
 use crate::store::StoreError;
 use crate::supervisor::{Failure, Refusal};
 
@@ -52,6 +53,9 @@ pub enum RoomError {
     /// `desktop.prompt`: the controller's own error and code.
     #[error(transparent)]
     Desktop(#[from] DesktopError),
+    /// `github.issue`: the GitHub integration's error and code.
+    #[error(transparent)]
+    GitHub(#[from] GitHubError),
     #[error("room mailbox: {0}")]
     Mailbox(#[from] MailboxError),
 }
@@ -80,6 +84,7 @@ impl RoomError {
             RoomError::Internal(_) => "internal",
             RoomError::Unavailable | RoomError::Mailbox(_) => "unavailable",
             RoomError::Desktop(e) => e.code(),
+            RoomError::GitHub(e) => e.code(),
         }
     }
 }

@@ -4,7 +4,8 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::events::EventKind;
+use crate::events::{kind_names, EventFilter, EventKind, FilterError};
+use crate::store::format::decode_body;
 use crate::store::{Stored, StoreError};
 use crate::supervisor::{Failure, Refusal};
 
@@ -48,16 +49,46 @@ pub struct NewWebhook {
 pub struct WebhookRecord {
     pub id: String,
     pub url: String,
-    pub events: Vec<EventKind>,
+    /// The events it wants (the filter e-mail subscriptions use too).
+    pub filter: EventFilter,
     pub format: WebhookFormat,
     pub secret: String,
-    pub client_id: Option<String>,
-    pub room: Option<String>,
     pub created_at_ms: i64,
 }
 
 impl Stored for WebhookRecord {
     const WHAT: &'static str = "webhook";
+    /// 2: the event filter as one [`EventFilter`] after the url.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, StoreError> {
+        if version > 1 {
+            return Err(StoreError::Corrupt(format!("a stored webhook has format version {version}, which this build cannot upgrade")));
+        }
+        let v1: WebhookRecordV1 = decode_body(body)?;
+        Ok(WebhookRecord {
+            id: v1.id,
+            url: v1.url,
+            filter: EventFilter { events: v1.events, client_id: v1.client_id, room: v1.room },
+            format: v1.format,
+            secret: v1.secret,
+            created_at_ms: v1.created_at_ms,
+        })
+    }
+}
+
+/// The layout of version 1 (and 0), read by [`WebhookRecord::upgrade`].
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct WebhookRecordV1 {
+    id: String,
+    url: String,
+    events: Vec<EventKind>,
+    format: WebhookFormat,
+    secret: String,
+    client_id: Option<String>,
+    room: Option<String>,
+    created_at_ms: i64,
 }
 
 /// A registration as listed: no secret, with its endpoint's figures.
@@ -139,7 +170,7 @@ pub struct Resend(pub String);
 pub enum WebhookError {
     #[error("invalid url: {0}")]
     InvalidUrl(String),
-    #[error("unknown event {0:?}: use message, member_joined, member_left, proposal_closed, actor_restarted or dead_letter")]
+    #[error("unknown event {0:?}: use one of {names}", names = kind_names())]
     UnknownEvent(String),
     #[error("{0}")]
     Invalid(String),
@@ -174,11 +205,44 @@ impl WebhookError {
     }
 }
 
+impl From<FilterError> for WebhookError {
+    fn from(e: FilterError) -> Self {
+        match e {
+            FilterError::UnknownEvent(name) => WebhookError::UnknownEvent(name),
+            FilterError::Invalid(why) => WebhookError::Invalid(why),
+        }
+    }
+}
+
 impl Refusal for WebhookError {
     fn internal(failure: &Failure) -> Self {
         WebhookError::Internal(failure.reason.clone())
     }
     fn unavailable() -> Self {
         WebhookError::Unavailable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_registration_is_read_with_its_filter() {
+        let v1 = WebhookRecordV1 {
+            id: "wh_1".into(),
+            url: "https://hooks.example/x".into(),
+            events: vec![EventKind::Message, EventKind::DeadLetter],
+            format: WebhookFormat::Slack,
+            secret: "a-secret-of-sixteen-or-more".into(),
+            client_id: Some("bob".into()),
+            room: None,
+            created_at_ms: 7,
+        };
+        let body = bincode::serde::encode_to_vec(&v1, bincode::config::standard()).expect("encode");
+        let read = WebhookRecord::upgrade(1, &body).expect("upgrade");
+        assert_eq!(read.filter, EventFilter { events: v1.events.clone(), client_id: Some("bob".into()), room: None });
+        assert_eq!((read.id.as_str(), read.format, read.secret.as_str(), read.created_at_ms), ("wh_1", WebhookFormat::Slack, v1.secret.as_str(), 7));
+        assert!(WebhookRecord::upgrade(3, &body).is_err(), "a version it does not know");
     }
 }

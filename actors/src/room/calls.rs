@@ -11,7 +11,11 @@ use serde_json::{json, Value};
 use tracing::{error, info};
 
 use crate::delivery::Backlog;
-use crate::store::Stream;
+use crate::messages::github::{links_prefix, IssueLink, IssueSource};
+use crate::store::{Records, Stream};
+
+/// Issue links a board listing reads at most.
+const MAX_LINKS: usize = 10_000;
 
 use super::*;
 
@@ -152,7 +156,7 @@ impl Room {
             }
             RoomOp::BoardList => {
                 self.require_member(&caller)?;
-                reply(json!({ "room": stream, "columns": Column::NAMES, "cards": self.state.cards }))
+                reply(json!({ "room": stream, "columns": Column::NAMES, "cards": self.cards_with_issues()? }))
             }
             RoomOp::FileUpload { name, sha256, bytes } => {
                 self.require_member(&caller)?;
@@ -307,6 +311,19 @@ impl Room {
         let durable = self.persist()?;
         self.event(stream, event, data.as_ref().unwrap_or(&value), None);
         Ok(CallReply { value, durable })
+    }
+
+    /// The cards, each with `issue: {repo, number, html_url}` when a GitHub issue was made from it.
+    fn cards_with_issues(&self) -> Result<Vec<Value>, RoomError> {
+        let links: Vec<IssueLink> = self.store.records(Records::GitHub, &links_prefix(self.name()), MAX_LINKS)?;
+        let cards = self.state.cards.iter().map(|c| {
+            let mut v = json!(c);
+            if let Some(l) = links.iter().find(|l| l.source == IssueSource::Card(c.card_id.clone())) {
+                v["issue"] = json!({ "repo": l.repo, "number": l.number, "html_url": l.html_url });
+            }
+            v
+        });
+        Ok(cards.collect())
     }
 
     pub(super) fn proposal(&self, id: &str) -> Result<&Proposal, RoomError> {

@@ -320,8 +320,8 @@ impl Room {
         self.streams.get(stream).is_some_and(|l| l.links.iter().any(|k| k.client_id == client))
     }
 
-    /// Sends an event to every session joined to `stream`, except `skip`; membership and proposal
-    /// events also go to the event bus ([`crate::events`]) for integrations.
+    /// Sends an event to every session joined to `stream`, except `skip`; membership, proposal
+    /// and board (`task_updated`) events also go to the event bus ([`crate::events`]) for integrations.
     fn event(&self, stream: &str, name: &str, data: &Value, skip: Option<&str>) {
         self.publish(stream, name, data);
         let Some(live) = self.streams.get(stream) else { return };
@@ -338,7 +338,11 @@ impl Room {
     fn publish(&self, stream: &str, name: &str, data: &Value) {
         let bus = self.child.events();
         let room_kind = |k: &EventKind| matches!(k, EventKind::MemberJoined | EventKind::MemberLeft | EventKind::ProposalClosed);
-        let Some(kind) = EventKind::parse(name).filter(room_kind).filter(|_| bus.watched()) else { return };
+        let kind = match name {
+            "board_changed" => Some(EventKind::TaskUpdated),
+            other => EventKind::parse(other).filter(room_kind),
+        };
+        let Some(kind) = kind.filter(|_| bus.watched()) else { return };
         let client = data.get("client_id").and_then(Value::as_str).map(str::to_owned);
         bus.publish(BridgeEvent::now(kind, client, Some(stream.to_owned()), data.clone()));
     }

@@ -1,5 +1,5 @@
 //! The table of calls (PROTOCOL.md section 4): every `room.*`, `channel.*`, `question.*`,
-//! `proposal.*`, `board.*`, `file.*` and `desktop.*` call declared once, in [`calls!`] — its name, the
+//! `proposal.*`, `board.*`, `file.*`, `desktop.*` and `github.*` call declared once, in [`calls!`] — its name, the
 //! permission it needs, whether it also works on a sub-channel, its MCP tool, its description, its
 //! typed parameters (serde for the wire, `utoipa::ToSchema` for the JSON Schema) and the handler
 //! that checks them and builds the room operation.
@@ -26,9 +26,11 @@ use utoipa::ToSchema;
 
 use super::checks::{file_name, parse, rule, stream_name, text, upload_op, vote, MAX_DEADLINE_S, MAX_HISTORY, MAX_SHORT, MAX_TEXT};
 use super::agent_calls::*;
+use super::call_params::*;
 use super::requests::CreateRoom;
 pub use super::access::Access;
 use crate::auth::Identity;
+use crate::messages::github::IssueSource;
 use crate::messages::Prompt;
 use crate::room::{Column, JoinLink, RoomError, RoomOp, RoomsConfig, Rule};
 
@@ -118,6 +120,8 @@ pub(super) enum Parsed {
     Desktop(Prompt),
     /// `agent.*`, `pool.*`, `task.*`, for the agent registry.
     Agent(crate::messages::AgentOp),
+    /// `github.issue`: the card or proposal is read in the room, then handed to the GitHub actor.
+    GitHub { room: String, source: IssueSource, labels: Vec<String> },
 }
 
 /// The handler of every agent, pool and task call: its params build the registry's operation.
@@ -274,6 +278,10 @@ calls! {
     "task.cancel" => CancelParams, agent {
         access: Write, channels: false, tool: "cancel_task", title: "Cancel a task",
         doc: "The assigner cancels an unfinished task; the assignee gets a task_canceled message. Answers the task.",
+    }
+    "github.issue" => IssueParams, github_issue {
+        access: Write, channels: false, tool: "github_issue", title: "Open a GitHub issue",
+        doc: "Open an issue in the room's GitHub repository from a board card (card_id) or a decision (proposal_id of a closed proposal), and post its link into the room: {room, repo, number, html_url, card_id | proposal_id, message_seq}. Moves of the card become comments on the issue.",
     }
     "thread.get" => ThreadParams, thread {
         access: Read, channels: false, tool: "get_thread", title: "A conversation thread",
@@ -595,17 +603,6 @@ fn upload(p: UploadParams, cx: Cx<'_>) -> Result<Parsed, RoomError> {
     on(&p.room, upload_op(limit, file_name(p.name)?, bytes)?)
 }
 
-/// `file.download`.
-#[derive(Deserialize, ToSchema)]
-pub struct DownloadParams {
-    /// The room (not a channel).
-    pub room: String,
-    /// The file's id (or give name).
-    pub file_id: Option<String>,
-    /// The newest file of this name.
-    pub name: Option<String>,
-}
-
 fn download(p: DownloadParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
     let file = p.file_id.or(p.name).ok_or_else(|| RoomError::InvalidParams("file_id (or name) is required".into()))?;
     Ok(Parsed::Room { stream: stream_name(&p.room)?, op: RoomOp::FileMeta { file }, download: true })
@@ -615,24 +612,25 @@ fn file_list(p: RoomParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
     on(&p.room, RoomOp::FileList)
 }
 
-/// `desktop.prompt`.
-#[derive(Deserialize, ToSchema)]
-pub struct PromptParams {
-    /// The prompt.
-    pub text: String,
-    /// A title (substring) of the window to use instead of the configured one.
-    pub window: Option<String>,
-    /// Give up after this many seconds (default: the configured desktop timeout).
-    #[schema(minimum = 1, maximum = 3600)]
-    pub timeout_s: Option<u64>,
-}
-
 fn desktop_prompt(p: PromptParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
     if p.timeout_s.is_some_and(|t| !(1..=3600).contains(&t)) {
         return Err(RoomError::InvalidParams("timeout_s must be between 1 and 3600".into()));
     }
     let (window, timeout) = (p.window.map(|w| text("window", w, MAX_SHORT)).transpose()?, p.timeout_s.map(Duration::from_secs));
     Ok(Parsed::Desktop(Prompt { text: text("text", p.text, MAX_TEXT)?, window, timeout }))
+}
+
+fn github_issue(p: IssueParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
+    let source = match (p.card_id, p.proposal_id) {
+        (Some(card), None) => IssueSource::Card(text("card_id", card, MAX_SHORT)?),
+        (None, Some(proposal)) => IssueSource::Proposal(text("proposal_id", proposal, MAX_SHORT)?),
+        _ => return Err(RoomError::InvalidParams("give card_id or proposal_id (one of them)".into())),
+    };
+    if p.labels.len() > 10 {
+        return Err(RoomError::InvalidParams("at most 10 labels".into()));
+    }
+    let labels = p.labels.into_iter().map(|l| text("labels", l, 50)).collect::<Result<_, _>>()?;
+    Ok(Parsed::GitHub { room: stream_name(&p.room)?, source, labels })
 }
 
 #[cfg(test)]

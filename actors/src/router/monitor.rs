@@ -9,7 +9,10 @@ use agent_bridge_protocol::Timestamp;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use actix::{Actor, AsyncContext, Context, SpawnHandle, StreamHandler};
+
 use crate::delivery::{Envelope, Target};
+use crate::events::{stream_of, BridgeEvent, EventKind};
 
 /// Summaries kept for a slow watcher before it starts losing them.
 const CAPACITY: usize = 1024;
@@ -71,5 +74,31 @@ impl Monitor {
     /// A new watcher, seeing what is routed from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Traffic>> {
         self.0.subscribe()
+    }
+
+    /// For an integration actor (webhooks, e-mail): keeps its subscription `current` while it
+    /// `wants` routed messages, and only then (the tap builds summaries only while somebody
+    /// watches); answers the subscription to keep.
+    pub fn watch<A>(&self, actor: &'static str, wants: bool, current: Option<SpawnHandle>, ctx: &mut Context<A>) -> Option<SpawnHandle>
+    where
+        A: Actor<Context = Context<A>> + StreamHandler<Arc<Traffic>>,
+    {
+        match (wants, current) {
+            (true, None) => Some(ctx.add_stream(stream_of(actor, self.subscribe()))),
+            (true, Some(handle)) => Some(handle),
+            (false, Some(handle)) => {
+                ctx.cancel_future(handle);
+                None
+            }
+            (false, None) => None,
+        }
+    }
+}
+
+impl Traffic {
+    /// The `message` event of this summary, as integrations see it.
+    pub fn event(&self) -> BridgeEvent {
+        let data = serde_json::to_value(self).unwrap_or_default();
+        BridgeEvent { kind: EventKind::Message, at: self.at, client_id: self.to.clone(), room: self.room.clone(), data }
     }
 }

@@ -44,6 +44,9 @@ impl StoreError {
     }
 }
 
+/// The trees of the integrations' record collections, in the order of `store::Records`.
+pub(super) const RECORD_TREES: [&str; 6] = ["webhooks", "webhook_failures", "email", "email_failures", "github", "github_failures"];
+
 /// Handle to the database; cheap to clone and safe to share between threads.
 #[derive(Clone)]
 pub struct Store {
@@ -54,8 +57,8 @@ pub struct Store {
     pub(super) rooms: Tree,
     pub(super) files: Tree,
     pub(super) keys: Tree,
-    pub(super) webhooks: Tree,
-    pub(super) webhook_failures: Tree,
+    /// The integrations' collections ([`RECORD_TREES`]), indexed by `store::Records`.
+    pub(super) records: [Tree; 6],
     /// Agent registrations (`agents.rs`).
     pub(super) agents: Tree,
     /// Tasks (`agents.rs`).
@@ -101,8 +104,7 @@ impl Store {
             rooms: Tree::mem(),
             files: Tree::mem(),
             keys: Tree::mem(),
-            webhooks: Tree::mem(),
-            webhook_failures: Tree::mem(),
+            records: std::array::from_fn(|_| Tree::mem()),
             agents: Tree::mem(),
             tasks: Tree::mem(),
             disk: None,
@@ -125,8 +127,13 @@ impl Store {
             rooms: tree("rooms"),
             files: tree("files"),
             keys: tree(KEYS_TREE),
-            webhooks: tree("webhooks"),
-            webhook_failures: tree("webhook_failures"),
+            records: {
+                let mut trees = Vec::new();
+                for name in RECORD_TREES {
+                    trees.push(tree(name));
+                }
+                trees.try_into().map_err(|_| StoreError::Corrupt("integration trees".into()))?
+            },
             agents: tree("agents"),
             tasks: tree("tasks"),
             disk: Some(disk),

@@ -22,7 +22,7 @@
 //! | `undelivered.rs` | delivery attempts, dead letters, the archive |
 //! | `rooms.rs` | room state and shared files |
 //! | `api_keys.rs` | API key records |
-//! | `webhooks.rs` | webhook registrations and failed deliveries |
+//! | `records.rs` | the integrations' records: webhooks, e-mail subscriptions, GitHub links, their failures |
 //! | `agents.rs` | agent registrations and tasks |
 //!
 //! Layout. One key space, the `streams` tree, holds everything a routed message touches, so that one
@@ -41,7 +41,9 @@
 //! `archive` (message id → expired message, when archiving to the store), `rooms` (room name → the
 //! room's state), `files` (sha256 hex → file contents), `keys` (API key id → key record),
 //! `webhooks` (webhook id → registration) and `webhook_failures` (failure id, time-ordered → failed
-//! delivery, bounded).
+//! delivery, bounded), `email` (subscription id → e-mail subscription) and `email_failures`,
+//! `github` (`repo:<room>` → repository, `link:<room>\0<id>` → issue) and `github_failures`
+//! (see [`Records`]).
 //!
 //! Values. Every struct value (the named types in the tables above) is written in the envelope of
 //! [`format`]: `0xFF`, its type's format version, then the bincode body; values from before the
@@ -69,11 +71,11 @@ mod kv;
 pub mod legacy;
 mod names;
 mod queue;
+mod records;
 mod rooms;
 mod streams;
 mod threads;
 mod undelivered;
-mod webhooks;
 
 pub use batch::Batch;
 pub use changes::{Change, Feed};
@@ -84,6 +86,7 @@ pub use format::Stored;
 pub use idempotency::IdempotencyRecord;
 pub use keys::{Stream, StreamName};
 pub use queue::{QueueEntry, Queued, Skip};
+pub use records::Records;
 pub use undelivered::DeadLetter;
 
 #[cfg(test)]

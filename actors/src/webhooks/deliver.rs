@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use agent_bridge_protocol::Timestamp;
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::Sha256;
 
 use super::breaker::Endpoint;
@@ -72,40 +72,12 @@ pub fn sign(secret: &str, t: i64, body: &str) -> String {
 pub fn body(format: WebhookFormat, event: &BridgeEvent) -> String {
     let value = match format {
         WebhookFormat::Json => json!({ "event": event.kind, "at": event.at.to_rfc3339(), "data": event.data }),
-        WebhookFormat::Slack => json!({ "text": summary(event) }),
-        WebhookFormat::Discord => json!({ "content": summary(event) }),
+        WebhookFormat::Slack => json!({ "text": event.summary(TEXT_CHARS) }),
+        WebhookFormat::Discord => json!({ "content": event.summary(TEXT_CHARS) }),
     };
     value.to_string()
 }
 
-/// One line for people (Slack, Discord).
-pub fn summary(event: &BridgeEvent) -> String {
-    let d = &event.data;
-    let s = |k: &str| match d.get(k) {
-        Some(Value::String(v)) => v.clone(),
-        Some(Value::Null) | None => "-".to_owned(),
-        Some(other) => other.to_string(),
-    };
-    let room = event.room.clone().unwrap_or_else(|| "-".into());
-    let text = match event.kind {
-        EventKind::Message => {
-            let to = d.get("to").and_then(Value::as_str).map_or(format!("room {room}"), str::to_owned);
-            format!("{} → {to} [{}]: {}", s("from"), s("type"), s("preview"))
-        }
-        EventKind::MemberJoined => format!("{} joined {room}", s("client_id")),
-        EventKind::MemberLeft => format!("{} left {room} ({})", s("client_id"), s("reason")),
-        EventKind::ProposalClosed => format!("proposal {} in {room} closed: {}", s("proposal_id"), s("outcome")),
-        EventKind::ActorRestarted => format!("actor {} restarted ({}), {} restarts", s("actor"), s("reason"), s("restarts")),
-        EventKind::DeadLetter => format!("message {} from {} to {} dead-lettered: {}", s("message_id"), s("from"), s("to"), s("reason")),
-        EventKind::AgentStatus => format!("agent {} is {} ({})", s("client_id"), s("status"), s("detail")),
-        EventKind::TaskUpdated => format!("task {} ({}) for {} is {}", s("id"), s("title"), s("assignee"), s("state")),
-    };
-    let text = format!("agent-bridge: {text}");
-    match text.char_indices().nth(TEXT_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
-}
 
 /// What one delivery sends where.
 #[derive(Debug, Clone)]
@@ -178,6 +150,7 @@ async fn attempt(client: &reqwest::Client, job: &Job, n: u32, timeout: Duration)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn backoff_grows_with_equal_jitter_and_is_capped() {

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use agent_bridge_protocol::Timestamp;
-use futures_util::Stream;
 use parking_lot::Mutex;
-use tokio::sync::broadcast;
 use tracing::{info, warn};
 
 pub mod breaker;
@@ -28,10 +26,10 @@ pub mod deliver;
 pub use breaker::{BreakerConfig, Endpoint};
 pub use deliver::{RetryConfig, SIGNATURE_HEADER};
 
-use crate::events::{BridgeEvent, EventKind};
+use crate::events::{stream_of, BridgeEvent, EventFilter};
 pub use crate::messages::webhooks::*;
 use crate::router::{Monitor, Traffic};
-use crate::store::Store;
+use crate::store::{Records, Store};
 use crate::supervisor::{guarded, supervisee, ChildHandle, Supervisee};
 use deliver::{Job, Outcome};
 
@@ -109,15 +107,8 @@ impl Webhooks {
     /// Subscribes to the router's monitor while a webhook wants `message`, and only then (the
     /// monitor builds its summaries only while somebody watches).
     fn watch_traffic(&mut self, ctx: &mut Context<Self>) {
-        let wanted = self.hooks.iter().any(|h| h.events.contains(&EventKind::Message));
-        match (wanted, self.traffic.take()) {
-            (true, None) => self.traffic = Some(ctx.add_stream(stream_of(self.monitor.subscribe()))),
-            (true, Some(handle)) => self.traffic = Some(handle),
-            (false, Some(handle)) => {
-                ctx.cancel_future(handle);
-            }
-            (false, None) => {}
-        }
+        let wanted = self.hooks.iter().any(|h| h.filter.wants_messages());
+        self.traffic = self.monitor.watch(Webhooks::NAME, wanted, self.traffic.take(), ctx);
     }
 
     fn view(&self, h: &WebhookRecord) -> WebhookView {
@@ -132,10 +123,10 @@ impl Webhooks {
         WebhookView {
             id: h.id.clone(),
             url: h.url.clone(),
-            events: h.events.clone(),
+            events: h.filter.events.clone(),
             format: h.format,
-            client_id: h.client_id.clone(),
-            room: h.room.clone(),
+            client_id: h.filter.client_id.clone(),
+            room: h.filter.room.clone(),
             created_at: Timestamp(h.created_at_ms).to_rfc3339(),
             delivered,
             failed,
@@ -147,9 +138,9 @@ impl Webhooks {
 
     fn register(&mut self, new: NewWebhook, ctx: &mut Context<Self>) -> Result<Registered, WebhookError> {
         let record = validate(new)?;
-        self.store.put_webhook(&record.id, &record)?;
+        self.store.put_record(Records::Webhooks, &record.id, &record)?;
         let _ = self.store.commit();
-        info!(actor = Webhooks::NAME, webhook_id = %record.id, url = %record.url, events = ?record.events, "webhook registered");
+        info!(actor = Webhooks::NAME, webhook_id = %record.id, url = %record.url, events = ?record.filter.events, "webhook registered");
         self.endpoint(&record.id);
         let secret = record.secret.clone();
         let webhook = self.view(&record);
@@ -159,7 +150,7 @@ impl Webhooks {
     }
 
     fn remove(&mut self, id: &str, ctx: &mut Context<Self>) -> Result<(), WebhookError> {
-        if !self.store.remove_webhook(id)? {
+        if !self.store.remove_record(Records::Webhooks, id)? {
             return Err(WebhookError::UnknownWebhook(id.to_owned()));
         }
         let _ = self.store.commit();
@@ -171,10 +162,10 @@ impl Webhooks {
     }
 
     fn resend(&mut self, id: &str, ctx: &mut Context<Self>) -> Result<(), WebhookError> {
-        let failure: FailedDelivery = self.store.webhook_failure(id)?.ok_or_else(|| WebhookError::UnknownFailure(id.to_owned()))?;
+        let failure: FailedDelivery = self.store.record(Records::WebhookFailures, id)?.ok_or_else(|| WebhookError::UnknownFailure(id.to_owned()))?;
         let hook = self.hooks.iter().find(|h| h.id == failure.webhook_id).ok_or_else(|| WebhookError::UnknownWebhook(failure.webhook_id.clone()))?;
         let job = Job { id: failure.id, webhook_id: hook.id.clone(), url: hook.url.clone(), secret: hook.secret.clone(), event: failure.event, body: failure.body };
-        self.store.remove_webhook_failure(id)?;
+        self.store.remove_record(Records::WebhookFailures, id)?;
         self.spawn(job, ctx);
         Ok(())
     }
@@ -184,7 +175,7 @@ impl Webhooks {
         let jobs: Vec<Job> = self
             .hooks
             .iter()
-            .filter(|h| matches(h, event))
+            .filter(|h| h.filter.matches(event))
             .map(|h| Job {
                 id: uuid::Uuid::now_v7().to_string(),
                 webhook_id: h.id.clone(),
@@ -221,22 +212,9 @@ impl Webhooks {
             error,
             at_ms: Timestamp::now().millis(),
         };
-        self.store.put_webhook_failure(&failure.id, &failure, self.config.max_failures)?;
+        self.store.put_bounded(Records::WebhookFailures, &failure.id, &failure, self.config.max_failures)?;
         Ok(())
     }
-}
-
-/// Whether `hook` subscribes to `event`: its kind, and the optional filters (a message matches a
-/// client filter by its recipient or its sender; a room filter matches the room and its channels).
-fn matches(hook: &WebhookRecord, event: &BridgeEvent) -> bool {
-    let client_ok = hook.client_id.as_deref().map_or(true, |c| {
-        event.client_id.as_deref() == Some(c)
-            || (event.kind == EventKind::Message && event.data.get("from").and_then(|f| f.as_str()) == Some(c))
-    });
-    let room_ok = hook.room.as_deref().map_or(true, |r| {
-        event.room.as_deref().is_some_and(|e| e == r || e.strip_prefix(r).is_some_and(|rest| rest.starts_with('/')))
-    });
-    hook.events.contains(&event.kind) && client_ok && room_ok
 }
 
 /// Checks an operator's request and makes the record (a secret generated when none is given).
@@ -249,16 +227,7 @@ fn validate(new: NewWebhook) -> Result<WebhookRecord, WebhookError> {
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().map_or(true, str::is_empty) {
         return Err(WebhookError::InvalidUrl(format!("{url:?}: only http:// and https:// URLs with a host")));
     }
-    if new.events.is_empty() {
-        return Err(WebhookError::Invalid("events must name at least one event".into()));
-    }
-    let mut events = Vec::new();
-    for name in &new.events {
-        let kind = EventKind::parse(name).ok_or_else(|| WebhookError::UnknownEvent(name.clone()))?;
-        if !events.contains(&kind) {
-            events.push(kind);
-        }
-    }
+    let filter = EventFilter::new(&new.events, new.client_id, new.room)?;
     let format = match new.format.as_deref() {
         None => WebhookFormat::Json,
         Some(f) => serde_json::from_value(serde_json::Value::from(f))
@@ -269,21 +238,7 @@ fn validate(new: NewWebhook) -> Result<WebhookRecord, WebhookError> {
         Some(_) => return Err(WebhookError::Invalid("secret must be 16 to 256 bytes".into())),
         None => generate_secret()?,
     };
-    for (what, v) in [("client_id", &new.client_id), ("room", &new.room)] {
-        if v.as_ref().is_some_and(|v| v.is_empty() || v.len() > 256) {
-            return Err(WebhookError::Invalid(format!("{what} must be 1 to 256 characters")));
-        }
-    }
-    Ok(WebhookRecord {
-        id: format!("wh_{}", uuid::Uuid::now_v7().simple()),
-        url,
-        events,
-        format,
-        secret,
-        client_id: new.client_id,
-        room: new.room,
-        created_at_ms: Timestamp::now().millis(),
-    })
+    Ok(WebhookRecord { id: format!("wh_{}", uuid::Uuid::now_v7().simple()), url, filter, format, secret, created_at_ms: Timestamp::now().millis() })
 }
 
 /// `whsec_` and 32 random bytes in hex.
@@ -293,34 +248,13 @@ fn generate_secret() -> Result<String, WebhookError> {
     Ok(format!("whsec_{}", hex::encode(bytes)))
 }
 
-/// A broadcast receiver as a stream; a receiver that fell behind logs what it lost and goes on.
-fn stream_of<T: Clone + Send + 'static>(rx: broadcast::Receiver<T>) -> impl Stream<Item = T> {
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(v) => return Some((v, rx)),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    warn!(actor = Webhooks::NAME, lost = n, "webhooks fell behind the events; some were not delivered");
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
-}
-
-/// The `message` event of a routed message's summary.
-fn message_event(t: &Traffic) -> BridgeEvent {
-    let data = serde_json::to_value(t).unwrap_or_default();
-    BridgeEvent { kind: EventKind::Message, at: t.at, client_id: t.to.clone(), room: t.room.clone(), data }
-}
-
 impl Actor for Webhooks {
     type Context = Context<Self>;
 
     /// Loads the registrations and subscribes (again, after a restart: the streams went with the
     /// old context).
     fn started(&mut self, ctx: &mut Context<Self>) {
-        match self.store.webhooks::<WebhookRecord>() {
+        match self.store.records::<WebhookRecord>(Records::Webhooks, "", usize::MAX) {
             Ok(hooks) => self.hooks = hooks,
             Err(e) => warn!(actor = Webhooks::NAME, error = %e, "loading webhooks; none are active"),
         }
@@ -328,7 +262,7 @@ impl Actor for Webhooks {
         for id in ids {
             self.endpoint(&id);
         }
-        ctx.add_stream(stream_of(self.child.events().subscribe()));
+        ctx.add_stream(stream_of(Webhooks::NAME, self.child.events().subscribe()));
         self.traffic = None;
         self.watch_traffic(ctx);
     }
@@ -353,7 +287,7 @@ impl StreamHandler<Arc<BridgeEvent>> for Webhooks {
 impl StreamHandler<Arc<Traffic>> for Webhooks {
     fn handle(&mut self, traffic: Arc<Traffic>, ctx: &mut Context<Self>) {
         let _ = self.guard(ctx, |w, ctx| {
-            w.dispatch(&message_event(&traffic), ctx);
+            w.dispatch(&traffic.event(), ctx);
             Ok(())
         });
     }
@@ -364,7 +298,7 @@ impl StreamHandler<Arc<Traffic>> for Webhooks {
 guarded!(Webhooks, Register, |w, msg, ctx| w.register(msg.0, ctx));
 guarded!(Webhooks, ListWebhooks, |w, _msg, _| Ok(w.hooks.iter().map(|h| w.view(h)).collect()));
 guarded!(Webhooks, RemoveWebhook, |w, msg, ctx| w.remove(&msg.0, ctx));
-guarded!(Webhooks, ListFailures, |w, msg, _| Ok(w.store.webhook_failures(msg.0)?));
+guarded!(Webhooks, ListFailures, |w, msg, _| Ok(w.store.records(Records::WebhookFailures, "", msg.0)?));
 guarded!(Webhooks, Resend, |w, msg, ctx| w.resend(&msg.0, ctx));
 guarded!(Webhooks, Finished => (), |w, msg, _| w.finished(msg)?);
 
@@ -385,21 +319,7 @@ mod tests {
         assert_eq!(code(new("http://x", &["nope"])), Some("unknown_event"));
         assert_eq!(code(new("http://x", &[])), Some("bad_request"));
         let ok = validate(new("https://hooks.example/x", &["message", "dead_letter", "message"])).expect("valid");
-        assert_eq!(ok.events, [EventKind::Message, EventKind::DeadLetter]);
+        assert_eq!(ok.filter.events, [crate::events::EventKind::Message, crate::events::EventKind::DeadLetter]);
         assert!(ok.secret.starts_with("whsec_") && ok.secret.len() == 70);
-    }
-
-    #[test]
-    fn filters_match_clients_and_rooms_with_their_channels() {
-        let mut hook = validate(new("http://x", &["member_joined", "message"])).expect("valid");
-        hook.room = Some("lab".into());
-        let joined = |room: &str| BridgeEvent::now(EventKind::MemberJoined, Some("a".into()), Some(room.into()), serde_json::json!({}));
-        assert!(matches(&hook, &joined("lab")) && matches(&hook, &joined("lab/ops")));
-        assert!(!matches(&hook, &joined("labs")));
-        hook.room = None;
-        hook.client_id = Some("bob".into());
-        let msg = BridgeEvent::now(EventKind::Message, Some("carol".into()), None, serde_json::json!({"from": "bob"}));
-        assert!(matches(&hook, &msg), "a message from the client matches");
-        assert!(!matches(&hook, &joined("lab")));
     }
 }

@@ -11,7 +11,7 @@ use agent_bridge_actors::room::{JoinLink, RoomDeliver};
 use agent_bridge_actors::store::Store;
 use agent_bridge_actors::store::{Batch, Stream};
 use agent_bridge_actors::supervisor::{ChildHandle, ChildSpec, Escalated, Intensity, RestartPolicy, Tree};
-use agent_bridge_protocol::{Message as Msg, Payload, Priority, ServerFrame, Timestamp};
+use agent_bridge_protocol::{Message as Msg, Payload, ServerFrame, Timestamp};
 use serde_json::{json, Value};
 
 use super::probe::{probe, probe_with, Seen};
@@ -41,21 +41,7 @@ pub fn child(tree: &Arc<Tree>, name: &str, kind: &'static str, max_restarts: u32
 
 /// A persisted send of `n` from `from` to `target`, normal priority, no ack.
 pub fn send(from: &str, target: Target, n: u64) -> Envelope {
-    Envelope {
-        from: from.into(),
-        target,
-        msg_type: "note".into(),
-        payload: Payload::from_serialize(&json!({ "n": n })),
-        priority: Priority::Normal,
-        ttl: None,
-        require_ack: false,
-        correlation_id: None,
-        idempotency_key: None,
-        persist: true,
-        thread_id: None,
-        transport: Transport::WebSocket,
-        pool: None,
-    }
+    Envelope::plain(from, target, "note", Payload::from_serialize(&json!({ "n": n })), Transport::WebSocket)
 }
 
 /// A send to one client.
