@@ -41,11 +41,13 @@ pub enum EventKind {
     AgentStatus,
     /// A task changed state, progress or result (including a timeout).
     TaskUpdated,
+    /// A managed agent's run wrote a line on its stdout (`agent.execute`).
+    CommandProgress,
 }
 
 impl EventKind {
     /// Every kind, in documentation order.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::Message,
         EventKind::MemberJoined,
         EventKind::MemberLeft,
@@ -54,6 +56,7 @@ impl EventKind {
         EventKind::DeadLetter,
         EventKind::AgentStatus,
         EventKind::TaskUpdated,
+        EventKind::CommandProgress,
     ];
 
     /// The wire name (`member_joined`).
@@ -67,6 +70,7 @@ impl EventKind {
             EventKind::DeadLetter => "dead_letter",
             EventKind::AgentStatus => "agent_status",
             EventKind::TaskUpdated => "task_updated",
+            EventKind::CommandProgress => "command_progress",
         }
     }
 

@@ -34,12 +34,13 @@ use crate::room::{
     CallReply, JoinLink, Presence, Room, RoomCall, RoomError, RoomOp, RoomSend, RoomState, RoomsConfig,
     SessionClosed,
 };
-use crate::messages::{AgentCall, DesktopError, Prompt, Routed};
+use crate::messages::{AgentCall, DesktopError, ManagedCall, Prompt, Routed};
 use crate::store::Store;
 use crate::supervisor::{guarded, supervisee, ChildHandle, ChildSpec, Mailbox, RestartPolicy, Supervisee, Tree};
 
 mod access;
 mod agent_calls;
+mod managed_calls;
 pub mod calls;
 mod checks;
 mod requests;
@@ -90,7 +91,7 @@ impl Rooms {
             published: p,
             created: None,
         });
-        RoomsHandle { registry, started: published, joined: Arc::default(), store, config, desktop: None, agents: None }
+        RoomsHandle { registry, started: published, joined: Arc::default(), store, config, desktop: None, agents: None, managed: None }
     }
 
     /// The started room, or the persisted one started now (`true`), or `unknown_room`.
@@ -277,6 +278,8 @@ pub struct RoomsHandle {
     desktop: Option<Recipient<Prompt>>,
     /// The agent registry (`agent.*`, `pool.*`, `task.*`).
     agents: Option<Recipient<AgentCall>>,
+    /// Managed CLI agents and the code sandbox (`agent.spawn` …, `code.run`).
+    managed: Option<Recipient<ManagedCall>>,
 }
 
 /// Whether a listing shows `state`: a public room always; a private one only to whom may join it
@@ -390,6 +393,11 @@ impl RoomsHandle {
                 })
             }
             Parsed::Desktop(prompt) => self.prompt(prompt),
+            Parsed::Managed(op) => {
+                let Some(managed) = &self.managed else { return Box::pin(async { Err(RoomError::NotSupported("no managed agents".into())) }) };
+                let req = managed.send(ManagedCall { caller: caller.to_owned(), op });
+                Box::pin(async move { req.await? })
+            }
             Parsed::Agent(op) => {
                 let Some(agents) = &self.agents else { return Box::pin(async { Err(RoomError::NotSupported("no agent registry".into())) }) };
                 let req = agents.send(AgentCall { caller: caller.to_owned(), op });
@@ -419,6 +427,12 @@ impl RoomsHandle {
     /// Hands agent, pool and task calls to the agent registry (`Broker::start`).
     pub fn with_agents(mut self, agents: Recipient<AgentCall>) -> Self {
         self.agents = Some(agents);
+        self
+    }
+
+    /// Hands managed-agent calls and `code.run` to the `managed` registry (`Broker::start`).
+    pub fn with_managed(mut self, managed: Recipient<ManagedCall>) -> Self {
+        self.managed = Some(managed);
         self
     }
 

@@ -8,6 +8,7 @@
 
 pub mod agents;
 pub mod desktop;
+pub mod managed;
 pub mod room;
 pub mod router;
 pub mod tracker;
@@ -15,6 +16,7 @@ pub mod webhooks;
 
 pub use agents::*;
 pub use desktop::*;
+pub use managed::*;
 pub use room::*;
 pub use router::*;
 pub use tracker::*;

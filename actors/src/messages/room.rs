@@ -4,6 +4,7 @@ use actix::MailboxError;
 use thiserror::Error;
 
 use super::desktop::DesktopError;
+use super::managed::ManagedError;
 use crate::store::StoreError;
 use crate::supervisor::{Failure, Refusal};
 
@@ -52,6 +53,9 @@ pub enum RoomError {
     /// `desktop.prompt`: the controller's own error and code.
     #[error(transparent)]
     Desktop(#[from] DesktopError),
+    /// Managed agents and `code.run`: their own error and code.
+    #[error(transparent)]
+    Managed(#[from] ManagedError),
     #[error("room mailbox: {0}")]
     Mailbox(#[from] MailboxError),
 }
@@ -78,6 +82,7 @@ impl RoomError {
             RoomError::Internal(_) => "internal",
             RoomError::Unavailable | RoomError::Mailbox(_) => "unavailable",
             RoomError::Desktop(e) => e.code(),
+            RoomError::Managed(e) => e.code(),
         }
     }
 }

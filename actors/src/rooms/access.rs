@@ -12,6 +12,8 @@ pub enum Access {
     Membership,
     /// Changes state: needs `write`.
     Write,
+    /// Starts or stops processes on the broker's host (`agent.spawn`, `agent.stop`): needs `admin`.
+    Admin,
 }
 
 impl Access {
@@ -20,6 +22,7 @@ impl Access {
         match self {
             Access::Read | Access::Membership => Permission::Read,
             Access::Write => Permission::Write,
+            Access::Admin => Permission::Admin,
         }
     }
 
@@ -29,6 +32,7 @@ impl Access {
             Access::Read => "read",
             Access::Membership => "read (membership)",
             Access::Write => "write",
+            Access::Admin => "admin",
         }
     }
 }

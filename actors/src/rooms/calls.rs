@@ -26,6 +26,7 @@ use utoipa::ToSchema;
 
 use super::checks::{file_name, parse, rule, stream_name, text, upload_op, vote, MAX_DEADLINE_S, MAX_HISTORY, MAX_SHORT, MAX_TEXT};
 use super::agent_calls::*;
+use super::managed_calls::{self, CodeParams, ExecuteParams, ManagedNameParams, SpawnParams};
 use super::requests::CreateRoom;
 pub use super::access::Access;
 use crate::auth::Identity;
@@ -116,6 +117,28 @@ pub(super) enum Parsed {
     Desktop(Prompt),
     /// `agent.*`, `pool.*`, `task.*`, for the agent registry.
     Agent(crate::messages::AgentOp),
+    /// Managed CLI agents and `code.run`, for the `managed` registry.
+    Managed(crate::messages::ManagedOp),
+}
+
+fn agent_spawn(p: SpawnParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
+    Ok(Parsed::Managed(managed_calls::spawn(p)?))
+}
+
+fn agent_execute(p: ExecuteParams, cx: Cx<'_>) -> Result<Parsed, RoomError> {
+    Ok(Parsed::Managed(managed_calls::execute(p, cx.link)?))
+}
+
+fn agent_stop(p: ManagedNameParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
+    Ok(Parsed::Managed(managed_calls::stop(p)?))
+}
+
+fn agent_managed(_: NoParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
+    Ok(Parsed::Managed(crate::messages::ManagedOp::List))
+}
+
+fn code_run(p: CodeParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
+    Ok(Parsed::Managed(managed_calls::code(p)?))
 }
 
 /// The handler of every agent, pool and task call: its params build the registry's operation.
@@ -244,6 +267,26 @@ calls! {
     "agent.list" => AgentListParams, agent {
         access: Read, channels: false, tool: "list_agents", title: "List agents",
         doc: "The registered agents, filtered by pool, capability or status: {count, agents}.",
+    }
+    "agent.spawn" => SpawnParams, agent_spawn {
+        access: Admin, channels: false, tool: "spawn_agent", title: "Start a managed CLI agent",
+        doc: "Start a managed CLI agent from a command template of the broker's configuration (default: claude -p {prompt} --output-format json), with a working directory, environment and timeout. Needs admin. Answers {name, spawned}.",
+    }
+    "agent.execute" => ExecuteParams, agent_execute {
+        access: Write, channels: false, tool: "execute_agent", title: "Run a prompt through a managed agent",
+        doc: "Run a prompt through a managed agent (one process per prompt): its stdout lines arrive as command_progress events, the answer is {agent, format, result, exit_code, stderr, truncated, attempts, duration_ms} with result parsed as JSON when the output is JSON. Crashes are retried with backoff; timeout, circuit_open, agent_failed on failure.",
+    }
+    "agent.stop" => ManagedNameParams, agent_stop {
+        access: Admin, channels: false, tool: "stop_agent", title: "Stop a managed agent",
+        doc: "Stop a managed agent: its running processes are ended (SIGTERM, then SIGKILL). Needs admin. Answers {name, stopped}.",
+    }
+    "agent.managed" => NoParams, agent_managed {
+        access: Read, channels: false, tool: "list_managed_agents", title: "List managed agents",
+        doc: "The managed CLI agents with their template, circuit state and figures: {count, agents}.",
+    }
+    "code.run" => CodeParams, code_run {
+        access: Write, channels: false, tool: "run_code", title: "Run code in the sandbox",
+        doc: "Run python, javascript (node) or bash code in the broker's sandbox (off unless enabled: disabled) with CPU, memory, process, file-size and output limits and a wall-clock timeout: {exit_code, signal, stdout, stderr, truncated, timed_out, duration_ms, network_isolated}.",
     }
     "pool.configure" => PoolConfigureParams, agent {
         access: Write, channels: false, tool: "configure_pool", title: "Configure a pool",

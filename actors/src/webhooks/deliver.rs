@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::breaker::Endpoint;
+use crate::breaker::Endpoint;
 use crate::events::{BridgeEvent, EventKind};
 use crate::messages::webhooks::WebhookFormat;
 
@@ -99,6 +99,7 @@ pub fn summary(event: &BridgeEvent) -> String {
         EventKind::DeadLetter => format!("message {} from {} to {} dead-lettered: {}", s("message_id"), s("from"), s("to"), s("reason")),
         EventKind::AgentStatus => format!("agent {} is {} ({})", s("client_id"), s("status"), s("detail")),
         EventKind::TaskUpdated => format!("task {} ({}) for {} is {}", s("id"), s("title"), s("assignee"), s("state")),
+        EventKind::CommandProgress => format!("managed agent {}: {}", s("agent"), s("line")),
     };
     let text = format!("agent-bridge: {text}");
     match text.char_indices().nth(TEXT_CHARS) {

@@ -22,10 +22,9 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 use tracing::{info, warn};
 
-pub mod breaker;
 pub mod deliver;
 
-pub use breaker::{BreakerConfig, Endpoint};
+pub use crate::breaker::{BreakerConfig, Endpoint};
 pub use deliver::{RetryConfig, SIGNATURE_HEADER};
 
 use crate::events::{BridgeEvent, EventKind};
