@@ -1,14 +1,14 @@
 //! `agent-bridge sandbox-exec`: the helper `code.run` runs its code through (see
 //! `agent_bridge_actors::managed::sandbox`). It sets its own rlimits, then replaces itself with the
-//! interpreter (`exec`), which inherits them: as root it first drops to `nobody` (so that
-//! RLIMIT_NPROC, which root ignores, holds) and, when util-linux `unshare` is in PATH, enters a
+//! interpreter (`exec`), which inherits them: as root it first drops to the run's own user id (so
+//! that RLIMIT_NPROC, which root ignores, holds) and, when util-linux `unshare` is in PATH, enters a
 //! network namespace of its own (loopback only). The crates forbid `unsafe`, so this is the safe
 //! stand-in for a `pre_exec` hook: every step is a safe API (`rlimit`, std's `CommandExt`).
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
-use agent_bridge_actors::managed::sandbox::{is_root, unshare_binary, NOBODY};
+use agent_bridge_actors::managed::sandbox::{is_root, unshare_binary};
 use clap::Args;
 use rlimit::Resource;
 
@@ -30,6 +30,9 @@ pub struct SandboxExecArgs {
     /// RLIMIT_NOFILE.
     #[arg(long)]
     pub nofile: u64,
+    /// The user and group id to run as when started as root.
+    #[arg(long)]
+    pub uid: u32,
     /// The run's directory (its working directory).
     #[arg(long)]
     pub dir: String,
@@ -56,18 +59,18 @@ pub fn sandbox_exec(args: &SandboxExecArgs) -> ExitCode {
     }
     let Some((program, rest)) = args.command.split_first() else { return ExitCode::from(127) };
     let path = std::env::var("PATH").unwrap_or_default();
-    let nobody = NOBODY.to_string();
+    let uid = args.uid.to_string();
     let mut cmd = match unshare_binary(&path) {
         Some(unshare) => {
             let mut c = Command::new(unshare);
-            c.args(["--net", "--setuid", &nobody, "--setgid", &nobody, "--", program]).args(rest);
+            c.args(["--net", "--setuid", &uid, "--setgid", &uid, "--", program]).args(rest);
             c
         }
         None => {
             let mut c = Command::new(program);
             c.args(rest);
             if is_root() {
-                c.uid(NOBODY).gid(NOBODY);
+                c.uid(args.uid).gid(args.uid);
             }
             c
         }

@@ -1,11 +1,12 @@
 //! `code.run`: the code is written into a fresh temporary directory and run by the broker's own
 //! binary as `agent-bridge sandbox-exec --cpu-s … -- python3 main.py`, a tiny helper that sets its
 //! own rlimits (CPU seconds, data segment, processes, file size, open files), drops root to
-//! `nobody` and, as root with util-linux `unshare`, enters a network namespace of its own, then
+//! a user id of its own and, as root with util-linux `unshare`, enters a network namespace of its own, then
 //! execs the interpreter. The crate forbids `unsafe`, so no `pre_exec` here: the limits are set by
 //! the helper on itself, before its `exec`. The run is a process group of its own, killed whole at
 //! the wall-clock timeout ([`super::process`]). Not a VM: see README "The code sandbox".
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -13,10 +14,20 @@ use serde_json::{json, Value};
 use super::process::{self, Spec};
 use crate::messages::{CodeRun, ManagedError, SandboxConfig};
 
-/// The user (and group) code runs as when the broker is root: `nobody`.
-pub const NOBODY: u32 = 65534;
+/// As root, each run gets a user (and group) id of its own from this range, so that
+/// RLIMIT_NPROC counts only its own processes and runs cannot signal each other.
+pub const FIRST_UID: u32 = 61000;
+pub const UIDS: u32 = 1000;
 
-/// Whether the broker runs as root (then the sandbox drops to [`NOBODY`]).
+/// The next run's user id: round the range, from a point that depends on the process id, so
+/// that two brokers on one host seldom share one (they would share its process count).
+fn next_uid() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    FIRST_UID + std::process::id().wrapping_mul(97).wrapping_add(n) % UIDS
+}
+
+/// Whether the broker runs as root (then the sandbox drops to a uid of its own).
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
@@ -40,10 +51,11 @@ pub async fn run(config: &SandboxConfig, code: CodeRun) -> Result<Value, Managed
     let (interpreter, file) = code.language.interpreter();
     let path = dir.path().join(file);
     std::fs::write(&path, code.code.as_bytes()).map_err(|e| ManagedError::Spawn(e.to_string()))?;
+    let uid = next_uid();
     if is_root() {
-        // The code runs as `nobody`: its directory is its own.
+        // The code runs as `uid`: its directory is its own.
         for p in [dir.path(), path.as_path()] {
-            std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).map_err(|e| ManagedError::Spawn(e.to_string()))?;
+            std::os::unix::fs::chown(p, Some(uid), Some(uid)).map_err(|e| ManagedError::Spawn(e.to_string()))?;
         }
     }
     let home = dir.path().to_string_lossy().into_owned();
@@ -57,7 +69,7 @@ pub async fn run(config: &SandboxConfig, code: CodeRun) -> Result<Value, Managed
     ] {
         argv.extend([flag.to_owned(), value.to_string()]);
     }
-    argv.extend(["--dir".into(), home.clone(), "--".into(), interpreter.into(), file.into()]);
+    argv.extend(["--uid".into(), uid.to_string(), "--dir".into(), home.clone(), "--".into(), interpreter.into(), file.into()]);
     let timeout = code.timeout.unwrap_or(config.timeout).min(config.max_timeout);
     let spec = Spec {
         argv,
