@@ -1,6 +1,7 @@
 //! What crosses into the `managed` registry (managed CLI agents and the code sandbox): the
 //! operations the table of calls builds ([`ManagedOp`]), the call that carries them
-//! ([`ManagedCall`], sent by `RoomsHandle::call`), their settings and their errors.
+//! ([`ManagedCall`], sent by `RoomsHandle::call`) and their settings; their errors are in
+//! `managed_error.rs`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,7 +10,6 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
-use thiserror::Error;
 use utoipa::ToSchema;
 
 use super::room::RoomError;
@@ -154,37 +154,4 @@ pub enum ManagedOp {
 pub struct ManagedCall {
     pub caller: String,
     pub op: ManagedOp,
-}
-
-/// The errors of managed agents and the sandbox, each with a stable code.
-#[derive(Debug, Error)]
-pub enum ManagedError {
-    #[error("the code sandbox is disabled (start the broker with --sandbox)")]
-    Disabled,
-    #[error("no command template named {0:?}")]
-    UnknownTemplate(String),
-    #[error("no managed agent named {0:?}")]
-    UnknownAgent(String),
-    #[error("timed out after {0} s; the process group was killed")]
-    Timeout(f64),
-    #[error("the circuit of {0:?} is open after repeated failures; try again later")]
-    CircuitOpen(String),
-    #[error("the agent failed: {0}")]
-    Failed(String),
-    #[error("could not start the process: {0}")]
-    Spawn(String),
-}
-
-impl ManagedError {
-    /// The machine-readable code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ManagedError::Disabled => "disabled",
-            ManagedError::UnknownTemplate(_) | ManagedError::UnknownAgent(_) => "not_found",
-            ManagedError::Timeout(_) => "timeout",
-            ManagedError::CircuitOpen(_) => "circuit_open",
-            ManagedError::Failed(_) => "agent_failed",
-            ManagedError::Spawn(_) => "spawn_failed",
-        }
-    }
 }

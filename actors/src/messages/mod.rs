@@ -9,6 +9,7 @@
 pub mod agents;
 pub mod desktop;
 pub mod managed;
+pub mod managed_error;
 pub mod room;
 pub mod router;
 pub mod tracker;
@@ -17,6 +18,7 @@ pub mod webhooks;
 pub use agents::*;
 pub use desktop::*;
 pub use managed::*;
+pub use managed_error::*;
 pub use room::*;
 pub use router::*;
 pub use tracker::*;

@@ -4,7 +4,7 @@ use actix::MailboxError;
 use thiserror::Error;
 
 use super::desktop::DesktopError;
-use super::managed::ManagedError;
+use super::managed_error::ManagedError;
 use crate::store::StoreError;
 use crate::supervisor::{Failure, Refusal};
 

@@ -1,6 +1,39 @@
-//! [`Access`]: what a call of the table needs from the credentials. A leaf of `rooms`.
+//! [`Spec`], one row of the table of calls, and [`Access`], what a call needs from the
+//! credentials. A leaf of `rooms`.
+
+use serde_json::Value;
 
 use crate::auth::Permission;
+
+/// One call of the table.
+#[derive(Debug)]
+pub struct Spec {
+    /// `noun.verb`.
+    pub name: &'static str,
+    pub access: Access,
+    /// Whether the call also works on a sub-channel (`room/channel`); the others belong to the room.
+    pub on_channels: bool,
+    /// The MCP tool that makes this call.
+    pub tool: &'static str,
+    /// The tool's title.
+    pub title: &'static str,
+    /// What the call does and answers (the MCP description, the OpenAPI and CLI summary).
+    pub doc: &'static str,
+    /// The JSON Schema of the params, derived from their type.
+    pub schema: fn() -> Value,
+}
+
+impl Spec {
+    /// Whether the call only reads (so it may be made with `GET /api/call`).
+    pub fn changes_nothing(&self) -> bool {
+        self.access == Access::Read
+    }
+
+    /// The params' JSON Schema, an object schema even for calls without params.
+    pub fn params_schema(&self) -> Value {
+        (self.schema)()
+    }
+}
 
 /// What a call needs from the credentials, and whether it changes anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

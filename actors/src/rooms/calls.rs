@@ -28,40 +28,10 @@ use super::checks::{file_name, parse, rule, stream_name, text, upload_op, vote, 
 use super::agent_calls::*;
 use super::managed_calls::{self, CodeParams, ExecuteParams, ManagedNameParams, SpawnParams};
 use super::requests::CreateRoom;
-pub use super::access::Access;
+pub use super::access::{Access, Spec};
 use crate::auth::Identity;
 use crate::messages::Prompt;
 use crate::room::{Column, JoinLink, RoomError, RoomOp, RoomsConfig, Rule};
-
-/// One call of the table.
-#[derive(Debug)]
-pub struct Spec {
-    /// `noun.verb`.
-    pub name: &'static str,
-    pub access: Access,
-    /// Whether the call also works on a sub-channel (`room/channel`); the others belong to the room.
-    pub on_channels: bool,
-    /// The MCP tool that makes this call.
-    pub tool: &'static str,
-    /// The tool's title.
-    pub title: &'static str,
-    /// What the call does and answers (the MCP description, the OpenAPI and CLI summary).
-    pub doc: &'static str,
-    /// The JSON Schema of the params, derived from their type.
-    pub schema: fn() -> Value,
-}
-
-impl Spec {
-    /// Whether the call only reads (so it may be made with `GET /api/call`).
-    pub fn changes_nothing(&self) -> bool {
-        self.access == Access::Read
-    }
-
-    /// The params' JSON Schema, an object schema even for calls without params.
-    pub fn params_schema(&self) -> Value {
-        (self.schema)()
-    }
-}
 
 /// The call named `name`.
 pub fn find(name: &str) -> Option<&'static Spec> {
