@@ -142,3 +142,24 @@ async fn spawn_and_stop_need_admin() {
     assert_eq!(r["result"]["result"], "echo: hi");
     assert_eq!(call(&mut me, "agent.stop", json!({"name": "echo"}), &mut Vec::new()).await, Err("forbidden".into()));
 }
+
+/// `agent-bridge agent …` and `agent-bridge code run` (with `--json`): the calls' results.
+fn cli(server: &Server, args: &[&str]) -> Value {
+    let url = format!("ws://127.0.0.1:{}", server.port);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_agent-bridge"));
+    cmd.args(&args[..2]).args(["--url", &url, "--client-id", "cli", "--json"]).args(&args[2..]);
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let out = common::wait_output(cmd.spawn().unwrap(), common::WAIT, &format!("{args:?}"));
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+#[tokio::test]
+async fn the_command_line_spawns_executes_and_stops() {
+    let server = Server::start(&["--agent-templates", &templates(), "--sandbox"]);
+    assert_eq!(cli(&server, &["agent", "spawn", "echo", "--template", "echo", "--env", "A=1"])["spawned"], true);
+    assert_eq!(cli(&server, &["agent", "execute", "echo", "two words"])["result"]["result"], "echo: two words");
+    assert_eq!(cli(&server, &["agent", "list"])["agents"][0]["executions"], 1);
+    assert_eq!(cli(&server, &["agent", "stop", "echo"])["stopped"], true);
+    assert_eq!(cli(&server, &["code", "run", "--language", "bash", "echo $((6 * 7))"])["stdout"], "42\n");
+}

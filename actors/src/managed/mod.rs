@@ -20,7 +20,9 @@ pub mod process;
 pub mod sandbox;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use serde_json::{json, Value};
@@ -52,8 +54,7 @@ impl Managed {
         Managed { child, tree, config: Arc::new(config), sandbox: Arc::new(sandbox), agents: BTreeMap::new() }
     }
 
-    fn spawn(&mut self, op: ManagedOp) -> Result<Value, RoomError> {
-        let ManagedOp::Spawn { name, template, cwd, env, timeout } = op else { unreachable!("spawn") };
+    fn spawn(&mut self, name: String, template: Option<String>, cwd: Option<PathBuf>, env: BTreeMap<String, String>, timeout: Option<Duration>) -> Result<Value, RoomError> {
         if self.agents.contains_key(&name) {
             return Err(RoomError::AlreadyExists(format!("managed agent {name:?}")));
         }
@@ -111,7 +112,7 @@ impl Handler<ManagedCall> for Managed {
         let ready = |r: Result<Value, RoomError>| -> Self::Result { Box::pin(async move { r }) };
         let caller = msg.caller;
         let outcome = self.guard(ctx, |m, _| match msg.op {
-            op @ ManagedOp::Spawn { .. } => Ok(Err(m.spawn(op))),
+            ManagedOp::Spawn { name, template, cwd, env, timeout } => Ok(Err(m.spawn(name, template, cwd, env, timeout))),
             ManagedOp::Execute { name, prompt, progress } => {
                 let req = m.agent(&name)?.addr.send(Execute { caller: caller.clone(), prompt, progress });
                 Ok(Ok(Box::pin(async move { req.await? }) as Self::Result))
