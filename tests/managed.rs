@@ -112,8 +112,10 @@ async fn a_crash_restarts_with_backoff_until_the_circuit_opens() {
     let server = start();
     let mut ws = Ws::connect(&server, "me").await;
     spawn(&mut ws, "crasher", "crash", json!({})).await;
+    let started = std::time::Instant::now();
     let r = call(&mut ws, "agent.execute", json!({"name": "crasher", "prompt": "x"}), &mut Vec::new()).await;
     assert_eq!(r, Err("agent_failed".into()), "three attempts, all crashed");
+    assert!(started.elapsed() >= Duration::from_millis(150), "backoff of 50 ms, then 100 ms: {:?}", started.elapsed());
     let (_, tree) = server.get("/admin/supervisors").await;
     let group = tree["children"].as_array().unwrap().iter().find(|c| c["name"] == "managed").expect("the managed group node");
     let node = group["children"].as_array().unwrap().iter().find(|c| c["name"] == "managed:crasher").expect("the agent under it").clone();

@@ -153,6 +153,7 @@ impl Handler<Execute> for ManagedAgent {
             breaker: Arc::clone(&self.breaker),
             figures: Arc::clone(&self.figures),
             config: Arc::clone(&self.config),
+            sent: std::cell::Cell::new(0),
         };
         Box::pin(async move { run.execute(spec).await.map_err(RoomError::from) })
     }
@@ -188,11 +189,19 @@ struct Run {
     breaker: Arc<Mutex<Endpoint>>,
     figures: Arc<Mutex<Figures>>,
     config: Arc<ManagedConfig>,
+    /// Bytes of progress sent so far: at most `max_output_bytes` per call, so a chatty process
+    /// cannot queue unbounded frames for a session that reads slowly.
+    sent: std::cell::Cell<usize>,
 }
 
 impl Run {
     /// A stdout line: a `command_progress` event to the caller's session and on the bus.
     fn line(&self, line: &[u8]) {
+        let sent = self.sent.get().saturating_add(line.len() + 1);
+        self.sent.set(sent);
+        if sent > self.config.max_output_bytes {
+            return;
+        }
         let data = json!({ "agent": self.name, "line": String::from_utf8_lossy(line) });
         if let Some(session) = &self.progress {
             let frame = ServerFrame::Event(Event { event: "command_progress".into(), room: None, data: Payload::from_serialize(&data) });
