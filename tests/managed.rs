@@ -165,3 +165,29 @@ async fn the_command_line_spawns_executes_and_stops() {
     assert_eq!(cli(&server, &["agent", "stop", "echo"])["stopped"], true);
     assert_eq!(cli(&server, &["code", "run", "--language", "bash", "echo $((6 * 7))"])["stdout"], "42\n");
 }
+
+#[tokio::test]
+async fn stop_ends_a_running_prompt_and_its_processes() {
+    let server = start();
+    let mut ws = Ws::connect(&server, "me").await;
+    spawn(&mut ws, "long", "hang", json!({"timeout_s": 60})).await;
+    ws.send(json!({"type": "call", "ref": "run", "method": "agent.execute", "params": {"name": "long", "prompt": "x"}})).await;
+    let line = loop {
+        let f = ws.recv().await;
+        if let Some(l) = f["data"]["line"].as_str().filter(|l| l.starts_with("pids ")) {
+            break l.to_owned();
+        }
+    };
+    let pids: Vec<u32> = line.split(' ').skip(1).map(|p| p.parse().unwrap()).collect();
+    let mut ops = Ws::connect(&server, "ops").await;
+    assert_eq!(call(&mut ops, "agent.stop", json!({"name": "long"}), &mut Vec::new()).await.unwrap()["stopped"], true);
+    let answer = loop {
+        let f = ws.try_recv(Duration::from_secs(10)).await.expect("the running call is answered");
+        if f["type"] == "result" {
+            break f;
+        }
+    };
+    assert_eq!(answer["error"]["code"], "stopped", "{answer}");
+    let gone = common::poll_until(Duration::from_secs(5), || async { pids.iter().all(|p| !alive(*p)).then_some(()) }).await;
+    assert!(gone.is_some(), "stopped with its grandchild: {pids:?}");
+}

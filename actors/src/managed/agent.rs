@@ -154,6 +154,7 @@ impl Handler<Execute> for ManagedAgent {
             figures: Arc::clone(&self.figures),
             config: Arc::clone(&self.config),
             sent: std::cell::Cell::new(0),
+            stopped: self.stop.subscribe(),
         };
         Box::pin(async move { run.execute(spec).await.map_err(RoomError::from) })
     }
@@ -192,6 +193,8 @@ struct Run {
     /// Bytes of progress sent so far: at most `max_output_bytes` per call, so a chatty process
     /// cannot queue unbounded frames for a session that reads slowly.
     sent: std::cell::Cell<usize>,
+    /// Whether `agent.stop` ended the run (rather than its timeout).
+    stopped: watch::Receiver<bool>,
 }
 
 impl Run {
@@ -232,6 +235,10 @@ impl Run {
                     self.breaker.lock().succeeded();
                     self.figures.lock().succeeded += 1;
                     return Ok(answer(&self.name, &out, attempt + 1));
+                }
+                Ok(out) if out.timed_out && *self.stopped.borrow() => {
+                    last = ManagedError::Stopped(self.name.clone());
+                    break;
                 }
                 Ok(out) if out.timed_out => {
                     self.fail(&format!("timed out after {:.1} s", spec.timeout.as_secs_f64()), false);

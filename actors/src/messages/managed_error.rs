@@ -14,6 +14,8 @@ pub enum ManagedError {
     UnknownAgent(String),
     #[error("timed out after {0} s; the process group was killed")]
     Timeout(f64),
+    #[error("managed agent {0:?} was stopped while running this prompt")]
+    Stopped(String),
     #[error("the circuit of {0:?} is open after repeated failures; try again later")]
     CircuitOpen(String),
     #[error("the agent failed: {0}")]
@@ -30,6 +32,7 @@ impl ManagedError {
             ManagedError::UnknownTemplate(_) | ManagedError::UnknownAgent(_) => "not_found",
             ManagedError::Timeout(_) => "timeout",
             ManagedError::CircuitOpen(_) => "circuit_open",
+            ManagedError::Stopped(_) => "stopped",
             ManagedError::Failed(_) => "agent_failed",
             ManagedError::Spawn(_) => "spawn_failed",
         }
