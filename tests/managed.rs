@@ -191,3 +191,19 @@ async fn stop_ends_a_running_prompt_and_its_processes() {
     let gone = common::poll_until(Duration::from_secs(5), || async { pids.iter().all(|p| !alive(*p)).then_some(()) }).await;
     assert!(gone.is_some(), "stopped with its grandchild: {pids:?}");
 }
+
+#[tokio::test]
+async fn the_mcp_tools_spawn_execute_and_run_code() {
+    let server = Server::start(&["--agent-templates", &templates(), "--sandbox"]);
+    let url = format!("ws://127.0.0.1:{}", server.port);
+    let tool = |name: &str, args: Value| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_agent-bridge"));
+        cmd.args(["mcp", "--url", &url, "--client-id", "claude"]).env("RUST_LOG", "warn").stderr(std::process::Stdio::null());
+        common::mcp_tool_call(&mut cmd, name, args).0.to_string()
+    };
+    assert!(tool("spawn_agent", json!({"name": "echo", "template": "echo"})).contains("spawned"));
+    let answer = tool("execute_agent", json!({"name": "echo", "prompt": "from mcp"}));
+    assert!(answer.contains("echo: from mcp"), "{answer}");
+    let code = tool("run_code", json!({"language": "python", "code": "print(2 ** 10)"}));
+    assert!(code.contains("1024"), "{code}");
+}
