@@ -8,6 +8,7 @@
 
 mod values;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,7 +26,7 @@ use agent_bridge_actors::agents::AgentsConfig;
 use agent_bridge_actors::email::{MailerConfig, SmtpConfig};
 use agent_bridge_actors::github::GitHubConfig;
 use agent_bridge_actors::webhooks::{BreakerConfig, RetryConfig, WebhooksConfig};
-use agent_bridge_actors::messages::{DesktopConfig, InputMode};
+use agent_bridge_actors::messages::{DesktopConfig, InputMode, ManagedConfig, SandboxConfig};
 use agent_bridge_actors::BrokerConfig;
 use clap::{ArgAction, ArgMatches, Args, FromArgMatches};
 use serde::{Deserialize, Serialize};
@@ -301,6 +302,48 @@ pub struct Config {
     /// The answer is read once the copied text is unchanged for this many milliseconds.
     #[arg(long, env = "BRIDGE_DESKTOP_STABLE_MS")]
     pub desktop_stable_ms: u64,
+    /// Managed agents' command templates: a JSON object of name → argv with a "{prompt}" element ("": the built-in claude one).
+    #[arg(long, env = "BRIDGE_AGENT_TEMPLATES")]
+    pub agent_templates: String,
+    /// The template agent.spawn uses without one.
+    #[arg(long, env = "BRIDGE_AGENT_DEFAULT_TEMPLATE")]
+    pub agent_default_template: String,
+    /// A managed agent's prompt timeout in seconds (SIGTERM, then SIGKILL).
+    #[arg(long, env = "BRIDGE_AGENT_TIMEOUT_S")]
+    pub agent_timeout_s: f64,
+    /// Retries after a managed agent's crash.
+    #[arg(long, env = "BRIDGE_AGENT_RETRIES")]
+    pub agent_retries: u32,
+    /// First retry delay in milliseconds (doubling).
+    #[arg(long, env = "BRIDGE_AGENT_BACKOFF_MS")]
+    pub agent_backoff_ms: u64,
+    /// Failed runs in a row that open a managed agent's circuit.
+    #[arg(long, env = "BRIDGE_AGENT_BREAKER_THRESHOLD")]
+    pub agent_breaker_threshold: u32,
+    /// How long an open circuit refuses runs, in seconds.
+    #[arg(long, env = "BRIDGE_AGENT_BREAKER_COOLDOWN_S")]
+    pub agent_breaker_cooldown_s: f64,
+    /// Enable the code sandbox (code.run).
+    #[arg(long, env = "BRIDGE_SANDBOX", num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub sandbox: bool,
+    /// A sandbox run's default wall-clock limit in seconds.
+    #[arg(long, env = "BRIDGE_SANDBOX_TIMEOUT_S")]
+    pub sandbox_timeout_s: f64,
+    /// The longest wall-clock limit a code.run may ask for.
+    #[arg(long, env = "BRIDGE_SANDBOX_MAX_TIMEOUT_S")]
+    pub sandbox_max_timeout_s: f64,
+    /// CPU seconds per sandbox run (RLIMIT_CPU).
+    #[arg(long, env = "BRIDGE_SANDBOX_CPU_S")]
+    pub sandbox_cpu_s: u64,
+    /// Memory per sandbox run in MiB (RLIMIT_DATA).
+    #[arg(long, env = "BRIDGE_SANDBOX_MEMORY_MB")]
+    pub sandbox_memory_mb: u64,
+    /// Processes of the sandbox user (RLIMIT_NPROC).
+    #[arg(long, env = "BRIDGE_SANDBOX_NPROC")]
+    pub sandbox_nproc: u64,
+    /// Most stdout (and stderr) bytes kept per sandbox run.
+    #[arg(long, env = "BRIDGE_SANDBOX_MAX_OUTPUT_BYTES")]
+    pub sandbox_max_output_bytes: usize,
 }
 
 /// The arguments of `agent-bridge serve` (and `config print`): `--config FILE` and every field of
@@ -425,6 +468,10 @@ impl Config {
         }
         if self.max_frame_bytes < 1024 || self.max_frame_bytes > 64 * 1024 * 1024 {
             return bad(format!("max_frame_bytes = {} must be between 1024 and 67108864", self.max_frame_bytes));
+        }
+        self.templates().map_err(ConfigError::Invalid)?;
+        if !(self.agent_timeout_s > 0.0 && self.sandbox_timeout_s > 0.0 && self.sandbox_max_timeout_s > 0.0) {
+            return bad("agent_timeout_s, sandbox_timeout_s and sandbox_max_timeout_s must be above 0".into());
         }
         if InputMode::parse(&self.desktop_input).is_none() {
             return bad(format!("desktop_input = {:?} must be \"paste\" or \"type\"", self.desktop_input));
@@ -649,6 +696,48 @@ impl Config {
             exit_on_escalation: self.exit_on_escalation,
             search: self.search_index,
             desktop: self.desktop(),
+            managed: self.managed(),
+            sandbox: self.sandbox(),
+        }
+    }
+
+    /// The managed agents' templates ([`Config::validate`] checked them).
+    fn templates(&self) -> Result<BTreeMap<String, Vec<String>>, String> {
+        if self.agent_templates.trim().is_empty() {
+            return Ok(ManagedConfig::default().templates);
+        }
+        let t: BTreeMap<String, Vec<String>> = serde_json::from_str(&self.agent_templates).map_err(|e| format!("agent_templates: {e}"))?;
+        match t.iter().find(|(_, argv)| argv.is_empty()) {
+            Some((name, _)) => Err(format!("agent_templates: template {name:?} has no command")),
+            None => Ok(t),
+        }
+    }
+
+    /// The managed agents' settings.
+    fn managed(&self) -> ManagedConfig {
+        ManagedConfig {
+            templates: self.templates().unwrap_or_default(),
+            default_template: self.agent_default_template.clone(),
+            timeout: Duration::from_secs_f64(self.agent_timeout_s.max(0.001)),
+            retries: self.agent_retries,
+            backoff: Duration::from_millis(self.agent_backoff_ms),
+            breaker: BreakerConfig { threshold: self.agent_breaker_threshold.max(1), cooldown: Duration::from_secs_f64(self.agent_breaker_cooldown_s.max(0.0)) },
+            ..ManagedConfig::default()
+        }
+    }
+
+    /// The code sandbox's settings; its helper is this very binary (`agent-bridge sandbox-exec`).
+    fn sandbox(&self) -> SandboxConfig {
+        SandboxConfig {
+            enabled: self.sandbox,
+            helper: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("agent-bridge")),
+            timeout: Duration::from_secs_f64(self.sandbox_timeout_s.max(0.001)),
+            max_timeout: Duration::from_secs_f64(self.sandbox_max_timeout_s.max(0.001)),
+            cpu_s: self.sandbox_cpu_s.max(1),
+            memory_bytes: self.sandbox_memory_mb.max(1) << 20,
+            nproc: self.sandbox_nproc.max(1),
+            max_output_bytes: self.sandbox_max_output_bytes,
+            ..SandboxConfig::default()
         }
     }
 

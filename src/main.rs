@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use agent_bridge::cli::{admin, agents, ask, call, config, keys, listen, mcp, room, search, send, serve::serve, status, Cli, Command};
+use agent_bridge::cli::{admin, agents, ask, call, config, keys, listen, managed, mcp, room, sandbox, search, send, serve::serve, status, Cli, Command};
 use clap::Parser;
 
 /// glibc's allocator spent a third of the hot path in malloc/free under load (perf); mimalloc's
@@ -24,6 +24,9 @@ fn main() -> ExitCode {
         Command::Call(args) => call::call(args),
         Command::Agents(args) => agents::agents(args),
         Command::Search(args) => search::search(args),
+        Command::Agent(args) => managed::agent(args),
+        Command::Code(args) => managed::code(args),
+        Command::SandboxExec(args) => sandbox::sandbox_exec(args),
         Command::Status(args) => status::status(args),
         Command::Admin(args) => admin::admin(args),
         Command::Mcp(args) => mcp::mcp(args),

@@ -44,11 +44,13 @@ pub enum EventKind {
     /// A task changed state, progress or result (including a timeout; `data` is the task), or a
     /// card of a room's task board was added or moved (`data.action`: `added` or `moved`, `data.card`).
     TaskUpdated,
+    /// A managed agent's run wrote a line on its stdout (`agent.execute`).
+    CommandProgress,
 }
 
 impl EventKind {
     /// Every kind, in documentation order.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::Message,
         EventKind::MemberJoined,
         EventKind::MemberLeft,
@@ -57,6 +59,7 @@ impl EventKind {
         EventKind::DeadLetter,
         EventKind::AgentStatus,
         EventKind::TaskUpdated,
+        EventKind::CommandProgress,
     ];
 
     /// The wire name (`member_joined`).
@@ -70,6 +73,7 @@ impl EventKind {
             EventKind::DeadLetter => "dead_letter",
             EventKind::AgentStatus => "agent_status",
             EventKind::TaskUpdated => "task_updated",
+            EventKind::CommandProgress => "command_progress",
         }
     }
 
@@ -134,6 +138,7 @@ impl BridgeEvent {
                 format!("card {} in {room} {} ({}): {}", card("card_id"), s("action"), card("column"), card("title"))
             }
             EventKind::TaskUpdated => format!("task {} ({}) for {} is {}", s("id"), s("title"), s("assignee"), s("state")),
+            EventKind::CommandProgress => format!("managed agent {}: {}", s("agent"), s("line")),
         };
         let text = format!("agent-bridge: {text}");
         match text.char_indices().nth(max_chars) {

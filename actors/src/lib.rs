@@ -20,6 +20,10 @@
 //!  │   │                      registrations, status, presence, tasks (`crate::agents`)
 //!  │   └─ pool:<name> …       one LoadBalancer per pool, on the registry's arbiter (permanent,
 //!  │                          not critical): picks a member per message, fails over (`crate::pool`)
+//!  ├─ managed                 Managed registry (permanent, not critical, own arbiter): managed
+//!  │   │                      CLI agents and the code sandbox (`crate::managed`)
+//!  │   └─ managed:<name> …    one ManagedAgent per agent.spawn (permanent, not critical): runs
+//!  │                          prompts as processes, retries, breaker
 //!  ├─ rooms                   Rooms registry (permanent, critical, own arbiter): creates, restores
 //!  │   │                      and finds rooms
 //!  │   └─ room:<name> …       one Room per room, started lazily on the rooms arbiter (permanent,
@@ -42,6 +46,7 @@ pub mod ack_tracker;
 pub mod agents;
 pub mod auth;
 pub mod batch;
+pub mod breaker;
 pub mod delivery;
 #[cfg(feature = "desktop")]
 pub mod desktop;
@@ -49,6 +54,7 @@ pub mod email;
 pub mod envelope;
 pub mod events;
 pub mod github;
+pub mod managed;
 pub mod messages;
 pub mod metrics;
 pub mod pool;
@@ -74,6 +80,7 @@ use crate::ack_tracker::{AckConfig, AckTracker};
 use crate::agents::{Agents, AgentsConfig};
 use crate::messages::{Durability, PoolDirectory, PoolHooks, ShardLink, ShardPort, Shards, TrackerLink};
 use crate::room::RoomsConfig;
+use crate::managed::Managed;
 use crate::rooms::{Rooms, RoomsHandle};
 use crate::router::{Router, RouterConfig, RouterHandle};
 use crate::search::SearchIndex;
@@ -117,6 +124,10 @@ pub struct BrokerConfig {
     /// The desktop controller's settings; `None`: no controller (`desktop.prompt` answers
     /// `not_supported`, as it does in a build without the `desktop` feature).
     pub desktop: Option<messages::DesktopConfig>,
+    /// Managed CLI agents: templates, timeouts, retries, breaker.
+    pub managed: messages::ManagedConfig,
+    /// The code sandbox (`code.run`), off unless enabled.
+    pub sandbox: messages::SandboxConfig,
 }
 
 impl Default for BrokerConfig {
@@ -138,6 +149,8 @@ impl Default for BrokerConfig {
             exit_on_escalation: true,
             search: true,
             desktop: None,
+            managed: messages::ManagedConfig::default(),
+            sandbox: messages::SandboxConfig::default(),
         }
     }
 }
@@ -257,7 +270,12 @@ impl Broker {
             let (c, t, st, sh, p) = (child.clone(), Arc::clone(&tree), store.clone(), shards.clone(), pools.clone());
             agents_mailbox.supervise_in(&child, &arbiter(), move || Agents::new(c, t, st, ac, sh, p))
         };
-        let rooms = rooms.with_agents(agents.clone().recipient());
+        let managed = {
+            let child = tree.register(ChildSpec { critical: false, ..spec(Managed::NAME.into(), Managed::NAME) });
+            let (c, t, mc, sc) = (child.clone(), Arc::clone(&tree), config.managed.clone(), config.sandbox.clone());
+            Mailbox::new().supervise_in(&child, &arbiter(), move || Managed::new(c, t, mc, sc))
+        };
+        let rooms = rooms.with_agents(agents.clone().recipient()).with_managed(managed.recipient());
         let rooms = match &search {
             Some(search) => rooms.with_search(search.clone()),
             None => rooms,

@@ -35,13 +35,14 @@ use crate::room::{
     SessionClosed,
 };
 use crate::messages::github::{CreateIssue, GitHubError, IssueSource};
-use crate::messages::{AgentCall, DesktopError, Prompt, Routed};
+use crate::messages::{AgentCall, DesktopError, ManagedCall, Prompt, Routed};
 use crate::store::Store;
 use crate::supervisor::{guarded, supervisee, ChildHandle, ChildSpec, Mailbox, RestartPolicy, Supervisee, Tree};
 
 mod access;
 mod agent_calls;
 mod call_params;
+mod managed_calls;
 pub mod calls;
 mod checks;
 mod requests;
@@ -92,7 +93,7 @@ impl Rooms {
             published: p,
             created: None,
         });
-        RoomsHandle { registry, started: published, joined: Arc::default(), store, config, desktop: None, agents: None, search: None, github: None }
+        RoomsHandle { registry, started: published, joined: Arc::default(), store, config, desktop: None, agents: None, search: None, github: None, managed: None }
     }
 
     /// The started room, or the persisted one started now (`true`), or `unknown_room`.
@@ -283,6 +284,8 @@ pub struct RoomsHandle {
     search: Option<crate::search::SearchIndex>,
     /// The GitHub actor (`github.issue`).
     github: Option<Recipient<CreateIssue>>,
+    /// Managed CLI agents and the code sandbox (`agent.spawn` …, `code.run`).
+    managed: Option<Recipient<ManagedCall>>,
 }
 
 /// Whether a listing shows `state`: a public room always; a private one only to whom may join it
@@ -426,6 +429,11 @@ impl RoomsHandle {
                 })
             }
             Parsed::Desktop(prompt) => self.prompt(prompt),
+            Parsed::Managed(op) => {
+                let Some(managed) = &self.managed else { return Box::pin(async { Err(RoomError::NotSupported("no managed agents".into())) }) };
+                let req = managed.send(ManagedCall { caller: caller.to_owned(), op });
+                Box::pin(async move { req.await? })
+            }
             Parsed::Agent(op) => {
                 let Some(agents) = &self.agents else { return Box::pin(async { Err(RoomError::NotSupported("no agent registry".into())) }) };
                 let req = agents.send(AgentCall { caller: caller.to_owned(), op });
@@ -469,6 +477,12 @@ impl RoomsHandle {
     /// Answers `history.search` from this index (`Broker::start`).
     pub fn with_search(mut self, search: crate::search::SearchIndex) -> Self {
         self.search = Some(search);
+        self
+    }
+
+    /// Hands managed-agent calls and `code.run` to the `managed` registry (`Broker::start`).
+    pub fn with_managed(mut self, managed: Recipient<ManagedCall>) -> Self {
+        self.managed = Some(managed);
         self
     }
 

@@ -13,9 +13,11 @@ pub mod common;
 pub mod config;
 pub mod keys;
 pub mod listen;
+pub mod managed;
 pub mod mcp;
 pub mod room;
 pub mod search;
+pub mod sandbox;
 pub mod send;
 pub mod serve;
 pub mod status;
@@ -63,6 +65,13 @@ pub enum Command {
     Agents(agents::AgentsArgs),
     /// Search the messages you may read (full text, best first).
     Search(search::SearchArgs),
+    /// Managed CLI agents: spawn, execute a prompt, stop, list (`agent.spawn` … calls).
+    Agent(managed::AgentArgs),
+    /// Run code in the broker's sandbox (`code.run`; the broker needs --sandbox).
+    Code(managed::CodeArgs),
+    /// Internal: the sandbox helper `code.run` runs code through (sets limits, then execs).
+    #[command(hide = true)]
+    SandboxExec(sandbox::SandboxExecArgs),
     /// Show the broker's status.
     #[command(after_help = "Examples:\n  agent-bridge status\n  agent-bridge status --url ws://10.0.0.5:5001 --token \"$KEY\" --json")]
     Status(status::StatusArgs),

@@ -424,7 +424,7 @@ pub struct WebhookBody {
     /// `http://` or `https://`, at most 2048 characters (`invalid_url`).
     #[schema(max_length = 2048)]
     url: String,
-    /// `message`, `member_joined`, `member_left`, `proposal_closed`, `actor_restarted`, `dead_letter`, `agent_status`, `task_updated` (`unknown_event`).
+    /// `message`, `member_joined`, `member_left`, `proposal_closed`, `actor_restarted`, `dead_letter`, `agent_status`, `task_updated`, `command_progress` (`unknown_event`).
     events: Vec<String>,
     /// `json` (default: `{event, at, data}`), `slack` (`{text}`) or `discord` (`{content}`).
     format: Option<String>,

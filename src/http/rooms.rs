@@ -24,9 +24,9 @@ pub fn status(e: &RoomError) -> StatusCode {
     match e.code() {
         "unknown_room" | "not_found" | "unknown_method" => StatusCode::NOT_FOUND,
         "not_member" | "forbidden" | "quota_exceeded" => StatusCode::FORBIDDEN,
-        "already_exists" | "proposal_closed" => StatusCode::CONFLICT,
+        "already_exists" | "proposal_closed" | "stopped" => StatusCode::CONFLICT,
         "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "unavailable" | "no_display" | "pool_empty" => StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable" | "no_display" | "pool_empty" | "circuit_open" | "agent_failed" | "spawn_failed" => StatusCode::SERVICE_UNAVAILABLE,
         "no_window" => StatusCode::NOT_FOUND,
         "busy" => StatusCode::TOO_MANY_REQUESTS,
         "timeout" => StatusCode::GATEWAY_TIMEOUT,

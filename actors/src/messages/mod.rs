@@ -10,6 +10,8 @@ pub mod agents;
 pub mod desktop;
 pub mod email;
 pub mod github;
+pub mod managed;
+pub mod managed_error;
 pub mod room;
 pub mod router;
 pub mod tracker;
@@ -17,6 +19,8 @@ pub mod webhooks;
 
 pub use agents::*;
 pub use desktop::*;
+pub use managed::*;
+pub use managed_error::*;
 pub use room::*;
 pub use router::*;
 pub use tracker::*;

@@ -5,6 +5,7 @@ use thiserror::Error;
 
 use super::desktop::DesktopError;
 use super::github::GitHubError;
+use super::managed_error::ManagedError;
 use crate::store::StoreError;
 use crate::supervisor::{Failure, Refusal};
 
@@ -56,6 +57,9 @@ pub enum RoomError {
     /// `github.issue`: the GitHub integration's error and code.
     #[error(transparent)]
     GitHub(#[from] GitHubError),
+    /// Managed agents and `code.run`: their own error and code.
+    #[error(transparent)]
+    Managed(#[from] ManagedError),
     #[error("room mailbox: {0}")]
     Mailbox(#[from] MailboxError),
 }
@@ -85,6 +89,7 @@ impl RoomError {
             RoomError::Unavailable | RoomError::Mailbox(_) => "unavailable",
             RoomError::Desktop(e) => e.code(),
             RoomError::GitHub(e) => e.code(),
+            RoomError::Managed(e) => e.code(),
         }
     }
 }

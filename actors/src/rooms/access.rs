@@ -1,6 +1,39 @@
-//! [`Access`]: what a call of the table needs from the credentials. A leaf of `rooms`.
+//! [`Spec`], one row of the table of calls, and [`Access`], what a call needs from the
+//! credentials. A leaf of `rooms`.
+
+use serde_json::Value;
 
 use crate::auth::Permission;
+
+/// One call of the table.
+#[derive(Debug)]
+pub struct Spec {
+    /// `noun.verb`.
+    pub name: &'static str,
+    pub access: Access,
+    /// Whether the call also works on a sub-channel (`room/channel`); the others belong to the room.
+    pub on_channels: bool,
+    /// The MCP tool that makes this call.
+    pub tool: &'static str,
+    /// The tool's title.
+    pub title: &'static str,
+    /// What the call does and answers (the MCP description, the OpenAPI and CLI summary).
+    pub doc: &'static str,
+    /// The JSON Schema of the params, derived from their type.
+    pub schema: fn() -> Value,
+}
+
+impl Spec {
+    /// Whether the call only reads (so it may be made with `GET /api/call`).
+    pub fn changes_nothing(&self) -> bool {
+        self.access == Access::Read
+    }
+
+    /// The params' JSON Schema, an object schema even for calls without params.
+    pub fn params_schema(&self) -> Value {
+        (self.schema)()
+    }
+}
 
 /// What a call needs from the credentials, and whether it changes anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +45,8 @@ pub enum Access {
     Membership,
     /// Changes state: needs `write`.
     Write,
+    /// Starts or stops processes on the broker's host (`agent.spawn`, `agent.stop`): needs `admin`.
+    Admin,
 }
 
 impl Access {
@@ -20,6 +55,7 @@ impl Access {
         match self {
             Access::Read | Access::Membership => Permission::Read,
             Access::Write => Permission::Write,
+            Access::Admin => Permission::Admin,
         }
     }
 
@@ -29,6 +65,7 @@ impl Access {
             Access::Read => "read",
             Access::Membership => "read (membership)",
             Access::Write => "write",
+            Access::Admin => "admin",
         }
     }
 }

@@ -27,42 +27,13 @@ use utoipa::ToSchema;
 use super::checks::{file_name, parse, rule, stream_name, text, upload_op, vote, MAX_DEADLINE_S, MAX_HISTORY, MAX_SHORT, MAX_TEXT};
 use super::agent_calls::*;
 use super::call_params::*;
+use super::managed_calls::{self, CodeParams, ExecuteParams, ManagedNameParams, SpawnParams};
 use super::requests::CreateRoom;
-pub use super::access::Access;
+pub use super::access::{Access, Spec};
 use crate::auth::Identity;
 use crate::messages::github::IssueSource;
 use crate::messages::Prompt;
 use crate::room::{Column, JoinLink, RoomError, RoomOp, RoomsConfig, Rule};
-
-/// One call of the table.
-#[derive(Debug)]
-pub struct Spec {
-    /// `noun.verb`.
-    pub name: &'static str,
-    pub access: Access,
-    /// Whether the call also works on a sub-channel (`room/channel`); the others belong to the room.
-    pub on_channels: bool,
-    /// The MCP tool that makes this call.
-    pub tool: &'static str,
-    /// The tool's title.
-    pub title: &'static str,
-    /// What the call does and answers (the MCP description, the OpenAPI and CLI summary).
-    pub doc: &'static str,
-    /// The JSON Schema of the params, derived from their type.
-    pub schema: fn() -> Value,
-}
-
-impl Spec {
-    /// Whether the call only reads (so it may be made with `GET /api/call`).
-    pub fn changes_nothing(&self) -> bool {
-        self.access == Access::Read
-    }
-
-    /// The params' JSON Schema, an object schema even for calls without params.
-    pub fn params_schema(&self) -> Value {
-        (self.schema)()
-    }
-}
 
 /// The call named `name`.
 pub fn find(name: &str) -> Option<&'static Spec> {
@@ -122,6 +93,28 @@ pub(super) enum Parsed {
     Agent(crate::messages::AgentOp),
     /// `github.issue`: the card or proposal is read in the room, then handed to the GitHub actor.
     GitHub { room: String, source: IssueSource, labels: Vec<String> },
+    /// Managed CLI agents and `code.run`, for the `managed` registry.
+    Managed(crate::messages::ManagedOp),
+}
+
+fn agent_spawn(p: SpawnParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
+    Ok(Parsed::Managed(managed_calls::spawn(p)?))
+}
+
+fn agent_execute(p: ExecuteParams, cx: Cx<'_>) -> Result<Parsed, RoomError> {
+    Ok(Parsed::Managed(managed_calls::execute(p, cx.link)?))
+}
+
+fn agent_stop(p: ManagedNameParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
+    Ok(Parsed::Managed(managed_calls::stop(p)?))
+}
+
+fn agent_managed(_: NoParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
+    Ok(Parsed::Managed(crate::messages::ManagedOp::List))
+}
+
+fn code_run(p: CodeParams, _: Cx<'_>) -> Result<Parsed, RoomError> {
+    Ok(Parsed::Managed(managed_calls::code(p)?))
 }
 
 /// The handler of every agent, pool and task call: its params build the registry's operation.
@@ -250,6 +243,26 @@ calls! {
     "agent.list" => AgentListParams, agent {
         access: Read, channels: false, tool: "list_agents", title: "List agents",
         doc: "The registered agents, filtered by pool, capability or status: {count, agents}.",
+    }
+    "agent.spawn" => SpawnParams, agent_spawn {
+        access: Admin, channels: false, tool: "spawn_agent", title: "Start a managed CLI agent",
+        doc: "Start a managed CLI agent from a command template of the broker's configuration (default: claude -p {prompt} --output-format json), with a working directory, environment and timeout. Needs admin. Answers {name, spawned}.",
+    }
+    "agent.execute" => ExecuteParams, agent_execute {
+        access: Write, channels: false, tool: "execute_agent", title: "Run a prompt through a managed agent",
+        doc: "Run a prompt through a managed agent (one process per prompt): its stdout lines arrive as command_progress events, the answer is {agent, format, result, exit_code, stderr, truncated, attempts, duration_ms} with result parsed as JSON when the output is JSON. Crashes are retried with backoff; timeout, circuit_open, agent_failed on failure.",
+    }
+    "agent.stop" => ManagedNameParams, agent_stop {
+        access: Admin, channels: false, tool: "stop_agent", title: "Stop a managed agent",
+        doc: "Stop a managed agent: its running processes are ended (SIGTERM, then SIGKILL). Needs admin. Answers {name, stopped}.",
+    }
+    "agent.managed" => NoParams, agent_managed {
+        access: Read, channels: false, tool: "list_managed_agents", title: "List managed agents",
+        doc: "The managed CLI agents with their template, circuit state and figures: {count, agents}.",
+    }
+    "code.run" => CodeParams, code_run {
+        access: Write, channels: false, tool: "run_code", title: "Run code in the sandbox",
+        doc: "Run python, javascript (node) or bash code in the broker's sandbox (off unless enabled: disabled) with CPU, memory, process, file-size and output limits and a wall-clock timeout: {exit_code, signal, stdout, stderr, truncated, timed_out, duration_ms, network_isolated}.",
     }
     "pool.configure" => PoolConfigureParams, agent {
         access: Write, channels: false, tool: "configure_pool", title: "Configure a pool",

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 use sha2::Sha256;
 
-use super::breaker::Endpoint;
+use crate::breaker::Endpoint;
 use crate::events::{BridgeEvent, EventKind};
 use crate::messages::webhooks::WebhookFormat;
 

@@ -20,10 +20,9 @@ use agent_bridge_protocol::Timestamp;
 use parking_lot::Mutex;
 use tracing::{info, warn};
 
-pub mod breaker;
 pub mod deliver;
 
-pub use breaker::{BreakerConfig, Endpoint};
+pub use crate::breaker::{BreakerConfig, Endpoint};
 pub use deliver::{RetryConfig, SIGNATURE_HEADER};
 
 use crate::events::{stream_of, BridgeEvent, EventFilter};

@@ -34,7 +34,15 @@ fn params_are_checked_before_any_room_sees_them() {
     assert_eq!(code(&config, "room.topic", json!({"room": "lab", "topic": ""})), "invalid_params");
     assert_eq!(code(&config, "room.topic", json!({"room": "lab", "topic": "a\nb"})), "invalid_params");
     assert_eq!(code(&config, "desktop.prompt", json!({"text": "hi", "timeout_s": 0})), "invalid_params");
-    assert_eq!(code(&config, "agent.spawn", json!({})), "unknown_method");
+    assert_eq!(code(&config, "agent.spawn", json!({})), "invalid_params");
+    assert_eq!(code(&config, "agent.spawn", json!({"name": "a b"})), "invalid_params");
+    assert_eq!(code(&config, "agent.spawn", json!({"name": "a", "env": {"X=Y": "1"}})), "invalid_params");
+    assert_eq!(code(&config, "agent.spawn", json!({"name": "a", "timeout_s": 0})), "invalid_params");
+    assert_eq!(code(&config, "agent.spawn", json!({"name": "a", "cwd": "/tmp", "env": {"X": "1"}})), "ok");
+    assert_eq!(code(&config, "agent.execute", json!({"name": "a", "prompt": "p"})), "ok");
+    assert_eq!(code(&config, "code.run", json!({"language": "cobol", "code": "x"})), "invalid_params");
+    assert_eq!(code(&config, "code.run", json!({"language": "bash", "code": "x", "timeout_s": -1})), "invalid_params");
+    assert_eq!(code(&config, "code.run", json!({"language": "bash", "code": "echo"})), "ok");
 }
 
 #[test]

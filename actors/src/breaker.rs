@@ -1,5 +1,6 @@
-//! [`Endpoint`]: one webhook's circuit breaker and delivery figures, shared by the actor (which
-//! lists them) and the delivery futures (which ask it before each attempt and report to it).
+//! [`Endpoint`]: a circuit breaker with its figures, for whatever calls out and may fail: a
+//! webhook's endpoint (shared by the `webhooks` actor, which lists them, and its delivery futures,
+//! which ask it before each attempt and report to it) and a managed CLI agent (`managed`). A leaf.
 //!
 //! The breaker: `closed` lets every attempt through and counts failures in a row; at the threshold
 //! it opens: attempts are refused, without a request, until the cool-down has passed; then it is
