@@ -75,19 +75,19 @@ async fn round_robin_spreads_evenly_and_the_strategy_switches_at_run_time() {
         members.push(member(&server, &format!("w{i}"), "workers", 1).await);
     }
     let mut sender = Ws::connect(&server, "boss").await;
-    send_n(&mut sender, "pool:workers", 400, json!({})).await;
+    send_n(&mut sender, "pool:workers", 1000, json!({})).await;
     let mut counts = Vec::new();
     for m in &mut members {
         let got = drain(m, Duration::from_millis(500), false).await;
         assert!(got.iter().all(|msg| msg["from"] == "boss"), "{got:?}");
         counts.push(got.len());
     }
-    assert_eq!(counts, [100, 100, 100, 100], "round robin gives each member a quarter");
+    assert_eq!(counts, [250, 250, 250, 250], "round robin gives each member a quarter of 1,000");
 
     // Sticky, switched at run time (over HTTP): one key stays on one member.
     let (status, v) = server.post("/api/call", &json!({"method": "pool.configure", "from": "boss", "params": {"pool": "workers", "strategy": "sticky"}})).await;
     assert_eq!((status, v["result"]["strategy"].as_str()), (200, Some("sticky")), "{v}");
-    send_n(&mut sender, "pool:workers", 50, json!({"correlation_id": "conversation-7"})).await;
+    send_n(&mut sender, "pool:workers", 1000, json!({"correlation_id": "conversation-7"})).await;
     let mut holders = Vec::new();
     for m in &mut members {
         let got = drain(m, Duration::from_millis(300), false).await;
@@ -95,7 +95,7 @@ async fn round_robin_spreads_evenly_and_the_strategy_switches_at_run_time() {
             holders.push(got.len());
         }
     }
-    assert_eq!(holders, [50], "sticky keeps the key on one member");
+    assert_eq!(holders, [1000], "sticky keeps the key on one member");
 
     let pools = call(&mut sender, "pool.list", json!({})).await;
     let pool = &pools["pools"][0];

@@ -26,8 +26,10 @@ use tokio::sync::oneshot;
 pub const KEYS_TREE: &str = "keys";
 
 /// The trees of a data directory, in the order [`SledTree`] indexes them.
-pub(super) const TREES: [&str; 9] =
-    ["streams", "acks", "dead", "archive", "rooms", "files", KEYS_TREE, "webhooks", "webhook_failures"];
+pub(super) const TREES: [&str; 15] = [
+    "streams", "acks", "dead", "archive", "rooms", "files", KEYS_TREE, "webhooks", "webhook_failures", "email",
+    "email_failures", "github", "github_failures", "agents", "tasks",
+];
 
 /// A flush running longer than this counts as a store that cannot write (readiness 503); the
 /// durability waits give up at `DURABILITY_TIMEOUT` (5 s) anyway.
