@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use common::{InProcess, Ws};
@@ -18,7 +20,27 @@ async fn call(ws: &mut Ws, method: &str, params: Value) -> Result<Value, String>
         if f["type"] == "result" && f["ref"] == r.as_str() {
             return if f["ok"] == true { Ok(f["result"].clone()) } else { Err(f["error"]["code"].as_str().unwrap_or("?").to_owned()) };
         }
+        // A message that overtakes the call's result (task_updated, task_canceled) is kept for
+        // `message`: the broker does not order a call's result against the messages it causes.
+        if f["type"] == "message" {
+            stash(ws, f["message"].clone());
+        }
     }
+}
+
+/// Messages a socket received while waiting for a call's result, by the socket's address (tests
+/// run side by side with the same client ids).
+static STASH: Mutex<BTreeMap<usize, VecDeque<Value>>> = Mutex::new(BTreeMap::new());
+
+fn stash(ws: &Ws, message: Value) {
+    STASH.lock().expect("stash").entry(ws as *const Ws as usize).or_default().push_back(message);
+}
+
+fn stashed(ws: &Ws, msg_type: &str) -> Option<Value> {
+    let mut all = STASH.lock().expect("stash");
+    let kept = all.get_mut(&(ws as *const Ws as usize))?;
+    let i = kept.iter().position(|m| m["type"] == msg_type)?;
+    kept.remove(i)
 }
 
 async fn ok(ws: &mut Ws, method: &str, params: Value) -> Value {
@@ -27,6 +49,9 @@ async fn ok(ws: &mut Ws, method: &str, params: Value) -> Value {
 
 /// The next message of type `msg_type` (others skipped).
 async fn message(ws: &mut Ws, msg_type: &str) -> Value {
+    if let Some(m) = stashed(ws, msg_type) {
+        return m;
+    }
     loop {
         let m = ws.recv_msg().await;
         if m["type"] == msg_type {
